@@ -1,0 +1,1 @@
+//! Fjord's pure-Rust async Kafka consumer. Not built yet: see the project's issues.

@@ -1,0 +1,129 @@
+//! Zigzag-encoded variable-length integers (protobuf style), as Kafka records use them.
+//!
+//! `varint` is a zigzag i32, `varlong` a zigzag i64. A record's `timestampDelta` is a
+//! varlong: decoding it as a 32-bit varint is a known bug in other implementations.
+
+use crate::error::{Error, Result};
+
+/// Decodes an unsigned LEB128 value of at most `max_bytes` bytes starting at `buf[*pos]`,
+/// advancing `pos`.
+fn read_unsigned(buf: &[u8], pos: &mut usize, max_bytes: usize) -> Result<u64> {
+    let start = *pos;
+    let mut value: u64 = 0;
+    for i in 0..max_bytes {
+        let byte = *buf
+            .get(start + i)
+            .ok_or(Error::MalformedVarint { offset: start })?;
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            *pos = start + i + 1;
+            return Ok(value);
+        }
+    }
+    Err(Error::MalformedVarint { offset: start })
+}
+
+/// Reads a zigzag varint (i32) at `buf[*pos]` and advances `pos` past it.
+pub fn read_varint(buf: &[u8], pos: &mut usize) -> Result<i32> {
+    let start = *pos;
+    let raw = read_unsigned(buf, pos, 5)?;
+    let raw = u32::try_from(raw).map_err(|_| Error::MalformedVarint { offset: start })?;
+    Ok(((raw >> 1) as i32) ^ -((raw & 1) as i32))
+}
+
+/// Reads a zigzag varlong (i64) at `buf[*pos]` and advances `pos` past it.
+pub fn read_varlong(buf: &[u8], pos: &mut usize) -> Result<i64> {
+    let raw = read_unsigned(buf, pos, 10)?;
+    Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))
+}
+
+/// Appends `value` as an unsigned LEB128 varint (used for the COMPACT_* length prefixes).
+pub fn write_unsigned_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// Appends `value` as a zigzag varint.
+pub fn write_varint(out: &mut Vec<u8>, value: i32) {
+    write_unsigned_varint(out, u64::from(((value << 1) ^ (value >> 31)) as u32));
+}
+
+/// Appends `value` as a zigzag varlong.
+pub fn write_varlong(out: &mut Vec<u8>, value: i64) {
+    write_unsigned_varint(out, ((value << 1) ^ (value >> 63)) as u64);
+}
+
+/// Number of bytes `value` takes as a zigzag varint.
+pub fn varint_len(value: i32) -> usize {
+    let mut v = u64::from(((value << 1) ^ (value >> 31)) as u32);
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn known_encodings() {
+        let mut out = Vec::new();
+        write_varint(&mut out, 0);
+        write_varint(&mut out, -1);
+        write_varint(&mut out, 1);
+        write_varint(&mut out, 300);
+        assert_eq!(out, [0x00, 0x01, 0x02, 0xd8, 0x04]);
+    }
+
+    #[test]
+    fn varlong_keeps_values_beyond_i32() {
+        let mut out = Vec::new();
+        write_varlong(&mut out, 1_700_000_000_000);
+        let mut pos = 0;
+        assert_eq!(read_varlong(&out, &mut pos), Ok(1_700_000_000_000));
+        assert_eq!(pos, out.len());
+        let mut pos = 0;
+        assert!(
+            read_varint(&out, &mut pos).is_err(),
+            "a varlong past i32 is not a varint"
+        );
+    }
+
+    #[test]
+    fn overlong_and_truncated_fail() {
+        let mut pos = 0;
+        assert!(read_varint(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x01], &mut pos).is_err());
+        let mut pos = 0;
+        assert!(read_varlong(&[0x80, 0x80], &mut pos).is_err());
+        let mut pos = 0;
+        assert!(read_varint(&[], &mut pos).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn varint_round_trip(v: i32) {
+            let mut out = Vec::new();
+            write_varint(&mut out, v);
+            prop_assert_eq!(out.len(), varint_len(v));
+            let mut pos = 0;
+            prop_assert_eq!(read_varint(&out, &mut pos), Ok(v));
+            prop_assert_eq!(pos, out.len());
+        }
+
+        #[test]
+        fn varlong_round_trip(v: i64) {
+            let mut out = Vec::new();
+            write_varlong(&mut out, v);
+            let mut pos = 0;
+            prop_assert_eq!(read_varlong(&out, &mut pos), Ok(v));
+            prop_assert_eq!(pos, out.len());
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! A memory-mapped file of fixed-size, big-endian entries: the shared body of the offset
+//! and time indexes.
+//!
+//! An index of the active segment is preallocated to `segment.index.bytes` and mapped
+//! read-write; entries past `len` are zero. Sealing trims the file to its entries and maps
+//! it read-only. The file descriptor is closed right after mapping: an open index costs a
+//! mapping, not a descriptor.
+//!
+//! This module holds the crate's only `unsafe`: creating the mappings.
+#![allow(unsafe_code)]
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+
+use memmap2::{Mmap, MmapMut};
+
+use crate::error::{IoContext, Result};
+
+#[derive(Debug)]
+enum Map {
+    /// No entries and nothing mapped (empty sealed index).
+    Empty,
+    ReadOnly(Mmap),
+    Writable(MmapMut),
+}
+
+/// One mapped index file.
+#[derive(Debug)]
+pub(crate) struct IndexFile {
+    path: PathBuf,
+    entry_size: usize,
+    len: usize,
+    capacity: usize,
+    map: Map,
+}
+
+impl IndexFile {
+    /// Opens (creating if needed) a writable index whose first `len` entries are valid,
+    /// preallocated to `capacity` entries.
+    pub(crate) fn open_writable(
+        path: &Path,
+        entry_size: usize,
+        len: usize,
+        capacity: usize,
+    ) -> Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .io_context("open index", path)?;
+        let capacity = capacity.max(len).max(1);
+        let bytes = (capacity * entry_size) as u64;
+        file.set_len(bytes).io_context("preallocate index", path)?;
+        // SAFETY: the mapping covers exactly the file's length, set just above. The file is
+        // private to this log directory and only this process writes it while the log is
+        // open; entries are decoded from bytes with bounds checks, so even an outside writer
+        // could produce wrong entries but not undefined behaviour in safe code reading them.
+        let mut map = unsafe { MmapMut::map_mut(&file) }.io_context("map index", path)?;
+        // Stale bytes after the valid entries would be taken for entries after a crash.
+        map[len * entry_size..].fill(0);
+        Ok(Self {
+            path: path.to_path_buf(),
+            entry_size,
+            len,
+            capacity,
+            map: Map::Writable(map),
+        })
+    }
+
+    /// Opens a sealed index read-only; every whole entry in the file counts as an entry.
+    /// A missing file is an error the caller turns into a rebuild.
+    pub(crate) fn open_read_only(path: &Path, entry_size: usize) -> Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .open(path)
+            .io_context("open index", path)?;
+        let file_len = file.metadata().io_context("stat index", path)?.len();
+        let len = usize::try_from(file_len).unwrap_or(usize::MAX) / entry_size;
+        let map = if len == 0 {
+            Map::Empty
+        } else {
+            // SAFETY: read-only mapping of a file only this process writes; a sealed index
+            // is never written again (a truncation reopens it writable first). Bounds are
+            // checked on every access.
+            Map::ReadOnly(unsafe { Mmap::map(&file) }.io_context("map index", path)?)
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            entry_size,
+            len,
+            capacity: len,
+            map,
+        })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match &self.map {
+            Map::Empty => &[],
+            Map::ReadOnly(m) => m,
+            Map::Writable(m) => m,
+        }
+    }
+
+    /// Number of valid entries.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the index is mapped for appends.
+    pub(crate) fn is_writable(&self) -> bool {
+        matches!(self.map, Map::Writable(_))
+    }
+
+    /// The raw bytes of entry `i`; `i` must be below [`IndexFile::len`].
+    pub(crate) fn entry(&self, i: usize) -> &[u8] {
+        let at = i * self.entry_size;
+        &self.bytes()[at..at + self.entry_size]
+    }
+
+    /// The raw bytes of entry `i` even past `len` (up to capacity), for recovery, which
+    /// has to find out how many entries a preallocated file holds.
+    pub(crate) fn raw_entry(&self, i: usize) -> Option<&[u8]> {
+        let at = i.checked_mul(self.entry_size)?;
+        self.bytes().get(at..at + self.entry_size)
+    }
+
+    /// Entries the mapping could hold (the preallocated capacity for a writable index).
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Largest `i` in `0..len` with `key(entry(i)) <= target`, by binary search. Keys
+    /// must not decrease with `i`.
+    pub(crate) fn floor(&self, target: i64, key: impl Fn(&[u8]) -> i64) -> Option<usize> {
+        let (mut lo, mut hi) = (0, self.len);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if key(self.entry(mid)) <= target {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo.checked_sub(1)
+    }
+
+    /// Appends one entry. The caller checks [`IndexFile::is_full`] and writability first;
+    /// a full or read-only index ignores the call (an index is an accelerator: a missing
+    /// entry costs a longer scan, never a wrong answer).
+    pub(crate) fn push(&mut self, entry: &[u8]) {
+        debug_assert_eq!(entry.len(), self.entry_size);
+        if self.len >= self.capacity {
+            return;
+        }
+        if let Map::Writable(map) = &mut self.map {
+            let at = self.len * self.entry_size;
+            map[at..at + self.entry_size].copy_from_slice(entry);
+            self.len += 1;
+        }
+    }
+
+    /// Keeps the first `len` entries, zeroing the rest of a writable mapping.
+    pub(crate) fn truncate(&mut self, len: usize) -> Result<()> {
+        if len >= self.len {
+            return Ok(());
+        }
+        match &mut self.map {
+            Map::Writable(map) => {
+                map[len * self.entry_size..self.len * self.entry_size].fill(0);
+                self.len = len;
+                Ok(())
+            }
+            _ => {
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(&self.path)
+                    .io_context("open index", &self.path)?;
+                file.set_len((len * self.entry_size) as u64)
+                    .io_context("truncate index", &self.path)?;
+                *self = Self::open_read_only(&self.path, self.entry_size)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes dirty pages back (for a writable map).
+    pub(crate) fn flush(&self) -> Result<()> {
+        if let Map::Writable(map) = &self.map {
+            map.flush().io_context("flush index", &self.path)?;
+        }
+        Ok(())
+    }
+
+    /// Trims the file to its entries and remaps it read-only: what a segment roll and a
+    /// clean shutdown do, so the next open can take the file length as the entry count.
+    pub(crate) fn seal(&mut self) -> Result<()> {
+        if !self.is_writable() {
+            return Ok(());
+        }
+        let len = self.len;
+        self.map = Map::Empty;
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .io_context("open index", &self.path)?;
+        file.set_len((len * self.entry_size) as u64)
+            .io_context("trim index", &self.path)?;
+        *self = Self::open_read_only(&self.path, self.entry_size)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(e: &[u8]) -> i64 {
+        i64::from(u32::from_be_bytes([e[0], e[1], e[2], e[3]]))
+    }
+
+    #[test]
+    fn append_floor_seal_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("x.index");
+        let mut idx = IndexFile::open_writable(&path, 8, 0, 4).expect("open");
+        for k in [10u32, 20, 30] {
+            let mut e = [0u8; 8];
+            e[..4].copy_from_slice(&k.to_be_bytes());
+            idx.push(&e);
+        }
+        assert_eq!(idx.floor(5, key), None);
+        assert_eq!(idx.floor(10, key), Some(0));
+        assert_eq!(idx.floor(29, key), Some(1));
+        assert_eq!(idx.floor(1000, key), Some(2));
+        assert_eq!(std::fs::metadata(&path).expect("stat").len(), 32);
+        idx.seal().expect("seal");
+        assert_eq!(std::fs::metadata(&path).expect("stat").len(), 24);
+        let ro = IndexFile::open_read_only(&path, 8).expect("reopen");
+        assert_eq!(ro.len(), 3);
+        assert_eq!(ro.floor(25, key), Some(1));
+    }
+
+    #[test]
+    fn truncate_zeroes_writable_and_shrinks_sealed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("x.index");
+        let mut idx = IndexFile::open_writable(&path, 8, 0, 8).expect("open");
+        for k in 1u32..=5 {
+            let mut e = [0u8; 8];
+            e[..4].copy_from_slice(&k.to_be_bytes());
+            idx.push(&e);
+        }
+        idx.truncate(2).expect("truncate");
+        assert_eq!(idx.raw_entry(2), Some(&[0u8; 8][..]));
+        idx.seal().expect("seal");
+        idx.truncate(1).expect("truncate sealed");
+        assert_eq!(std::fs::metadata(&path).expect("stat").len(), 8);
+        assert_eq!(idx.len(), 1);
+    }
+}

@@ -1,0 +1,673 @@
+//! [`Log`]: one partition's log, a directory of segments.
+//!
+//! Mutations (`append`, `truncate_to`, `delete_records_before`, retention) take `&mut
+//! self`; reads and lookups take `&self`, so a broker can keep a log behind an `RwLock`,
+//! compute file regions under a short read lock and `sendfile` them after releasing it.
+//! Dropping a log without [`Log::close`] is an unclean stop: the next open recovers.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use fjord_protocol::record_batch::{batches, BatchHeader, TimestampType};
+
+use crate::clean_shutdown;
+use crate::config::{Durability, LogConfig};
+use crate::error::{IoContext, Result, StorageError};
+use crate::file_region::FileRegion;
+use crate::flusher::{FlushTicket, Flusher};
+use crate::recovery::recover_segment;
+pub use crate::retention::RetentionOutcome;
+use crate::segment::{segment_path, Segment, SegmentCtx};
+pub use crate::timestamp_search::TimestampOffset;
+use crate::timestamp_search::{max_timestamp_record, search_segment};
+
+/// ListOffsets "latest": the log end offset.
+pub const LATEST_TIMESTAMP: i64 = -1;
+/// ListOffsets "earliest": the log start offset.
+pub const EARLIEST_TIMESTAMP: i64 = -2;
+/// ListOffsets "max timestamp" (KIP-734): the record with the largest timestamp.
+pub const MAX_TIMESTAMP: i64 = -3;
+
+const LOG_START_FILE: &str = "log-start-offset";
+
+/// What an append did.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct AppendInfo {
+    /// Offset given to the first record.
+    pub first_offset: u64,
+    /// Offset given to the last record.
+    pub last_offset: u64,
+    /// The broker's timestamp if the log uses LogAppendTime.
+    pub log_append_time: Option<i64>,
+    /// Log start offset after the append.
+    pub log_start_offset: u64,
+    /// With [`Durability::FsyncOnAck`]: completes once the appended bytes are on disk.
+    pub durable: Option<FlushTicket>,
+}
+
+/// One partition's log.
+#[derive(Debug)]
+pub struct Log {
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
+    flusher: Flusher,
+    pub(crate) segments: BTreeMap<u64, Segment>,
+    pub(crate) log_start_offset: u64,
+    clean_marker: bool,
+    unflushed_messages: u64,
+    oldest_unflushed: Option<Instant>,
+    rolled_flushes: Vec<FlushTicket>,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A `.log` file name's base offset, if the name is one.
+fn parse_segment_name(name: &str) -> Option<u64> {
+    let stem = name.strip_suffix(".log")?;
+    (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit())).then(|| stem.parse().ok())?
+}
+
+impl Log {
+    /// Opens the log in `dir`, creating it if needed. After a clean close this reads no
+    /// segment; after an unclean stop it rescans only the active segment's tail. Sealed
+    /// segments are opened on first use.
+    pub fn open(dir: impl AsRef<Path>, config: LogConfig, flusher: Flusher) -> Result<Self> {
+        config.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).io_context("create log dir", &dir)?;
+        let listed = list_segments(&dir)?;
+        let persisted_start = read_log_start(&dir)?;
+        let marker = clean_shutdown::read(&dir);
+        let marker_present = clean_shutdown::path(&dir).exists();
+        let ctx = SegmentCtx {
+            dir: &dir,
+            config: &config,
+        };
+        let mut segments = BTreeMap::new();
+        match listed.split_last() {
+            None => {
+                let base = persisted_start.unwrap_or(0);
+                segments.insert(base, Segment::create(ctx, base)?);
+            }
+            Some((&(active_base, active_size), sealed)) => {
+                for &(base, size) in sealed {
+                    segments.insert(base, Segment::unloaded(base, size));
+                }
+                let clean = marker.filter(|(base, meta)| {
+                    *base == active_base
+                        && meta.size == active_size
+                        && indexes_cover(&dir, active_base, meta)
+                });
+                let active = match clean {
+                    Some((_, meta)) => Segment::loaded(active_base, meta, None),
+                    None => {
+                        if marker_present {
+                            tracing::warn!(dir = %dir.display(), "clean-shutdown marker does not match the files; recovering");
+                        }
+                        let (meta, files) = recover_segment(ctx, active_base, true)?;
+                        Segment::loaded(active_base, meta, Some(files))
+                    }
+                };
+                segments.insert(active_base, active);
+            }
+        }
+        let mut log = Self {
+            dir,
+            config,
+            flusher,
+            segments,
+            log_start_offset: 0,
+            clean_marker: marker_present,
+            unflushed_messages: 0,
+            oldest_unflushed: None,
+            rolled_flushes: Vec::new(),
+        };
+        let first_base = log.segments.keys().next().copied().unwrap_or(0);
+        log.log_start_offset = persisted_start
+            .unwrap_or(0)
+            .max(first_base)
+            .min(log.log_end_offset());
+        Ok(log)
+    }
+
+    pub(crate) fn ctx(&self) -> SegmentCtx<'_> {
+        SegmentCtx {
+            dir: &self.dir,
+            config: &self.config,
+        }
+    }
+
+    fn active(&self) -> (&u64, &Segment) {
+        self.segments
+            .last_key_value()
+            .expect("a log always has an active segment")
+    }
+
+    fn active_base(&self) -> u64 {
+        *self.active().0
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The log's settings.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Changes settings; size and index settings apply from the next segment roll.
+    pub fn set_config(&mut self, config: LogConfig) -> Result<()> {
+        config.validate()?;
+        self.config = config;
+        Ok(())
+    }
+
+    /// First offset still readable.
+    pub fn log_start_offset(&self) -> u64 {
+        self.log_start_offset
+    }
+
+    /// Offset the next appended record will get (on a single node, the high watermark).
+    pub fn log_end_offset(&self) -> u64 {
+        let (base, seg) = self.active();
+        seg.meta_if_loaded().map_or(*base, |m| m.next_offset)
+    }
+
+    /// Bytes of all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(Segment::size).sum()
+    }
+
+    /// Number of segments, the active one included.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<u64> {
+        self.segments.keys().copied().collect()
+    }
+
+    /// Segments whose files are open right now (see [`Log::close_idle`]).
+    pub fn open_segment_count(&self) -> usize {
+        self.segments.values().filter(|s| s.is_open()).count()
+    }
+
+    fn mark_dirty(&mut self) -> Result<()> {
+        if self.clean_marker {
+            clean_shutdown::remove(&self.dir)?;
+            self.clean_marker = false;
+        }
+        Ok(())
+    }
+
+    /// Appends one or more RecordBatch v2 batches as the broker received them, stamping
+    /// the current time if the log uses LogAppendTime.
+    pub fn append(&mut self, records: &[u8]) -> Result<AppendInfo> {
+        self.append_at(records, now_ms())
+    }
+
+    /// [`Log::append`] with an explicit clock (ms since the epoch), used for
+    /// LogAppendTime and `segment.ms`.
+    ///
+    /// Every batch is validated first (magic, lengths, CRC, record count, size limit);
+    /// if any fails, nothing is written. Offsets are assigned by rewriting each batch's
+    /// base offset, the only bytes changed (with LogAppendTime, also maxTimestamp, the
+    /// timestamp-type bit and the CRC).
+    pub fn append_at(&mut self, records: &[u8], now_ms: i64) -> Result<AppendInfo> {
+        let mut parsed: Vec<(BatchHeader, &[u8])> = Vec::with_capacity(1);
+        let mut position = 0;
+        for batch in batches(records) {
+            let (header, bytes) =
+                batch.map_err(|source| StorageError::InvalidBatch { position, source })?;
+            if bytes.len() > self.config.max_batch_bytes {
+                return Err(StorageError::BatchTooLarge {
+                    size: bytes.len(),
+                    max: self.config.max_batch_bytes,
+                });
+            }
+            position += bytes.len();
+            parsed.push((header, bytes));
+        }
+        if parsed.is_empty() {
+            return Err(StorageError::EmptyAppend);
+        }
+        let records_count: u64 = parsed
+            .iter()
+            .map(|(h, _)| u64::from(h.records_count.unsigned_abs()))
+            .sum();
+        let max_timestamp = parsed
+            .iter()
+            .map(|(h, _)| h.max_timestamp)
+            .max()
+            .unwrap_or(-1);
+        let append_time =
+            (self.config.timestamp_type == TimestampType::LogAppendTime).then_some(now_ms);
+        self.mark_dirty()?;
+        let first_offset = self.log_end_offset();
+        let last_offset = first_offset + records_count - 1;
+        self.maybe_roll(
+            position as u64,
+            last_offset,
+            append_time.unwrap_or(max_timestamp),
+        )?;
+        let ctx = SegmentCtx {
+            dir: &self.dir,
+            config: &self.config,
+        };
+        let active = self
+            .segments
+            .values_mut()
+            .next_back()
+            .expect("active segment");
+        active.append(ctx, &parsed, first_offset, append_time)?;
+        let durable = self.after_append(records_count)?;
+        Ok(AppendInfo {
+            first_offset,
+            last_offset,
+            log_append_time: append_time,
+            log_start_offset: self.log_start_offset,
+            durable,
+        })
+    }
+
+    /// Starts a new segment if the append of `bytes` ending at `last_offset` would not
+    /// fit the active one (size, index room, relative offsets) or it is old enough.
+    fn maybe_roll(&mut self, bytes: u64, last_offset: u64, max_timestamp: i64) -> Result<()> {
+        let ctx = self.ctx();
+        let (base, seg) = self.active();
+        let meta = seg.meta(ctx, true)?;
+        if meta.size == 0 {
+            return Ok(());
+        }
+        let c = &self.config;
+        let too_big = meta.size + bytes > c.segment_bytes;
+        let index_full = meta.offset_entries >= c.offset_index_capacity()
+            || meta.time_entries >= c.time_index_capacity();
+        let offsets_overflow = last_offset - base > u64::from(u32::MAX);
+        let too_old = match (c.segment_ms, meta.first_batch_timestamp) {
+            (Some(ms), Some(first)) => max_timestamp.saturating_sub(first) > ms as i64,
+            _ => false,
+        };
+        if too_big || index_full || offsets_overflow || too_old {
+            self.roll(meta.next_offset)?;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment and starts a new one at `next_offset`.
+    fn roll(&mut self, next_offset: u64) -> Result<()> {
+        let ctx = SegmentCtx {
+            dir: &self.dir,
+            config: &self.config,
+        };
+        let active = self
+            .segments
+            .values_mut()
+            .next_back()
+            .expect("active segment");
+        let old_log = active.seal(ctx)?;
+        self.rolled_flushes.retain_mut(|t| t.is_pending());
+        self.rolled_flushes.push(self.flusher.request(old_log));
+        let segment = Segment::create(ctx, next_offset)?;
+        self.segments.insert(next_offset, segment);
+        tracing::debug!(dir = %self.dir.display(), base = next_offset, "rolled segment");
+        Ok(())
+    }
+
+    fn after_append(&mut self, records: u64) -> Result<Option<FlushTicket>> {
+        match self.config.durability {
+            Durability::PageCache => Ok(None),
+            Durability::FsyncOnAck => Ok(Some(self.flusher.request(self.active_log_file()?))),
+            Durability::Interval { messages, .. } => {
+                self.unflushed_messages += records;
+                self.oldest_unflushed.get_or_insert_with(Instant::now);
+                if messages.is_some_and(|m| self.unflushed_messages >= m) {
+                    self.flush_detached()?;
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    fn active_log_file(&self) -> Result<std::sync::Arc<std::fs::File>> {
+        self.active().1.log_file(self.ctx(), true)
+    }
+
+    fn flush_detached(&mut self) -> Result<()> {
+        self.flusher.request_detached(self.active_log_file()?);
+        self.unflushed_messages = 0;
+        self.oldest_unflushed = None;
+        Ok(())
+    }
+
+    /// With `flush.ms` set, hands the active segment to the flusher once the oldest
+    /// unflushed append is that old. A broker calls this periodically; it never blocks.
+    pub fn maybe_flush(&mut self) -> Result<()> {
+        if let Durability::Interval { ms: Some(ms), .. } = self.config.durability {
+            if self
+                .oldest_unflushed
+                .is_some_and(|t| t.elapsed() >= Duration::from_millis(ms))
+            {
+                self.flush_detached()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A ticket that completes when everything appended so far is on disk.
+    pub fn flush_async(&mut self) -> Result<FlushTicket> {
+        self.unflushed_messages = 0;
+        self.oldest_unflushed = None;
+        Ok(self.flusher.request(self.active_log_file()?))
+    }
+
+    /// Blocks until everything appended so far, rolled segments included, is on disk.
+    /// Not for async contexts: await [`Log::flush_async`] there.
+    pub fn flush(&mut self) -> Result<()> {
+        for ticket in self.rolled_flushes.drain(..) {
+            ticket.wait()?;
+        }
+        self.flush_async()?.wait()
+    }
+
+    /// Regions of whole batches from the batch holding `from`, up to `max_bytes` in all,
+    /// crossing segments if needed. The first batch comes whole even if larger than
+    /// `max_bytes` (KIP-74). `from == log_end_offset` gives no regions; outside
+    /// `[log_start_offset, log_end_offset]` is [`StorageError::OffsetOutOfRange`].
+    pub fn read(&self, from: u64, max_bytes: u64) -> Result<Vec<FileRegion>> {
+        let end = self.log_end_offset();
+        if from < self.log_start_offset || from > end {
+            return Err(StorageError::OffsetOutOfRange {
+                offset: from,
+                log_start_offset: self.log_start_offset,
+                log_end_offset: end,
+            });
+        }
+        let mut regions = Vec::new();
+        if from == end {
+            return Ok(regions);
+        }
+        let ctx = self.ctx();
+        let active_base = self.active_base();
+        let start_base = self
+            .segments
+            .range(..=from)
+            .next_back()
+            .map_or(0, |(b, _)| *b);
+        let mut budget = max_bytes;
+        for (&base, segment) in self.segments.range(start_base..) {
+            let first = regions.is_empty();
+            match segment.read(ctx, base == active_base, from, budget, first)? {
+                // A gap (damage cut a segment short): the offset is in a later segment.
+                None if first => continue,
+                None => break,
+                Some((region, to_end)) => {
+                    budget = budget.saturating_sub(region.len);
+                    regions.push(region);
+                    if !to_end || budget == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(regions)
+    }
+
+    /// [`Log::read`], copied into memory (tests, replication, tools).
+    pub fn read_to_vec(&self, from: u64, max_bytes: u64) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        for region in self.read(from, max_bytes)? {
+            let bytes = region.read_to_vec().map_err(|source| StorageError::Io {
+                op: "read region",
+                path: self.dir.clone(),
+                source,
+            })?;
+            out.extend_from_slice(&bytes);
+        }
+        Ok(out)
+    }
+
+    /// Kafka's ListOffsets for one partition: [`LATEST_TIMESTAMP`] (-1) gives the log end
+    /// offset, [`EARLIEST_TIMESTAMP`] (-2) the log start offset, [`MAX_TIMESTAMP`] (-3)
+    /// the record with the largest timestamp; any other timestamp the first record whose
+    /// timestamp is at or after it, or `None` when there is none.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>> {
+        match timestamp {
+            LATEST_TIMESTAMP => Ok(Some(TimestampOffset {
+                offset: self.log_end_offset(),
+                timestamp: -1,
+            })),
+            EARLIEST_TIMESTAMP => Ok(Some(TimestampOffset {
+                offset: self.log_start_offset,
+                timestamp: -1,
+            })),
+            MAX_TIMESTAMP => self.max_timestamp_offset(),
+            t if t < 0 => Ok(None),
+            target => self.search_timestamp(target),
+        }
+    }
+
+    fn live_segments(&self) -> impl Iterator<Item = (u64, &Segment)> {
+        let start = self
+            .segments
+            .range(..=self.log_start_offset)
+            .next_back()
+            .map_or(0, |(b, _)| *b);
+        self.segments.range(start..).map(|(b, s)| (*b, s))
+    }
+
+    fn search_timestamp(&self, target: i64) -> Result<Option<TimestampOffset>> {
+        let ctx = self.ctx();
+        let active_base = self.active_base();
+        for (base, segment) in self.live_segments() {
+            let active = base == active_base;
+            let meta = segment.meta(ctx, active)?;
+            if meta.max_timestamp.is_none_or(|m| m.timestamp < target) {
+                continue;
+            }
+            let min = self.log_start_offset;
+            let hit = segment.with_open(ctx, active, |meta, files| {
+                search_segment(base, meta, files, target, min)
+            })?;
+            if hit.is_some() {
+                return Ok(hit);
+            }
+        }
+        Ok(None)
+    }
+
+    fn max_timestamp_offset(&self) -> Result<Option<TimestampOffset>> {
+        let ctx = self.ctx();
+        let active_base = self.active_base();
+        let mut best: Option<(i64, u64)> = None;
+        for (base, segment) in self.live_segments() {
+            if let Some(max) = segment.meta(ctx, base == active_base)?.max_timestamp {
+                if best.is_none_or(|(ts, _)| max.timestamp > ts) {
+                    best = Some((max.timestamp, base));
+                }
+            }
+        }
+        let Some((_, base)) = best else {
+            return Ok(None);
+        };
+        let segment = &self.segments[&base];
+        segment.with_open(ctx, base == active_base, |meta, files| {
+            max_timestamp_record(base, meta, files)
+        })
+    }
+
+    /// Removes everything from the batch holding `offset` on; afterwards the log ends at
+    /// `offset`, or at the start of the batch holding it when `offset` falls inside one
+    /// (batches are never split). Truncating to or below the first segment empties the
+    /// log and restarts it at `offset`.
+    pub fn truncate_to(&mut self, offset: u64) -> Result<()> {
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        self.mark_dirty()?;
+        let first_base = self.segments.keys().next().copied().unwrap_or(0);
+        if offset <= first_base {
+            let all: Vec<u64> = self.segments.keys().copied().collect();
+            self.delete_segments(&all)?;
+            let segment = Segment::create(self.ctx(), offset)?;
+            self.segments.insert(offset, segment);
+            self.log_start_offset = offset;
+            return write_log_start(&self.dir, offset);
+        }
+        let doomed: Vec<u64> = self.segments.range(offset..).map(|(b, _)| *b).collect();
+        self.delete_segments(&doomed)?;
+        let ctx = SegmentCtx {
+            dir: &self.dir,
+            config: &self.config,
+        };
+        let active = self
+            .segments
+            .values_mut()
+            .next_back()
+            .expect("active segment");
+        active.truncate_to(ctx, offset)?;
+        if self.log_start_offset > offset {
+            self.log_start_offset = offset;
+            write_log_start(&self.dir, offset)?;
+        }
+        Ok(())
+    }
+
+    /// Kafka's DeleteRecords: makes `offset` the log start offset (persisted), deleting
+    /// the segments wholly below it. Returns the new log start offset.
+    pub fn delete_records_before(&mut self, offset: u64) -> Result<u64> {
+        let end = self.log_end_offset();
+        if offset > end {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset: end,
+            });
+        }
+        if offset <= self.log_start_offset {
+            return Ok(self.log_start_offset);
+        }
+        self.mark_dirty()?;
+        write_log_start(&self.dir, offset)?;
+        self.log_start_offset = offset;
+        let bases: Vec<u64> = self.segments.keys().copied().collect();
+        let doomed: Vec<u64> = bases
+            .windows(2)
+            .take_while(|w| w[1] <= offset)
+            .map(|w| w[0])
+            .collect();
+        self.delete_segments(&doomed)?;
+        Ok(offset)
+    }
+
+    /// Removes segments (never the active one) from memory and disk.
+    pub(crate) fn delete_segments(&mut self, bases: &[u64]) -> Result<()> {
+        for base in bases {
+            if let Some(segment) = self.segments.remove(base) {
+                segment.delete_files(&self.dir)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the files of segments unused for `idle` (the active one included; it
+    /// reopens on the next append or read). Returns how many were closed.
+    pub fn close_idle(&self, idle: Duration) -> Result<usize> {
+        let mut closed = 0;
+        for segment in self.segments.values() {
+            closed += usize::from(segment.close_if_idle(idle)?);
+        }
+        Ok(closed)
+    }
+
+    /// Flushes everything and writes the clean-shutdown marker, so the next open reads
+    /// nothing.
+    pub fn close(mut self) -> Result<()> {
+        if self.clean_marker {
+            return Ok(());
+        }
+        self.flush()?;
+        for segment in self.segments.values() {
+            segment.sync_all()?;
+        }
+        let ctx = self.ctx();
+        let (base, active) = self.active();
+        let meta = active.meta(ctx, true)?;
+        clean_shutdown::write(&self.dir, *base, &meta)
+    }
+
+    /// Deletes the log and its directory (DeleteTopics).
+    pub fn delete(self) -> Result<()> {
+        let dir = self.dir.clone();
+        drop(self);
+        std::fs::remove_dir_all(&dir).io_context("delete log dir", &dir)
+    }
+}
+
+/// `.log` files in `dir` as (base offset, size), sorted; removes leftovers that belong to
+/// no segment (temporary files, orphan indexes).
+fn list_segments(dir: &Path) -> Result<Vec<(u64, u64)>> {
+    let mut logs = Vec::new();
+    let mut others = Vec::new();
+    for entry in std::fs::read_dir(dir).io_context("list log dir", dir)? {
+        let entry = entry.io_context("list log dir", dir)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(base) = parse_segment_name(&name) {
+            let len = entry
+                .metadata()
+                .io_context("stat segment", &entry.path())?
+                .len();
+            logs.push((base, len));
+        } else {
+            others.push(name);
+        }
+    }
+    logs.sort_unstable();
+    for name in others {
+        let stem = name
+            .strip_suffix(".index")
+            .or_else(|| name.strip_suffix(".timeindex"));
+        let orphan = stem.is_some_and(|s| {
+            s.parse::<u64>()
+                .is_ok_and(|b| logs.binary_search_by_key(&b, |l| l.0).is_err())
+        });
+        if orphan || name.ends_with(".tmp") {
+            let path = dir.join(&name);
+            tracing::info!(file = %path.display(), "removing leftover file");
+            std::fs::remove_file(&path).io_context("remove leftover", &path)?;
+        }
+    }
+    Ok(logs)
+}
+
+/// Whether the index files are long enough for the entry counts a marker claims.
+fn indexes_cover(dir: &Path, base: u64, meta: &crate::segment::SegmentMeta) -> bool {
+    let len = |ext| std::fs::metadata(segment_path(dir, base, ext)).map_or(0, |m| m.len());
+    len("index") >= (meta.offset_entries * 8) as u64
+        && len("timeindex") >= (meta.time_entries * 12) as u64
+}
+
+fn read_log_start(dir: &Path) -> Result<Option<u64>> {
+    let path = dir.join(LOG_START_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(text.trim().parse().ok()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).io_context("read log start offset", &path),
+    }
+}
+
+fn write_log_start(dir: &Path, offset: u64) -> Result<()> {
+    let tmp = dir.join(format!("{LOG_START_FILE}.tmp"));
+    std::fs::write(&tmp, format!("{offset}\n")).io_context("write log start offset", &tmp)?;
+    let path = dir.join(LOG_START_FILE);
+    std::fs::rename(&tmp, &path).io_context("rename log start offset", &path)
+}

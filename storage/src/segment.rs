@@ -1,0 +1,623 @@
+//! One segment: a `.log` file of batches and its two indexes, plus what the log keeps in
+//! memory about it.
+//!
+//! Files are opened on first use and closed when idle ([`Segment::close_if_idle`]), so a
+//! broker with thousands of partitions holds descriptors and mappings only for segments in
+//! use. A sealed segment is not even looked at until something reads it: its in-memory
+//! summary ([`SegmentMeta`]) is filled in by recovery on first access.
+
+use std::fs::{File, OpenOptions};
+use std::io::{IoSlice, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use fjord_protocol::record_batch::{BatchHeader, BATCH_HEADER_LEN};
+
+use crate::batch_scan::{BatchScanner, Scanned};
+use crate::config::LogConfig;
+use crate::error::{IoContext, Result, StorageError};
+use crate::file_region::FileRegion;
+use crate::offset_index::OffsetIndex;
+use crate::recovery;
+use crate::time_index::TimeIndex;
+
+/// File name of a segment file: the base offset in 20 digits and an extension.
+pub(crate) fn segment_path(dir: &Path, base_offset: u64, extension: &str) -> PathBuf {
+    dir.join(format!("{base_offset:020}.{extension}"))
+}
+
+/// The largest timestamp in a segment and the base offset of the batch holding it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MaxTimestamp {
+    pub(crate) timestamp: i64,
+    pub(crate) batch_offset: u64,
+}
+
+/// What the log knows about a segment without reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SegmentMeta {
+    /// Bytes of valid batches in the `.log`.
+    pub(crate) size: u64,
+    /// Offset after the last batch (the base offset when empty).
+    pub(crate) next_offset: u64,
+    /// Largest timestamp, if any batch.
+    pub(crate) max_timestamp: Option<MaxTimestamp>,
+    /// Valid entries in the offset index.
+    pub(crate) offset_entries: usize,
+    /// Valid entries in the time index.
+    pub(crate) time_entries: usize,
+    /// Bytes appended since the last offset-index entry.
+    pub(crate) bytes_since_index: u64,
+    /// maxTimestamp of the first batch: what `segment.ms` is measured from.
+    pub(crate) first_batch_timestamp: Option<i64>,
+}
+
+impl SegmentMeta {
+    pub(crate) fn empty(base_offset: u64) -> Self {
+        Self {
+            size: 0,
+            next_offset: base_offset,
+            max_timestamp: None,
+            offset_entries: 0,
+            time_entries: 0,
+            bytes_since_index: 0,
+            first_batch_timestamp: None,
+        }
+    }
+}
+
+/// The open files of a segment.
+#[derive(Debug)]
+pub(crate) struct SegmentFiles {
+    pub(crate) log: Arc<File>,
+    pub(crate) offset_index: OffsetIndex,
+    pub(crate) time_index: TimeIndex,
+}
+
+impl SegmentFiles {
+    /// Opens the files of a segment whose state is known (`meta`).
+    pub(crate) fn open(
+        dir: &Path,
+        base: u64,
+        meta: &SegmentMeta,
+        config: &LogConfig,
+        active: bool,
+    ) -> Result<Self> {
+        let log = open_log_file(dir, base, false)?;
+        let (offset_index, time_index) = if active {
+            (
+                OffsetIndex::open_writable(
+                    &segment_path(dir, base, "index"),
+                    meta.offset_entries,
+                    config.offset_index_capacity(),
+                )?,
+                TimeIndex::open_writable(
+                    &segment_path(dir, base, "timeindex"),
+                    meta.time_entries,
+                    config.time_index_capacity(),
+                )?,
+            )
+        } else {
+            (
+                OffsetIndex::open_read_only(&segment_path(dir, base, "index"))?,
+                TimeIndex::open_read_only(&segment_path(dir, base, "timeindex"))?,
+            )
+        };
+        Ok(Self {
+            log: Arc::new(log),
+            offset_index,
+            time_index,
+        })
+    }
+}
+
+/// Opens a segment's `.log` for reading and appending (creating it empty if `create`).
+pub(crate) fn open_log_file(dir: &Path, base: u64, create: bool) -> Result<File> {
+    let path = segment_path(dir, base, "log");
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(create)
+        .truncate(false)
+        .open(&path)
+        .io_context("open segment", &path)
+}
+
+#[derive(Debug)]
+pub(crate) struct SegmentState {
+    /// `None` for a sealed segment nobody has touched since the log was opened.
+    pub(crate) meta: Option<SegmentMeta>,
+    pub(crate) files: Option<SegmentFiles>,
+    /// Size from the directory listing, until `meta` is known.
+    size_hint: u64,
+    last_used: Instant,
+}
+
+/// A batch found by a lookup.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Located {
+    pub(crate) position: u64,
+    pub(crate) header: BatchHeader,
+}
+
+/// Where a segment lives and how its log is configured: what lazy opening needs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SegmentCtx<'a> {
+    pub(crate) dir: &'a Path,
+    pub(crate) config: &'a LogConfig,
+}
+
+/// One segment of a log.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub(crate) base_offset: u64,
+    state: Mutex<SegmentState>,
+}
+
+impl Segment {
+    /// Creates the files of a new, empty, active segment.
+    pub(crate) fn create(ctx: SegmentCtx<'_>, base_offset: u64) -> Result<Self> {
+        let path = segment_path(ctx.dir, base_offset, "log");
+        let file = open_log_file(ctx.dir, base_offset, true)?;
+        file.set_len(0).io_context("truncate new segment", &path)?;
+        let meta = SegmentMeta::empty(base_offset);
+        let files = SegmentFiles::open(ctx.dir, base_offset, &meta, ctx.config, true)?;
+        Ok(Self::loaded(base_offset, meta, Some(files)))
+    }
+
+    /// A segment whose state is known; `files` may be left closed.
+    pub(crate) fn loaded(base_offset: u64, meta: SegmentMeta, files: Option<SegmentFiles>) -> Self {
+        Self {
+            base_offset,
+            state: Mutex::new(SegmentState {
+                size_hint: meta.size,
+                meta: Some(meta),
+                files,
+                last_used: Instant::now(),
+            }),
+        }
+    }
+
+    /// A sealed segment known only by name and size, loaded on first access.
+    pub(crate) fn unloaded(base_offset: u64, size_hint: u64) -> Self {
+        Self {
+            base_offset,
+            state: Mutex::new(SegmentState {
+                meta: None,
+                files: None,
+                size_hint,
+                last_used: Instant::now(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SegmentState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Size in bytes (from the listing if the segment was never loaded).
+    pub(crate) fn size(&self) -> u64 {
+        let state = self.lock();
+        state.meta.as_ref().map_or(state.size_hint, |m| m.size)
+    }
+
+    /// Runs `f` on the segment's state with its files open, opening (and, for a sealed
+    /// segment seen for the first time, recovering) them as needed.
+    pub(crate) fn with_open<R>(
+        &self,
+        ctx: SegmentCtx<'_>,
+        active: bool,
+        f: impl FnOnce(&mut SegmentMeta, &mut SegmentFiles) -> Result<R>,
+    ) -> Result<R> {
+        let mut state = self.lock();
+        open_state(&mut state, ctx, self.base_offset, active)?;
+        state.last_used = Instant::now();
+        let SegmentState {
+            meta: Some(meta),
+            files: Some(files),
+            ..
+        } = &mut *state
+        else {
+            unreachable!("open_state fills meta and files");
+        };
+        f(meta, files)
+    }
+
+    /// The segment's summary, loading it if needed.
+    pub(crate) fn meta(&self, ctx: SegmentCtx<'_>, active: bool) -> Result<SegmentMeta> {
+        if let Some(meta) = &self.lock().meta {
+            return Ok(meta.clone());
+        }
+        self.with_open(ctx, active, |meta, _| Ok(meta.clone()))
+    }
+
+    /// The summary if known, without touching files.
+    pub(crate) fn meta_if_loaded(&self) -> Option<SegmentMeta> {
+        self.lock().meta.clone()
+    }
+
+    /// Closes the files if unused for `idle`. Returns whether it closed anything.
+    pub(crate) fn close_if_idle(&self, idle: Duration) -> Result<bool> {
+        let mut state = self.lock();
+        if state.files.is_none() || state.last_used.elapsed() < idle {
+            return Ok(false);
+        }
+        if let Some(files) = state.files.take() {
+            files.offset_index.flush()?;
+            files.time_index.flush()?;
+        }
+        Ok(true)
+    }
+
+    /// Whether the files are open.
+    pub(crate) fn is_open(&self) -> bool {
+        self.lock().files.is_some()
+    }
+
+    /// Appends validated batches with offsets from `first_offset` on, in one vectored
+    /// write of the original bytes with each 61-byte header patched (base offset, and the
+    /// LogAppendTime fields when `append_time` is set). On error nothing is kept.
+    pub(crate) fn append(
+        &mut self,
+        ctx: SegmentCtx<'_>,
+        batches: &[(BatchHeader, &[u8])],
+        first_offset: u64,
+        append_time: Option<i64>,
+    ) -> Result<()> {
+        let base = self.base_offset;
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        open_state(state, ctx, base, true)?;
+        state.last_used = Instant::now();
+        let SegmentState {
+            meta: Some(meta),
+            files: Some(files),
+            ..
+        } = state
+        else {
+            unreachable!("open_state fills meta and files");
+        };
+        let mut headers = Vec::with_capacity(batches.len());
+        let mut offset = first_offset;
+        for (header, bytes) in batches {
+            let mut patched = [0u8; BATCH_HEADER_LEN];
+            patched.copy_from_slice(&bytes[..BATCH_HEADER_LEN]);
+            BatchHeader::write_base_offset(&mut patched, offset as i64);
+            if let Some(now) = append_time {
+                BatchHeader::set_log_append_time(&mut patched, &bytes[BATCH_HEADER_LEN..], now);
+            }
+            headers.push(patched);
+            offset += u64::from(header.last_offset_delta.unsigned_abs()) + 1;
+        }
+        let mut slices = Vec::with_capacity(batches.len() * 2);
+        for (patched, (_, bytes)) in headers.iter().zip(batches) {
+            slices.push(IoSlice::new(patched));
+            slices.push(IoSlice::new(&bytes[BATCH_HEADER_LEN..]));
+        }
+        let path = || segment_path(ctx.dir, base, "log");
+        if let Err(e) = write_all_vectored(&files.log, &mut slices) {
+            // Take back a partial write so the file ends at a batch boundary.
+            let _ = files.log.set_len(meta.size);
+            return Err(StorageError::Io {
+                op: "append",
+                path: path(),
+                source: e,
+            });
+        }
+        let mut position = meta.size;
+        let mut offset = first_offset;
+        for (header, bytes) in batches {
+            let last = offset + u64::from(header.last_offset_delta.unsigned_abs());
+            let timestamp = append_time.unwrap_or(header.max_timestamp);
+            index_batch(
+                meta,
+                files,
+                base,
+                ctx.config,
+                position,
+                offset,
+                last,
+                timestamp,
+                bytes.len() as u64,
+            );
+            position += bytes.len() as u64;
+            offset = last + 1;
+        }
+        Ok(())
+    }
+
+    /// A region of whole batches starting at the batch holding `offset`, at most
+    /// `max_bytes` long, except that the first batch is returned whole even when larger if
+    /// `first_may_exceed` (KIP-74: a consumer can always make progress). Returns the
+    /// region and whether it runs to the end of the segment.
+    pub(crate) fn read(
+        &self,
+        ctx: SegmentCtx<'_>,
+        active: bool,
+        offset: u64,
+        max_bytes: u64,
+        first_may_exceed: bool,
+    ) -> Result<Option<(FileRegion, bool)>> {
+        let base = self.base_offset;
+        self.with_open(ctx, active, |meta, files| {
+            let Some(first) = locate_in(base, meta, files, offset)? else {
+                return Ok(None);
+            };
+            let start = first.position;
+            let first_len = first.header.total_len() as u64;
+            let end = if first_len > max_bytes {
+                if !first_may_exceed {
+                    return Ok(None);
+                }
+                start + first_len
+            } else {
+                last_boundary_before(files, start, (start + max_bytes).min(meta.size))?
+            };
+            let region = FileRegion {
+                file: Arc::clone(&files.log),
+                position: start,
+                len: end - start,
+                first_offset: first.header.base_offset as u64,
+            };
+            Ok(Some((region, end >= meta.size)))
+        })
+    }
+
+    /// Seals the active segment: a last time-index entry for its largest timestamp, then
+    /// both indexes trimmed and remapped read-only. Returns the `.log` for a final flush.
+    pub(crate) fn seal(&mut self, ctx: SegmentCtx<'_>) -> Result<Arc<File>> {
+        let base = self.base_offset;
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        open_state(state, ctx, base, true)?;
+        let SegmentState {
+            meta: Some(meta),
+            files: Some(files),
+            ..
+        } = state
+        else {
+            unreachable!("open_state fills meta and files");
+        };
+        seal_files(meta, files, base)?;
+        Ok(Arc::clone(&files.log))
+    }
+
+    /// Removes every batch from the one holding `offset` on (the whole batch: a batch is
+    /// never split). The segment becomes the active one; its indexes are cut back by the
+    /// same code that recovers a torn tail.
+    pub(crate) fn truncate_to(&mut self, ctx: SegmentCtx<'_>, offset: u64) -> Result<()> {
+        let base = self.base_offset;
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        open_state(state, ctx, base, false)?;
+        let SegmentState {
+            meta: Some(meta),
+            files: Some(files),
+            ..
+        } = state
+        else {
+            unreachable!("open_state fills meta and files");
+        };
+        let Some(cut) = locate_in(base, meta, files, offset)? else {
+            return Ok(());
+        };
+        let path = segment_path(ctx.dir, base, "log");
+        files
+            .log
+            .set_len(cut.position)
+            .io_context("truncate segment", &path)?;
+        state.files = None;
+        let (meta, files) = recovery::recover_segment(ctx, base, true)?;
+        state.size_hint = meta.size;
+        state.meta = Some(meta);
+        state.files = Some(files);
+        Ok(())
+    }
+
+    /// Deletes the segment's files. Open regions keep reading the unlinked `.log`.
+    pub(crate) fn delete_files(&self, dir: &Path) -> Result<()> {
+        self.lock().files = None;
+        for ext in ["log", "index", "timeindex"] {
+            let path = segment_path(dir, self.base_offset, ext);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(StorageError::Io {
+                        op: "delete segment",
+                        path,
+                        source: e,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Syncs the index mappings and the `.log` (clean shutdown).
+    pub(crate) fn sync_all(&self) -> Result<()> {
+        let state = self.lock();
+        if let Some(files) = &state.files {
+            files.offset_index.flush()?;
+            files.time_index.flush()?;
+            files.log.sync_data().map_err(|source| StorageError::Io {
+                op: "fdatasync",
+                path: PathBuf::from(format!("segment {}", self.base_offset)),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The open `.log` of the active segment (opening it if idle-closed).
+    pub(crate) fn log_file(&self, ctx: SegmentCtx<'_>, active: bool) -> Result<Arc<File>> {
+        self.with_open(ctx, active, |_, files| Ok(Arc::clone(&files.log)))
+    }
+}
+
+fn open_state(
+    state: &mut SegmentState,
+    ctx: SegmentCtx<'_>,
+    base: u64,
+    active: bool,
+) -> Result<()> {
+    if state.files.is_some() {
+        return Ok(());
+    }
+    match &state.meta {
+        Some(meta) => {
+            state.files = Some(SegmentFiles::open(ctx.dir, base, meta, ctx.config, active)?);
+        }
+        None => {
+            let (meta, files) = recovery::recover_segment(ctx, base, active)?;
+            state.size_hint = meta.size;
+            state.meta = Some(meta);
+            state.files = Some(files);
+        }
+    }
+    Ok(())
+}
+
+/// Adds the final time-index entry (the segment's largest timestamp) and trims both
+/// indexes, mapping them read-only.
+pub(crate) fn seal_files(
+    meta: &mut SegmentMeta,
+    files: &mut SegmentFiles,
+    base: u64,
+) -> Result<()> {
+    if let Some(max) = meta.max_timestamp {
+        files
+            .time_index
+            .maybe_push(max.timestamp, relative(base, max.batch_offset));
+    }
+    files.offset_index.seal()?;
+    files.time_index.seal()?;
+    meta.offset_entries = files.offset_index.len();
+    meta.time_entries = files.time_index.len();
+    Ok(())
+}
+
+/// `offset - base` as the u32 the indexes store. Callers keep segments within u32 range
+/// (the log rolls before an offset would not fit).
+pub(crate) fn relative(base: u64, offset: u64) -> u32 {
+    u32::try_from(offset.saturating_sub(base)).unwrap_or(u32::MAX)
+}
+
+/// Updates meta and indexes for a batch just written (or found by recovery) at `position`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn index_batch(
+    meta: &mut SegmentMeta,
+    files: &mut SegmentFiles,
+    base: u64,
+    config: &LogConfig,
+    position: u64,
+    first_offset: u64,
+    last_offset: u64,
+    max_timestamp: i64,
+    len: u64,
+) {
+    if meta
+        .max_timestamp
+        .is_none_or(|m| max_timestamp > m.timestamp)
+    {
+        meta.max_timestamp = Some(MaxTimestamp {
+            timestamp: max_timestamp,
+            batch_offset: first_offset,
+        });
+    }
+    if meta.bytes_since_index > config.index_interval_bytes {
+        files
+            .offset_index
+            .push(relative(base, first_offset), position as u32);
+        if let Some(max) = meta.max_timestamp {
+            files
+                .time_index
+                .maybe_push(max.timestamp, relative(base, max.batch_offset));
+        }
+        meta.bytes_since_index = 0;
+    }
+    meta.offset_entries = files.offset_index.len();
+    meta.time_entries = files.time_index.len();
+    meta.bytes_since_index += len;
+    meta.size = position + len;
+    meta.next_offset = last_offset + 1;
+    if meta.first_batch_timestamp.is_none() {
+        meta.first_batch_timestamp = Some(max_timestamp);
+    }
+}
+
+/// Index lookup plus a short header walk to the batch holding `offset`.
+fn locate_in(
+    base: u64,
+    meta: &SegmentMeta,
+    files: &SegmentFiles,
+    offset: u64,
+) -> Result<Option<Located>> {
+    if offset >= meta.next_offset {
+        return Ok(None);
+    }
+    let start = files
+        .offset_index
+        .lookup(relative(base, offset))
+        .map_or(0, |e| u64::from(e.position));
+    let mut scanner = BatchScanner::headers(&files.log, start, meta.size);
+    loop {
+        match scanner
+            .next_batch()
+            .map_err(|e| io_err("read segment", base, e))?
+        {
+            Scanned::Batch { position, header } => {
+                if header.last_offset() >= offset as i64 {
+                    return Ok(Some(Located { position, header }));
+                }
+            }
+            Scanned::End => return Ok(None),
+            Scanned::Damaged { position, reason } => {
+                return Err(StorageError::Corrupt {
+                    path: PathBuf::from(format!("segment {base:020}")),
+                    position,
+                    reason,
+                })
+            }
+        }
+    }
+}
+
+/// The last batch boundary at or before `limit`, scanning from the index entry nearest
+/// below it (never before `start`, which is a boundary).
+fn last_boundary_before(files: &SegmentFiles, start: u64, limit: u64) -> Result<u64> {
+    let from = files
+        .offset_index
+        .lookup_position(u32::try_from(limit).unwrap_or(u32::MAX))
+        .map_or(start, |e| u64::from(e.position).max(start));
+    let mut scanner = BatchScanner::headers(&files.log, from, limit);
+    loop {
+        match scanner
+            .next_batch()
+            .map_err(|e| io_err("read segment", 0, e))?
+        {
+            Scanned::Batch { .. } => {}
+            Scanned::End | Scanned::Damaged { .. } => return Ok(scanner.position()),
+        }
+    }
+}
+
+fn io_err(op: &'static str, base: u64, source: std::io::Error) -> StorageError {
+    StorageError::Io {
+        op,
+        path: PathBuf::from(format!("segment {base:020}")),
+        source,
+    }
+}
+
+/// Writes every slice, looping over short writes.
+fn write_all_vectored(mut file: &File, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
