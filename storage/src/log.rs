@@ -535,9 +535,10 @@ impl Log {
             .next_back()
             .expect("active segment");
         active.truncate_to(ctx, offset)?;
-        if self.log_start_offset > offset {
-            self.log_start_offset = offset;
-            write_log_start(&self.dir, offset)?;
+        let start = self.log_start_offset.min(self.log_end_offset());
+        if start != self.log_start_offset {
+            self.log_start_offset = start;
+            write_log_start(&self.dir, start)?;
         }
         Ok(())
     }

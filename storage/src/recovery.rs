@@ -243,8 +243,9 @@ fn check_offsets(
 ) -> std::result::Result<(u64, u64), String> {
     let first =
         u64::try_from(header.base_offset).map_err(|_| "negative base offset".to_string())?;
-    if first < expected {
-        return Err(format!("base offset {first} goes back before {expected}"));
+    // Appends are contiguous: any other base offset is damage, not a gap.
+    if first != expected {
+        return Err(format!("base offset {first} where {expected} was expected"));
     }
     let last = first + u64::from(header.last_offset_delta.unsigned_abs());
     if last - base > u64::from(u32::MAX) {

@@ -1,0 +1,393 @@
+//! Append, read and lookups through the public API.
+
+mod common;
+
+use common::*;
+use fjord_protocol::compression::Compression;
+use fjord_protocol::record_batch::{validate_batch, TimestampType};
+use fjord_storage::{Durability, LogConfig, StorageError};
+
+#[test]
+fn append_assigns_offsets_and_reads_back_the_same_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(dir.path(), LogConfig::default());
+    let a = batch(3, 10, 1_000);
+    let b = batch(5, 10, 2_000);
+    let info = log.append(&a).expect("append a");
+    assert_eq!((info.first_offset, info.last_offset), (0, 2));
+    let info = log.append(&b).expect("append b");
+    assert_eq!((info.first_offset, info.last_offset), (3, 7));
+    assert_eq!(log.log_end_offset(), 8);
+
+    let bytes = log.read_to_vec(0, 1 << 20).expect("read");
+    assert_eq!(batch_offsets(&bytes), vec![(0, 3), (3, 5)]);
+    // Only the base offset differs from what the client sent.
+    assert_eq!(&bytes[8..a.len()], &a[8..]);
+    assert_eq!(&bytes[a.len() + 8..], &b[8..]);
+}
+
+#[test]
+fn read_starts_at_the_batch_holding_the_offset() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(dir.path(), small_config());
+    for i in 0..50 {
+        log.append(&batch(4, 30, i * 10)).expect("append");
+    }
+    for offset in [0u64, 1, 3, 4, 77, 150, 199] {
+        let regions = log.read(offset, 1).expect("read");
+        let bytes = regions[0].read_to_vec().expect("bytes");
+        let h = first_header(&bytes);
+        assert!(
+            h.base_offset as u64 <= offset && offset <= h.last_offset() as u64,
+            "offset {offset}"
+        );
+        // KIP-74: one whole batch even though max_bytes is 1.
+        assert_eq!(bytes.len(), h.total_len());
+    }
+    assert!(log.read(200, 100).expect("at end").is_empty());
+    assert!(matches!(
+        log.read(201, 100),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
+}
+
+#[test]
+fn read_returns_whole_batches_within_max_bytes_across_segments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(dir.path(), small_config());
+    let one = batch(2, 100, 0);
+    for _ in 0..100 {
+        log.append(&one).expect("append");
+    }
+    assert!(log.segment_count() > 5);
+    let budget = one.len() as u64 * 45 + 10;
+    let regions = log.read(10, budget).expect("read");
+    assert!(
+        regions.len() > 1,
+        "a 45-batch read should cross a 4 KiB segment"
+    );
+    let total: u64 = regions.iter().map(|r| r.len).sum();
+    assert_eq!(total, one.len() as u64 * 45);
+    let bytes = log.read_to_vec(10, budget).expect("read");
+    let offsets = batch_offsets(&bytes);
+    assert_eq!(offsets.len(), 45);
+    assert_eq!(offsets[0].0, 10);
+    assert!(offsets.windows(2).all(|w| w[1].0 == w[0].0 + 2));
+}
+
+#[test]
+fn bad_batches_are_rejected_and_nothing_is_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(
+        dir.path(),
+        LogConfig {
+            max_batch_bytes: 2_000,
+            ..LogConfig::default()
+        },
+    );
+    let good = batch(2, 10, 0);
+    log.append(&good).expect("append");
+
+    let mut corrupt = good.clone();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 1;
+    let mut two = good.clone();
+    two.extend_from_slice(&corrupt);
+    assert!(
+        matches!(log.append(&two), Err(StorageError::InvalidBatch { position, .. }) if position == good.len())
+    );
+    assert!(
+        log.append(&good[..good.len() - 1]).is_err(),
+        "truncated batch"
+    );
+    assert!(matches!(log.append(&[]), Err(StorageError::EmptyAppend)));
+    assert!(matches!(
+        log.append(&batch(30, 100, 0)),
+        Err(StorageError::BatchTooLarge { .. })
+    ));
+    let mut magic1 = good.clone();
+    magic1[16] = 1;
+    assert!(log.append(&magic1).is_err());
+
+    assert_eq!(log.log_end_offset(), 2);
+    assert_eq!(log.size_bytes(), good.len() as u64);
+    assert_eq!(read_all(&log).len(), good.len());
+}
+
+#[test]
+fn log_append_time_rewrites_max_timestamp_and_keeps_crc_valid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = LogConfig {
+        timestamp_type: TimestampType::LogAppendTime,
+        ..LogConfig::default()
+    };
+    let mut log = open(dir.path(), config);
+    let info = log
+        .append_at(&batch(3, 10, 5), 1_700_000_000_000)
+        .expect("append");
+    assert_eq!(info.log_append_time, Some(1_700_000_000_000));
+    let bytes = log.read_to_vec(0, 1 << 20).expect("read");
+    let h = validate_batch(&bytes).expect("crc still valid");
+    assert_eq!(h.max_timestamp, 1_700_000_000_000);
+    assert_eq!(h.timestamp_type(), TimestampType::LogAppendTime);
+    let hit = log
+        .offset_for_timestamp(1_700_000_000_000)
+        .expect("lookup")
+        .expect("found");
+    assert_eq!((hit.offset, hit.timestamp), (0, 1_700_000_000_000));
+}
+
+#[test]
+fn offset_for_timestamp_follows_list_offsets_semantics_under_every_codec() {
+    for codec in [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = open(dir.path(), small_config());
+        // 40 batches of 5 records; record k (offset k) has timestamp 10_000 + 10 * k.
+        for i in 0..40i64 {
+            let mut b = fjord_protocol::record_batch::BatchBuilder::new(codec, 10_000 + 50 * i);
+            for r in 0..5 {
+                b.push(
+                    fjord_protocol::record_batch::RecordSpec::value(vec![1; 40])
+                        .with_timestamp(10_000 + 50 * i + 10 * r),
+                );
+            }
+            log.append(&b.build().expect("build")).expect("append");
+        }
+        let at = |ts| {
+            log.offset_for_timestamp(ts)
+                .expect("lookup")
+                .map(|t| (t.offset, t.timestamp))
+        };
+        assert_eq!(at(0), Some((0, 10_000)), "{codec:?}");
+        assert_eq!(at(10_000), Some((0, 10_000)));
+        assert_eq!(at(10_001), Some((1, 10_010)));
+        assert_eq!(at(10_555), Some((56, 10_560)));
+        assert_eq!(at(11_990), Some((199, 11_990)));
+        assert_eq!(at(11_991), None);
+        assert_eq!(at(-1), Some((200, -1)));
+        assert_eq!(at(-2), Some((0, -1)));
+        assert_eq!(at(-3), Some((199, 11_990)));
+    }
+}
+
+#[test]
+fn truncate_to_drops_whole_batches_and_appends_continue() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(dir.path(), small_config());
+    for i in 0..60 {
+        log.append(&batch(2, 50, i)).expect("append");
+    }
+    let segments_before = log.segment_count();
+    log.truncate_to(51).expect("truncate inside a batch");
+    assert_eq!(
+        log.log_end_offset(),
+        50,
+        "the batch holding 51 starts at 50"
+    );
+    assert!(log.segment_count() < segments_before);
+    let info = log.append(&batch(2, 50, 0)).expect("append after truncate");
+    assert_eq!(info.first_offset, 50);
+    let offsets = batch_offsets(&read_all(&log));
+    assert_eq!(offsets.len(), 26);
+    assert!(offsets.windows(2).all(|w| w[1].0 == w[0].0 + 2));
+
+    log.truncate_to(0).expect("truncate everything");
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 0));
+    assert_eq!(log.segment_count(), 1);
+}
+
+#[test]
+fn delete_records_before_moves_the_start_and_survives_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(dir.path(), small_config());
+    for i in 0..60 {
+        log.append(&batch(2, 50, i)).expect("append");
+    }
+    let segments_before = log.segment_count();
+    assert_eq!(log.delete_records_before(101).expect("delete"), 101);
+    assert!(log.segment_count() < segments_before);
+    assert!(log.segment_base_offsets()[0] <= 100);
+    assert!(matches!(
+        log.read(100, 100),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
+    let first = log.read_to_vec(101, 1).expect("read");
+    assert_eq!(
+        first_header(&first).base_offset,
+        100,
+        "batch holding 101 comes whole"
+    );
+    assert!(log.delete_records_before(500).is_err());
+    drop(log);
+    let log = open(dir.path(), small_config());
+    assert_eq!(log.log_start_offset(), 101);
+    assert_eq!(log.log_end_offset(), 120);
+}
+
+#[test]
+fn clean_close_reopens_without_touching_segments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(dir.path(), small_config());
+    for i in 0..100 {
+        log.append(&batch(3, 40, i)).expect("append");
+    }
+    let size = log.size_bytes();
+    let segments = log.segment_count();
+    log.close().expect("close");
+    let mut log = open(dir.path(), small_config());
+    assert_eq!(log.open_segment_count(), 0, "clean open reads no segment");
+    assert_eq!(
+        (log.log_end_offset(), log.size_bytes(), log.segment_count()),
+        (300, size, segments)
+    );
+    assert!(!dir.path().join(".clean-shutdown").exists() || log.open_segment_count() == 0);
+    log.append(&batch(1, 10, 0))
+        .expect("append after clean open");
+    assert!(
+        !dir.path().join(".clean-shutdown").exists(),
+        "marker removed on first change"
+    );
+    assert_eq!(batch_offsets(&read_all(&log)).len(), 101);
+}
+
+#[test]
+fn unclean_stop_recovers_everything_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(dir.path(), small_config());
+    for i in 0..100 {
+        log.append(&batch(3, 40, i)).expect("append");
+    }
+    let before = read_all(&log);
+    drop(log); // no close: an unclean stop
+    let log = open(dir.path(), small_config());
+    assert_eq!(log.log_end_offset(), 300);
+    assert_eq!(read_all(&log), before);
+    assert_eq!(
+        log.offset_for_timestamp(-3)
+            .expect("max")
+            .map(|t| t.timestamp),
+        Some(101)
+    );
+}
+
+#[test]
+fn idle_segments_close_and_reopen_on_demand() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(dir.path(), small_config());
+    for i in 0..100 {
+        log.append(&batch(3, 40, i)).expect("append");
+    }
+    let before = read_all(&log);
+    assert!(log.open_segment_count() > 1);
+    let closed = log
+        .close_idle(std::time::Duration::ZERO)
+        .expect("close idle");
+    assert!(closed > 1);
+    assert_eq!(log.open_segment_count(), 0);
+    assert_eq!(read_all(&log), before);
+    log.close_idle(std::time::Duration::ZERO)
+        .expect("close idle");
+    log.append(&batch(1, 10, 0))
+        .expect("append reopens the active segment");
+    assert_eq!(log.log_end_offset(), 301);
+}
+
+#[test]
+fn fsync_on_ack_hands_out_tickets_that_complete() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flusher = flusher();
+    let config = LogConfig {
+        durability: Durability::FsyncOnAck,
+        ..small_config()
+    };
+    let mut log = fjord_storage::Log::open(dir.path(), config, flusher.clone()).expect("open");
+    let tickets: Vec<_> = (0..50)
+        .map(|i| {
+            log.append(&batch(1, 100, i))
+                .expect("append")
+                .durable
+                .expect("ticket")
+        })
+        .collect();
+    for t in tickets {
+        t.wait().expect("durable");
+    }
+    assert!(flusher.requests() >= 50);
+    assert!(flusher.syncs() >= 1);
+}
+
+#[tokio::test]
+async fn fsync_on_ack_ticket_is_awaitable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = LogConfig {
+        durability: Durability::FsyncOnAck,
+        ..LogConfig::default()
+    };
+    let mut log = open(dir.path(), config);
+    let info = log.append(&batch(1, 100, 0)).expect("append");
+    info.durable.expect("ticket").await.expect("durable");
+}
+
+#[test]
+fn flush_messages_triggers_background_flushes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flusher = flusher();
+    let config = LogConfig {
+        durability: Durability::Interval {
+            messages: Some(10),
+            ms: None,
+        },
+        ..LogConfig::default()
+    };
+    let mut log = fjord_storage::Log::open(dir.path(), config, flusher.clone()).expect("open");
+    for i in 0..9 {
+        assert!(log
+            .append(&batch(1, 10, i))
+            .expect("append")
+            .durable
+            .is_none());
+    }
+    assert_eq!(flusher.requests(), 0);
+    log.append(&batch(1, 10, 9)).expect("append");
+    assert_eq!(flusher.requests(), 1);
+}
+
+#[test]
+fn segment_ms_rolls_by_record_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = LogConfig {
+        segment_ms: Some(1_000),
+        ..LogConfig::default()
+    };
+    let mut log = open(dir.path(), config);
+    log.append(&batch(1, 10, 10_000)).expect("append");
+    log.append(&batch(1, 10, 10_900)).expect("append");
+    assert_eq!(log.segment_count(), 1);
+    log.append(&batch(1, 10, 11_100)).expect("append");
+    assert_eq!(log.segment_base_offsets(), vec![0, 2]);
+}
+
+#[test]
+fn full_index_rolls_the_segment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = LogConfig {
+        segment_index_bytes: 24,
+        index_interval_bytes: 1,
+        ..LogConfig::default()
+    };
+    let mut log = open(dir.path(), config);
+    for i in 0..10 {
+        log.append(&batch(1, 10, i)).expect("append");
+    }
+    assert!(
+        log.segment_count() >= 3,
+        "an index of 2 entries must force rolls"
+    );
+    assert_eq!(batch_offsets(&read_all(&log)).len(), 10);
+}
