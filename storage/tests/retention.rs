@@ -66,7 +66,7 @@ fn retention_never_deletes_the_active_segment() {
 }
 
 #[test]
-fn retention_bytes_keeps_the_log_within_the_limit_by_whole_segments() {
+fn retention_bytes_deletes_whole_segments_down_to_the_limit() {
     let dir = tempfile::tempdir().expect("tempdir");
     let limit = 6_000;
     let config = LogConfig {
@@ -77,16 +77,18 @@ fn retention_bytes_keeps_the_log_within_the_limit_by_whole_segments() {
     let total = log.size_bytes();
     assert!(total > 3 * limit);
     let outcome = log.apply_retention(0).expect("retention");
-    assert!(log.size_bytes() <= limit || log.segment_count() == 1);
+    // Kafka's rule: delete the oldest segments while the rest still holds at least
+    // retention.bytes, so the log never drops below the limit.
+    assert!(log.size_bytes() >= limit);
     assert_eq!(total - log.size_bytes(), outcome.bytes_deleted);
-    // Deleting one segment fewer would have left the log over the limit.
+    // Deleting one more segment would have taken the log below the limit.
     let first_size = std::fs::metadata(
         dir.path()
             .join(format!("{:020}.log", log.segment_base_offsets()[0])),
     )
     .expect("stat")
     .len();
-    assert!(log.size_bytes() + first_size > limit);
+    assert!(log.size_bytes() - first_size < limit);
     assert_eq!(read_all(&log).len() as u64, log.size_bytes());
 }
 
