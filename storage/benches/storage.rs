@@ -1,1 +1,308 @@
-fn main() {}
+//! Storage engine benchmark: each figure next to the machine's own limit measured in the
+//! same run, as a ratio (shared machines are noisy; ratios and medians travel better).
+//!
+//! Run: `cargo bench -p fjord-storage --bench storage` (full size: about 14 GiB of disk,
+//! a few minutes). `FJORD_BENCH_QUICK=1` shrinks every size by about 16x for a smoke run.
+//! `FJORD_BENCH_DIR` chooses where the data goes (default: a temp dir under `target/`).
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use fjord_protocol::compression::Compression;
+use fjord_protocol::record_batch::{BatchBuilder, RecordSpec};
+use fjord_storage::{Flusher, Log, LogConfig};
+
+const GIB: u64 = 1 << 30;
+
+struct Sizes {
+    append_bytes: u64,
+    lookup_segment: u64,
+    closed_bytes: u64,
+    active_bytes: u64,
+    partitions: usize,
+}
+
+fn sizes() -> Sizes {
+    if std::env::var_os("FJORD_BENCH_QUICK").is_some() {
+        Sizes {
+            append_bytes: GIB / 16,
+            lookup_segment: GIB / 16,
+            closed_bytes: GIB / 2,
+            active_bytes: GIB / 16,
+            partitions: 1_000,
+        }
+    } else {
+        Sizes {
+            append_bytes: GIB,
+            lookup_segment: GIB,
+            closed_bytes: 10 * GIB,
+            active_bytes: GIB,
+            partitions: 10_000,
+        }
+    }
+}
+
+fn batch(records: usize, value_len: usize) -> Vec<u8> {
+    let mut b = BatchBuilder::new(Compression::None, 1_700_000_000_000);
+    for i in 0..records {
+        b.push(
+            RecordSpec::value(vec![(i % 251) as u8; value_len])
+                .with_timestamp(1_700_000_000_000 + i as i64),
+        );
+    }
+    b.build().expect("batch")
+}
+
+/// A 16 KiB-ish batch: 160 records of 100 bytes.
+fn batch_16k() -> Vec<u8> {
+    batch(140, 100)
+}
+
+fn bench_dir() -> PathBuf {
+    let root = std::env::var_os("FJORD_BENCH_DIR")
+        .map_or_else(|| PathBuf::from("../target/bench-data"), PathBuf::from);
+    std::fs::create_dir_all(&root).expect("bench dir");
+    let dir = root.join(format!("run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    dir
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+/// Raw sequential `write` of `total` bytes in `chunk`-sized writes: the limit for appends.
+fn raw_write(path: &Path, chunk: &[u8], total: u64) -> f64 {
+    let mut f = File::create(path).expect("create");
+    let start = Instant::now();
+    let mut written = 0;
+    while written < total {
+        f.write_all(chunk).expect("write");
+        written += chunk.len() as u64;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    drop(f);
+    std::fs::remove_file(path).expect("remove");
+    written as f64 / secs
+}
+
+fn log_append(dir: &Path, batch: &[u8], total: u64, flusher: &Flusher) -> f64 {
+    let mut log = Log::open(dir, LogConfig::default(), flusher.clone()).expect("open");
+    let start = Instant::now();
+    let mut written = 0;
+    while written < total {
+        log.append(batch).expect("append");
+        written += batch.len() as u64;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    drop(log);
+    std::fs::remove_dir_all(dir).expect("remove");
+    written as f64 / secs
+}
+
+fn bench_append(root: &Path, s: &Sizes, flusher: &Flusher) {
+    let b = batch_16k();
+    let (mut raw, mut log) = (Vec::new(), Vec::new());
+    for round in 0..5 {
+        raw.push(raw_write(&root.join("raw.bin"), &b, s.append_bytes));
+        log.push(log_append(
+            &root.join(format!("append-{round}")),
+            &b,
+            s.append_bytes,
+            flusher,
+        ));
+    }
+    let ratios: Vec<f64> = raw.iter().zip(&log).map(|(r, l)| l / r).collect();
+    println!(
+        "append {} B batches: log {:.0} MB/s, raw write {:.0} MB/s, ratio {:.2} (median of 5 paired runs; target >= 0.90)",
+        b.len(),
+        median(log) / 1e6,
+        median(raw) / 1e6,
+        median(ratios)
+    );
+}
+
+fn bench_lookup(root: &Path, s: &Sizes, flusher: &Flusher) {
+    let dir = root.join("lookup");
+    let b = batch(10, 90); // about 1 KiB: many batches per index interval
+    let config = LogConfig {
+        segment_bytes: s.lookup_segment,
+        ..LogConfig::default()
+    };
+    let mut log = Log::open(&dir, config, flusher.clone()).expect("open");
+    while log.size_bytes() + b.len() as u64 <= s.lookup_segment {
+        log.append(&b).expect("append");
+    }
+    assert_eq!(log.segment_count(), 1);
+    let end = log.log_end_offset();
+    let mut seed = 0x9e3779b97f4a7c15u64;
+    let mut samples = Vec::with_capacity(200_000);
+    for _ in 0..200_000 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let offset = seed % end;
+        let t = Instant::now();
+        let regions = log.read(offset, 64 * 1024).expect("read");
+        samples.push(t.elapsed().as_nanos() as u64);
+        assert!(!regions.is_empty());
+    }
+    samples.sort_unstable();
+    println!(
+        "random read lookup in a {} MiB segment of {} B batches ({} lookups, page cache warm): p50 {:.2} us, p99 {:.2} us, p99.9 {:.2} us (target p99 < 5 us)",
+        s.lookup_segment >> 20,
+        b.len(),
+        samples.len(),
+        percentile(&samples, 0.50) as f64 / 1e3,
+        percentile(&samples, 0.99) as f64 / 1e3,
+        percentile(&samples, 0.999) as f64 / 1e3,
+    );
+    drop(log);
+    std::fs::remove_dir_all(&dir).expect("remove");
+}
+
+fn bench_recovery(root: &Path, s: &Sizes, flusher: &Flusher) {
+    let dir = root.join("recovery");
+    let b = batch_16k();
+    let segment_bytes = s.active_bytes;
+    let config = LogConfig {
+        segment_bytes,
+        ..LogConfig::default()
+    };
+    let mut log = Log::open(&dir, config.clone(), flusher.clone()).expect("open");
+    let total = s.closed_bytes + s.active_bytes - b.len() as u64;
+    while log.size_bytes() < total {
+        log.append(&b).expect("append");
+    }
+    let (end, size, segments) = (log.log_end_offset(), log.size_bytes(), log.segment_count());
+    drop(log); // unclean stop: no marker
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        let log = Log::open(&dir, config.clone(), flusher.clone()).expect("recover");
+        times.push(start.elapsed().as_secs_f64());
+        assert_eq!(log.log_end_offset(), end);
+        drop(log);
+    }
+    let log = Log::open(&dir, config.clone(), flusher.clone()).expect("recover");
+    log.close().expect("close");
+    let start = Instant::now();
+    let log = Log::open(&dir, config, flusher.clone()).expect("clean open");
+    let clean = start.elapsed();
+    assert_eq!(log.log_end_offset(), end);
+    println!(
+        "recovery after unclean stop: {:.1} GiB in {segments} segments (active {:.1} GiB): median {:.1} ms of 5 opens (target < 1000 ms); clean open {:.2} ms",
+        size as f64 / GIB as f64,
+        s.active_bytes as f64 / GIB as f64,
+        median(times) * 1e3,
+        clean.as_secs_f64() * 1e3,
+    );
+    drop(log);
+    std::fs::remove_dir_all(&dir).expect("remove");
+}
+
+fn bench_partitions(root: &Path, s: &Sizes, flusher: &Flusher) {
+    let dir = root.join("partitions");
+    let b = batch(10, 90);
+    let config = LogConfig::default();
+    for i in 0..s.partitions {
+        let mut log = Log::open(
+            dir.join(format!("topic-{i}")),
+            config.clone(),
+            flusher.clone(),
+        )
+        .expect("create");
+        log.append(&b).expect("append");
+        log.close().expect("close");
+    }
+    let (rss0, fds0) = (rss_kib(), open_fds());
+    let start = Instant::now();
+    let logs: Vec<Log> = (0..s.partitions)
+        .map(|i| {
+            Log::open(
+                dir.join(format!("topic-{i}")),
+                config.clone(),
+                flusher.clone(),
+            )
+            .expect("open")
+        })
+        .collect();
+    let open = start.elapsed();
+    let (rss1, fds1) = (rss_kib(), open_fds());
+    for log in &logs {
+        log.read(0, 1 << 20).expect("read");
+    }
+    let (rss2, fds2) = (rss_kib(), open_fds());
+    for log in &logs {
+        log.close_idle(Duration::ZERO).expect("close idle");
+    }
+    let (rss3, fds3) = (rss_kib(), open_fds());
+    println!(
+        "{} partitions: open {:.0} ms ({:.1} us each), +{} KiB RSS and +{} fds after open; \
+         after reading each once +{} KiB, +{} fds; after close_idle +{} KiB, +{} fds",
+        s.partitions,
+        open.as_secs_f64() * 1e3,
+        open.as_secs_f64() * 1e6 / s.partitions as f64,
+        rss1.saturating_sub(rss0),
+        fds1.saturating_sub(fds0),
+        rss2.saturating_sub(rss0),
+        fds2.saturating_sub(fds0),
+        rss3.saturating_sub(rss0),
+        fds3.saturating_sub(fds0),
+    );
+    drop(logs);
+    std::fs::remove_dir_all(&dir).expect("remove");
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` passes nothing useful either.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let s = sizes();
+    let root = bench_dir();
+    let flusher = Flusher::new("bench").expect("flusher");
+    println!(
+        "fjord-storage bench ({} cores), data in {}",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        root.display()
+    );
+    let run = |name: &str| only.is_empty() || only.iter().any(|o| name.contains(o.as_str()));
+    if run("append") {
+        bench_append(&root, &s, &flusher);
+    }
+    if run("lookup") {
+        bench_lookup(&root, &s, &flusher);
+    }
+    if run("recovery") {
+        bench_recovery(&root, &s, &flusher);
+    }
+    if run("partitions") {
+        bench_partitions(&root, &s, &flusher);
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -90,7 +90,9 @@ pub(crate) fn read(dir: &Path) -> Option<(u64, SegmentMeta)> {
     Some((base, meta))
 }
 
-/// Removes the marker (before the first change to a log opened clean).
+/// Removes the marker (before the first change to a log opened clean). The directory is
+/// not synced here: if a power loss brings the marker back, its recorded size no longer
+/// matches the grown file and the open recovers anyway.
 pub(crate) fn remove(dir: &Path) -> Result<()> {
     let p = path(dir);
     match std::fs::remove_file(&p) {

@@ -2,8 +2,9 @@
 //! and time indexes.
 //!
 //! An index of the active segment is preallocated to `segment.index.bytes` and mapped
-//! read-write; entries past `len` are zero. Sealing trims the file to its entries and maps
-//! it read-only. The file descriptor is closed right after mapping: an open index costs a
+//! read-write; entries past `len` are zero. Sealing (at a segment roll) trims the file to
+//! its entries and maps it read-only. A clean shutdown does not trim the active index: the
+//! clean-shutdown marker records its entry count instead. The file descriptor is closed right after mapping: an open index costs a
 //! mapping, not a descriptor.
 //!
 //! This module holds the crate's only `unsafe`: creating the mappings.
@@ -36,7 +37,9 @@ pub(crate) struct IndexFile {
 
 impl IndexFile {
     /// Opens (creating if needed) a writable index whose first `len` entries are valid,
-    /// preallocated to `capacity` entries.
+    /// preallocated to `capacity` entries. Whatever the file held past `len` is discarded
+    /// by cutting the file there and extending it again: the kernel supplies zero pages,
+    /// so preallocation touches no memory and writes nothing.
     pub(crate) fn open_writable(
         path: &Path,
         entry_size: usize,
@@ -51,15 +54,15 @@ impl IndexFile {
             .open(path)
             .io_context("open index", path)?;
         let capacity = capacity.max(len).max(1);
-        let bytes = (capacity * entry_size) as u64;
-        file.set_len(bytes).io_context("preallocate index", path)?;
+        file.set_len((len * entry_size) as u64)
+            .io_context("trim index", path)?;
+        file.set_len((capacity * entry_size) as u64)
+            .io_context("preallocate index", path)?;
         // SAFETY: the mapping covers exactly the file's length, set just above. The file is
         // private to this log directory and only this process writes it while the log is
         // open; entries are decoded from bytes with bounds checks, so even an outside writer
         // could produce wrong entries but not undefined behaviour in safe code reading them.
-        let mut map = unsafe { MmapMut::map_mut(&file) }.io_context("map index", path)?;
-        // Stale bytes after the valid entries would be taken for entries after a crash.
-        map[len * entry_size..].fill(0);
+        let map = unsafe { MmapMut::map_mut(&file) }.io_context("map index", path)?;
         Ok(Self {
             path: path.to_path_buf(),
             entry_size,
@@ -119,18 +122,6 @@ impl IndexFile {
         &self.bytes()[at..at + self.entry_size]
     }
 
-    /// The raw bytes of entry `i` even past `len` (up to capacity), for recovery, which
-    /// has to find out how many entries a preallocated file holds.
-    pub(crate) fn raw_entry(&self, i: usize) -> Option<&[u8]> {
-        let at = i.checked_mul(self.entry_size)?;
-        self.bytes().get(at..at + self.entry_size)
-    }
-
-    /// Entries the mapping could hold (the preallocated capacity for a writable index).
-    pub(crate) fn capacity(&self) -> usize {
-        self.capacity
-    }
-
     /// Largest `i` in `0..len` with `key(entry(i)) <= target`, by binary search. Keys
     /// must not decrease with `i`.
     pub(crate) fn floor(&self, target: i64, key: impl Fn(&[u8]) -> i64) -> Option<usize> {
@@ -161,30 +152,6 @@ impl IndexFile {
         }
     }
 
-    /// Keeps the first `len` entries, zeroing the rest of a writable mapping.
-    pub(crate) fn truncate(&mut self, len: usize) -> Result<()> {
-        if len >= self.len {
-            return Ok(());
-        }
-        match &mut self.map {
-            Map::Writable(map) => {
-                map[len * self.entry_size..self.len * self.entry_size].fill(0);
-                self.len = len;
-                Ok(())
-            }
-            _ => {
-                let file = OpenOptions::new()
-                    .write(true)
-                    .open(&self.path)
-                    .io_context("open index", &self.path)?;
-                file.set_len((len * self.entry_size) as u64)
-                    .io_context("truncate index", &self.path)?;
-                *self = Self::open_read_only(&self.path, self.entry_size)?;
-                Ok(())
-            }
-        }
-    }
-
     /// Writes dirty pages back (for a writable map).
     pub(crate) fn flush(&self) -> Result<()> {
         if let Map::Writable(map) = &self.map {
@@ -193,8 +160,8 @@ impl IndexFile {
         Ok(())
     }
 
-    /// Trims the file to its entries and remaps it read-only: what a segment roll and a
-    /// clean shutdown do, so the next open can take the file length as the entry count.
+    /// Trims the file to its entries and remaps it read-only (a segment roll), so the next
+    /// open can take the file length as the entry count.
     pub(crate) fn seal(&mut self) -> Result<()> {
         if !self.is_writable() {
             return Ok(());
@@ -243,20 +210,24 @@ mod tests {
     }
 
     #[test]
-    fn truncate_zeroes_writable_and_shrinks_sealed() {
+    fn reopening_writable_discards_entries_past_len_without_touching_pages() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("x.index");
-        let mut idx = IndexFile::open_writable(&path, 8, 0, 8).expect("open");
+        let mut idx = IndexFile::open_writable(&path, 8, 0, 1024).expect("open");
         for k in 1u32..=5 {
             let mut e = [0u8; 8];
             e[..4].copy_from_slice(&k.to_be_bytes());
             idx.push(&e);
         }
-        idx.truncate(2).expect("truncate");
-        assert_eq!(idx.raw_entry(2), Some(&[0u8; 8][..]));
-        idx.seal().expect("seal");
-        idx.truncate(1).expect("truncate sealed");
-        assert_eq!(std::fs::metadata(&path).expect("stat").len(), 8);
-        assert_eq!(idx.len(), 1);
+        drop(idx);
+        let idx = IndexFile::open_writable(&path, 8, 2, 1024).expect("reopen");
+        assert_eq!(std::fs::metadata(&path).expect("stat").len(), 8 * 1024);
+        drop(idx);
+        let bytes = std::fs::read(&path).expect("read");
+        assert_ne!(&bytes[8..16], &[0u8; 8], "kept entries survive");
+        assert!(
+            bytes[16..].iter().all(|b| *b == 0),
+            "stale entries are gone"
+        );
     }
 }

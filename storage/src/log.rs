@@ -84,7 +84,7 @@ impl Log {
         let listed = list_segments(&dir)?;
         let persisted_start = read_log_start(&dir)?;
         let marker = clean_shutdown::read(&dir);
-        let marker_present = clean_shutdown::path(&dir).exists();
+        let mut marker_present = clean_shutdown::path(&dir).exists();
         let ctx = SegmentCtx {
             dir: &dir,
             config: &config,
@@ -109,6 +109,8 @@ impl Log {
                     None => {
                         if marker_present {
                             tracing::warn!(dir = %dir.display(), "clean-shutdown marker does not match the files; recovering");
+                            clean_shutdown::remove(&dir)?;
+                            marker_present = false;
                         }
                         let (meta, files) = recover_segment(ctx, active_base, true)?;
                         Segment::loaded(active_base, meta, Some(files))
@@ -318,6 +320,7 @@ impl Log {
         self.rolled_flushes.retain_mut(|t| t.is_pending());
         self.rolled_flushes.push(self.flusher.request(old_log));
         let segment = Segment::create(ctx, next_offset)?;
+        sync_dir(&self.dir)?;
         self.segments.insert(next_offset, segment);
         tracing::debug!(dir = %self.dir.display(), base = next_offset, "rolled segment");
         Ok(())
@@ -666,9 +669,22 @@ fn read_log_start(dir: &Path) -> Result<Option<u64>> {
     }
 }
 
+/// Persists the log start offset durably (temp file, fsync, rename, directory fsync):
+/// segments below it may be deleted right after.
 fn write_log_start(dir: &Path, offset: u64) -> Result<()> {
     let tmp = dir.join(format!("{LOG_START_FILE}.tmp"));
-    std::fs::write(&tmp, format!("{offset}\n")).io_context("write log start offset", &tmp)?;
+    let mut file = std::fs::File::create(&tmp).io_context("create log start offset", &tmp)?;
+    std::io::Write::write_all(&mut file, format!("{offset}\n").as_bytes())
+        .and_then(|()| file.sync_all())
+        .io_context("write log start offset", &tmp)?;
     let path = dir.join(LOG_START_FILE);
-    std::fs::rename(&tmp, &path).io_context("rename log start offset", &path)
+    std::fs::rename(&tmp, &path).io_context("rename log start offset", &path)?;
+    sync_dir(dir)
+}
+
+/// Makes file creations, renames and deletions in `dir` durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .io_context("sync log dir", dir)
 }

@@ -56,16 +56,6 @@ impl OffsetIndex {
         decode(self.file.entry(i))
     }
 
-    /// Entry `i` whether or not it is counted as valid (recovery of a preallocated file).
-    pub(crate) fn raw(&self, i: usize) -> Option<OffsetEntry> {
-        self.file.raw_entry(i).map(decode)
-    }
-
-    /// Entries the file could hold.
-    pub(crate) fn capacity(&self) -> usize {
-        self.file.capacity()
-    }
-
     /// The last entry whose batch starts at or before `relative_offset`.
     pub(crate) fn lookup(&self, relative_offset: u32) -> Option<OffsetEntry> {
         self.file
@@ -87,10 +77,6 @@ impl OffsetIndex {
         e[..4].copy_from_slice(&relative_offset.to_be_bytes());
         e[4..].copy_from_slice(&position.to_be_bytes());
         self.file.push(&e);
-    }
-
-    pub(crate) fn truncate(&mut self, len: usize) -> Result<()> {
-        self.file.truncate(len)
     }
 
     pub(crate) fn seal(&mut self) -> Result<()> {

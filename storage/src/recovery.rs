@@ -11,17 +11,18 @@
 
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use fjord_protocol::record_batch::{BatchHeader, BATCH_HEADER_LEN};
 
 use crate::batch_scan::{BatchScanner, Scanned};
 use crate::error::{IoContext, Result};
-use crate::offset_index::{self, OffsetIndex};
+use crate::offset_index::OffsetIndex;
 use crate::segment::{
     index_batch, open_log_file, seal_files, segment_path, MaxTimestamp, SegmentCtx, SegmentFiles,
     SegmentMeta,
 };
-use crate::time_index::{self, TimeIndex};
+use crate::time_index::TimeIndex;
 
 /// How many index entries from the end recovery will try before giving up on the index.
 const MAX_ENTRY_PROBES: usize = 16;
@@ -48,10 +49,6 @@ enum Recovered {
     Retry,
 }
 
-fn file_len(path: &Path) -> Option<u64> {
-    std::fs::metadata(path).ok().map(|m| m.len())
-}
-
 fn recover_once(
     ctx: SegmentCtx<'_>,
     base: u64,
@@ -60,88 +57,51 @@ fn recover_once(
 ) -> Result<Recovered> {
     let (dir, config) = (ctx.dir, ctx.config);
     let log_path = segment_path(dir, base, "log");
-    let index_path = segment_path(dir, base, "index");
-    let time_path = segment_path(dir, base, "timeindex");
-    let index_len = file_len(&index_path);
-    let time_len = file_len(&time_path);
     let log = open_log_file(dir, base, false)?;
     let size = log.metadata().io_context("stat segment", &log_path)?.len();
-
-    let index_entries = index_len.unwrap_or(0) as usize / offset_index::ENTRY_SIZE;
-    let mut offset_index =
-        OffsetIndex::open_writable(&index_path, index_entries, config.offset_index_capacity())?;
-    let time_entries = time_len.unwrap_or(0) as usize / time_index::ENTRY_SIZE;
-    let mut time_index =
-        TimeIndex::open_writable(&time_path, time_entries, config.time_index_capacity())?;
-
-    let mut valid = if full_scan || index_len.is_none() || time_len.is_none() {
-        0
-    } else {
-        consistent_offset_entries(&offset_index, size)
-    };
-    valid = verify_last_entry(&log, &offset_index, base, valid)?;
-    let (scan_rel, scan_pos) = match valid.checked_sub(1) {
-        Some(i) => {
-            let e = offset_index.get(i);
-            (e.relative_offset, u64::from(e.position))
-        }
-        None => (0, 0),
-    };
-    let mut valid_time = if valid == 0 {
-        0
-    } else {
-        consistent_time_entries(&time_index, scan_rel)
-    };
-    if valid > 0 && valid_time == 0 {
-        // Entries exist in the offset index, so the time index must have some: it is lost.
-        valid = 0;
-        valid_time = 0;
-    }
-    let rebuilding = valid == 0
-        && size > 0
-        && (index_entries > 0 || time_entries > 0 || index_len.is_none() || time_len.is_none());
-    if valid < index_entries.min(offset_index.capacity()) && index_len.is_some() && !active {
-        tracing::warn!(segment = %log_path.display(), kept = valid, found = index_entries, "offset index inconsistent; rebuilding from the log");
-    }
-    offset_index.truncate(valid)?;
-    time_index.truncate(valid_time)?;
+    let trusted = trusted_prefix(ctx, base, &log, size, full_scan)?;
+    let offset_index = OffsetIndex::open_writable(
+        &segment_path(dir, base, "index"),
+        trusted.offset_entries,
+        config.offset_index_capacity(),
+    )?;
+    let time_index = TimeIndex::open_writable(
+        &segment_path(dir, base, "timeindex"),
+        trusted.time_entries,
+        config.time_index_capacity(),
+    )?;
 
     let mut meta = SegmentMeta::empty(base);
-    meta.size = scan_pos;
-    meta.next_offset = base + u64::from(scan_rel);
-    meta.offset_entries = valid;
-    meta.time_entries = valid_time;
+    meta.size = trusted.scan_position;
+    meta.next_offset = base + u64::from(trusted.scan_relative_offset);
+    meta.offset_entries = trusted.offset_entries;
+    meta.time_entries = trusted.time_entries;
     meta.max_timestamp = time_index.last().map(|e| MaxTimestamp {
         timestamp: e.timestamp,
         batch_offset: base + u64::from(e.relative_offset),
     });
+    let log = Arc::new(log);
+    if size > 0 {
+        meta.first_batch_timestamp = first_batch_timestamp(&log, &log_path)?;
+    }
     let mut files = SegmentFiles {
-        log: std::sync::Arc::new(log),
+        log: Arc::clone(&log),
         offset_index,
         time_index,
     };
 
-    let log = std::sync::Arc::clone(&files.log);
-    let mut scanner = BatchScanner::verifying(&log, scan_pos, size);
+    let mut scanner = BatchScanner::verifying(&log, trusted.scan_position, size);
     loop {
-        let scanned = scanner.next_batch().io_context("read segment", &log_path)?;
-        let (position, reason) = match scanned {
+        let (position, reason) = match scanner.next_batch().io_context("read segment", &log_path)? {
             Scanned::End => break,
             Scanned::Damaged { position, reason } => (position, reason),
             Scanned::Batch { position, header } => {
                 match check_offsets(&header, base, meta.next_offset) {
                     Ok((first, last)) => {
                         let len = header.total_len() as u64;
+                        let ts = header.max_timestamp;
                         index_batch(
-                            &mut meta,
-                            &mut files,
-                            base,
-                            config,
-                            position,
-                            first,
-                            last,
-                            header.max_timestamp,
-                            len,
+                            &mut meta, &mut files, base, config, position, first, last, ts, len,
                         );
                         continue;
                     }
@@ -158,16 +118,13 @@ fn recover_once(
         );
         log.set_len(position)
             .io_context("truncate segment", &log_path)?;
-        if position == scan_pos && scan_pos > 0 {
+        if position == trusted.scan_position && position > 0 {
             return Ok(Recovered::Retry);
         }
         break;
     }
-    if rebuilding {
-        tracing::warn!(segment = %log_path.display(), entries = meta.offset_entries, "rebuilt indexes from the log");
-    }
-    if meta.first_batch_timestamp.is_none() && meta.size > 0 {
-        meta.first_batch_timestamp = first_batch_timestamp(&files, &log_path)?;
+    if meta.size == 0 {
+        meta.first_batch_timestamp = None;
     }
     if !active {
         seal_files(&mut meta, &mut files, base)?;
@@ -175,15 +132,77 @@ fn recover_once(
     Ok(Recovered::Done(Box::new(meta), files))
 }
 
+/// How much of a segment's indexes recovery keeps, and where it rescans from.
+#[derive(Debug, Clone, Copy)]
+struct TrustedPrefix {
+    offset_entries: usize,
+    time_entries: usize,
+    scan_relative_offset: u32,
+    scan_position: u64,
+}
+
+/// Reads the indexes (mapped read-only: validation touches only the pages it looks at)
+/// and decides which entries to keep. Missing or inconsistent indexes keep nothing, which
+/// makes the rescan a rebuild.
+fn trusted_prefix(
+    ctx: SegmentCtx<'_>,
+    base: u64,
+    log: &std::fs::File,
+    size: u64,
+    full_scan: bool,
+) -> Result<TrustedPrefix> {
+    let index_path = segment_path(ctx.dir, base, "index");
+    let time_path = segment_path(ctx.dir, base, "timeindex");
+    let rebuild = TrustedPrefix {
+        offset_entries: 0,
+        time_entries: 0,
+        scan_relative_offset: 0,
+        scan_position: 0,
+    };
+    if full_scan || !index_path.exists() || !time_path.exists() {
+        if size > 0 {
+            tracing::warn!(segment = base, "rebuilding indexes from the log");
+        }
+        return Ok(rebuild);
+    }
+    let offset_index = OffsetIndex::open_read_only(&index_path)?;
+    let time_index = TimeIndex::open_read_only(&time_path)?;
+    let consistent = consistent_offset_entries(&offset_index, size);
+    let valid = verify_last_entry(log, &offset_index, base, consistent)?;
+    let Some(last) = valid.checked_sub(1).map(|i| offset_index.get(i)) else {
+        return Ok(rebuild);
+    };
+    let time_entries = consistent_time_entries(&time_index, last.relative_offset);
+    if time_entries == 0 {
+        // Offset entries exist, so time entries must too: the time index is lost.
+        tracing::warn!(
+            segment = base,
+            "time index inconsistent; rebuilding indexes from the log"
+        );
+        return Ok(rebuild);
+    }
+    if valid < consistent {
+        tracing::warn!(
+            segment = base,
+            kept = valid,
+            "offset index entries point at the wrong batches; dropped"
+        );
+    }
+    Ok(TrustedPrefix {
+        offset_entries: valid,
+        time_entries,
+        scan_relative_offset: last.relative_offset,
+        scan_position: u64::from(last.position),
+    })
+}
+
 /// Entries at the front of the index that rise strictly and point inside the log.
 fn consistent_offset_entries(index: &OffsetIndex, log_size: u64) -> usize {
     let mut prev = (0u32, 0u32);
     let mut n = 0;
-    while let Some(e) = index.raw(n) {
-        if n >= index.len()
-            || e.relative_offset <= prev.0
-            || e.position <= prev.1
-            || u64::from(e.position) >= log_size
+    while n < index.len() {
+        let e = index.get(n);
+        if e.relative_offset <= prev.0 || e.position <= prev.1 || u64::from(e.position) >= log_size
         {
             break;
         }
@@ -224,7 +243,7 @@ fn consistent_time_entries(index: &TimeIndex, max_rel: u32) -> usize {
     let mut n = 0;
     let mut prev: Option<(i64, u32)> = None;
     while n < index.len() {
-        let Some(e) = index.raw(n) else { break };
+        let e = index.get(n);
         let rising = prev.is_none_or(|(ts, rel)| e.timestamp > ts && e.relative_offset >= rel);
         if !rising || e.relative_offset > max_rel {
             break;
@@ -254,11 +273,12 @@ fn check_offsets(
     Ok((first, last))
 }
 
-fn first_batch_timestamp(files: &SegmentFiles, path: &Path) -> Result<Option<i64>> {
+/// maxTimestamp of the batch at position 0 (what `segment.ms` counts from), if readable.
+fn first_batch_timestamp(log: &std::fs::File, path: &Path) -> Result<Option<i64>> {
     let mut buf = [0u8; BATCH_HEADER_LEN];
-    files
-        .log
-        .read_exact_at(&mut buf, 0)
-        .io_context("read segment", path)?;
-    Ok(BatchHeader::parse(&buf).ok().map(|h| h.max_timestamp))
+    match log.read_exact_at(&mut buf, 0) {
+        Ok(()) => Ok(BatchHeader::parse(&buf).ok().map(|h| h.max_timestamp)),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(e).io_context("read segment", path),
+    }
 }

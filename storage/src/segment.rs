@@ -387,7 +387,7 @@ impl Segment {
     pub(crate) fn truncate_to(&mut self, ctx: SegmentCtx<'_>, offset: u64) -> Result<()> {
         let base = self.base_offset;
         let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
-        open_state(state, ctx, base, false)?;
+        open_state(state, ctx, base, true)?;
         let SegmentState {
             meta: Some(meta),
             files: Some(files),
@@ -396,14 +396,13 @@ impl Segment {
         else {
             unreachable!("open_state fills meta and files");
         };
-        let Some(cut) = locate_in(base, meta, files, offset)? else {
-            return Ok(());
-        };
-        let path = segment_path(ctx.dir, base, "log");
-        files
-            .log
-            .set_len(cut.position)
-            .io_context("truncate segment", &path)?;
+        if let Some(cut) = locate_in(base, meta, files, offset)? {
+            let path = segment_path(ctx.dir, base, "log");
+            files
+                .log
+                .set_len(cut.position)
+                .io_context("truncate segment", &path)?;
+        }
         state.files = None;
         let (meta, files) = recovery::recover_segment(ctx, base, true)?;
         state.size_hint = meta.size;

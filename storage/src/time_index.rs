@@ -62,10 +62,6 @@ impl TimeIndex {
         self.len().checked_sub(1).map(|i| self.get(i))
     }
 
-    pub(crate) fn raw(&self, i: usize) -> Option<TimeEntry> {
-        self.file.raw_entry(i).map(decode)
-    }
-
     /// The last entry with a timestamp at or below `timestamp`.
     pub(crate) fn lookup(&self, timestamp: i64) -> Option<TimeEntry> {
         self.file
@@ -82,10 +78,6 @@ impl TimeIndex {
         e[..8].copy_from_slice(&timestamp.to_be_bytes());
         e[8..].copy_from_slice(&relative_offset.to_be_bytes());
         self.file.push(&e);
-    }
-
-    pub(crate) fn truncate(&mut self, len: usize) -> Result<()> {
-        self.file.truncate(len)
     }
 
     pub(crate) fn seal(&mut self) -> Result<()> {

@@ -391,3 +391,64 @@ fn full_index_rolls_the_segment() {
     );
     assert_eq!(batch_offsets(&read_all(&log)).len(), 10);
 }
+
+#[test]
+fn segment_ms_counts_from_the_first_batch_after_an_unclean_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = LogConfig {
+        segment_ms: Some(1_000),
+        index_interval_bytes: 100,
+        ..LogConfig::default()
+    };
+    let mut log = open(dir.path(), config.clone());
+    for i in 0..20 {
+        log.append(&batch(1, 100, 10_000 + 40 * i)).expect("append");
+    }
+    drop(log); // unclean: recovery rescans from the last index entry, not from 0
+    let mut log = open(dir.path(), config);
+    log.append(&batch(1, 100, 11_001)).expect("append");
+    assert_eq!(
+        log.segment_base_offsets(),
+        vec![0, 20],
+        "11_001 - 10_000 > segment.ms"
+    );
+}
+
+#[test]
+fn truncating_at_a_segment_boundary_keeps_the_new_active_segment_indexed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = LogConfig {
+        segment_ms: Some(1_000),
+        index_interval_bytes: 100,
+        ..LogConfig::default()
+    };
+    let mut log = open(dir.path(), config);
+    for i in 0..10 {
+        log.append(&batch(1, 100, i)).expect("append");
+    }
+    log.append(&batch(1, 100, 5_000))
+        .expect("append rolls by time");
+    assert_eq!(log.segment_base_offsets(), vec![0, 10]);
+    log.truncate_to(10).expect("truncate at the boundary");
+    assert_eq!(
+        (log.segment_base_offsets(), log.log_end_offset()),
+        (vec![0], 10)
+    );
+    let index = dir.path().join(format!("{:020}.index", 0));
+    let entries = |p: &std::path::Path| {
+        std::fs::read(p)
+            .expect("index")
+            .chunks_exact(8)
+            .filter(|e| e != &[0u8; 8])
+            .count()
+    };
+    let before = entries(&index);
+    for i in 0..20 {
+        log.append(&batch(1, 100, 20 + i)).expect("append");
+    }
+    assert_eq!(log.segment_count(), 1);
+    assert!(
+        entries(&index) > before,
+        "appends to the re-activated segment must be indexed"
+    );
+}

@@ -45,7 +45,8 @@ pub struct BatchHeader {
     pub base_offset: i64,
     /// Bytes after the batchLength field.
     pub batch_length: i32,
-    /// Leader epoch stamped by the broker.
+    /// Leader epoch of the partition leader that appended the batch (kept as sent on a
+    /// single node; replication will stamp it).
     pub partition_leader_epoch: i32,
     /// Always 2 for a parsed header.
     pub magic: i8,
@@ -156,10 +157,9 @@ impl BatchHeader {
         buf[..8].copy_from_slice(&base_offset.to_be_bytes());
     }
 
-    /// Rewrites a header to LogAppendTime with `timestamp` as maxTimestamp and recomputes
-    /// the CRC over `batch` (which must be the whole batch the header belongs to, starting
-    /// at byte [`CRC_START`] for the CRC input). `header` is the first 61 bytes to rewrite,
-    /// `payload` the bytes after them.
+    /// Rewrites a batch header to LogAppendTime with `timestamp` as maxTimestamp and
+    /// recomputes the CRC. `header` is the batch's first 61 bytes (rewritten in place),
+    /// `payload` the rest of the batch (the records), which the CRC also covers.
     pub fn set_log_append_time(header: &mut [u8], payload: &[u8], timestamp: i64) {
         let attributes = be_i16(header, ATTRIBUTES_OFFSET) | ATTR_TIMESTAMP_TYPE;
         header[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
