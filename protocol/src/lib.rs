@@ -12,6 +12,7 @@
 //!   payload, [`record_batch::BatchBuilder`] writes batches.
 //! - [`compression`]: the four codecs as Kafka clients write them (gzip, snappy raw and
 //!   xerial-framed, lz4 frame, zstd), with a bound on decompressed size.
+//! - [`crc`]: CRC-32C, the batch checksum.
 //! - [`error`]: the crate's error type.
 //!
 //! The on-wire batch layout, byte by byte:
@@ -33,6 +34,7 @@
 //! ```
 
 pub mod compression;
+pub mod crc;
 pub mod error;
 pub mod record_batch;
 pub mod varint;

@@ -123,7 +123,7 @@ impl<'f> BatchScanner<'f> {
         }
         header.compression().map_err(|e| e.to_string())?;
         let total = header.total_len() as u64;
-        let mut crc = 0u32;
+        let mut crc = fjord_protocol::crc::Crc32c::new();
         let mut at = position + CRC_START as u64;
         let end = position + total;
         let chunk = self.buf.capacity().max(BATCH_HEADER_LEN) as u64;
@@ -133,9 +133,10 @@ impl<'f> BatchScanner<'f> {
                 .window(at, len)
                 .map_err(|e| e.to_string())?
                 .ok_or("short read")?;
-            crc = crc32c::crc32c_append(crc, bytes);
+            crc.update(bytes);
             at += len as u64;
         }
+        let crc = crc.finish();
         if crc != header.crc {
             return Err(format!(
                 "crc mismatch: stored {:#010x}, computed {crc:#010x}",

@@ -152,7 +152,7 @@ impl BatchBuilder {
         out.extend_from_slice(&self.base_sequence.to_be_bytes());
         out.extend_from_slice(&self.count.to_be_bytes());
         out.extend_from_slice(&payload);
-        let crc = crc32c::crc32c(&out[CRC_START..]);
+        let crc = crate::crc::crc32c(&out[CRC_START..]);
         out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
         Ok(out)
     }

@@ -165,11 +165,10 @@ impl BatchHeader {
         header[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
         header[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8]
             .copy_from_slice(&timestamp.to_be_bytes());
-        let crc = crc32c::crc32c_append(
-            crc32c::crc32c(&header[CRC_START..BATCH_HEADER_LEN]),
-            payload,
-        );
-        header[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+        let mut crc = crate::crc::Crc32c::new();
+        crc.update(&header[CRC_START..BATCH_HEADER_LEN]);
+        crc.update(payload);
+        header[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.finish().to_be_bytes());
     }
 }
 
@@ -191,7 +190,7 @@ pub fn validate_batch(buf: &[u8]) -> Result<BatchHeader> {
             have: buf.len(),
         });
     }
-    let computed = crc32c::crc32c(&buf[CRC_START..total]);
+    let computed = crate::crc::crc32c(&buf[CRC_START..total]);
     if computed != header.crc {
         return Err(Error::CrcMismatch {
             stored: header.crc,
@@ -310,7 +309,7 @@ mod tests {
 
         let mut bytes = batch();
         bytes[57..61].copy_from_slice(&5i32.to_be_bytes());
-        let crc = crc32c::crc32c(&bytes[CRC_START..]);
+        let crc = crate::crc::crc32c(&bytes[CRC_START..]);
         bytes[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
         assert!(matches!(
             validate_batch(&bytes),
