@@ -35,9 +35,14 @@ pub(crate) struct BatchScanner<'f> {
 const MIN_BATCH: u64 = BATCH_HEADER_LEN as u64;
 
 impl<'f> BatchScanner<'f> {
-    /// A scanner reading headers only (lookups on the read path).
-    pub(crate) fn headers(file: &'f File, position: u64, end: u64) -> Self {
-        Self::new(file, position, end, false, 4096)
+    /// A scanner reading headers only (lookups on the read path). `expected_span` is how
+    /// far the caller expects to walk: reads cover that much (within 512 B to 8 KiB), so a
+    /// walk between two index entries is usually one `pread`.
+    pub(crate) fn headers(file: &'f File, position: u64, end: u64, expected_span: u64) -> Self {
+        let buf = expected_span
+            .min(end.saturating_sub(position))
+            .clamp(512, 8192) as usize;
+        Self::new(file, position, end, false, buf)
     }
 
     /// A scanner checking every batch completely (recovery).

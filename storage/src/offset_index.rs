@@ -65,6 +65,20 @@ impl OffsetIndex {
             .map(|i| self.get(i))
     }
 
+    /// [`OffsetIndex::lookup`], plus the position of the entry after it: the batch holding
+    /// the offset starts before that position, which bounds the header walk.
+    pub(crate) fn lookup_bounded(
+        &self,
+        relative_offset: u32,
+    ) -> (Option<OffsetEntry>, Option<u32>) {
+        let i = self.file.floor(i64::from(relative_offset), |e| {
+            i64::from(decode(e).relative_offset)
+        });
+        let next = i.map_or(0, |i| i + 1);
+        let next_position = (next < self.len()).then(|| self.get(next).position);
+        (i.map(|i| self.get(i)), next_position)
+    }
+
     /// The last entry whose batch starts at or before byte `position`.
     pub(crate) fn lookup_position(&self, position: u32) -> Option<OffsetEntry> {
         self.file

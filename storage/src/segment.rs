@@ -351,7 +351,13 @@ impl Segment {
                 }
                 start + first_len
             } else {
-                last_boundary_before(files, start, (start + max_bytes).min(meta.size))?
+                end_of_region(
+                    meta,
+                    files,
+                    start,
+                    first_len,
+                    (start + max_bytes).min(meta.size),
+                )?
             };
             let region = FileRegion {
                 file: Arc::clone(&files.log),
@@ -553,11 +559,11 @@ fn locate_in(
     if offset >= meta.next_offset {
         return Ok(None);
     }
-    let start = files
-        .offset_index
-        .lookup(relative(base, offset))
-        .map_or(0, |e| u64::from(e.position));
-    let mut scanner = BatchScanner::headers(&files.log, start, meta.size);
+    let (entry, next) = files.offset_index.lookup_bounded(relative(base, offset));
+    let start = entry.map_or(0, |e| u64::from(e.position));
+    // The batch starts before the next entry: one read up to its header usually suffices.
+    let span = next.map_or(meta.size, |p| u64::from(p) + BATCH_HEADER_LEN as u64) - start;
+    let mut scanner = BatchScanner::headers(&files.log, start, meta.size, span);
     loop {
         match scanner
             .next_batch()
@@ -580,14 +586,37 @@ fn locate_in(
     }
 }
 
-/// The last batch boundary at or before `limit`, scanning from the index entry nearest
-/// below it (never before `start`, which is a boundary).
-fn last_boundary_before(files: &SegmentFiles, start: u64, limit: u64) -> Result<u64> {
-    let from = files
+/// Where a region starting at `start` with a first batch of `first_len` bytes ends, at
+/// or before `limit`: on a batch boundary, and never before the end of its first batch.
+///
+/// The segment end and index entries are boundaries known without I/O: an index entry
+/// within 1/8 of `limit` is taken as is (giving up at most that fraction of the budget,
+/// at most `index.interval.bytes`, to save a read); otherwise headers are walked from the
+/// nearest entry below `limit`.
+fn end_of_region(
+    meta: &SegmentMeta,
+    files: &SegmentFiles,
+    start: u64,
+    first_len: u64,
+    limit: u64,
+) -> Result<u64> {
+    if limit >= meta.size {
+        return Ok(meta.size);
+    }
+    let min_end = start + first_len;
+    let entry = files
         .offset_index
         .lookup_position(u32::try_from(limit).unwrap_or(u32::MAX))
-        .map_or(start, |e| u64::from(e.position).max(start));
-    let mut scanner = BatchScanner::headers(&files.log, from, limit);
+        .map(|e| u64::from(e.position))
+        .filter(|p| *p >= min_end);
+    let budget = limit - start;
+    if let Some(position) = entry {
+        if limit - position <= budget / 8 {
+            return Ok(position);
+        }
+    }
+    let from = entry.unwrap_or(min_end);
+    let mut scanner = BatchScanner::headers(&files.log, from, limit, limit - from);
     loop {
         match scanner
             .next_batch()

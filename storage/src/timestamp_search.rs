@@ -96,7 +96,7 @@ pub(crate) fn search_segment(
         .offset_index
         .lookup(start_rel)
         .map_or(0, |e| u64::from(e.position));
-    let mut scanner = BatchScanner::headers(&files.log, start, meta.size);
+    let mut scanner = BatchScanner::headers(&files.log, start, meta.size, 4096);
     loop {
         let scanned = scanner
             .next_batch()
@@ -133,7 +133,7 @@ pub(crate) fn max_timestamp_record(
         .offset_index
         .lookup(relative(base, max.batch_offset))
         .map_or(0, |e| u64::from(e.position));
-    let mut scanner = BatchScanner::headers(&files.log, start, meta.size);
+    let mut scanner = BatchScanner::headers(&files.log, start, meta.size, 4096);
     loop {
         match scanner
             .next_batch()

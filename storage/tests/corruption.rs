@@ -75,7 +75,7 @@ fn check(damage: Damage, target_pick: usize, fraction: f64) -> Result<(), TestCa
     let dir = tempfile::tempdir().expect("tempdir");
     let segments = build(dir.path());
     let target = target_pick % segments.len();
-    let (path, target_batches) = &segments[target];
+    let path = &segments[target].0;
     let len = std::fs::metadata(path).expect("stat").len();
     let low = match damage {
         Damage::FlipByte => last_index_position(path),
@@ -83,6 +83,17 @@ fn check(damage: Damage, target_pick: usize, fraction: f64) -> Result<(), TestCa
     };
     let at = low + ((len - low) as f64 * fraction) as u64;
     let at = at.min(len.saturating_sub(1));
+    // Zeroing bytes that were already zero damages nothing: the damage starts at the
+    // first byte that really changes.
+    let at = match damage {
+        Damage::ZeroTail => {
+            let original = std::fs::read(path).expect("read segment");
+            (at..len)
+                .find(|&p| original[p as usize] != 0)
+                .unwrap_or(len)
+        }
+        _ => at,
+    };
     let file = OpenOptions::new()
         .read(true)
         .write(true)
