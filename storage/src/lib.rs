@@ -7,6 +7,31 @@
 //! `.timeindex` (timestamp i64, relative offset u32), both memory-mapped. The byte-level
 //! format is in `docs/storage-format.md`.
 //!
+//! ```
+//! use fjord_protocol::compression::Compression;
+//! use fjord_protocol::record_batch::{BatchBuilder, RecordSpec};
+//! use fjord_storage::{Flusher, Log, LogConfig};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let flusher = Flusher::new("example")?;
+//! let mut log = Log::open(dir.path().join("orders-0"), LogConfig::default(), flusher)?;
+//!
+//! // What a producer sends: one RecordBatch v2.
+//! let mut batch = BatchBuilder::new(Compression::Lz4, 1_700_000_000_000);
+//! batch.push(RecordSpec::value("hello").with_key("k1"));
+//! batch.push(RecordSpec::value("world").with_key("k2"));
+//! let info = log.append(&batch.build()?)?;
+//! assert_eq!((info.first_offset, info.last_offset), (0, 1));
+//!
+//! // What a fetch sends: file regions for sendfile (or copied, here).
+//! let regions = log.read(0, 1 << 20)?;
+//! assert_eq!(regions.len(), 1);
+//! log.close()?; // the next open reads no segment
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Layout
 //! - [`log`]: [`Log`], the public face: append, read, lookups, truncation, retention.
 //! - `segment`: one segment's in-memory state and its lazily opened files.
