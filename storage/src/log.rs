@@ -519,10 +519,28 @@ impl Log {
         self.mark_dirty()?;
         let first_base = self.segments.keys().next().copied().unwrap_or(0);
         if offset <= first_base {
-            let all: Vec<u64> = self.segments.keys().copied().collect();
-            self.delete_segments(&all)?;
-            let segment = Segment::create(self.ctx(), offset)?;
-            self.segments.insert(offset, segment);
+            // Make the new empty segment before deleting anything, so a failure leaves a
+            // usable log: below the first base it is a new file, at it the first one cut.
+            let keep = if offset < first_base {
+                let segment = Segment::create(self.ctx(), offset)?;
+                self.segments.insert(offset, segment);
+                offset
+            } else {
+                let ctx = SegmentCtx {
+                    dir: &self.dir,
+                    config: &self.config,
+                };
+                let first = self.segments.values_mut().next().expect("first segment");
+                first.truncate_to(ctx, first_base)?;
+                first_base
+            };
+            let others: Vec<u64> = self
+                .segments
+                .keys()
+                .copied()
+                .filter(|b| *b != keep)
+                .collect();
+            self.delete_segments(&others)?;
             self.log_start_offset = offset;
             return write_log_start(&self.dir, offset);
         }

@@ -452,3 +452,75 @@ fn truncating_at_a_segment_boundary_keeps_the_new_active_segment_indexed() {
         "appends to the re-activated segment must be indexed"
     );
 }
+
+#[test]
+fn flush_ms_hands_old_appends_to_the_flusher() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flusher = flusher();
+    let config = LogConfig {
+        durability: Durability::Interval {
+            messages: None,
+            ms: Some(20),
+        },
+        ..LogConfig::default()
+    };
+    let mut log = fjord_storage::Log::open(dir.path(), config, flusher.clone()).expect("open");
+    log.maybe_flush().expect("nothing to flush");
+    assert_eq!(flusher.requests(), 0);
+    log.append(&batch(1, 10, 0)).expect("append");
+    log.maybe_flush().expect("too young");
+    assert_eq!(flusher.requests(), 0);
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    log.maybe_flush().expect("old enough");
+    assert_eq!(flusher.requests(), 1);
+    log.maybe_flush().expect("already flushed");
+    assert_eq!(flusher.requests(), 1);
+}
+
+#[test]
+fn truncating_below_the_first_segment_restarts_the_log_there() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(dir.path(), small_config());
+    for i in 0..40 {
+        log.append(&batch(2, 50, i)).expect("append");
+    }
+    log.delete_records_before(60).expect("delete");
+    let first = log.segment_base_offsets()[0];
+    assert!(first > 0);
+    log.truncate_to(first).expect("truncate at the first base");
+    assert_eq!(
+        (
+            log.log_start_offset(),
+            log.log_end_offset(),
+            log.segment_base_offsets()
+        ),
+        (first, first, vec![first])
+    );
+    log.truncate_to(first - 1).expect("truncate below it");
+    assert_eq!(
+        (
+            log.log_start_offset(),
+            log.log_end_offset(),
+            log.segment_base_offsets()
+        ),
+        (first - 1, first - 1, vec![first - 1])
+    );
+    assert_eq!(
+        log.append(&batch(1, 5, 0)).expect("append").first_offset,
+        first - 1
+    );
+    drop(log);
+    let log = open(dir.path(), small_config());
+    assert_eq!(
+        (log.log_start_offset(), log.log_end_offset()),
+        (first - 1, first)
+    );
+}
+
+#[test]
+fn logs_can_be_shared_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<fjord_storage::Log>();
+    assert_send_sync::<fjord_storage::FileRegion>();
+    assert_send_sync::<fjord_storage::Flusher>();
+}
