@@ -154,9 +154,14 @@ pub struct FlushTicket {
 }
 
 impl FlushTicket {
-    /// Whether the flush is still running (a failed flush is logged by the flusher).
-    pub fn is_pending(&mut self) -> bool {
-        matches!(self.rx.try_recv(), Err(oneshot::error::TryRecvError::Empty))
+    /// The outcome if the flush has finished, `None` while it runs. After it returns
+    /// `Some`, the ticket is spent: do not await or wait on it.
+    pub fn try_result(&mut self) -> Option<Result<()>> {
+        match self.rx.try_recv() {
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Ok(reply) => Some(reply.map_err(StorageError::Flush)),
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(StorageError::FlusherStopped)),
+        }
     }
 
     /// Blocks the calling thread until the flush is done. Must not be called from inside an

@@ -175,6 +175,18 @@ impl IndexFile {
         if !self.is_writable() {
             return Ok(());
         }
+        let result = self.trim_and_remap();
+        if result.is_err() {
+            // The mapping is gone; an index with no entries is still correct (lookups
+            // scan from the segment start) and recovery rebuilds it at the next open.
+            self.map = Map::Empty;
+            self.len = 0;
+            self.capacity = 0;
+        }
+        result
+    }
+
+    fn trim_and_remap(&mut self) -> Result<()> {
         let len = self.len;
         self.map = Map::Empty;
         let file = OpenOptions::new()

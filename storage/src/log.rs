@@ -59,6 +59,8 @@ pub struct Log {
     unflushed_messages: u64,
     oldest_unflushed: Option<Instant>,
     rolled_flushes: Vec<FlushTicket>,
+    /// A failed background flush of a rolled segment, reported by the next `flush`.
+    flush_failure: Option<StorageError>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -80,7 +82,13 @@ impl Log {
     pub fn open(dir: impl AsRef<Path>, config: LogConfig, flusher: Flusher) -> Result<Self> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
+        let is_new = !dir.exists();
         std::fs::create_dir_all(&dir).io_context("create log dir", &dir)?;
+        if is_new {
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(parent)?;
+            }
+        }
         let listed = list_segments(&dir)?;
         let persisted_start = read_log_start(&dir)?;
         let marker = clean_shutdown::read(&dir);
@@ -94,6 +102,7 @@ impl Log {
             None => {
                 let base = persisted_start.unwrap_or(0);
                 segments.insert(base, Segment::create(ctx, base)?);
+                sync_dir(&dir)?;
             }
             Some((&(active_base, active_size), sealed)) => {
                 for &(base, size) in sealed {
@@ -101,6 +110,7 @@ impl Log {
                 }
                 let clean = marker.filter(|(base, meta)| {
                     *base == active_base
+                        && meta.next_offset >= *base
                         && meta.size == active_size
                         && indexes_cover(&dir, active_base, meta)
                 });
@@ -129,6 +139,7 @@ impl Log {
             unflushed_messages: 0,
             oldest_unflushed: None,
             rolled_flushes: Vec::new(),
+            flush_failure: None,
         };
         let first_base = log.segments.keys().next().copied().unwrap_or(0);
         log.log_start_offset = persisted_start
@@ -307,6 +318,7 @@ impl Log {
 
     /// Seals the active segment and starts a new one at `next_offset`.
     fn roll(&mut self, next_offset: u64) -> Result<()> {
+        self.collect_rolled_flushes();
         let ctx = SegmentCtx {
             dir: &self.dir,
             config: &self.config,
@@ -317,13 +329,30 @@ impl Log {
             .next_back()
             .expect("active segment");
         let old_log = active.seal(ctx)?;
-        self.rolled_flushes.retain_mut(|t| t.is_pending());
         self.rolled_flushes.push(self.flusher.request(old_log));
         let segment = Segment::create(ctx, next_offset)?;
         sync_dir(&self.dir)?;
         self.segments.insert(next_offset, segment);
         tracing::debug!(dir = %self.dir.display(), base = next_offset, "rolled segment");
         Ok(())
+    }
+
+    /// Drops the tickets of finished flushes of rolled segments, keeping the first
+    /// failure to report from the next [`Log::flush`].
+    fn collect_rolled_flushes(&mut self) {
+        let mut failed = None;
+        self.rolled_flushes.retain_mut(|t| match t.try_result() {
+            None => true,
+            Some(Ok(())) => false,
+            Some(Err(e)) => {
+                failed.get_or_insert(e);
+                false
+            }
+        });
+        if let Some(e) = failed {
+            tracing::error!(dir = %self.dir.display(), error = %e, "flushing a rolled segment failed");
+            self.flush_failure.get_or_insert(e);
+        }
     }
 
     fn after_append(&mut self, records: u64) -> Result<Option<FlushTicket>> {
@@ -376,6 +405,9 @@ impl Log {
     /// Blocks until everything appended so far, rolled segments included, is on disk.
     /// Not for async contexts: await [`Log::flush_async`] there.
     pub fn flush(&mut self) -> Result<()> {
+        if let Some(e) = self.flush_failure.take() {
+            return Err(e);
+        }
         for ticket in self.rolled_flushes.drain(..) {
             ticket.wait()?;
         }
@@ -544,7 +576,13 @@ impl Log {
             self.log_start_offset = offset;
             return write_log_start(&self.dir, offset);
         }
-        let doomed: Vec<u64> = self.segments.range(offset..).map(|(b, _)| *b).collect();
+        // Newest first: a crash midway must not leave a later segment to become active.
+        let doomed: Vec<u64> = self
+            .segments
+            .range(offset..)
+            .rev()
+            .map(|(b, _)| *b)
+            .collect();
         self.delete_segments(&doomed)?;
         let ctx = SegmentCtx {
             dir: &self.dir,
@@ -592,13 +630,17 @@ impl Log {
     }
 
     /// Removes segments (never the active one) from memory and disk.
+    /// Deletes in the order given, then makes the deletions durable.
     pub(crate) fn delete_segments(&mut self, bases: &[u64]) -> Result<()> {
         for base in bases {
             if let Some(segment) = self.segments.remove(base) {
                 segment.delete_files(&self.dir)?;
             }
         }
-        Ok(())
+        if bases.is_empty() {
+            return Ok(());
+        }
+        sync_dir(&self.dir)
     }
 
     /// Closes the files of segments unused for `idle` (the active one included; it
@@ -674,8 +716,9 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, u64)>> {
 /// Whether the index files are long enough for the entry counts a marker claims.
 fn indexes_cover(dir: &Path, base: u64, meta: &crate::segment::SegmentMeta) -> bool {
     let len = |ext| std::fs::metadata(segment_path(dir, base, ext)).map_or(0, |m| m.len());
-    len("index") >= (meta.offset_entries * 8) as u64
-        && len("timeindex") >= (meta.time_entries * 12) as u64
+    let need = |n: usize, size: usize| n.checked_mul(size).map_or(u64::MAX, |b| b as u64);
+    len("index") >= need(meta.offset_entries, crate::offset_index::ENTRY_SIZE)
+        && len("timeindex") >= need(meta.time_entries, crate::time_index::ENTRY_SIZE)
 }
 
 fn read_log_start(dir: &Path) -> Result<Option<u64>> {

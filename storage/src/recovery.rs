@@ -33,33 +33,35 @@ pub(crate) fn recover_segment(
     base: u64,
     active: bool,
 ) -> Result<(SegmentMeta, SegmentFiles)> {
-    match recover_once(ctx, base, active, false)? {
-        Recovered::Done(meta, files) => Ok((*meta, files)),
-        // The batch at the last index entry itself was damaged: the index is no guide to
-        // what came before it, so read the whole segment (rare: damage exactly there).
-        Recovered::Retry => match recover_once(ctx, base, active, true)? {
-            Recovered::Done(meta, files) => Ok((*meta, files)),
-            Recovered::Retry => unreachable!("a full scan never asks for a retry"),
-        },
+    let mut limit = None;
+    loop {
+        match recover_once(ctx, base, active, limit)? {
+            Recovered::Done(meta, files) => return Ok((*meta, files)),
+            // The batch at the last trusted index entry was itself damaged (and is now cut
+            // off): trust one entry fewer and rescan from the one before it. With no entry
+            // left this is a full scan, which never retries.
+            Recovered::Retry { entries_used } => limit = Some(entries_used.saturating_sub(1)),
+        }
     }
 }
 
+#[derive(Debug)]
 enum Recovered {
     Done(Box<SegmentMeta>, SegmentFiles),
-    Retry,
+    Retry { entries_used: usize },
 }
 
 fn recover_once(
     ctx: SegmentCtx<'_>,
     base: u64,
     active: bool,
-    full_scan: bool,
+    limit: Option<usize>,
 ) -> Result<Recovered> {
     let (dir, config) = (ctx.dir, ctx.config);
     let log_path = segment_path(dir, base, "log");
     let log = open_log_file(dir, base, false)?;
     let size = log.metadata().io_context("stat segment", &log_path)?.len();
-    let trusted = trusted_prefix(ctx, base, &log, size, full_scan)?;
+    let trusted = trusted_prefix(ctx, base, &log, size, limit)?;
     let offset_index = OffsetIndex::open_writable(
         &segment_path(dir, base, "index"),
         trusted.offset_entries,
@@ -119,7 +121,9 @@ fn recover_once(
         log.set_len(position)
             .io_context("truncate segment", &log_path)?;
         if position == trusted.scan_position && position > 0 {
-            return Ok(Recovered::Retry);
+            return Ok(Recovered::Retry {
+                entries_used: trusted.offset_entries,
+            });
         }
         break;
     }
@@ -149,7 +153,7 @@ fn trusted_prefix(
     base: u64,
     log: &std::fs::File,
     size: u64,
-    full_scan: bool,
+    limit: Option<usize>,
 ) -> Result<TrustedPrefix> {
     let index_path = segment_path(ctx.dir, base, "index");
     let time_path = segment_path(ctx.dir, base, "timeindex");
@@ -159,7 +163,7 @@ fn trusted_prefix(
         scan_relative_offset: 0,
         scan_position: 0,
     };
-    if full_scan || !index_path.exists() || !time_path.exists() {
+    if limit == Some(0) || !index_path.exists() || !time_path.exists() {
         if size > 0 {
             tracing::warn!(segment = base, "rebuilding indexes from the log");
         }
@@ -167,7 +171,8 @@ fn trusted_prefix(
     }
     let offset_index = OffsetIndex::open_read_only(&index_path)?;
     let time_index = TimeIndex::open_read_only(&time_path)?;
-    let consistent = consistent_offset_entries(&offset_index, size);
+    let consistent =
+        consistent_offset_entries(&offset_index, size).min(limit.unwrap_or(usize::MAX));
     let valid = verify_last_entry(log, &offset_index, base, consistent)?;
     let Some(last) = valid.checked_sub(1).map(|i| offset_index.get(i)) else {
         return Ok(rebuild);
@@ -245,7 +250,9 @@ fn consistent_time_entries(index: &TimeIndex, max_rel: u32) -> usize {
     while n < index.len() {
         let e = index.get(n);
         let rising = prev.is_none_or(|(ts, rel)| e.timestamp > ts && e.relative_offset >= rel);
-        if !rising || e.relative_offset > max_rel {
+        // An all-zero entry is the preallocated tail, not a record at time 0.
+        let zero = e.timestamp == 0 && e.relative_offset == 0;
+        if !rising || zero || e.relative_offset > max_rel {
             break;
         }
         prev = Some((e.timestamp, e.relative_offset));

@@ -356,7 +356,7 @@ impl Segment {
                     files,
                     start,
                     first_len,
-                    (start + max_bytes).min(meta.size),
+                    start.saturating_add(max_bytes).min(meta.size),
                 )?
             };
             let region = FileRegion {

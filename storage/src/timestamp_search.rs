@@ -22,7 +22,7 @@ pub struct TimestampOffset {
 }
 
 /// Largest decompressed batch this search will hold in memory.
-const MAX_DECOMPRESSED: usize = 256 << 20;
+const MAX_DECOMPRESSED: usize = 64 << 20;
 
 fn corrupt(base: u64, position: u64, reason: String) -> StorageError {
     StorageError::Corrupt {
@@ -65,15 +65,30 @@ fn find_record(
         &decompressed
     };
     let count = usize::try_from(header.records_count).unwrap_or(0);
+    let last = header.last_offset();
     for record in RecordIter::new(records, count) {
         let record = record?;
-        let offset = (header.base_offset + i64::from(record.offset_delta)) as u64;
+        // Record fields are the producer's, never checked at append: bound them.
+        let offset = header
+            .base_offset
+            .checked_add(i64::from(record.offset_delta));
+        let Some(offset) = offset.filter(|o| (header.base_offset..=last).contains(o)) else {
+            return Err(fjord_protocol::Error::MalformedRecord {
+                offset: 0,
+                what: "offset delta outside the batch",
+            });
+        };
         let timestamp = match header.timestamp_type() {
             TimestampType::LogAppendTime => header.max_timestamp,
-            TimestampType::CreateTime => header.base_timestamp + record.timestamp_delta,
+            TimestampType::CreateTime => {
+                header.base_timestamp.saturating_add(record.timestamp_delta)
+            }
         };
-        if accept(offset, timestamp) {
-            return Ok(Some(TimestampOffset { offset, timestamp }));
+        if accept(offset as u64, timestamp) {
+            return Ok(Some(TimestampOffset {
+                offset: offset as u64,
+                timestamp,
+            }));
         }
     }
     Ok(None)
@@ -110,12 +125,21 @@ pub(crate) fn search_segment(
             continue;
         }
         let batch = read_batch(files, base, position, &header)?;
-        let hit = find_record(&batch, &header, |offset, ts| {
+        match find_record(&batch, &header, |offset, ts| {
             offset >= min_offset && ts >= target
-        })
-        .map_err(|e| corrupt(base, position, e.to_string()))?;
-        if hit.is_some() {
-            return Ok(hit);
+        }) {
+            Ok(Some(hit)) => return Ok(Some(hit)),
+            Ok(None) => {}
+            Err(e) => {
+                // The header says a record here is late enough; the records cannot say
+                // which. Start the consumer at the batch (it skips what it does not want).
+                tracing::warn!(segment = base, position, error = %e, "undecodable records in a timestamp lookup");
+                let offset = (header.base_offset as u64).max(min_offset);
+                return Ok(Some(TimestampOffset {
+                    offset,
+                    timestamp: header.max_timestamp,
+                }));
+            }
         }
     }
 }
@@ -143,8 +167,10 @@ pub(crate) fn max_timestamp_record(
                 if header.base_offset as u64 == max.batch_offset =>
             {
                 let batch = read_batch(files, base, position, &header)?;
-                let hit = find_record(&batch, &header, |_, ts| ts >= max.timestamp)
-                    .map_err(|e| corrupt(base, position, e.to_string()))?;
+                let hit = find_record(&batch, &header, |_, ts| ts >= max.timestamp).unwrap_or_else(|e| {
+                    tracing::warn!(segment = base, position, error = %e, "undecodable records in a max-timestamp lookup");
+                    None
+                });
                 // A producer may claim a maxTimestamp no record has: answer the batch then.
                 return Ok(hit.or(Some(TimestampOffset {
                     offset: header.last_offset() as u64,

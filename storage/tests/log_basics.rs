@@ -524,3 +524,83 @@ fn logs_can_be_shared_between_threads() {
     assert_send_sync::<fjord_storage::FileRegion>();
     assert_send_sync::<fjord_storage::Flusher>();
 }
+
+#[test]
+fn huge_max_bytes_reads_to_the_end() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(dir.path(), small_config());
+    for i in 0..30 {
+        log.append(&batch(2, 50, i)).expect("append");
+    }
+    let bytes = log.read_to_vec(7, u64::MAX).expect("read");
+    assert_eq!(batch_offsets(&bytes).first().map(|b| b.0), Some(6));
+}
+
+#[test]
+fn timestamp_lookups_survive_batches_with_undecodable_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(dir.path(), LogConfig::default());
+    log.append(&batch(2, 10, 1_000)).expect("append");
+    // A batch whose header and CRC are valid but whose records are garbage: append does
+    // not decode records, so it is accepted as sent.
+    let mut bad = batch(3, 10, 2_000);
+    let payload_start = 61;
+    for b in &mut bad[payload_start..] {
+        *b = 0xff;
+    }
+    let crc = fjord_protocol::crc::crc32c(&bad[21..]);
+    bad[17..21].copy_from_slice(&crc.to_be_bytes());
+    log.append(&bad).expect("append");
+    let hit = log
+        .offset_for_timestamp(2_001)
+        .expect("no error")
+        .expect("found");
+    assert_eq!(hit.offset, 2, "falls back to the batch start");
+    assert!(log.offset_for_timestamp(-3).expect("max").is_some());
+    assert_eq!(
+        log.offset_for_timestamp(1_001)
+            .expect("lookup")
+            .map(|t| t.offset),
+        Some(1)
+    );
+}
+
+#[test]
+fn records_without_timestamps_keep_no_timestamp_across_an_unclean_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = LogConfig {
+        index_interval_bytes: 100,
+        retention_ms: Some(3_600_000),
+        ..LogConfig::default()
+    };
+    let mut log = open(dir.path(), config.clone());
+    for _ in 0..10 {
+        log.append(&batch(1, 100, -1)).expect("append");
+    }
+    drop(log); // unclean: the active time index is recovered from its preallocated file
+    let mut log = open(dir.path(), config.clone());
+    assert_eq!(
+        log.offset_for_timestamp(-3)
+            .expect("max")
+            .map(|t| t.timestamp),
+        Some(-1)
+    );
+    log.set_config(LogConfig {
+        segment_bytes: 100,
+        ..config
+    })
+    .expect("config");
+    log.append(&batch(1, 100, -1)).expect("append rolls");
+    assert_eq!(log.segment_count(), 2);
+    // No timestamps: retention ages the segment by its file time (now), so nothing goes.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    assert_eq!(
+        log.apply_retention(now)
+            .expect("retention")
+            .segments_deleted,
+        0
+    );
+}
