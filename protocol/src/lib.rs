@@ -13,6 +13,8 @@
 //! - [`compression`]: the four codecs as Kafka clients write them (gzip, snappy raw and
 //!   xerial-framed, lz4 frame, zstd), with a bound on decompressed size.
 //! - [`crc`]: CRC-32C, the batch checksum.
+//! - [`frame`]: the 4-byte size framing, bounded before allocation.
+//! - [`request_header`]: request headers v0-v2, read before the API is known.
 //! - [`error`]: the crate's error type.
 //!
 //! The on-wire batch layout, byte by byte:
@@ -36,7 +38,11 @@
 pub mod compression;
 pub mod crc;
 pub mod error;
+pub mod frame;
 pub mod record_batch;
+pub mod request_header;
 pub mod varint;
 
 pub use error::Error;
+/// Message schemas generated from Kafka's JSON files (a patched copy, see `vendor/`).
+pub use kafka_protocol;

@@ -1,0 +1,244 @@
+//! Broker settings under Kafka's names, from defaults, a properties file
+//! (`--config FILE`) and `--set key=value` (which wins).
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use fjord_protocol::record_batch::TimestampType;
+use fjord_storage::{Durability, LogConfig};
+
+/// Every setting with its default; what DescribeConfigs reports.
+const DEFAULTS: &[(&str, &str)] = &[
+    ("node.id", "1"),
+    ("listeners", "PLAINTEXT://127.0.0.1:9092"),
+    ("advertised.listeners", ""),
+    ("log.dirs", "./data"),
+    ("num.partitions", "1"),
+    ("default.replication.factor", "1"),
+    ("auto.create.topics.enable", "true"),
+    ("message.max.bytes", "1048588"),
+    ("socket.request.max.bytes", "104857600"),
+    ("max.connections", "10000"),
+    ("connections.max.idle.ms", "600000"),
+    ("queued.max.request.bytes", "104857600"),
+    ("log.segment.bytes", "1073741824"),
+    ("log.roll.ms", "604800000"),
+    ("log.retention.ms", "604800000"),
+    ("log.retention.bytes", "-1"),
+    ("log.index.size.max.bytes", "10485760"),
+    ("log.index.interval.bytes", "4096"),
+    ("log.flush.interval.messages", "9223372036854775807"),
+    ("log.flush.interval.ms", ""),
+    ("log.message.timestamp.type", "CreateTime"),
+    ("fjord.fsync.on.ack", "false"),
+];
+
+/// The broker's settings.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// All settings by Kafka name, defaults filled in.
+    pub values: BTreeMap<String, String>,
+    /// This broker's id.
+    pub node_id: i32,
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Host and port clients are told to connect to.
+    pub advertised: (String, u16),
+    /// The (first) log directory.
+    pub log_dir: PathBuf,
+    /// Partitions of auto-created topics and CreateTopics without a count.
+    pub num_partitions: i32,
+    /// Create unknown topics on Metadata/Produce.
+    pub auto_create_topics: bool,
+    /// Largest request frame accepted.
+    pub socket_request_max_bytes: usize,
+    /// Connections accepted at once.
+    pub max_connections: usize,
+    /// Close connections idle this long.
+    pub connections_max_idle_ms: u64,
+    /// Bytes of requests buffered per connection before reading pauses.
+    pub queued_max_request_bytes: usize,
+}
+
+fn listener_address(value: &str) -> Result<(String, u16)> {
+    let first = value.split(',').next().unwrap_or_default().trim();
+    let hostport = first.split_once("://").map_or(first, |(_, rest)| rest);
+    let (host, port) = hostport
+        .rsplit_once(':')
+        .context("listener needs HOST:PORT")?;
+    let port: u16 = port.parse().context("listener port")?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Ok((
+        if host.is_empty() {
+            "0.0.0.0".to_string()
+        } else {
+            host.to_string()
+        },
+        port,
+    ))
+}
+
+/// Parses Java-properties text: `key=value` or `key: value`, `#`/`!` comments.
+pub fn parse_properties(text: &str) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let Some((k, v)) = line.split_once(['=', ':']) else {
+            bail!("line {}: expected key=value", n + 1);
+        };
+        out.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    Ok(out)
+}
+
+impl BrokerConfig {
+    /// Builds the config from a file's contents and `--set` pairs (later pairs win).
+    pub fn from_sources(file: Option<&str>, sets: &[(String, String)]) -> Result<Self> {
+        let mut values: BTreeMap<String, String> = DEFAULTS
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let from_file = file.map(parse_properties).transpose()?.unwrap_or_default();
+        for (k, v) in from_file.into_iter().chain(sets.iter().cloned()) {
+            if !values.contains_key(&k) {
+                tracing::warn!(key = %k, "unknown config key (kept, unused)");
+            }
+            values.insert(k, v);
+        }
+        if let Some(id) = values.get("broker.id").cloned() {
+            values.insert("node.id".into(), id);
+        }
+        if let Some(hours) = values.get("log.retention.hours").cloned() {
+            let ms = hours.parse::<i64>().context("log.retention.hours")? * 3_600_000;
+            values.insert("log.retention.ms".into(), ms.to_string());
+        }
+        let get = |k: &str| values.get(k).cloned().unwrap_or_default();
+        let num = |k: &str| -> Result<i64> {
+            get(k).parse::<i64>().with_context(|| format!("config {k}"))
+        };
+        let (host, port) = listener_address(&get("listeners"))?;
+        let listen = (host.as_str(), port)
+            .to_socket_addrs()
+            .context("resolve listeners")?
+            .next()
+            .context("listeners resolves to no address")?;
+        let advertised = match get("advertised.listeners").as_str() {
+            "" => {
+                let h = if host == "0.0.0.0" {
+                    "127.0.0.1".to_string()
+                } else {
+                    host.clone()
+                };
+                (h, port)
+            }
+            other => listener_address(other)?,
+        };
+        let dirs = get("log.dirs");
+        let log_dir = PathBuf::from(dirs.split(',').next().unwrap_or("./data").trim());
+        Ok(Self {
+            node_id: num("node.id")? as i32,
+            listen,
+            advertised,
+            log_dir,
+            num_partitions: num("num.partitions")? as i32,
+            auto_create_topics: get("auto.create.topics.enable") == "true",
+            socket_request_max_bytes: num("socket.request.max.bytes")? as usize,
+            max_connections: num("max.connections")? as usize,
+            connections_max_idle_ms: num("connections.max.idle.ms")? as u64,
+            queued_max_request_bytes: num("queued.max.request.bytes")? as usize,
+            values,
+        })
+    }
+
+    /// The log settings a new topic gets, with `overrides` (topic-level names such as
+    /// `segment.bytes`, `retention.ms`) applied.
+    pub fn log_config(&self, overrides: &BTreeMap<String, String>) -> Result<LogConfig> {
+        let broker = |k: &str| self.values.get(k).cloned().unwrap_or_default();
+        let pick = |topic_key: &str, broker_key: &str| {
+            overrides
+                .get(topic_key)
+                .cloned()
+                .unwrap_or_else(|| broker(broker_key))
+        };
+        let int = |topic_key: &str, broker_key: &str| -> Result<i64> {
+            pick(topic_key, broker_key)
+                .parse::<i64>()
+                .with_context(|| format!("config {topic_key}"))
+        };
+        let opt = |v: i64| (v >= 0).then_some(v as u64);
+        let flush_ms = pick("flush.ms", "log.flush.interval.ms");
+        let flush_messages = int("flush.messages", "log.flush.interval.messages")?;
+        let durability = if pick("fjord.fsync.on.ack", "fjord.fsync.on.ack") == "true" {
+            Durability::FsyncOnAck
+        } else if flush_messages < i64::MAX || !flush_ms.is_empty() {
+            Durability::Interval {
+                messages: opt(flush_messages).filter(|m| *m < i64::MAX as u64),
+                ms: flush_ms.parse::<u64>().ok(),
+            }
+        } else {
+            Durability::PageCache
+        };
+        let config = LogConfig {
+            segment_bytes: int("segment.bytes", "log.segment.bytes")? as u64,
+            segment_ms: opt(int("segment.ms", "log.roll.ms")?),
+            segment_index_bytes: int("segment.index.bytes", "log.index.size.max.bytes")? as u64,
+            index_interval_bytes: int("index.interval.bytes", "log.index.interval.bytes")? as u64,
+            retention_ms: opt(int("retention.ms", "log.retention.ms")?),
+            retention_bytes: opt(int("retention.bytes", "log.retention.bytes")?),
+            max_batch_bytes: int("max.message.bytes", "message.max.bytes")? as usize,
+            timestamp_type: match pick("message.timestamp.type", "log.message.timestamp.type")
+                .as_str()
+            {
+                "LogAppendTime" => TimestampType::LogAppendTime,
+                _ => TimestampType::CreateTime,
+            },
+            durability,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_listen_on_9092_with_data_under_dot_data() {
+        let c = BrokerConfig::from_sources(None, &[]).expect("config");
+        assert_eq!(c.listen, "127.0.0.1:9092".parse().expect("addr"));
+        assert_eq!(c.log_dir, PathBuf::from("./data"));
+        assert_eq!(c.advertised, ("127.0.0.1".to_string(), 9092));
+    }
+
+    #[test]
+    fn command_line_wins_over_file() {
+        let file = "# comment\nlisteners=PLAINTEXT://127.0.0.1:1111\nnum.partitions: 3\nlog.retention.hours=2\n";
+        let sets = vec![(
+            "listeners".to_string(),
+            "PLAINTEXT://127.0.0.1:2222".to_string(),
+        )];
+        let c = BrokerConfig::from_sources(Some(file), &sets).expect("config");
+        assert_eq!(c.listen.port(), 2222);
+        assert_eq!(c.num_partitions, 3);
+        let log = c.log_config(&BTreeMap::new()).expect("log config");
+        assert_eq!(log.retention_ms, Some(7_200_000));
+    }
+
+    #[test]
+    fn topic_overrides_apply() {
+        let c = BrokerConfig::from_sources(None, &[]).expect("config");
+        let overrides = BTreeMap::from([("segment.bytes".to_string(), "1000000".to_string())]);
+        assert_eq!(
+            c.log_config(&overrides).expect("log").segment_bytes,
+            1_000_000
+        );
+        let bad = BTreeMap::from([("segment.bytes".to_string(), "x".to_string())]);
+        assert!(c.log_config(&bad).is_err());
+    }
+}

@@ -1,0 +1,57 @@
+//! ApiVersions: the versions of each API this broker implements end to end.
+
+use bytes::{BufMut, BytesMut};
+use fjord_protocol::kafka_protocol::messages::api_versions_response::{
+    ApiVersion, ApiVersionsResponse,
+};
+use fjord_protocol::kafka_protocol::messages::ApiKey;
+use fjord_protocol::kafka_protocol::protocol::Encodable;
+use fjord_protocol::kafka_protocol::ResponseError;
+
+use super::{encode, Ctx, Response};
+
+/// (API, min version, max version) advertised; clients pick the highest common version.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 9),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::Metadata, 1, 12),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+];
+
+fn body(error_code: i16) -> ApiVersionsResponse {
+    let mut r = ApiVersionsResponse::default();
+    r.error_code = error_code;
+    r.api_keys = SUPPORTED
+        .iter()
+        .map(|(key, min, max)| {
+            let mut v = ApiVersion::default();
+            v.api_key = *key as i16;
+            v.min_version = *min;
+            v.max_version = *max;
+            v
+        })
+        .collect();
+    r
+}
+
+/// The normal answer.
+pub(super) fn handle(ctx: Ctx) -> Response {
+    encode(ctx, &body(0))
+}
+
+/// KIP-511: a version we do not know gets a v0 answer with UNSUPPORTED_VERSION and the
+/// ranges, so the client can retry with one we do.
+pub(super) fn unsupported_version(correlation_id: i32) -> Response {
+    let r = body(ResponseError::UnsupportedVersion.code());
+    let mut buf = BytesMut::with_capacity(128);
+    buf.put_i32(0);
+    buf.put_i32(correlation_id);
+    if r.encode(&mut buf, 0).is_err() {
+        return Response::None;
+    }
+    let size = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&size.to_be_bytes());
+    Response::Frame(buf)
+}

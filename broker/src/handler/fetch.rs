@@ -1,0 +1,227 @@
+//! Fetch: long poll until `min_bytes` are there or `max_wait_ms` passes, then a response
+//! whose record sets are file regions, spliced into the socket with `sendfile`.
+//!
+//! The response is written by hand (versions 4 to 12) because its record sets are not in
+//! memory: the header and partition headers go into a buffer, each record set is a
+//! (file, position, length) to send as is. Sessions are not kept: session id 0 (KIP-227
+//! allows a broker to decline them).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use fjord_protocol::kafka_protocol::messages::fetch_request::FetchRequest;
+use fjord_protocol::kafka_protocol::ResponseError as E;
+use fjord_protocol::varint::write_unsigned_varint;
+use fjord_storage::{FileRegion, StorageError};
+
+use super::{storage_error_code, Ctx, Fatal, Response};
+use crate::state::Broker;
+
+/// A piece of a fetch response.
+#[derive(Debug)]
+pub enum Part {
+    /// Bytes built in memory.
+    Bytes(Bytes),
+    /// Record bytes to send from a segment file.
+    Region(FileRegion),
+}
+
+/// A fetch response ready to write: its parts in order, the first starting with the
+/// size prefix (which counts every part).
+#[derive(Debug)]
+pub struct FetchResponse {
+    /// The parts, in wire order.
+    pub parts: Vec<Part>,
+}
+
+/// One partition's answer.
+struct PartitionData {
+    index: i32,
+    error_code: i16,
+    high_watermark: i64,
+    log_start_offset: i64,
+    regions: Vec<FileRegion>,
+}
+
+impl PartitionData {
+    fn bytes(&self) -> u64 {
+        self.regions.iter().map(|r| r.len).sum()
+    }
+}
+
+/// Reads every requested partition once.
+fn collect(broker: &Broker, req: &FetchRequest) -> Vec<(String, Vec<PartitionData>)> {
+    let mut budget = u64::try_from(req.max_bytes).unwrap_or(0);
+    let mut any = false;
+    let mut out = Vec::with_capacity(req.topics.len());
+    for topic in &req.topics {
+        let name = topic.topic.0.as_str();
+        let found = broker.topic(name);
+        let mut parts = Vec::with_capacity(topic.partitions.len());
+        for p in &topic.partitions {
+            let mut data = PartitionData {
+                index: p.partition,
+                error_code: 0,
+                high_watermark: -1,
+                log_start_offset: -1,
+                regions: Vec::new(),
+            };
+            let partition = found.as_ref().and_then(|t| {
+                usize::try_from(p.partition)
+                    .ok()
+                    .and_then(|i| t.partitions.get(i))
+            });
+            let Some(partition) = partition else {
+                data.error_code = E::UnknownTopicOrPartition.code();
+                parts.push(data);
+                continue;
+            };
+            let log = partition.read();
+            data.high_watermark = log.log_end_offset() as i64;
+            data.log_start_offset = log.log_start_offset() as i64;
+            let max = u64::try_from(p.partition_max_bytes)
+                .unwrap_or(0)
+                .min(budget);
+            // KIP-74: the first non-empty partition may exceed the budget by one batch.
+            let max = if any { max } else { max.max(1) };
+            let offset = u64::try_from(p.fetch_offset).ok();
+            let result = match offset {
+                Some(o) if max > 0 => log.read(o, max),
+                Some(o) if o >= log.log_start_offset() && o <= log.log_end_offset() => {
+                    Ok(Vec::new())
+                }
+                _ => Err(StorageError::OffsetOutOfRange {
+                    offset: offset.unwrap_or(0),
+                    log_start_offset: log.log_start_offset(),
+                    log_end_offset: log.log_end_offset(),
+                }),
+            };
+            match result {
+                Ok(regions) => data.regions = regions,
+                Err(e) => data.error_code = storage_error_code(&e),
+            }
+            let n = data.bytes();
+            any |= n > 0;
+            budget = budget.saturating_sub(n);
+            parts.push(data);
+        }
+        out.push((name.to_string(), parts));
+    }
+    out
+}
+
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    ctx: Ctx,
+    req: FetchRequest,
+) -> Result<Response, Fatal> {
+    let min_bytes = u64::try_from(req.min_bytes).unwrap_or(0);
+    let wait = Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0));
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut appends = broker.watch_appends();
+    loop {
+        appends.borrow_and_update();
+        let data = collect(broker, &req);
+        let total: u64 = data
+            .iter()
+            .flat_map(|(_, ps)| ps.iter().map(PartitionData::bytes))
+            .sum();
+        let errors = data
+            .iter()
+            .flat_map(|(_, ps)| ps.iter())
+            .any(|p| p.error_code != 0);
+        if total >= min_bytes || errors || tokio::time::Instant::now() >= deadline {
+            return Ok(Response::Fetch(write_response(ctx, &data)));
+        }
+        if tokio::time::timeout_at(deadline, appends.changed())
+            .await
+            .is_err()
+        {
+            let data = collect(broker, &req);
+            return Ok(Response::Fetch(write_response(ctx, &data)));
+        }
+    }
+}
+
+/// Lays out the response for versions 4 to 12 around the file regions.
+fn write_response(ctx: Ctx, data: &[(String, Vec<PartitionData>)]) -> FetchResponse {
+    let flexible = ctx.version >= 12;
+    let mut parts = Vec::new();
+    let mut buf = BytesMut::with_capacity(256);
+    let mut total: u64 = 0;
+    buf.put_i32(0); // size, patched below
+    buf.put_i32(ctx.correlation_id);
+    if flexible {
+        buf.put_u8(0);
+    }
+    buf.put_i32(0); // throttle_time_ms
+    if ctx.version >= 7 {
+        buf.put_i16(0);
+        buf.put_i32(0); // session_id: sessions not kept
+    }
+    let put_len = |buf: &mut BytesMut, n: usize| {
+        if flexible {
+            let mut v = Vec::with_capacity(5);
+            write_unsigned_varint(&mut v, n as u64 + 1);
+            buf.put_slice(&v);
+        } else {
+            buf.put_i32(n as i32);
+        }
+    };
+    put_len(&mut buf, data.len());
+    for (name, partitions) in data {
+        if flexible {
+            put_len(&mut buf, name.len());
+        } else {
+            buf.put_i16(name.len() as i16);
+        }
+        buf.put_slice(name.as_bytes());
+        put_len(&mut buf, partitions.len());
+        for p in partitions {
+            buf.put_i32(p.index);
+            buf.put_i16(p.error_code);
+            buf.put_i64(p.high_watermark);
+            buf.put_i64(p.high_watermark); // last_stable_offset: no transactions yet
+            if ctx.version >= 5 {
+                buf.put_i64(p.log_start_offset);
+            }
+            if flexible {
+                buf.put_u8(0); // aborted_transactions: null
+            } else {
+                buf.put_i32(-1);
+            }
+            if ctx.version >= 11 {
+                buf.put_i32(-1); // preferred_read_replica
+            }
+            let records = p.bytes();
+            put_len(&mut buf, records as usize);
+            if records > 0 {
+                total += buf.len() as u64;
+                parts.push(Part::Bytes(std::mem::take(&mut buf).freeze()));
+                for region in &p.regions {
+                    total += region.len;
+                    parts.push(Part::Region(region.clone()));
+                }
+            }
+            if flexible {
+                buf.put_u8(0); // partition tagged fields
+            }
+        }
+        if flexible {
+            buf.put_u8(0); // topic tagged fields
+        }
+    }
+    if flexible {
+        buf.put_u8(0); // response tagged fields
+    }
+    total += buf.len() as u64;
+    parts.push(Part::Bytes(buf.freeze()));
+    let size = (total - 4) as i32;
+    if let Some(Part::Bytes(first)) = parts.first_mut() {
+        let mut head = BytesMut::from(&first[..]);
+        head[..4].copy_from_slice(&size.to_be_bytes());
+        *first = head.freeze();
+    }
+    FetchResponse { parts }
+}

@@ -1,0 +1,133 @@
+//! Produce: append each partition's batches as sent; answer after the append (acks=1),
+//! after the fsync when the log is fsync-on-ack (acks=all), or not at all (acks=0).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fjord_protocol::kafka_protocol::messages::produce_request::ProduceRequest;
+use fjord_protocol::kafka_protocol::messages::produce_response::{
+    PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+};
+use fjord_protocol::kafka_protocol::ResponseError as E;
+use fjord_storage::FlushTicket;
+
+use super::{encode, storage_error_code, Ctx, Fatal, Response};
+use crate::state::{Broker, Partition};
+
+/// One partition's part of the request and, after the append, its outcome.
+struct Slot {
+    partition: Option<Arc<Partition>>,
+    records: Option<Bytes>,
+    error_code: i16,
+    base_offset: i64,
+    log_append_time: i64,
+    log_start_offset: i64,
+    durable: Option<FlushTicket>,
+}
+
+fn append_all(slots: &mut [Slot]) {
+    for slot in slots.iter_mut() {
+        let (Some(partition), Some(records)) = (&slot.partition, &slot.records) else {
+            continue;
+        };
+        let mut log = partition.write();
+        match log.append(records) {
+            Ok(info) => {
+                slot.base_offset = info.first_offset as i64;
+                slot.log_append_time = info.log_append_time.unwrap_or(-1);
+                slot.log_start_offset = info.log_start_offset as i64;
+                slot.durable = info.durable;
+            }
+            Err(e) => {
+                tracing::debug!(partition = partition.index, error = %e, "produce rejected");
+                slot.error_code = storage_error_code(&e);
+            }
+        }
+    }
+}
+
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    ctx: Ctx,
+    req: ProduceRequest,
+) -> Result<Response, Fatal> {
+    let acks = req.acks;
+    let bad_acks = !matches!(acks, -1..=1);
+    let mut shape = Vec::with_capacity(req.topic_data.len());
+    let mut slots = Vec::new();
+    for topic in req.topic_data {
+        let name = topic.name.0.as_str().to_string();
+        let found = if bad_acks {
+            None
+        } else {
+            broker.topic_or_auto_create(&name)
+        };
+        shape.push((topic.name.clone(), topic.partition_data.len()));
+        for data in topic.partition_data {
+            let partition = found.as_ref().and_then(|t| {
+                usize::try_from(data.index)
+                    .ok()
+                    .and_then(|i| t.partitions.get(i))
+                    .cloned()
+            });
+            let error_code = if bad_acks {
+                E::InvalidRequiredAcks.code()
+            } else if partition.is_none() {
+                E::UnknownTopicOrPartition.code()
+            } else if data.records.is_none() {
+                E::CorruptMessage.code()
+            } else {
+                0
+            };
+            slots.push((
+                data.index,
+                Slot {
+                    partition: if error_code == 0 { partition } else { None },
+                    records: data.records,
+                    error_code,
+                    base_offset: -1,
+                    log_append_time: -1,
+                    log_start_offset: -1,
+                    durable: None,
+                },
+            ));
+        }
+    }
+    // Page-cache writes can stall (dirty throttling): keep them off the reactor.
+    let (indexes, mut work): (Vec<i32>, Vec<Slot>) = slots.into_iter().unzip();
+    let mut work = tokio::task::spawn_blocking(move || {
+        append_all(&mut work);
+        work
+    })
+    .await
+    .map_err(|e| Fatal::Malformed(format!("append task failed: {e}")))?;
+    broker.notify_appended();
+    for slot in &mut work {
+        if let Some(ticket) = slot.durable.take() {
+            if let Err(e) = ticket.await {
+                tracing::error!(error = %e, "fsync for acks failed");
+                slot.error_code = E::KafkaStorageError.code();
+            }
+        }
+    }
+    if acks == 0 {
+        return Ok(Response::None);
+    }
+    let mut resp = ProduceResponse::default();
+    let mut outcomes = indexes.into_iter().zip(work);
+    for (name, count) in shape {
+        let mut topic = TopicProduceResponse::default();
+        topic.name = name;
+        for (index, slot) in outcomes.by_ref().take(count) {
+            let mut p = PartitionProduceResponse::default();
+            p.index = index;
+            p.error_code = slot.error_code;
+            p.base_offset = slot.base_offset;
+            p.log_append_time_ms = slot.log_append_time;
+            p.log_start_offset = slot.log_start_offset;
+            topic.partition_responses.push(p);
+        }
+        resp.responses.push(topic);
+    }
+    Ok(encode(ctx, &resp))
+}

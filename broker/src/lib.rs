@@ -1,0 +1,15 @@
+//! The `fjord` broker: serves the Kafka protocol from `fjord-storage` logs.
+//!
+//! # Layout
+//! - [`config`]: settings under Kafka's names (defaults, file, `--set`).
+//! - [`state`]: the broker's topics and partitions, persisted in the log directory.
+//! - [`acceptor`]: the listener and connection limit; `connection`: one client's request
+//!   loop; `sendfile`: zero-copy record sets.
+//! - [`handler`]: one file per API, each a function from request to response.
+
+pub mod acceptor;
+pub mod config;
+mod connection;
+pub mod handler;
+mod sendfile;
+pub mod state;

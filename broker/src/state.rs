@@ -1,0 +1,280 @@
+//! What the broker holds: its config and its topics, each partition a storage `Log`.
+//!
+//! Topic metadata lives in `<log.dir>/fjord-topics/<name>` (topic id, partition count,
+//! config overrides, as properties) and each partition in `<log.dir>/<name>-<n>/`, as
+//! Kafka lays them out, so both survive restarts.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use anyhow::{Context, Result};
+use fjord_storage::{Flusher, Log, LogConfig};
+use tokio::sync::watch;
+
+use crate::config::{parse_properties, BrokerConfig};
+
+/// One partition: its log, behind a lock that reads share.
+#[derive(Debug)]
+pub struct Partition {
+    /// The partition number.
+    pub index: i32,
+    /// The partition's log.
+    pub log: RwLock<Log>,
+}
+
+impl Partition {
+    /// Read access to the log (a poisoned lock still holds a consistent log: every
+    /// mutation either completes or returns an error before changing state).
+    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, Log> {
+        self.log.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Write access to the log.
+    pub fn write(&self) -> std::sync::RwLockWriteGuard<'_, Log> {
+        self.log.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A topic.
+#[derive(Debug)]
+pub struct Topic {
+    /// Its name.
+    pub name: String,
+    /// Its id (Metadata v10+).
+    pub id: uuid::Uuid,
+    /// Topic-level config overrides, by Kafka topic config name.
+    pub overrides: BTreeMap<String, String>,
+    /// Its partitions, by index.
+    pub partitions: Vec<Arc<Partition>>,
+}
+
+/// Why a topic cannot be created.
+#[derive(Debug)]
+pub enum CreateError {
+    /// Already there.
+    Exists,
+    /// Illegal name.
+    InvalidName(String),
+    /// Bad partition count.
+    InvalidPartitions,
+    /// Bad config.
+    InvalidConfig(String),
+    /// Disk trouble.
+    Io(String),
+}
+
+/// The broker's shared state.
+#[derive(Debug)]
+pub struct Broker {
+    /// Settings.
+    pub config: BrokerConfig,
+    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    flusher: Flusher,
+    /// Bumped after every append, so waiting fetches re-check.
+    appended: watch::Sender<u64>,
+}
+
+/// Kafka's rule for topic names.
+pub fn valid_topic_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+impl Broker {
+    /// Opens every topic found under the log directory.
+    pub fn open(config: BrokerConfig) -> Result<Self> {
+        let meta_dir = config.log_dir.join("fjord-topics");
+        std::fs::create_dir_all(&meta_dir)
+            .with_context(|| format!("create {}", meta_dir.display()))?;
+        let flusher = Flusher::new("broker").context("start flusher")?;
+        let broker = Self {
+            config,
+            topics: RwLock::new(HashMap::new()),
+            flusher,
+            appended: watch::channel(0).0,
+        };
+        for entry in std::fs::read_dir(&meta_dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !valid_topic_name(&name) {
+                continue;
+            }
+            let text = std::fs::read_to_string(entry.path())?;
+            let mut props: BTreeMap<String, String> =
+                parse_properties(&text)?.into_iter().collect();
+            let id = props
+                .remove("fjord.topic.id")
+                .and_then(|s| uuid::Uuid::parse_str(&s).ok())
+                .unwrap_or_else(uuid::Uuid::new_v4);
+            let count: i32 = props
+                .remove("fjord.partitions")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1);
+            let topic = broker.open_topic(&name, id, count, props)?;
+            broker.topics_mut().insert(name, Arc::new(topic));
+        }
+        tracing::info!(topics = broker.topics().len(), dir = %broker.config.log_dir.display(), "opened log directory");
+        Ok(broker)
+    }
+
+    fn topics(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Topic>>> {
+        self.topics.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn topics_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Topic>>> {
+        self.topics.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn partition_dir(&self, topic: &str, index: i32) -> PathBuf {
+        self.config.log_dir.join(format!("{topic}-{index}"))
+    }
+
+    fn open_topic(
+        &self,
+        name: &str,
+        id: uuid::Uuid,
+        count: i32,
+        overrides: BTreeMap<String, String>,
+    ) -> Result<Topic> {
+        let log_config: LogConfig = self.config.log_config(&overrides)?;
+        let partitions = (0..count)
+            .map(|index| {
+                let log = Log::open(
+                    self.partition_dir(name, index),
+                    log_config.clone(),
+                    self.flusher.clone(),
+                )?;
+                Ok(Arc::new(Partition {
+                    index,
+                    log: RwLock::new(log),
+                }))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Topic {
+            name: name.to_string(),
+            id,
+            overrides,
+            partitions,
+        })
+    }
+
+    /// A topic by name.
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics().get(name).cloned()
+    }
+
+    /// All topics, sorted by name.
+    pub fn all_topics(&self) -> Vec<Arc<Topic>> {
+        let mut all: Vec<_> = self.topics().values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Creates a topic (or checks that it could be, with `validate_only`).
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        overrides: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> std::result::Result<Arc<Topic>, CreateError> {
+        if !valid_topic_name(name) {
+            return Err(CreateError::InvalidName(name.to_string()));
+        }
+        let partitions = if partitions == -1 {
+            self.config.num_partitions
+        } else {
+            partitions
+        };
+        if !(1..=100_000).contains(&partitions) {
+            return Err(CreateError::InvalidPartitions);
+        }
+        self.config
+            .log_config(&overrides)
+            .map_err(|e| CreateError::InvalidConfig(format!("{e:#}")))?;
+        let mut topics = self.topics_mut();
+        if topics.contains_key(name) {
+            return Err(CreateError::Exists);
+        }
+        let id = uuid::Uuid::new_v4();
+        if validate_only {
+            return Ok(Arc::new(Topic {
+                name: name.to_string(),
+                id,
+                overrides,
+                partitions: Vec::new(),
+            }));
+        }
+        let mut text = format!("fjord.topic.id={id}\nfjord.partitions={partitions}\n");
+        for (k, v) in &overrides {
+            text.push_str(&format!("{k}={v}\n"));
+        }
+        let io = |e: anyhow::Error| CreateError::Io(format!("{e:#}"));
+        let topic = self
+            .open_topic(name, id, partitions, overrides)
+            .map_err(io)?;
+        let path = self.config.log_dir.join("fjord-topics").join(name);
+        std::fs::write(&path, text).map_err(|e| CreateError::Io(e.to_string()))?;
+        let topic = Arc::new(topic);
+        topics.insert(name.to_string(), Arc::clone(&topic));
+        tracing::info!(topic = name, partitions, "created topic");
+        Ok(topic)
+    }
+
+    /// The topic, created with defaults if it is unknown and auto-creation is on.
+    pub fn topic_or_auto_create(&self, name: &str) -> Option<Arc<Topic>> {
+        if let Some(t) = self.topic(name) {
+            return Some(t);
+        }
+        if !self.config.auto_create_topics {
+            return None;
+        }
+        match self.create_topic(name, -1, BTreeMap::new(), false) {
+            Ok(t) => Some(t),
+            Err(CreateError::Exists) => self.topic(name),
+            Err(e) => {
+                tracing::warn!(topic = name, error = ?e, "auto-create failed");
+                None
+            }
+        }
+    }
+
+    /// Tells waiting fetches that data arrived.
+    pub fn notify_appended(&self) {
+        self.appended.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that changes after each append.
+    pub fn watch_appends(&self) -> watch::Receiver<u64> {
+        self.appended.subscribe()
+    }
+
+    /// Flushes and closes every log cleanly (shutdown).
+    pub fn close(&self) {
+        let topics: Vec<Arc<Topic>> = self.topics_mut().drain().map(|(_, t)| t).collect();
+        for topic in topics {
+            let Ok(topic) = Arc::try_unwrap(topic) else {
+                tracing::warn!("topic still in use at shutdown; its logs recover on next start");
+                continue;
+            };
+            for partition in topic.partitions {
+                let Ok(partition) = Arc::try_unwrap(partition) else {
+                    continue;
+                };
+                let log = partition
+                    .log
+                    .into_inner()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if let Err(e) = log.close() {
+                    tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "clean close failed");
+                }
+            }
+        }
+    }
+}
