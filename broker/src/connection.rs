@@ -30,7 +30,10 @@ pub(crate) async fn serve(broker: Arc<Broker>, mut stream: TcpStream, peer: Sock
                 Ok(Ok(_)) => continue,
                 Ok(Err(e)) => break format!("read error: {e}"),
             },
-            Err(e) => break format!("bad frame: {e}"),
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "closing connection: bad frame");
+                break format!("bad frame: {e}");
+            }
         };
         match handler::handle(&broker, frame).await {
             Ok(response) => {

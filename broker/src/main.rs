@@ -67,7 +67,7 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let broker = runtime.block_on(async move {
         let broker = Arc::new(Broker::open(config)?);
         let listener = fjord_broker::acceptor::bind(&broker).await?;
         tracing::info!(address = %listener.local_addr()?, "fjord listening");
@@ -81,11 +81,14 @@ fn main() -> Result<()> {
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
         server.await.context("acceptor task")??;
-        match Arc::try_unwrap(broker) {
-            Ok(broker) => broker.close(),
-            Err(_) => tracing::warn!("requests still running; logs will recover on next start"),
-        }
-        tracing::info!("stopped");
-        Ok(())
-    })
+        anyhow::Ok(broker)
+    })?;
+    // Outside the runtime: closing flushes and waits for fsyncs, which blocks.
+    drop(runtime);
+    match Arc::try_unwrap(broker) {
+        Ok(broker) => broker.close(),
+        Err(_) => tracing::warn!("requests still running; logs will recover on next start"),
+    }
+    tracing::info!("stopped");
+    Ok(())
 }
