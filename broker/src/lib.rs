@@ -6,10 +6,12 @@
 //! - [`acceptor`]: the listener and connection limit; `connection`: one client's request
 //!   loop; `sendfile`: zero-copy record sets.
 //! - [`handler`]: one file per API, each a function from request to response.
+//! - [`producer_state`]: idempotent producers' sequence tracking per partition.
 
 pub mod acceptor;
 pub mod config;
 mod connection;
 pub mod handler;
+pub mod producer_state;
 mod sendfile;
 pub mod state;

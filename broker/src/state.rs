@@ -13,6 +13,10 @@ use fjord_storage::{Flusher, Log, LogConfig};
 use tokio::sync::watch;
 
 use crate::config::{parse_properties, BrokerConfig};
+use crate::producer_state::ProducerStates;
+
+/// Producer ids are reserved on disk in blocks of this many.
+const PRODUCER_ID_BLOCK: i64 = 1000;
 
 /// One partition: its log, behind a lock that reads share.
 #[derive(Debug)]
@@ -21,6 +25,8 @@ pub struct Partition {
     pub index: i32,
     /// The partition's log.
     pub log: RwLock<Log>,
+    /// Idempotent producers' recent batches; changed only under the log's write lock.
+    pub producers: std::sync::Mutex<ProducerStates>,
 }
 
 impl Partition {
@@ -73,6 +79,8 @@ pub struct Broker {
     flusher: Flusher,
     /// Bumped after every append, so waiting fetches re-check.
     appended: watch::Sender<u64>,
+    /// (next producer id to hand out, end of the block reserved on disk).
+    producer_ids: std::sync::Mutex<(i64, i64)>,
 }
 
 /// Kafka's rule for topic names.
@@ -93,11 +101,16 @@ impl Broker {
         std::fs::create_dir_all(&meta_dir)
             .with_context(|| format!("create {}", meta_dir.display()))?;
         let flusher = Flusher::new("broker").context("start flusher")?;
+        let reserved = std::fs::read_to_string(config.log_dir.join("fjord-producer-ids"))
+            .ok()
+            .and_then(|t| t.trim().parse::<i64>().ok())
+            .unwrap_or(0);
         let broker = Self {
             config,
             topics: RwLock::new(HashMap::new()),
             flusher,
             appended: watch::channel(0).0,
+            producer_ids: std::sync::Mutex::new((reserved, reserved)),
         };
         for entry in std::fs::read_dir(&meta_dir)? {
             let entry = entry?;
@@ -150,9 +163,14 @@ impl Broker {
                     log_config.clone(),
                     self.flusher.clone(),
                 )?;
+                let mut producers = ProducerStates::default();
+                log.for_each_batch_header(log.active_segment_base(), |h| {
+                    producers.record(h, h.base_offset as u64);
+                })?;
                 Ok(Arc::new(Partition {
                     index,
                     log: RwLock::new(log),
+                    producers: std::sync::Mutex::new(producers),
                 }))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -243,6 +261,27 @@ impl Broker {
                 None
             }
         }
+    }
+
+    /// A producer id never handed out before, even across restarts: ids are reserved on
+    /// disk a block at a time.
+    pub fn next_producer_id(&self) -> Result<i64> {
+        let mut ids = self
+            .producer_ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if ids.0 >= ids.1 {
+            let end = ids.0 + PRODUCER_ID_BLOCK;
+            let path = self.config.log_dir.join("fjord-producer-ids");
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, format!("{end}\n"))?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            ids.1 = end;
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(id)
     }
 
     /// Tells waiting fetches that data arrived.

@@ -151,3 +151,17 @@ impl<'f> BatchScanner<'f> {
         Ok(())
     }
 }
+
+/// Calls `visit` with every batch header in `[0, end)` of `file`, stopping at the first
+/// damaged one (recovery has already cut damage off the tail).
+pub(crate) fn for_each_header(
+    file: &File,
+    end: u64,
+    visit: &mut impl FnMut(&BatchHeader),
+) -> std::io::Result<()> {
+    let mut scanner = BatchScanner::new(file, 0, end, false, 64 * 1024);
+    while let Scanned::Batch { header, .. } = scanner.next_batch()? {
+        visit(&header);
+    }
+    Ok(())
+}

@@ -471,6 +471,40 @@ impl Log {
         Ok(out)
     }
 
+    /// Calls `visit` with the header of every batch whose base offset is at or after the
+    /// start of the segment holding `from`, oldest first: what a broker needs to rebuild
+    /// per-producer state after a restart. Reads headers only.
+    pub fn for_each_batch_header(
+        &self,
+        from: u64,
+        mut visit: impl FnMut(&BatchHeader),
+    ) -> Result<()> {
+        let ctx = self.ctx();
+        let active_base = self.active_base();
+        let start = self
+            .segments
+            .range(..=from)
+            .next_back()
+            .map_or(0, |(b, _)| *b);
+        for (&base, segment) in self.segments.range(start..) {
+            segment.with_open(ctx, base == active_base, |meta, files| {
+                crate::batch_scan::for_each_header(&files.log, meta.size, &mut visit).map_err(|e| {
+                    StorageError::Io {
+                        op: "scan headers",
+                        path: self.dir.clone(),
+                        source: e,
+                    }
+                })
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Base offset of the active segment.
+    pub fn active_segment_base(&self) -> u64 {
+        self.active_base()
+    }
+
     /// Kafka's ListOffsets for one partition: [`LATEST_TIMESTAMP`] (-1) gives the log end
     /// offset, [`EARLIEST_TIMESTAMP`] (-2) the log start offset, [`MAX_TIMESTAMP`] (-3)
     /// the record with the largest timestamp; any other timestamp the first record whose

@@ -604,3 +604,23 @@ fn records_without_timestamps_keep_no_timestamp_across_an_unclean_restart() {
         0
     );
 }
+
+#[test]
+fn batch_headers_can_be_walked_from_a_segment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(dir.path(), small_config());
+    for i in 0..40 {
+        log.append(&batch(2, 50, i)).expect("append");
+    }
+    let active = log.active_segment_base();
+    assert!(active > 0);
+    let mut bases = Vec::new();
+    log.for_each_batch_header(active, |h| bases.push(h.base_offset as u64))
+        .expect("walk");
+    assert_eq!(bases.first(), Some(&active));
+    assert_eq!(bases.last(), Some(&78));
+    let mut all = 0;
+    log.for_each_batch_header(0, |_| all += 1)
+        .expect("walk all");
+    assert_eq!(all, 40);
+}

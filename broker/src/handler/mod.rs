@@ -5,6 +5,7 @@
 mod api_versions;
 mod create_topics;
 mod fetch;
+mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -131,6 +132,7 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Result<Response, Fata
         ApiKey::Produce => produce::handle(broker, ctx, decode(body, api_version)?).await,
         ApiKey::ListOffsets => list_offsets::handle(broker, ctx, decode(body, api_version)?),
         ApiKey::Fetch => fetch::handle(broker, ctx, decode(body, api_version)?).await,
+        ApiKey::InitProducerId => init_producer_id::handle(broker, ctx, decode(body, api_version)?),
         _ => Err(unsupported),
     }
 }

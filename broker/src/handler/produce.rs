@@ -9,7 +9,10 @@ use fjord_protocol::kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
 use fjord_protocol::kafka_protocol::ResponseError as E;
+use fjord_protocol::record_batch::BatchHeader;
 use fjord_storage::FlushTicket;
+
+use crate::producer_state::Check;
 
 use super::{encode, storage_error_code, Ctx, Fatal, Response};
 use crate::state::{Broker, Partition};
@@ -31,8 +34,33 @@ fn append_all(slots: &mut [Slot]) {
             continue;
         };
         let mut log = partition.write();
+        let mut producers = partition
+            .producers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The first batch's header decides idempotence; a bad header fails in append.
+        let header = BatchHeader::parse(records).ok();
+        match header.map_or(Check::Append, |h| producers.check(&h)) {
+            Check::Append => {}
+            Check::Duplicate { first_offset } => {
+                slot.base_offset = first_offset as i64;
+                slot.log_start_offset = log.log_start_offset() as i64;
+                continue;
+            }
+            Check::OutOfOrder => {
+                slot.error_code = E::OutOfOrderSequenceNumber.code();
+                continue;
+            }
+            Check::StaleEpoch => {
+                slot.error_code = E::InvalidProducerEpoch.code();
+                continue;
+            }
+        }
         match log.append(records) {
             Ok(info) => {
+                if let Some(h) = &header {
+                    producers.record(h, info.first_offset);
+                }
                 slot.base_offset = info.first_offset as i64;
                 slot.log_append_time = info.log_append_time.unwrap_or(-1);
                 slot.log_start_offset = info.log_start_offset as i64;

@@ -1,0 +1,184 @@
+//! Idempotent producers: per partition, each producer's epoch and its last five batches'
+//! sequence ranges with the offsets they got (Kafka keeps five, matching
+//! `max.in.flight.requests.per.connection` 5).
+//!
+//! A batch equal to a remembered one is a duplicate: it is answered with its original
+//! offset and not appended again. A gap is OUT_OF_ORDER_SEQUENCE_NUMBER; an older epoch
+//! is INVALID_PRODUCER_EPOCH. After a restart the state is rebuilt from the batch headers
+//! of the active segment (producer id, epoch, base sequence and count are all there). A
+//! producer with no state left (idle longer than a segment) is accepted at any sequence,
+//! as Kafka does after KIP-360.
+
+use std::collections::{HashMap, VecDeque};
+
+use fjord_protocol::record_batch::BatchHeader;
+
+/// Batches remembered per producer.
+const REMEMBERED: usize = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Appended {
+    first_seq: i32,
+    last_seq: i32,
+    first_offset: u64,
+}
+
+#[derive(Debug, Default)]
+struct Producer {
+    epoch: i16,
+    recent: VecDeque<Appended>,
+}
+
+/// What to do with an incoming batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Not idempotent, or the next in sequence: append it.
+    Append,
+    /// Seen before: answer with this offset, append nothing.
+    Duplicate {
+        /// Offset the original got.
+        first_offset: u64,
+    },
+    /// Sequence gap.
+    OutOfOrder,
+    /// Epoch older than the producer's current one.
+    StaleEpoch,
+}
+
+/// Producer state of one partition.
+#[derive(Debug, Default)]
+pub struct ProducerStates {
+    producers: HashMap<i64, Producer>,
+}
+
+/// Sequence of the last record of a batch (sequences wrap at `i32::MAX`).
+fn last_seq(header: &BatchHeader) -> i32 {
+    let last = i64::from(header.base_sequence) + i64::from(header.last_offset_delta);
+    (last % (i64::from(i32::MAX) + 1)) as i32
+}
+
+fn next_seq(seq: i32) -> i32 {
+    if seq == i32::MAX {
+        0
+    } else {
+        seq + 1
+    }
+}
+
+impl ProducerStates {
+    /// Decides about a batch before it is appended.
+    pub fn check(&self, header: &BatchHeader) -> Check {
+        if header.producer_id < 0 {
+            return Check::Append;
+        }
+        let Some(p) = self.producers.get(&header.producer_id) else {
+            return Check::Append;
+        };
+        if header.producer_epoch < p.epoch {
+            return Check::StaleEpoch;
+        }
+        if header.producer_epoch > p.epoch {
+            return Check::Append;
+        }
+        let (first, last) = (header.base_sequence, last_seq(header));
+        if let Some(dup) = p
+            .recent
+            .iter()
+            .find(|a| a.first_seq == first && a.last_seq == last)
+        {
+            return Check::Duplicate {
+                first_offset: dup.first_offset,
+            };
+        }
+        match p.recent.back() {
+            Some(prev) if first != next_seq(prev.last_seq) => Check::OutOfOrder,
+            _ => Check::Append,
+        }
+    }
+
+    /// Records a batch that was appended (or found in the log at startup) at `first_offset`.
+    pub fn record(&mut self, header: &BatchHeader, first_offset: u64) {
+        if header.producer_id < 0 {
+            return;
+        }
+        let p = self.producers.entry(header.producer_id).or_default();
+        if header.producer_epoch != p.epoch {
+            p.epoch = header.producer_epoch;
+            p.recent.clear();
+        }
+        if p.recent.len() == REMEMBERED {
+            p.recent.pop_front();
+        }
+        p.recent.push_back(Appended {
+            first_seq: header.base_sequence,
+            last_seq: last_seq(header),
+            first_offset,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fjord_protocol::compression::Compression;
+    use fjord_protocol::record_batch::{BatchBuilder, RecordSpec};
+
+    fn header(pid: i64, epoch: i16, seq: i32, records: usize) -> BatchHeader {
+        let mut b = BatchBuilder::new(Compression::None, 0).with_producer(pid, epoch, seq);
+        for _ in 0..records {
+            b.push(RecordSpec::value("v"));
+        }
+        BatchHeader::parse(&b.build().expect("batch")).expect("header")
+    }
+
+    #[test]
+    fn in_sequence_duplicate_gap_and_stale_epoch() {
+        let mut s = ProducerStates::default();
+        let a = header(7, 0, 0, 3);
+        assert_eq!(s.check(&a), Check::Append);
+        s.record(&a, 100);
+        assert_eq!(s.check(&a), Check::Duplicate { first_offset: 100 });
+        let b = header(7, 0, 3, 2);
+        assert_eq!(s.check(&b), Check::Append);
+        s.record(&b, 103);
+        assert_eq!(
+            s.check(&a),
+            Check::Duplicate { first_offset: 100 },
+            "older duplicates too"
+        );
+        assert_eq!(s.check(&header(7, 0, 9, 1)), Check::OutOfOrder);
+        assert_eq!(s.check(&header(7, 0, 5, 1)), Check::Append);
+        s.record(&header(7, 1, 0, 1), 105);
+        assert_eq!(s.check(&header(7, 0, 6, 1)), Check::StaleEpoch);
+        assert_eq!(
+            s.check(&header(8, 0, 42, 1)),
+            Check::Append,
+            "unknown producer"
+        );
+        assert_eq!(
+            s.check(&header(-1, -1, -1, 1)),
+            Check::Append,
+            "not idempotent"
+        );
+    }
+
+    #[test]
+    fn only_five_batches_are_remembered_and_sequences_wrap() {
+        let mut s = ProducerStates::default();
+        for i in 0..6 {
+            s.record(&header(1, 0, i, 1), i as u64);
+        }
+        assert_eq!(
+            s.check(&header(1, 0, 0, 1)),
+            Check::OutOfOrder,
+            "forgotten batch is a gap"
+        );
+        assert_eq!(
+            s.check(&header(1, 0, 1, 1)),
+            Check::Duplicate { first_offset: 1 }
+        );
+        let mut w = ProducerStates::default();
+        w.record(&header(2, 0, i32::MAX - 1, 2), 0);
+        assert_eq!(w.check(&header(2, 0, 0, 1)), Check::Append);
+    }
+}
