@@ -33,6 +33,27 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("log.flush.interval.ms", ""),
     ("log.message.timestamp.type", "CreateTime"),
     ("fjord.fsync.on.ack", "false"),
+    ("log.cleanup.policy", "delete"),
+    ("compression.type", "producer"),
+    ("min.insync.replicas", "1"),
+];
+
+/// Topic-level configs and the broker setting each defaults to (Kafka's pairs).
+pub const TOPIC_CONFIGS: &[(&str, &str)] = &[
+    ("cleanup.policy", "log.cleanup.policy"),
+    ("compression.type", "compression.type"),
+    ("segment.bytes", "log.segment.bytes"),
+    ("segment.ms", "log.roll.ms"),
+    ("segment.index.bytes", "log.index.size.max.bytes"),
+    ("index.interval.bytes", "log.index.interval.bytes"),
+    ("retention.ms", "log.retention.ms"),
+    ("retention.bytes", "log.retention.bytes"),
+    ("max.message.bytes", "message.max.bytes"),
+    ("message.timestamp.type", "log.message.timestamp.type"),
+    ("flush.messages", "log.flush.interval.messages"),
+    ("flush.ms", "log.flush.interval.ms"),
+    ("min.insync.replicas", "min.insync.replicas"),
+    ("fjord.fsync.on.ack", "fjord.fsync.on.ack"),
 ];
 
 /// The broker's settings.
@@ -153,6 +174,20 @@ impl BrokerConfig {
             queued_max_request_bytes: num("queued.max.request.bytes")? as usize,
             values,
         })
+    }
+
+    /// A topic config's effective value: the override, else the broker default. Unknown
+    /// names give `None`.
+    pub fn topic_config_value(
+        &self,
+        name: &str,
+        overrides: &BTreeMap<String, String>,
+    ) -> Option<String> {
+        let (_, broker_key) = TOPIC_CONFIGS.iter().find(|(t, _)| *t == name)?;
+        overrides
+            .get(name)
+            .cloned()
+            .or_else(|| self.values.get(*broker_key).cloned())
     }
 
     /// The log settings a new topic gets, with `overrides` (topic-level names such as

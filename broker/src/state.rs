@@ -229,20 +229,94 @@ impl Broker {
                 partitions: Vec::new(),
             }));
         }
-        let mut text = format!("fjord.topic.id={id}\nfjord.partitions={partitions}\n");
-        for (k, v) in &overrides {
-            text.push_str(&format!("{k}={v}\n"));
-        }
         let io = |e: anyhow::Error| CreateError::Io(format!("{e:#}"));
         let topic = self
             .open_topic(name, id, partitions, overrides)
             .map_err(io)?;
-        let path = self.config.log_dir.join("fjord-topics").join(name);
-        std::fs::write(&path, text).map_err(|e| CreateError::Io(e.to_string()))?;
+        self.write_topic_meta(name, id, partitions as usize, &topic.overrides)
+            .map_err(io)?;
         let topic = Arc::new(topic);
         topics.insert(name.to_string(), Arc::clone(&topic));
         tracing::info!(topic = name, partitions, "created topic");
         Ok(topic)
+    }
+
+    fn write_topic_meta(
+        &self,
+        name: &str,
+        id: uuid::Uuid,
+        partitions: usize,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        let mut text = format!("fjord.topic.id={id}\nfjord.partitions={partitions}\n");
+        for (k, v) in overrides {
+            text.push_str(&format!("{k}={v}\n"));
+        }
+        let path = self.config.log_dir.join("fjord-topics").join(name);
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(())
+    }
+
+    /// Deletes a topic: forgotten first (its metadata file), then its partition
+    /// directories. Requests still holding the topic finish against unlinked files.
+    pub fn delete_topic(&self, name: &str) -> Option<Arc<Topic>> {
+        let topic = self.topics_mut().remove(name)?;
+        let meta = self.config.log_dir.join("fjord-topics").join(name);
+        if let Err(e) = std::fs::remove_file(&meta) {
+            tracing::error!(topic = name, error = %e, "removing topic metadata failed");
+        }
+        for p in &topic.partitions {
+            let dir = self.partition_dir(name, p.index);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::error!(dir = %dir.display(), error = %e, "removing partition failed");
+            }
+        }
+        tracing::info!(topic = name, "deleted topic");
+        Some(topic)
+    }
+
+    /// Grows a topic to `count` partitions (never shrinks, as Kafka).
+    pub fn add_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> std::result::Result<(), CreateError> {
+        let mut topics = self.topics_mut();
+        let Some(topic) = topics.get(name).cloned() else {
+            return Err(CreateError::InvalidName(name.to_string()));
+        };
+        let current = topic.partitions.len() as i32;
+        if count <= current || count > 100_000 {
+            return Err(CreateError::InvalidPartitions);
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let io = |e: anyhow::Error| CreateError::Io(format!("{e:#}"));
+        let more = self
+            .open_topic(name, topic.id, count, topic.overrides.clone())
+            .map_err(io)?;
+        let partitions: Vec<Arc<Partition>> = topic
+            .partitions
+            .iter()
+            .cloned()
+            .chain(more.partitions.into_iter().skip(current as usize))
+            .collect();
+        self.write_topic_meta(name, topic.id, partitions.len(), &topic.overrides)
+            .map_err(io)?;
+        let grown = Topic {
+            name: topic.name.clone(),
+            id: topic.id,
+            overrides: topic.overrides.clone(),
+            partitions,
+        };
+        topics.insert(name.to_string(), Arc::new(grown));
+        tracing::info!(topic = name, from = current, to = count, "added partitions");
+        Ok(())
     }
 
     /// The topic, created with defaults if it is unknown and auto-creation is on.

@@ -2,6 +2,7 @@
 //! plain async function from the decoded request and the broker state to the response,
 //! testable without sockets.
 
+mod admin;
 mod api_versions;
 mod create_topics;
 mod fetch;
@@ -133,6 +134,12 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Result<Response, Fata
         ApiKey::ListOffsets => list_offsets::handle(broker, ctx, decode(body, api_version)?),
         ApiKey::Fetch => fetch::handle(broker, ctx, decode(body, api_version)?).await,
         ApiKey::InitProducerId => init_producer_id::handle(broker, ctx, decode(body, api_version)?),
+        ApiKey::DeleteTopics => admin::delete_topics(broker, ctx, decode(body, api_version)?),
+        ApiKey::CreatePartitions => {
+            admin::create_partitions(broker, ctx, decode(body, api_version)?)
+        }
+        ApiKey::DescribeConfigs => admin::describe_configs(broker, ctx, decode(body, api_version)?),
+        ApiKey::DescribeCluster => admin::describe_cluster(broker, ctx, decode(body, api_version)?),
         _ => Err(unsupported),
     }
 }

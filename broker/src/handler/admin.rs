@@ -1,0 +1,220 @@
+//! Topic and cluster administration: DeleteTopics, CreatePartitions, DescribeConfigs,
+//! DescribeCluster.
+
+use std::sync::Arc;
+
+use fjord_protocol::kafka_protocol::messages::create_partitions_request::CreatePartitionsRequest;
+use fjord_protocol::kafka_protocol::messages::create_partitions_response::{
+    CreatePartitionsResponse, CreatePartitionsTopicResult,
+};
+use fjord_protocol::kafka_protocol::messages::delete_topics_request::DeleteTopicsRequest;
+use fjord_protocol::kafka_protocol::messages::delete_topics_response::{
+    DeletableTopicResult, DeleteTopicsResponse,
+};
+use fjord_protocol::kafka_protocol::messages::describe_cluster_request::DescribeClusterRequest;
+use fjord_protocol::kafka_protocol::messages::describe_cluster_response::{
+    DescribeClusterBroker, DescribeClusterResponse,
+};
+use fjord_protocol::kafka_protocol::messages::describe_configs_request::DescribeConfigsRequest;
+use fjord_protocol::kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
+};
+use fjord_protocol::kafka_protocol::messages::{BrokerId, TopicName};
+use fjord_protocol::kafka_protocol::protocol::StrBytes;
+use fjord_protocol::kafka_protocol::ResponseError as E;
+
+use super::{encode, Ctx, Fatal, Response};
+use crate::config::TOPIC_CONFIGS;
+use crate::state::{Broker, CreateError};
+
+const CLUSTER_ID: &str = "fjord-single-node";
+/// DescribeConfigs resource types.
+const TOPIC: i8 = 2;
+const BROKER: i8 = 4;
+/// DescribeConfigs config sources.
+const TOPIC_CONFIG: i8 = 1;
+const STATIC_BROKER_CONFIG: i8 = 4;
+const DEFAULT_CONFIG: i8 = 5;
+
+fn s(v: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(v.into())
+}
+
+pub(super) fn delete_topics(
+    broker: &Arc<Broker>,
+    ctx: Ctx,
+    req: DeleteTopicsRequest,
+) -> Result<Response, Fatal> {
+    // v6 names topics in `topics` (by name or id); older versions in `topic_names`.
+    let mut wanted: Vec<(Option<String>, uuid::Uuid)> = req
+        .topic_names
+        .iter()
+        .map(|n| (Some(n.0.as_str().to_string()), uuid::Uuid::nil()))
+        .collect();
+    wanted.extend(req.topics.iter().map(|t| {
+        (
+            t.name.as_ref().map(|n| n.0.as_str().to_string()),
+            t.topic_id,
+        )
+    }));
+    let mut resp = DeleteTopicsResponse::default();
+    for (name, id) in wanted {
+        let name = name.or_else(|| {
+            broker
+                .all_topics()
+                .into_iter()
+                .find(|t| t.id == id)
+                .map(|t| t.name.clone())
+        });
+        let mut r = DeletableTopicResult::default();
+        r.topic_id = id;
+        match name.as_deref().and_then(|n| broker.delete_topic(n)) {
+            Some(topic) => {
+                r.name = Some(TopicName(s(topic.name.clone())));
+                r.topic_id = topic.id;
+            }
+            None => {
+                r.name = name.map(|n| TopicName(s(n)));
+                r.error_code = if ctx.version >= 6 && r.name.is_none() {
+                    E::UnknownTopicId.code()
+                } else {
+                    E::UnknownTopicOrPartition.code()
+                };
+            }
+        }
+        resp.responses.push(r);
+    }
+    Ok(encode(ctx, &resp))
+}
+
+pub(super) fn create_partitions(
+    broker: &Arc<Broker>,
+    ctx: Ctx,
+    req: CreatePartitionsRequest,
+) -> Result<Response, Fatal> {
+    let mut resp = CreatePartitionsResponse::default();
+    for topic in req.topics {
+        let name = topic.name.0.as_str().to_string();
+        let mut r = CreatePartitionsTopicResult::default();
+        r.name = topic.name.clone();
+        let outcome = if broker.topic(&name).is_none() {
+            Err((
+                E::UnknownTopicOrPartition.code(),
+                format!("no topic '{name}'"),
+            ))
+        } else if topic.assignments.is_some() {
+            Err((
+                E::InvalidReplicaAssignment.code(),
+                "manual assignment is not supported".to_string(),
+            ))
+        } else {
+            broker
+                .add_partitions(&name, topic.count, req.validate_only)
+                .map_err(|e| match e {
+                    CreateError::InvalidPartitions => (
+                        E::InvalidPartitions.code(),
+                        "the count must grow the topic".to_string(),
+                    ),
+                    other => (E::KafkaStorageError.code(), format!("{other:?}")),
+                })
+        };
+        if let Err((code, message)) = outcome {
+            r.error_code = code;
+            r.error_message = Some(s(message));
+        }
+        resp.results.push(r);
+    }
+    Ok(encode(ctx, &resp))
+}
+
+fn entry(
+    name: &str,
+    value: Option<String>,
+    source: i8,
+    read_only: bool,
+) -> DescribeConfigsResourceResult {
+    let mut c = DescribeConfigsResourceResult::default();
+    c.name = s(name);
+    c.value = value.map(s);
+    c.config_source = source;
+    c.read_only = read_only;
+    c
+}
+
+pub(super) fn describe_configs(
+    broker: &Arc<Broker>,
+    ctx: Ctx,
+    req: DescribeConfigsRequest,
+) -> Result<Response, Fatal> {
+    let mut resp = DescribeConfigsResponse::default();
+    for resource in req.resources {
+        let mut r = DescribeConfigsResult::default();
+        r.resource_type = resource.resource_type;
+        r.resource_name = resource.resource_name.clone();
+        let wanted = |name: &str| {
+            resource
+                .configuration_keys
+                .as_ref()
+                .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
+        };
+        match resource.resource_type {
+            TOPIC => match broker.topic(resource.resource_name.as_str()) {
+                None => r.error_code = E::UnknownTopicOrPartition.code(),
+                Some(topic) => {
+                    for (name, _) in TOPIC_CONFIGS.iter().filter(|(n, _)| wanted(n)) {
+                        let source = if topic.overrides.contains_key(*name) {
+                            TOPIC_CONFIG
+                        } else {
+                            DEFAULT_CONFIG
+                        };
+                        r.configs.push(entry(
+                            name,
+                            broker.config.topic_config_value(name, &topic.overrides),
+                            source,
+                            false,
+                        ));
+                    }
+                }
+            },
+            BROKER => {
+                let own = resource.resource_name.is_empty()
+                    || resource.resource_name.as_str() == broker.config.node_id.to_string();
+                if !own {
+                    r.error_code = E::InvalidRequest.code();
+                } else {
+                    for (name, value) in broker.config.values.iter().filter(|(n, _)| wanted(n)) {
+                        r.configs.push(entry(
+                            name,
+                            Some(value.clone()),
+                            STATIC_BROKER_CONFIG,
+                            true,
+                        ));
+                    }
+                }
+            }
+            _ => {
+                r.error_code = E::InvalidRequest.code();
+                r.error_message = Some(s("only TOPIC and BROKER resources are supported"));
+            }
+        }
+        resp.results.push(r);
+    }
+    Ok(encode(ctx, &resp))
+}
+
+pub(super) fn describe_cluster(
+    broker: &Arc<Broker>,
+    ctx: Ctx,
+    _req: DescribeClusterRequest,
+) -> Result<Response, Fatal> {
+    let mut resp = DescribeClusterResponse::default();
+    resp.cluster_id = s(CLUSTER_ID);
+    resp.controller_id = BrokerId(broker.config.node_id);
+    resp.endpoint_type = 1;
+    let mut me = DescribeClusterBroker::default();
+    me.broker_id = BrokerId(broker.config.node_id);
+    me.host = s(broker.config.advertised.0.clone());
+    me.port = i32::from(broker.config.advertised.1);
+    resp.brokers.push(me);
+    Ok(encode(ctx, &resp))
+}

@@ -1,0 +1,187 @@
+//! Topic administration through librdkafka's admin client against the real broker.
+
+use std::time::Duration;
+
+use fjord_integration_tests::BrokerProcess;
+use rdkafka::admin::{
+    AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
+};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientConfig;
+
+fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin")
+}
+
+fn partitions(admin: &AdminClient<DefaultClientContext>, topic: &str) -> Option<usize> {
+    let md = admin
+        .inner()
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .expect("metadata");
+    let t = md.topics().iter().find(|t| t.name() == topic)?;
+    t.error().is_none().then(|| t.partitions().len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_describe_grow_and_delete_topics() {
+    let broker = BrokerProcess::start(&["auto.create.topics.enable=false"]);
+    let a = admin(&broker.bootstrap);
+    let opts = AdminOptions::new();
+
+    let topic =
+        NewTopic::new("orders", 2, TopicReplication::Fixed(1)).set("retention.ms", "3600000");
+    let created = a.create_topics(&[topic], &opts).await.expect("create");
+    assert!(created[0].is_ok(), "{created:?}");
+    let again = a
+        .create_topics(
+            &[NewTopic::new("orders", 1, TopicReplication::Fixed(1))],
+            &opts,
+        )
+        .await
+        .expect("create");
+    assert_eq!(
+        again[0].as_ref().expect_err("exists").1,
+        RDKafkaErrorCode::TopicAlreadyExists
+    );
+    let bad = a
+        .create_topics(
+            &[NewTopic::new("bad/name", 1, TopicReplication::Fixed(1))],
+            &opts,
+        )
+        .await
+        .expect("create");
+    assert_eq!(
+        bad[0].as_ref().expect_err("invalid").1,
+        RDKafkaErrorCode::InvalidTopic
+    );
+    let rf = a
+        .create_topics(
+            &[NewTopic::new("rf3", 1, TopicReplication::Fixed(3))],
+            &opts,
+        )
+        .await
+        .expect("create");
+    assert_eq!(
+        rf[0].as_ref().expect_err("rf").1,
+        RDKafkaErrorCode::InvalidReplicationFactor
+    );
+
+    let described = a
+        .describe_configs(&[ResourceSpecifier::Topic("orders")], &opts)
+        .await
+        .expect("describe");
+    let resource = described[0].as_ref().expect("topic configs");
+    let retention = resource.get("retention.ms").expect("retention.ms");
+    assert_eq!(retention.value.as_deref(), Some("3600000"));
+    let segment = resource.get("segment.bytes").expect("segment.bytes");
+    assert_eq!(segment.value.as_deref(), Some("1073741824"));
+    let described = a
+        .describe_configs(&[ResourceSpecifier::Broker(1)], &opts)
+        .await
+        .expect("describe broker");
+    let broker_configs = described[0].as_ref().expect("broker configs");
+    assert_eq!(
+        broker_configs
+            .get("auto.create.topics.enable")
+            .and_then(|e| e.value.as_deref()),
+        Some("false")
+    );
+
+    assert_eq!(partitions(&a, "orders"), Some(2));
+    let grown = a
+        .create_partitions(&[NewPartitions::new("orders", 4)], &opts)
+        .await
+        .expect("grow");
+    assert!(grown[0].is_ok(), "{grown:?}");
+    assert_eq!(partitions(&a, "orders"), Some(4));
+    let shrink = a
+        .create_partitions(&[NewPartitions::new("orders", 3)], &opts)
+        .await
+        .expect("shrink");
+    assert_eq!(
+        shrink[0].as_ref().expect_err("shrink").1,
+        RDKafkaErrorCode::InvalidPartitions
+    );
+    let p: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .create()
+        .expect("producer");
+    let d = p
+        .send_result(
+            FutureRecord::<str, str>::to("orders")
+                .partition(3)
+                .payload("x"),
+        )
+        .expect("queue");
+    assert_eq!(d.await.expect("delivered").expect("acked").offset, 0);
+
+    let deleted = a.delete_topics(&["orders"], &opts).await.expect("delete");
+    assert!(deleted[0].is_ok(), "{deleted:?}");
+    assert_eq!(partitions(&a, "orders"), None);
+    assert!(!broker.data.join("orders-0").exists());
+    let missing = a
+        .delete_topics(&["orders"], &opts)
+        .await
+        .expect("delete again");
+    assert_eq!(
+        missing[0].as_ref().expect_err("gone").1,
+        RDKafkaErrorCode::UnknownTopicOrPartition
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_and_their_configs_survive_a_restart() {
+    let mut broker = BrokerProcess::start(&[]);
+    let keep = broker.take_data_dir().expect("data");
+    let port = broker.port();
+    let a = admin(&broker.bootstrap);
+    let topic =
+        NewTopic::new("kept", 3, TopicReplication::Fixed(1)).set("max.message.bytes", "2000");
+    assert!(a
+        .create_topics(&[topic], &AdminOptions::new())
+        .await
+        .expect("create")[0]
+        .is_ok());
+    drop(a);
+    assert!(broker.terminate());
+    let broker = BrokerProcess::start_in(keep.path(), port, &[]);
+    let a = admin(&broker.bootstrap);
+    assert_eq!(partitions(&a, "kept"), Some(3));
+    let described = a
+        .describe_configs(&[ResourceSpecifier::Topic("kept")], &AdminOptions::new())
+        .await
+        .expect("describe");
+    let configs = described[0].as_ref().expect("configs");
+    assert_eq!(
+        configs
+            .get("max.message.bytes")
+            .and_then(|e| e.value.as_deref()),
+        Some("2000")
+    );
+    // And the limit is enforced.
+    let p: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .set("message.timeout.ms", "5000")
+        .create()
+        .expect("producer");
+    let big = "x".repeat(3000);
+    let err = p
+        .send_result(
+            FutureRecord::<str, str>::to("kept")
+                .partition(0)
+                .payload(&big),
+        )
+        .expect("queue")
+        .await
+        .expect("delivered")
+        .expect_err("too large");
+    assert_eq!(
+        err.0.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::MessageSizeTooLarge)
+    );
+}
