@@ -84,7 +84,7 @@ pub(super) fn delete_topics(
         }
         resp.responses.push(r);
     }
-    Ok(encode(ctx, &resp))
+    encode(ctx, &resp)
 }
 
 pub(super) fn create_partitions(
@@ -124,7 +124,7 @@ pub(super) fn create_partitions(
         }
         resp.results.push(r);
     }
-    Ok(encode(ctx, &resp))
+    encode(ctx, &resp)
 }
 
 fn entry(
@@ -199,7 +199,7 @@ pub(super) fn describe_configs(
         }
         resp.results.push(r);
     }
-    Ok(encode(ctx, &resp))
+    encode(ctx, &resp)
 }
 
 pub(super) fn describe_cluster(
@@ -210,11 +210,13 @@ pub(super) fn describe_cluster(
     let mut resp = DescribeClusterResponse::default();
     resp.cluster_id = s(CLUSTER_ID);
     resp.controller_id = BrokerId(broker.config.node_id);
-    resp.endpoint_type = 1;
+    if ctx.version >= 1 {
+        resp.endpoint_type = 1; // brokers
+    }
     let mut me = DescribeClusterBroker::default();
     me.broker_id = BrokerId(broker.config.node_id);
     me.host = s(broker.config.advertised.0.clone());
     me.port = i32::from(broker.config.advertised.1);
     resp.brokers.push(me);
-    Ok(encode(ctx, &resp))
+    encode(ctx, &resp)
 }

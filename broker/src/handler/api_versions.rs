@@ -8,7 +8,7 @@ use fjord_protocol::kafka_protocol::messages::ApiKey;
 use fjord_protocol::kafka_protocol::protocol::Encodable;
 use fjord_protocol::kafka_protocol::ResponseError;
 
-use super::{encode, Ctx, Response};
+use super::{encode, Ctx, Fatal, Response};
 
 /// (API, min version, max version) advertised; clients pick the highest common version.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
@@ -42,7 +42,7 @@ fn body(error_code: i16) -> ApiVersionsResponse {
 }
 
 /// The normal answer.
-pub(super) fn handle(ctx: Ctx) -> Response {
+pub(super) fn handle(ctx: Ctx) -> Result<Response, Fatal> {
     encode(ctx, &body(0))
 }
 

@@ -82,5 +82,5 @@ pub(super) fn handle(
         }
         resp.topics.push(result);
     }
-    Ok(encode(ctx, &resp))
+    encode(ctx, &resp)
 }

@@ -132,6 +132,12 @@ pub(super) async fn handle(
             .flat_map(|(_, ps)| ps.iter())
             .any(|p| p.error_code != 0);
         if total >= min_bytes || errors || tokio::time::Instant::now() >= deadline {
+            tracing::trace!(
+                total,
+                min_bytes,
+                max_bytes = req.max_bytes,
+                "fetch answered"
+            );
             return Ok(Response::Fetch(write_response(ctx, &data)));
         }
         if tokio::time::timeout_at(deadline, appends.changed())

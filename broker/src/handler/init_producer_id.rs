@@ -24,7 +24,7 @@ pub(super) fn handle(
         // transactions would then fail on.
         tracing::info!("transactional producer refused: transactions are not supported yet");
         resp.error_code = E::TransactionalIdAuthorizationFailed.code();
-        return Ok(encode(ctx, &resp));
+        return encode(ctx, &resp);
     }
     let bump =
         req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1;
@@ -43,5 +43,5 @@ pub(super) fn handle(
             resp.error_code = E::KafkaStorageError.code();
         }
     }
-    Ok(encode(ctx, &resp))
+    encode(ctx, &resp)
 }

@@ -37,7 +37,9 @@ pub(super) fn handle(
                     Ok(Some(hit)) => {
                         r.offset = hit.offset as i64;
                         r.timestamp = hit.timestamp;
-                        r.leader_epoch = 0;
+                        if ctx.version >= 4 {
+                            r.leader_epoch = 0;
+                        }
                     }
                     Ok(None) => {}
                     Err(e) => r.error_code = storage_error_code(&e),
@@ -47,5 +49,5 @@ pub(super) fn handle(
         }
         resp.topics.push(out);
     }
-    Ok(encode(ctx, &resp))
+    encode(ctx, &resp)
 }

@@ -85,5 +85,5 @@ pub(super) fn handle(
             })
             .collect(),
     };
-    Ok(encode(ctx, &resp))
+    encode(ctx, &resp)
 }

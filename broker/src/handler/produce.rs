@@ -157,5 +157,5 @@ pub(super) async fn handle(
         }
         resp.responses.push(topic);
     }
-    Ok(encode(ctx, &resp))
+    encode(ctx, &resp)
 }

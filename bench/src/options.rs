@@ -1,0 +1,58 @@
+//! Command-line options.
+
+use anyhow::{bail, Context, Result};
+
+/// What to run and how.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub(crate) command: String,
+    pub(crate) bootstrap: Option<String>,
+    pub(crate) spawn_broker: bool,
+    pub(crate) topic: String,
+    pub(crate) records: u64,
+    pub(crate) record_size: usize,
+    pub(crate) compression: String,
+    pub(crate) acks: String,
+    pub(crate) linger_ms: u64,
+    pub(crate) batch_size: usize,
+}
+
+impl Options {
+    pub(crate) fn parse(args: Vec<String>) -> Result<Self> {
+        let mut o = Self {
+            command: args.first().cloned().unwrap_or_else(|| "limits".into()),
+            bootstrap: None,
+            spawn_broker: false,
+            topic: "fjord-bench".into(),
+            records: 2_000_000,
+            record_size: 100,
+            compression: "none".into(),
+            acks: "1".into(),
+            linger_ms: 5,
+            batch_size: 1_000_000,
+        };
+        let mut it = args.into_iter().skip(1);
+        while let Some(flag) = it.next() {
+            if flag == "--spawn-broker" {
+                o.spawn_broker = true;
+                continue;
+            }
+            let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+            match flag.as_str() {
+                "--bootstrap" => o.bootstrap = Some(value),
+                "--topic" => o.topic = value,
+                "--records" => o.records = value.parse()?,
+                "--record-size" => o.record_size = value.parse()?,
+                "--compression" => o.compression = value,
+                "--acks" => o.acks = value,
+                "--linger-ms" => o.linger_ms = value.parse()?,
+                "--batch-size" => o.batch_size = value.parse()?,
+                other => bail!("unknown flag {other}"),
+            }
+        }
+        if o.bootstrap.is_none() && !o.spawn_broker && o.command != "limits" {
+            bail!("give --bootstrap HOST:PORT or --spawn-broker");
+        }
+        Ok(o)
+    }
+}
