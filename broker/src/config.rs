@@ -6,7 +6,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use fjord_protocol::record_batch::TimestampType;
+use fjord_protocol::record_batch::{RecordValidation, TimestampType};
 use fjord_storage::{Durability, LogConfig};
 
 /// Every setting with its default; what DescribeConfigs reports.
@@ -33,6 +33,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("log.flush.interval.ms", ""),
     ("log.message.timestamp.type", "CreateTime"),
     ("fjord.fsync.on.ack", "false"),
+    ("fjord.produce.validation", "lengths"),
     ("log.cleanup.policy", "delete"),
     ("compression.type", "producer"),
     ("min.insync.replicas", "1"),
@@ -54,6 +55,7 @@ pub const TOPIC_CONFIGS: &[(&str, &str)] = &[
     ("flush.ms", "log.flush.interval.ms"),
     ("min.insync.replicas", "min.insync.replicas"),
     ("fjord.fsync.on.ack", "fjord.fsync.on.ack"),
+    ("fjord.produce.validation", "fjord.produce.validation"),
 ];
 
 /// The broker's settings.
@@ -233,6 +235,15 @@ impl BrokerConfig {
                 _ => TimestampType::CreateTime,
             },
             durability,
+            record_validation: match pick("fjord.produce.validation", "fjord.produce.validation")
+                .as_str()
+            {
+                "lengths" => RecordValidation::Lengths,
+                "full" => RecordValidation::Full,
+                other => {
+                    anyhow::bail!("fjord.produce.validation must be lengths or full, not '{other}'")
+                }
+            },
         };
         config.validate()?;
         Ok(config)

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use fjord_protocol::compression::Compression;
-use fjord_protocol::record_batch::{BatchBuilder, RecordSpec};
+use fjord_protocol::record_batch::{BatchBuilder, RecordSpec, RecordValidation};
 use fjord_storage::{Flusher, Log, LogConfig};
 
 const GIB: u64 = 1 << 30;
@@ -111,8 +111,18 @@ fn raw_write(path: &Path, chunk: &[u8], total: u64) -> f64 {
     written as f64 / secs
 }
 
-fn log_append(dir: &Path, batch: &[u8], total: u64, flusher: &Flusher) -> f64 {
-    let mut log = Log::open(dir, LogConfig::default(), flusher.clone()).expect("open");
+fn log_append(
+    dir: &Path,
+    batch: &[u8],
+    total: u64,
+    flusher: &Flusher,
+    validation: RecordValidation,
+) -> f64 {
+    let config = LogConfig {
+        record_validation: validation,
+        ..LogConfig::default()
+    };
+    let mut log = Log::open(dir, config, flusher.clone()).expect("open");
     let start = Instant::now();
     let mut written = 0;
     while written < total {
@@ -128,23 +138,52 @@ fn log_append(dir: &Path, batch: &[u8], total: u64, flusher: &Flusher) -> f64 {
 
 fn bench_append(root: &Path, s: &Sizes, flusher: &Flusher) {
     let b = batch_16k();
-    let (mut raw, mut log) = (Vec::new(), Vec::new());
-    for round in 0..5 {
-        raw.push(raw_write(&root.join("raw.bin"), &b, s.append_bytes));
-        log.push(log_append(
-            &root.join(format!("append-{round}")),
+    let (mut raw, mut log, mut full) = (Vec::new(), Vec::new(), Vec::new());
+    // Alternate which goes first, so neither always follows the other's file deletion.
+    for round in 0..6 {
+        let raw_path = root.join(format!("raw-{round}.bin"));
+        let dir = root.join(format!("append-{round}"));
+        if round % 2 == 0 {
+            raw.push(raw_write(&raw_path, &b, s.append_bytes));
+            log.push(log_append(
+                &dir,
+                &b,
+                s.append_bytes,
+                flusher,
+                RecordValidation::Lengths,
+            ));
+        } else {
+            log.push(log_append(
+                &dir,
+                &b,
+                s.append_bytes,
+                flusher,
+                RecordValidation::Lengths,
+            ));
+            raw.push(raw_write(&raw_path, &b, s.append_bytes));
+        }
+        let dir = root.join(format!("append-full-{round}"));
+        full.push(log_append(
+            &dir,
             &b,
             s.append_bytes,
             flusher,
+            RecordValidation::Full,
         ));
     }
     let ratios: Vec<f64> = raw.iter().zip(&log).map(|(r, l)| l / r).collect();
+    let full_ratios: Vec<f64> = raw.iter().zip(&full).map(|(r, l)| l / r).collect();
     println!(
         "append {} B batches: log {:.0} MB/s, raw write {:.0} MB/s, ratio {:.2} (median of 6 paired runs, order alternating; target >= 0.90)",
         b.len(),
         median(log) / 1e6,
         median(raw) / 1e6,
         median(ratios)
+    );
+    println!(
+        "append with fjord.produce.validation=full (every record decoded): {:.0} MB/s, ratio to raw write {:.2}",
+        median(full) / 1e6,
+        median(full_ratios)
     );
 }
 

@@ -1,6 +1,6 @@
 //! Per-log settings, named after Kafka's topic configs.
 
-use fjord_protocol::record_batch::TimestampType;
+use fjord_protocol::record_batch::{RecordValidation, TimestampType};
 
 use crate::error::{Result, StorageError};
 
@@ -46,6 +46,8 @@ pub struct LogConfig {
     pub timestamp_type: TimestampType,
     /// `flush.messages` / `flush.ms` / fsync-on-ack.
     pub durability: Durability,
+    /// `fjord.produce.validation`: how deeply appended records are checked.
+    pub record_validation: RecordValidation,
 }
 
 const WEEK_MS: u64 = 7 * 24 * 60 * 60 * 1000;
@@ -62,6 +64,7 @@ impl Default for LogConfig {
             max_batch_bytes: 1_048_588,
             timestamp_type: TimestampType::CreateTime,
             durability: Durability::PageCache,
+            record_validation: RecordValidation::Lengths,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use fjord_protocol::record_batch::{batches, BatchHeader, TimestampType};
+use fjord_protocol::record_batch::{batches, validate_records, BatchHeader, TimestampType};
 
 use crate::clean_shutdown;
 use crate::config::{Durability, LogConfig};
@@ -30,6 +30,8 @@ pub const EARLIEST_TIMESTAMP: i64 = -2;
 pub const MAX_TIMESTAMP: i64 = -3;
 
 const LOG_START_FILE: &str = "log-start-offset";
+/// Largest decompressed batch the full record validation holds in memory.
+const MAX_VALIDATED_BYTES: usize = 64 << 20;
 
 /// What an append did.
 #[derive(Debug)]
@@ -241,6 +243,13 @@ impl Log {
         for batch in batches(records) {
             let (header, bytes) =
                 batch.map_err(|source| StorageError::InvalidBatch { position, source })?;
+            validate_records(
+                bytes,
+                &header,
+                self.config.record_validation,
+                MAX_VALIDATED_BYTES,
+            )
+            .map_err(|source| StorageError::InvalidBatch { position, source })?;
             if bytes.len() > self.config.max_batch_bytes {
                 return Err(StorageError::BatchTooLarge {
                     size: bytes.len(),

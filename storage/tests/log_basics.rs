@@ -541,9 +541,9 @@ fn timestamp_lookups_survive_batches_with_undecodable_records() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut log = open(dir.path(), LogConfig::default());
     log.append(&batch(2, 10, 1_000)).expect("append");
-    // A batch whose header and CRC are valid but whose records are garbage: append does
-    // not decode records, so it is accepted as sent.
-    let mut bad = batch(3, 10, 2_000);
+    // A compressed batch whose header and CRC are valid but whose payload is garbage:
+    // the default validation does not open compressed payloads, so it is stored.
+    let mut bad = batch_with(Compression::Lz4, 3, 10, 2_000);
     let payload_start = 61;
     for b in &mut bad[payload_start..] {
         *b = 0xff;
@@ -623,4 +623,43 @@ fn batch_headers_can_be_walked_from_a_segment() {
     log.for_each_batch_header(0, |_| all += 1)
         .expect("walk all");
     assert_eq!(all, 40);
+}
+
+#[test]
+fn record_validation_levels() {
+    use fjord_protocol::record_batch::RecordValidation;
+    let resign = |b: &mut Vec<u8>| {
+        let crc = fjord_protocol::crc::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+    };
+    // Uncompressed, a record length prefix off by two: caught by the default walk.
+    let mut lengths = batch(3, 10, 0);
+    lengths[61] = lengths[61].wrapping_add(2);
+    resign(&mut lengths);
+    // Compressed garbage: only the full check opens it.
+    let mut packed = batch_with(Compression::Gzip, 3, 10, 0);
+    let n = packed.len();
+    packed[n - 12..n - 4].fill(0x55);
+    resign(&mut packed);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(dir.path(), LogConfig::default());
+    assert!(matches!(
+        log.append(&lengths),
+        Err(StorageError::InvalidBatch { .. })
+    ));
+    log.append(&packed).expect("stored as sent by default");
+    let full = LogConfig {
+        record_validation: RecordValidation::Full,
+        ..LogConfig::default()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(dir.path(), full);
+    assert!(matches!(
+        log.append(&packed),
+        Err(StorageError::InvalidBatch { .. })
+    ));
+    log.append(&batch_with(Compression::Zstd, 5, 10, 0))
+        .expect("good batch passes the full check");
+    assert_eq!(log.log_end_offset(), 5);
 }

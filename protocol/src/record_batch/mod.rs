@@ -7,6 +7,7 @@
 mod builder;
 mod header;
 mod records;
+mod validate;
 
 pub use builder::{BatchBuilder, RecordSpec};
 pub use header::{
@@ -15,3 +16,4 @@ pub use header::{
     MAGIC_OFFSET, MAX_TIMESTAMP_OFFSET, NO_TIMESTAMP,
 };
 pub use records::{Header, HeaderIter, Record, RecordIter};
+pub use validate::{validate_records, RecordValidation};
