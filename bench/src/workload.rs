@@ -54,9 +54,8 @@ fn consume(bootstrap: &str, o: &Options) -> Result<(f64, f64)> {
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "fjord-bench")
         .set("enable.auto.commit", "false")
-        .set("fetch.max.bytes", "104857600")
-        .set("max.partition.fetch.bytes", "67108864")
-        .set("receive.message.max.bytes", "110000000")
+        .set("fetch.max.bytes", "52428800")
+        .set("max.partition.fetch.bytes", "10485760")
         .set("queued.max.messages.kbytes", "1048576")
         // librdkafka pauses fetching for fetch.queue.backoff.ms (1 s) once its queue
         // holds queued.min.messages: with 100-byte records that idles the consumer.

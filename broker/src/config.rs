@@ -238,10 +238,13 @@ impl BrokerConfig {
             record_validation: match pick("fjord.produce.validation", "fjord.produce.validation")
                 .as_str()
             {
+                "crc" => RecordValidation::Header,
                 "lengths" => RecordValidation::Lengths,
                 "full" => RecordValidation::Full,
                 other => {
-                    anyhow::bail!("fjord.produce.validation must be lengths or full, not '{other}'")
+                    anyhow::bail!(
+                        "fjord.produce.validation must be crc, lengths or full, not '{other}'"
+                    )
                 }
             },
         };
@@ -285,6 +288,33 @@ mod tests {
             1_000_000
         );
         let bad = BTreeMap::from([("segment.bytes".to_string(), "x".to_string())]);
+        assert!(c.log_config(&bad).is_err());
+    }
+}
+
+#[cfg(test)]
+mod validation_tests {
+    use super::*;
+    use fjord_protocol::record_batch::RecordValidation;
+
+    #[test]
+    fn produce_validation_levels_parse() {
+        let c = BrokerConfig::from_sources(None, &[]).expect("config");
+        assert_eq!(
+            c.log_config(&BTreeMap::new())
+                .expect("log")
+                .record_validation,
+            RecordValidation::Lengths
+        );
+        let full = BTreeMap::from([("fjord.produce.validation".to_string(), "full".to_string())]);
+        assert_eq!(
+            c.log_config(&full).expect("log").record_validation,
+            RecordValidation::Full
+        );
+        let bad = BTreeMap::from([(
+            "fjord.produce.validation".to_string(),
+            "paranoid".to_string(),
+        )]);
         assert!(c.log_config(&bad).is_err());
     }
 }

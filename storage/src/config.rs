@@ -46,7 +46,8 @@ pub struct LogConfig {
     pub timestamp_type: TimestampType,
     /// `flush.messages` / `flush.ms` / fsync-on-ack.
     pub durability: Durability,
-    /// `fjord.produce.validation`: how deeply appended records are checked.
+    /// `fjord.produce.validation`: how deeply appended records are checked beyond header
+    /// and CRC (default: not at all here; the broker's default walks record lengths).
     pub record_validation: RecordValidation,
 }
 
@@ -64,7 +65,7 @@ impl Default for LogConfig {
             max_batch_bytes: 1_048_588,
             timestamp_type: TimestampType::CreateTime,
             durability: Durability::PageCache,
-            record_validation: RecordValidation::Lengths,
+            record_validation: RecordValidation::Header,
         }
     }
 }

@@ -12,6 +12,9 @@ use crate::varint::read_varint;
 /// Depth of record validation on append (`fjord.produce.validation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RecordValidation {
+    /// Header fields and CRC only (what `validate_batch` checks): the storage engine's
+    /// own default.
+    Header,
     /// Uncompressed batches: walk the record length prefixes, which must add up to the
     /// payload exactly; compressed payloads are not opened. Costs one pass over the
     /// varints, no copy.
@@ -34,6 +37,7 @@ pub fn validate_records(
     let count = usize::try_from(header.records_count).unwrap_or(0);
     let codec = header.compression()?;
     match (level, codec) {
+        (RecordValidation::Header, _) => Ok(()),
         (RecordValidation::Lengths, Compression::None) => walk_lengths(payload, count),
         (RecordValidation::Lengths, _) => Ok(()),
         (RecordValidation::Full, codec) => {
@@ -66,7 +70,14 @@ fn walk_lengths(payload: &[u8], count: usize) -> Result<()> {
     let mut pos = 0;
     for _ in 0..count {
         let at = pos;
-        let len = read_varint(payload, &mut pos)?;
+        // Records under 64 bytes have a one-byte prefix: decode it inline.
+        let len = match payload.get(pos) {
+            Some(&b) if b < 0x80 => {
+                pos += 1;
+                i64::from(b >> 1) ^ -i64::from(b & 1)
+            }
+            _ => i64::from(read_varint(payload, &mut pos)?),
+        };
         let len = usize::try_from(len).map_err(|_| Error::MalformedRecord {
             offset: at,
             what: "negative record length",
@@ -121,6 +132,7 @@ mod tests {
         ] {
             let b = batch(codec);
             let h = validate_batch(&b).expect("valid");
+            validate_records(&b, &h, RecordValidation::Header, 1 << 20).expect("header");
             validate_records(&b, &h, RecordValidation::Lengths, 1 << 20).expect("lengths");
             validate_records(&b, &h, RecordValidation::Full, 1 << 20).expect("full");
         }
