@@ -256,3 +256,68 @@ async fn acknowledged_records_survive_kill_dash_nine() {
         assert_eq!(Some(value.as_bytes()), got_value.as_deref());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_zero_and_values_at_the_size_limit() {
+    // message.max.bytes counts the whole batch; leave room for its headers.
+    let broker = BrokerProcess::start(&["message.max.bytes=200000"]);
+    create_topic(&broker.bootstrap, "limits", 1).await;
+    let fire_and_forget = producer(&broker.bootstrap, "none", "0");
+    for i in 0..100 {
+        let v = format!("a0-{i}");
+        fire_and_forget
+            .send_result(
+                FutureRecord::<str, str>::to("limits")
+                    .partition(0)
+                    .payload(&v),
+            )
+            .expect("queue");
+    }
+    fire_and_forget
+        .flush(Duration::from_secs(10))
+        .expect("flush");
+    let near = "n".repeat(199_000);
+    let p = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .set("message.max.bytes", "1000000")
+        .set("batch.size", "1000000")
+        .set("message.timeout.ms", "5000")
+        .create::<FutureProducer>()
+        .expect("producer");
+    let d = p
+        .send_result(
+            FutureRecord::<str, str>::to("limits")
+                .partition(0)
+                .payload(&near),
+        )
+        .expect("queue");
+    assert_eq!(
+        d.await
+            .expect("delivered")
+            .expect("near the limit is accepted")
+            .offset,
+        100
+    );
+    let over = "o".repeat(201_000);
+    let d = p
+        .send_result(
+            FutureRecord::<str, str>::to("limits")
+                .partition(0)
+                .payload(&over),
+        )
+        .expect("queue");
+    let err = d
+        .await
+        .expect("delivered")
+        .expect_err("over the limit is refused");
+    assert_eq!(
+        err.0.rdkafka_error_code(),
+        Some(rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge)
+    );
+    let bootstrap = broker.bootstrap.clone();
+    let got = tokio::task::spawn_blocking(move || consume(&bootstrap, "limits", 0, 101))
+        .await
+        .expect("consume");
+    assert_eq!(got[0].2.as_deref(), Some(&b"a0-0"[..]));
+    assert_eq!(got[100].2.as_ref().map(Vec::len), Some(199_000));
+}
