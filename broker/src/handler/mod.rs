@@ -22,6 +22,12 @@ use fjord_protocol::request_header::{peek_header_fixed, RequestHeader};
 pub use api_versions::SUPPORTED;
 pub use fetch::{FetchResponse, Part};
 
+use fjord_protocol::kafka_protocol::messages::{
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest,
+    DescribeConfigsRequest, FetchRequest, InitProducerIdRequest, ListOffsetsRequest,
+    MetadataRequest, ProduceRequest,
+};
+
 use crate::state::Broker;
 
 /// What to send back for one request.
@@ -97,8 +103,39 @@ pub(crate) fn encode<T: Encodable + std::fmt::Debug>(
     Ok(Response::Frame(buf))
 }
 
-/// Handles one request frame.
-pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Result<Response, Fatal> {
+/// A decoded request, ready for its handler.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Request {
+    /// ApiVersions at a version we speak.
+    ApiVersions,
+    /// ApiVersions at a version we do not know (KIP-511 fallback answer).
+    ApiVersionsFallback,
+    /// Metadata.
+    Metadata(MetadataRequest),
+    /// CreateTopics.
+    CreateTopics(CreateTopicsRequest),
+    /// Produce.
+    Produce(ProduceRequest),
+    /// ListOffsets.
+    ListOffsets(ListOffsetsRequest),
+    /// Fetch.
+    Fetch(FetchRequest),
+    /// InitProducerId.
+    InitProducerId(InitProducerIdRequest),
+    /// DeleteTopics.
+    DeleteTopics(DeleteTopicsRequest),
+    /// CreatePartitions.
+    CreatePartitions(CreatePartitionsRequest),
+    /// DescribeConfigs.
+    DescribeConfigs(DescribeConfigsRequest),
+    /// DescribeCluster.
+    DescribeCluster(DescribeClusterRequest),
+}
+
+/// Parses a request frame: header, version check, body. Touches no state, so it is also
+/// the fuzz target's entry point.
+pub fn decode_request(frame: Bytes) -> Result<(Ctx, Request), Fatal> {
     let (api_key, api_version, correlation_id) =
         peek_header_fixed(&frame).map_err(|e| Fatal::Malformed(e.to_string()))?;
     let unsupported = Fatal::Unsupported {
@@ -109,14 +146,16 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Result<Response, Fata
         api_key,
         api_version,
     })?;
-    let supported = SUPPORTED
+    let in_range = SUPPORTED
         .iter()
-        .find(|(k, _, _)| *k == key)
-        .map(|(_, min, max)| (*min, *max));
-    let in_range = supported.is_some_and(|(min, max)| (min..=max).contains(&api_version));
+        .any(|(k, min, max)| *k == key && (*min..=*max).contains(&api_version));
     if key == ApiKey::ApiVersions && !in_range {
-        // KIP-511: answer in v0 with UNSUPPORTED_VERSION and our ranges.
-        return Ok(api_versions::unsupported_version(correlation_id));
+        let ctx = Ctx {
+            correlation_id,
+            version: 0,
+            response_header_version: 0,
+        };
+        return Ok((ctx, Request::ApiVersionsFallback));
     }
     if !in_range {
         return Err(unsupported);
@@ -133,21 +172,40 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Result<Response, Fata
             key.response_header_version(api_version)
         },
     };
-    match key {
-        ApiKey::ApiVersions => api_versions::handle(ctx),
-        ApiKey::Metadata => metadata::handle(broker, ctx, decode(body, api_version)?),
-        ApiKey::CreateTopics => create_topics::handle(broker, ctx, decode(body, api_version)?),
-        ApiKey::Produce => produce::handle(broker, ctx, decode(body, api_version)?).await,
-        ApiKey::ListOffsets => list_offsets::handle(broker, ctx, decode(body, api_version)?),
-        ApiKey::Fetch => fetch::handle(broker, ctx, decode(body, api_version)?).await,
-        ApiKey::InitProducerId => init_producer_id::handle(broker, ctx, decode(body, api_version)?),
-        ApiKey::DeleteTopics => admin::delete_topics(broker, ctx, decode(body, api_version)?),
-        ApiKey::CreatePartitions => {
-            admin::create_partitions(broker, ctx, decode(body, api_version)?)
-        }
-        ApiKey::DescribeConfigs => admin::describe_configs(broker, ctx, decode(body, api_version)?),
-        ApiKey::DescribeCluster => admin::describe_cluster(broker, ctx, decode(body, api_version)?),
-        _ => Err(unsupported),
+    let v = api_version;
+    let request = match key {
+        ApiKey::ApiVersions => Request::ApiVersions,
+        ApiKey::Metadata => Request::Metadata(decode(body, v)?),
+        ApiKey::CreateTopics => Request::CreateTopics(decode(body, v)?),
+        ApiKey::Produce => Request::Produce(decode(body, v)?),
+        ApiKey::ListOffsets => Request::ListOffsets(decode(body, v)?),
+        ApiKey::Fetch => Request::Fetch(decode(body, v)?),
+        ApiKey::InitProducerId => Request::InitProducerId(decode(body, v)?),
+        ApiKey::DeleteTopics => Request::DeleteTopics(decode(body, v)?),
+        ApiKey::CreatePartitions => Request::CreatePartitions(decode(body, v)?),
+        ApiKey::DescribeConfigs => Request::DescribeConfigs(decode(body, v)?),
+        ApiKey::DescribeCluster => Request::DescribeCluster(decode(body, v)?),
+        _ => return Err(unsupported),
+    };
+    Ok((ctx, request))
+}
+
+/// Handles one request frame.
+pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Result<Response, Fatal> {
+    let (ctx, request) = decode_request(frame)?;
+    match request {
+        Request::ApiVersions => api_versions::handle(ctx),
+        Request::ApiVersionsFallback => Ok(api_versions::unsupported_version(ctx.correlation_id)),
+        Request::Metadata(req) => metadata::handle(broker, ctx, req),
+        Request::CreateTopics(req) => create_topics::handle(broker, ctx, req),
+        Request::Produce(req) => produce::handle(broker, ctx, req).await,
+        Request::ListOffsets(req) => list_offsets::handle(broker, ctx, req),
+        Request::Fetch(req) => fetch::handle(broker, ctx, req).await,
+        Request::InitProducerId(req) => init_producer_id::handle(broker, ctx, req),
+        Request::DeleteTopics(req) => admin::delete_topics(broker, ctx, req),
+        Request::CreatePartitions(req) => admin::create_partitions(broker, ctx, req),
+        Request::DescribeConfigs(req) => admin::describe_configs(broker, ctx, req),
+        Request::DescribeCluster(req) => admin::describe_cluster(broker, ctx, req),
     }
 }
 
