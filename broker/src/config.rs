@@ -23,6 +23,9 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("max.connections", "10000"),
     ("connections.max.idle.ms", "600000"),
     ("queued.max.request.bytes", "104857600"),
+    ("fetch.max.bytes", "57671680"),
+    ("log.retention.check.interval.ms", "300000"),
+    ("fjord.segment.idle.close.ms", "600000"),
     ("log.segment.bytes", "1073741824"),
     ("log.roll.ms", "604800000"),
     ("log.retention.ms", "604800000"),
@@ -38,6 +41,11 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("compression.type", "producer"),
     ("min.insync.replicas", "1"),
 ];
+
+/// Whether `name` is a broker setting Fjord knows (DescribeConfigs shows only these).
+pub fn is_known_setting(name: &str) -> bool {
+    DEFAULTS.iter().any(|(k, _)| *k == name)
+}
 
 /// Topic-level configs and the broker setting each defaults to (Kafka's pairs).
 pub const TOPIC_CONFIGS: &[(&str, &str)] = &[
@@ -83,6 +91,13 @@ pub struct BrokerConfig {
     pub connections_max_idle_ms: u64,
     /// Bytes of requests buffered per connection before reading pauses.
     pub queued_max_request_bytes: usize,
+    /// Most bytes one fetch response carries, whatever the client asks (Kafka's broker
+    /// `fetch.max.bytes`).
+    pub fetch_max_bytes: usize,
+    /// How often retention runs.
+    pub retention_check_interval_ms: u64,
+    /// Segments unused this long have their files closed.
+    pub segment_idle_close_ms: u64,
 }
 
 fn listener_address(value: &str) -> Result<(String, u16)> {
@@ -170,10 +185,28 @@ impl BrokerConfig {
             log_dir,
             num_partitions: num("num.partitions")? as i32,
             auto_create_topics: get("auto.create.topics.enable") == "true",
-            socket_request_max_bytes: num("socket.request.max.bytes")? as usize,
-            max_connections: num("max.connections")? as usize,
+            socket_request_max_bytes: usize::try_from(num("socket.request.max.bytes")?)
+                .ok()
+                .filter(|n| *n > 0)
+                .context("socket.request.max.bytes must be positive")?,
+            max_connections: usize::try_from(num("max.connections")?)
+                .ok()
+                .filter(|n| *n > 0)
+                .context("max.connections must be positive")?,
             connections_max_idle_ms: num("connections.max.idle.ms")? as u64,
-            queued_max_request_bytes: num("queued.max.request.bytes")? as usize,
+            retention_check_interval_ms: u64::try_from(num("log.retention.check.interval.ms")?)
+                .context("log.retention.check.interval.ms must not be negative")?,
+            segment_idle_close_ms: u64::try_from(num("fjord.segment.idle.close.ms")?)
+                .context("fjord.segment.idle.close.ms must not be negative")?,
+            fetch_max_bytes: usize::try_from(num("fetch.max.bytes")?)
+                .ok()
+                .filter(|n| *n > 0)
+                .context("fetch.max.bytes must be positive")?,
+            // Kafka's -1 means "no limit"; a connection still needs a bound: 100 MiB.
+            queued_max_request_bytes: usize::try_from(num("queued.max.request.bytes")?)
+                .ok()
+                .filter(|n| *n > 0)
+                .unwrap_or(100 << 20),
             values,
         })
     }

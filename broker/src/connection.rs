@@ -44,7 +44,8 @@ pub(crate) async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAd
         budget,
         request_tx,
     ));
-    let writer = tokio::spawn(write_responses(write, peer, response_rx));
+    let stall = Duration::from_millis(broker.config.connections_max_idle_ms);
+    let writer = tokio::spawn(write_responses(write, peer, response_rx, stall));
     while let Some((frame, permit)) = request_rx.recv().await {
         match handler::handle(&broker, frame).await {
             Ok(response) => {
@@ -102,15 +103,25 @@ async fn read_requests(
     }
 }
 
+/// Writes responses in order. A client that stops reading for `stall` (the idle
+/// timeout) is disconnected instead of holding its slot and queued requests forever.
 async fn write_responses(
     mut write: OwnedWriteHalf,
     peer: SocketAddr,
     mut responses: mpsc::Receiver<(Response, OwnedSemaphorePermit)>,
+    stall: Duration,
 ) {
     while let Some((response, permit)) = responses.recv().await {
-        if let Err(e) = write_one(&mut write, response).await {
-            tracing::debug!(%peer, error = %e, "write failed");
-            return;
+        match tokio::time::timeout(stall, write_one(&mut write, response)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "write failed");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(%peer, "client stopped reading; closing connection");
+                return;
+            }
         }
         drop(permit);
     }

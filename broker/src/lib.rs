@@ -6,12 +6,14 @@
 //! - [`acceptor`]: the listener and connection limit; `connection`: one client's request
 //!   loop; `sendfile`: zero-copy record sets.
 //! - [`handler`]: one file per API, each a function from request to response.
+//! - [`maintenance`]: flush.ms, retention and idle-segment closing in the background.
 //! - [`producer_state`]: idempotent producers' sequence tracking per partition.
 
 pub mod acceptor;
 pub mod config;
 mod connection;
 pub mod handler;
+pub mod maintenance;
 pub mod producer_state;
 mod sendfile;
 pub mod state;

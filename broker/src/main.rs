@@ -77,10 +77,15 @@ fn main() -> Result<()> {
             listener,
             stop_rx,
         ));
+        let upkeep = tokio::spawn(fjord_broker::maintenance::run(
+            Arc::clone(&broker),
+            stop_tx.subscribe(),
+        ));
         shutdown_signal().await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
         server.await.context("acceptor task")??;
+        upkeep.await.context("maintenance task")?;
         anyhow::Ok(broker)
     })?;
     // Outside the runtime: closing flushes and waits for fsyncs, which blocks.

@@ -78,7 +78,12 @@ impl ProducerStates {
             return Check::StaleEpoch;
         }
         if header.producer_epoch > p.epoch {
-            return Check::Append;
+            // A new epoch starts its sequences over.
+            return if header.base_sequence == 0 {
+                Check::Append
+            } else {
+                Check::OutOfOrder
+            };
         }
         let (first, last) = (header.base_sequence, last_seq(header));
         if let Some(dup) = p
@@ -148,6 +153,11 @@ mod tests {
         );
         assert_eq!(s.check(&header(7, 0, 9, 1)), Check::OutOfOrder);
         assert_eq!(s.check(&header(7, 0, 5, 1)), Check::Append);
+        assert_eq!(
+            s.check(&header(7, 1, 3, 1)),
+            Check::OutOfOrder,
+            "new epoch must start at 0"
+        );
         s.record(&header(7, 1, 0, 1), 105);
         assert_eq!(s.check(&header(7, 0, 6, 1)), Check::StaleEpoch);
         assert_eq!(

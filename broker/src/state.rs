@@ -83,6 +83,12 @@ pub struct Broker {
     producer_ids: std::sync::Mutex<(i64, i64)>,
 }
 
+/// Makes renames and removals in `dir` durable.
+fn sync_dir(dir: &std::path::Path) -> Result<()> {
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
 /// Kafka's rule for topic names.
 pub fn valid_topic_name(name: &str) -> bool {
     !name.is_empty()
@@ -148,6 +154,28 @@ impl Broker {
         self.config.log_dir.join(format!("{topic}-{index}"))
     }
 
+    fn open_partition(
+        &self,
+        name: &str,
+        index: i32,
+        log_config: &LogConfig,
+    ) -> Result<Arc<Partition>> {
+        let log = Log::open(
+            self.partition_dir(name, index),
+            log_config.clone(),
+            self.flusher.clone(),
+        )?;
+        let mut producers = ProducerStates::default();
+        log.for_each_batch_header(log.active_segment_base(), |h| {
+            producers.record(h, h.base_offset as u64);
+        })?;
+        Ok(Arc::new(Partition {
+            index,
+            log: RwLock::new(log),
+            producers: std::sync::Mutex::new(producers),
+        }))
+    }
+
     fn open_topic(
         &self,
         name: &str,
@@ -157,22 +185,7 @@ impl Broker {
     ) -> Result<Topic> {
         let log_config: LogConfig = self.config.log_config(&overrides)?;
         let partitions = (0..count)
-            .map(|index| {
-                let log = Log::open(
-                    self.partition_dir(name, index),
-                    log_config.clone(),
-                    self.flusher.clone(),
-                )?;
-                let mut producers = ProducerStates::default();
-                log.for_each_batch_header(log.active_segment_base(), |h| {
-                    producers.record(h, h.base_offset as u64);
-                })?;
-                Ok(Arc::new(Partition {
-                    index,
-                    log: RwLock::new(log),
-                    producers: std::sync::Mutex::new(producers),
-                }))
-            })
+            .map(|index| self.open_partition(name, index, &log_config))
             .collect::<Result<Vec<_>>>()?;
         Ok(Topic {
             name: name.to_string(),
@@ -213,6 +226,13 @@ impl Broker {
         if !(1..=100_000).contains(&partitions) {
             return Err(CreateError::InvalidPartitions);
         }
+        if let Some((k, v)) = overrides.iter().find(|(k, v)| {
+            !crate::config::TOPIC_CONFIGS.iter().any(|(t, _)| t == k) || v.contains(['\n', '\r'])
+        }) {
+            return Err(CreateError::InvalidConfig(format!(
+                "unknown or malformed topic config {k}={v:?}"
+            )));
+        }
         self.config
             .log_config(&overrides)
             .map_err(|e| CreateError::InvalidConfig(format!("{e:#}")))?;
@@ -230,6 +250,15 @@ impl Broker {
             }));
         }
         let io = |e: anyhow::Error| CreateError::Io(format!("{e:#}"));
+        // Directories left by an earlier topic of this name (a failed delete or create)
+        // must not come back as this topic's data.
+        for index in 0..partitions {
+            let dir = self.partition_dir(name, index);
+            if dir.exists() {
+                tracing::warn!(dir = %dir.display(), "removing stale partition directory");
+                std::fs::remove_dir_all(&dir).map_err(|e| CreateError::Io(e.to_string()))?;
+            }
+        }
         let topic = self
             .open_topic(name, id, partitions, overrides)
             .map_err(io)?;
@@ -252,12 +281,14 @@ impl Broker {
         for (k, v) in overrides {
             text.push_str(&format!("{k}={v}\n"));
         }
-        let path = self.config.log_dir.join("fjord-topics").join(name);
-        let tmp = path.with_extension("tmp");
+        let dir = self.config.log_dir.join("fjord-topics");
+        let path = dir.join(name);
+        // '~' is not legal in topic names, so a temp file is never read as a topic.
+        let tmp = dir.join(format!("{name}~tmp"));
         std::fs::write(&tmp, text)?;
         std::fs::File::open(&tmp)?.sync_all()?;
         std::fs::rename(&tmp, &path)?;
-        Ok(())
+        sync_dir(&dir)
     }
 
     /// Deletes a topic: forgotten first (its metadata file), then its partition
@@ -265,7 +296,10 @@ impl Broker {
     pub fn delete_topic(&self, name: &str) -> Option<Arc<Topic>> {
         let topic = self.topics_mut().remove(name)?;
         let meta = self.config.log_dir.join("fjord-topics").join(name);
-        if let Err(e) = std::fs::remove_file(&meta) {
+        if let Err(e) = std::fs::remove_file(&meta)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| sync_dir(meta.parent().unwrap_or(&self.config.log_dir)))
+        {
             tracing::error!(topic = name, error = %e, "removing topic metadata failed");
         }
         for p in &topic.partitions {
@@ -297,15 +331,14 @@ impl Broker {
             return Ok(());
         }
         let io = |e: anyhow::Error| CreateError::Io(format!("{e:#}"));
-        let more = self
-            .open_topic(name, topic.id, count, topic.overrides.clone())
+        // Only the new partitions are opened: the existing ones are live.
+        let log_config = self.config.log_config(&topic.overrides).map_err(io)?;
+        let more = (current..count)
+            .map(|index| self.open_partition(name, index, &log_config))
+            .collect::<Result<Vec<_>>>()
             .map_err(io)?;
-        let partitions: Vec<Arc<Partition>> = topic
-            .partitions
-            .iter()
-            .cloned()
-            .chain(more.partitions.into_iter().skip(current as usize))
-            .collect();
+        let partitions: Vec<Arc<Partition>> =
+            topic.partitions.iter().cloned().chain(more).collect();
         self.write_topic_meta(name, topic.id, partitions.len(), &topic.overrides)
             .map_err(io)?;
         let grown = Topic {
@@ -351,6 +384,7 @@ impl Broker {
             std::fs::write(&tmp, format!("{end}\n"))?;
             std::fs::File::open(&tmp)?.sync_all()?;
             std::fs::rename(&tmp, &path)?;
+            sync_dir(&self.config.log_dir)?;
             ids.1 = end;
         }
         let id = ids.0;

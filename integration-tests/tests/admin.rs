@@ -185,3 +185,87 @@ async fn topics_and_their_configs_survive_a_restart() {
         Some(RDKafkaErrorCode::MessageSizeTooLarge)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_runs_in_the_background() {
+    let broker = BrokerProcess::start(&["log.retention.check.interval.ms=200"]);
+    let a = admin(&broker.bootstrap);
+    let topic = NewTopic::new("aging", 1, TopicReplication::Fixed(1))
+        .set("retention.ms", "60000")
+        .set("segment.bytes", "2000");
+    assert!(a
+        .create_topics(&[topic], &AdminOptions::new())
+        .await
+        .expect("create")[0]
+        .is_ok());
+    let p: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .set("linger.ms", "0")
+        .create()
+        .expect("producer");
+    let old = 1_000_000_000_000i64; // 2001: long past retention
+    for i in 0..40 {
+        let value = "v".repeat(200);
+        let r = FutureRecord::<str, str>::to("aging")
+            .partition(0)
+            .payload(&value)
+            .timestamp(old + i);
+        p.send_result(r)
+            .expect("queue")
+            .await
+            .expect("delivered")
+            .expect("acked");
+    }
+    let bootstrap = broker.bootstrap.clone();
+    let low = tokio::task::spawn_blocking(move || {
+        let c: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .expect("consumer");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (low, high) = rdkafka::consumer::Consumer::fetch_watermarks(
+                &c,
+                "aging",
+                0,
+                Duration::from_secs(5),
+            )
+            .expect("watermarks");
+            if low > 0 || std::time::Instant::now() > deadline {
+                return (low, high);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await
+    .expect("watermarks");
+    assert!(low.0 > 0, "old segments deleted, log start moved: {low:?}");
+    assert_eq!(low.1, 40, "the active segment stays");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_or_malformed_topic_configs_are_refused() {
+    let broker = BrokerProcess::start(&["auto.create.topics.enable=false"]);
+    let a = admin(&broker.bootstrap);
+    let opts = AdminOptions::new();
+    let unknown = NewTopic::new("c1", 1, TopicReplication::Fixed(1)).set("no.such.config", "1");
+    let r = a.create_topics(&[unknown], &opts).await.expect("create");
+    assert_eq!(
+        r[0].as_ref().expect_err("unknown").1,
+        RDKafkaErrorCode::InvalidConfig
+    );
+    let injected = NewTopic::new("c2", 1, TopicReplication::Fixed(1))
+        .set("retention.ms", "1\nfjord.partitions=0");
+    let r = a.create_topics(&[injected], &opts).await.expect("create");
+    assert_eq!(
+        r[0].as_ref().expect_err("malformed").1,
+        RDKafkaErrorCode::InvalidConfig
+    );
+    let bad_value = NewTopic::new("c3", 1, TopicReplication::Fixed(1)).set("segment.bytes", "lots");
+    let r = a.create_topics(&[bad_value], &opts).await.expect("create");
+    assert_eq!(
+        r[0].as_ref().expect_err("bad value").1,
+        RDKafkaErrorCode::InvalidConfig
+    );
+    assert_eq!(partitions(&a, "c1"), None);
+}

@@ -182,7 +182,14 @@ pub(super) fn describe_configs(
                 if !own {
                     r.error_code = E::InvalidRequest.code();
                 } else {
-                    for (name, value) in broker.config.values.iter().filter(|(n, _)| wanted(n)) {
+                    // Only settings the broker knows: unknown `--set` keys may hold anything.
+                    let known = |n: &str| crate::config::is_known_setting(n);
+                    for (name, value) in broker
+                        .config
+                        .values
+                        .iter()
+                        .filter(|(n, _)| wanted(n) && known(n))
+                    {
                         r.configs.push(entry(
                             name,
                             Some(value.clone()),

@@ -52,7 +52,8 @@ impl PartitionData {
 
 /// Reads every requested partition once.
 fn collect(broker: &Broker, req: &FetchRequest) -> Vec<(String, Vec<PartitionData>)> {
-    let mut budget = u64::try_from(req.max_bytes).unwrap_or(0);
+    let cap = u64::try_from(broker.config.fetch_max_bytes).unwrap_or(u64::MAX);
+    let mut budget = u64::try_from(req.max_bytes).unwrap_or(0).min(cap);
     let mut any = false;
     let mut out = Vec::with_capacity(req.topics.len());
     for topic in &req.topics {
@@ -98,6 +99,9 @@ fn collect(broker: &Broker, req: &FetchRequest) -> Vec<(String, Vec<PartitionDat
                 }),
             };
             match result {
+                // KIP-74 lets only the first non-empty partition exceed its limit (by one
+                // batch, which storage returns whole); later ones stay within it.
+                Ok(regions) if any && regions.iter().map(|r| r.len).sum::<u64>() > max => {}
                 Ok(regions) => data.regions = regions,
                 Err(e) => data.error_code = storage_error_code(&e),
             }

@@ -1,5 +1,6 @@
-//! InitProducerId for idempotent (not transactional) producers: a new producer id, or the
-//! same id with the next epoch when the client asks to bump it (KIP-360).
+//! InitProducerId for idempotent (not transactional) producers: always a fresh producer
+//! id with epoch 0, as Kafka does without a transactional id (also when the client names
+//! its old id to bump: trusting that would let any client fence another producer).
 
 use std::sync::Arc;
 
@@ -26,13 +27,7 @@ pub(super) fn handle(
         resp.error_code = E::TransactionalIdAuthorizationFailed.code();
         return encode(ctx, &resp);
     }
-    let bump =
-        req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1;
-    let allocated = if bump {
-        Ok((req.producer_id.0, req.producer_epoch + 1))
-    } else {
-        broker.next_producer_id().map(|id| (id, 0))
-    };
+    let allocated = broker.next_producer_id().map(|id| (id, 0i16));
     match allocated {
         Ok((id, epoch)) => {
             resp.producer_id = ProducerId(id);

@@ -38,8 +38,13 @@ fn append_all(slots: &mut [Slot]) {
             .producers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // The first batch's header decides idempotence; a bad header fails in append.
+        // Produce v3+ carries one batch per partition (Kafka rejects more); its header
+        // decides idempotence. A bad header fails in append.
         let header = BatchHeader::parse(records).ok();
+        if header.is_some_and(|h| h.total_len() < records.len()) {
+            slot.error_code = E::InvalidRecord.code();
+            continue;
+        }
         match header.map_or(Check::Append, |h| producers.check(&h)) {
             Check::Append => {}
             Check::Duplicate { first_offset } => {

@@ -1,0 +1,80 @@
+//! Background upkeep of every log: `flush.ms`, retention (every
+//! `log.retention.check.interval.ms`) and closing the files of idle segments (every
+//! minute, after `fjord.segment.idle.close.ms`). All of it runs on the blocking pool:
+//! it deletes files and may fsync.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::state::Broker;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// One pass over every partition.
+fn pass(broker: &Broker, retention: bool, idle: Option<Duration>) {
+    let now = now_ms();
+    for topic in broker.all_topics() {
+        for partition in &topic.partitions {
+            let mut log = partition.write();
+            if let Err(e) = log.maybe_flush() {
+                tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "flush failed");
+            }
+            if retention {
+                match log.apply_retention(now) {
+                    Ok(outcome) if outcome.segments_deleted > 0 => tracing::info!(
+                        topic = %topic.name,
+                        partition = partition.index,
+                        segments = outcome.segments_deleted,
+                        bytes = outcome.bytes_deleted,
+                        log_start_offset = outcome.log_start_offset,
+                        "retention"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "retention failed")
+                    }
+                }
+            }
+            if let Some(idle) = idle {
+                if let Err(e) = log.close_idle(idle) {
+                    tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "closing idle segments failed");
+                }
+            }
+        }
+    }
+}
+
+/// Runs until `stop` turns true.
+pub async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let retention_every = Duration::from_millis(broker.config.retention_check_interval_ms.max(1));
+    let idle = Duration::from_millis(broker.config.segment_idle_close_ms);
+    let mut last_retention = Instant::now();
+    let mut last_idle = Instant::now();
+    let tick = Duration::from_millis(200).min(retention_every);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(tick) => {}
+        }
+        let retention = last_retention.elapsed() >= retention_every;
+        let close_idle = last_idle.elapsed() >= Duration::from_secs(60);
+        if retention {
+            last_retention = Instant::now();
+        }
+        if close_idle {
+            last_idle = Instant::now();
+        }
+        let b = Arc::clone(&broker);
+        let work =
+            tokio::task::spawn_blocking(move || pass(&b, retention, close_idle.then_some(idle)));
+        if let Err(e) = work.await {
+            tracing::error!(error = %e, "maintenance pass failed");
+        }
+    }
+}
