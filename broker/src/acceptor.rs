@@ -20,7 +20,7 @@ pub async fn bind(broker: &Broker) -> Result<TcpListener> {
 }
 
 /// Accepts connections until `stop` turns true, then waits (up to 10 s) for open
-/// connections to finish their current request.
+/// connections to finish and answer the request each has in hand.
 pub async fn run(
     broker: Arc<Broker>,
     listener: TcpListener,
@@ -48,12 +48,9 @@ pub async fn run(
         };
         let _ = stream.set_nodelay(true);
         let broker = Arc::clone(&broker);
-        let mut stop = stop.clone();
+        let stop = stop.clone();
         connections.spawn(async move {
-            tokio::select! {
-                _ = connection::serve(broker, stream, peer) => {}
-                _ = stop.changed() => {}
-            }
+            connection::serve(broker, stream, peer, stop).await;
             drop(permit);
         });
         while connections.try_join_next().is_some() {}

@@ -29,7 +29,13 @@ type Queued = (Bytes, OwnedSemaphorePermit);
 
 /// Serves `stream` until the client closes it, it sends something we cannot answer, or
 /// it stays idle for `connections.max.idle.ms`.
-pub(crate) async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
+/// On `stop`, it takes no new request but finishes (and answers) the one in hand.
+pub(crate) async fn serve(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     tracing::debug!(%peer, "connection opened");
     let (read, write) = stream.into_split();
     let budget = Arc::new(Semaphore::new(
@@ -46,7 +52,12 @@ pub(crate) async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAd
     ));
     let stall = Duration::from_millis(broker.config.connections_max_idle_ms);
     let writer = tokio::spawn(write_responses(write, peer, response_rx, stall));
-    while let Some((frame, permit)) = request_rx.recv().await {
+    loop {
+        let next = tokio::select! {
+            next = request_rx.recv() => next,
+            _ = stop.changed() => None,
+        };
+        let Some((frame, permit)) = next else { break };
         match handler::handle(&broker, frame).await {
             Ok(response) => {
                 if response_tx.send((response, permit)).await.is_err() {
