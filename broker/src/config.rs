@@ -26,6 +26,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("fetch.max.bytes", "57671680"),
     ("log.retention.check.interval.ms", "300000"),
     ("fjord.segment.idle.close.ms", "600000"),
+    ("producer.id.expiration.ms", "86400000"),
     ("log.segment.bytes", "1073741824"),
     ("log.roll.ms", "604800000"),
     ("log.retention.ms", "604800000"),
@@ -98,6 +99,8 @@ pub struct BrokerConfig {
     pub retention_check_interval_ms: u64,
     /// Segments unused this long have their files closed.
     pub segment_idle_close_ms: u64,
+    /// Idempotent producers unseen this long are forgotten.
+    pub producer_id_expiration_ms: u64,
 }
 
 fn listener_address(value: &str) -> Result<(String, u16)> {
@@ -196,6 +199,8 @@ impl BrokerConfig {
             connections_max_idle_ms: num("connections.max.idle.ms")? as u64,
             retention_check_interval_ms: u64::try_from(num("log.retention.check.interval.ms")?)
                 .context("log.retention.check.interval.ms must not be negative")?,
+            producer_id_expiration_ms: u64::try_from(num("producer.id.expiration.ms")?)
+                .context("producer.id.expiration.ms must not be negative")?,
             segment_idle_close_ms: u64::try_from(num("fjord.segment.idle.close.ms")?)
                 .context("fjord.segment.idle.close.ms must not be negative")?,
             fetch_max_bytes: usize::try_from(num("fetch.max.bytes")?)

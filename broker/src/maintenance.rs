@@ -42,6 +42,12 @@ fn pass(broker: &Broker, retention: bool, idle: Option<Duration>) {
                 }
             }
             if let Some(idle) = idle {
+                let expiry = Duration::from_millis(broker.config.producer_id_expiration_ms);
+                partition
+                    .producers
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .expire(expiry);
                 if let Err(e) = log.close_idle(idle) {
                     tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "closing idle segments failed");
                 }

@@ -10,6 +10,7 @@
 //! as Kafka does after KIP-360.
 
 use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use fjord_protocol::record_batch::BatchHeader;
 
@@ -23,10 +24,21 @@ struct Appended {
     first_offset: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Producer {
     epoch: i16,
     recent: VecDeque<Appended>,
+    last_seen: Instant,
+}
+
+impl Default for Producer {
+    fn default() -> Self {
+        Self {
+            epoch: 0,
+            recent: VecDeque::new(),
+            last_seen: Instant::now(),
+        }
+    }
 }
 
 /// What to do with an incoming batch.
@@ -111,6 +123,7 @@ impl ProducerStates {
             p.epoch = header.producer_epoch;
             p.recent.clear();
         }
+        p.last_seen = Instant::now();
         if p.recent.len() == REMEMBERED {
             p.recent.pop_front();
         }
@@ -119,6 +132,16 @@ impl ProducerStates {
             last_seq: last_seq(header),
             first_offset,
         });
+    }
+}
+
+impl ProducerStates {
+    /// Forgets producers not seen for `idle` (Kafka's `producer.id.expiration.ms`), so
+    /// the map does not grow with every producer id ever used. Returns how many went.
+    pub fn expire(&mut self, idle: Duration) -> usize {
+        let before = self.producers.len();
+        self.producers.retain(|_, p| p.last_seen.elapsed() < idle);
+        before - self.producers.len()
     }
 }
 
@@ -169,6 +192,19 @@ mod tests {
             s.check(&header(-1, -1, -1, 1)),
             Check::Append,
             "not idempotent"
+        );
+    }
+
+    #[test]
+    fn idle_producers_expire() {
+        let mut s = ProducerStates::default();
+        s.record(&header(3, 0, 0, 1), 0);
+        assert_eq!(s.expire(Duration::from_secs(60)), 0);
+        assert_eq!(s.expire(Duration::ZERO), 1);
+        assert_eq!(
+            s.check(&header(3, 0, 0, 1)),
+            Check::Append,
+            "forgotten: accepted as new"
         );
     }
 
