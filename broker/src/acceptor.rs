@@ -9,14 +9,20 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::config::BrokerConfig;
 use crate::connection;
 use crate::state::Broker;
 
-/// Binds the configured listener.
-pub async fn bind(broker: &Broker) -> Result<TcpListener> {
-    TcpListener::bind(broker.config.listen)
+/// Binds the configured listener. With port 0 the OS picks one; the advertised port
+/// follows it unless `advertised.listeners` names one.
+pub async fn bind(config: &mut BrokerConfig) -> Result<TcpListener> {
+    let listener = TcpListener::bind(config.listen)
         .await
-        .with_context(|| format!("listen on {}", broker.config.listen))
+        .with_context(|| format!("listen on {}", config.listen))?;
+    if config.advertised.1 == 0 {
+        config.advertised.1 = listener.local_addr()?.port();
+    }
+    Ok(listener)
 }
 
 /// Accepts connections until `stop` turns true, then waits (up to 10 s) for open

@@ -3,8 +3,9 @@
 //! does per connection, so appends from one producer connection keep their order), and a
 //! writer that sends each response while the next request is being handled.
 //!
-//! Memory stays bounded: the reader holds at most `queued.max.request.bytes` of requests
-//! not yet answered (a semaphore of bytes), on top of the one frame it is reading.
+//! Memory stays bounded: all connections together hold at most
+//! `queued.max.request.bytes` of requests read but not yet answered (a broker-wide
+//! semaphore of bytes), on top of the one frame each is reading.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,8 +25,16 @@ use crate::state::Broker;
 /// Requests decoded ahead of the one being handled.
 const READ_AHEAD: usize = 64;
 
-/// A request frame with the share of the byte budget it holds until answered.
-type Queued = (Bytes, OwnedSemaphorePermit);
+/// The shares of the connection's and the broker's byte budgets a request holds until
+/// its response is written.
+#[derive(Debug)]
+struct Held {
+    _connection: OwnedSemaphorePermit,
+    _broker: OwnedSemaphorePermit,
+}
+
+/// A request frame with the budget it holds.
+type Queued = (Bytes, Held);
 
 /// Serves `stream` until the client closes it, it sends something we cannot answer, or
 /// it stays idle for `connections.max.idle.ms`.
@@ -39,10 +48,10 @@ pub(crate) async fn serve(
     tracing::debug!(%peer, "connection opened");
     let (read, write) = stream.into_split();
     let budget = Arc::new(Semaphore::new(
-        broker.config.queued_max_request_bytes.max(1),
+        broker.config.socket_request_max_bytes.max(1),
     ));
     let (request_tx, mut request_rx) = mpsc::channel::<Queued>(READ_AHEAD);
-    let (response_tx, response_rx) = mpsc::channel::<(Response, OwnedSemaphorePermit)>(READ_AHEAD);
+    let (response_tx, response_rx) = mpsc::channel::<(Response, Held)>(READ_AHEAD);
     let reader = tokio::spawn(read_requests(
         Arc::clone(&broker),
         read,
@@ -86,7 +95,8 @@ async fn read_requests(
 ) {
     let max = broker.config.socket_request_max_bytes;
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
-    let capacity = broker.config.queued_max_request_bytes.max(1);
+    let connection_cap = broker.config.socket_request_max_bytes.max(1);
+    let broker_cap = broker.config.queued_max_request_bytes.max(1);
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
         let frame = match decode_frame(&mut buf, max) {
@@ -104,11 +114,24 @@ async fn read_requests(
                 return;
             }
         };
-        let bytes = u32::try_from(frame.len().clamp(1, capacity)).unwrap_or(u32::MAX);
-        let Ok(permit) = Arc::clone(&budget).acquire_many_owned(bytes).await else {
+        let share = |cap: usize| u32::try_from(frame.len().clamp(1, cap)).unwrap_or(u32::MAX);
+        let Ok(connection) = Arc::clone(&budget)
+            .acquire_many_owned(share(connection_cap))
+            .await
+        else {
             return;
         };
-        if requests.send((frame, permit)).await.is_err() {
+        let Ok(shared) = Arc::clone(&broker.request_budget)
+            .acquire_many_owned(share(broker_cap))
+            .await
+        else {
+            return;
+        };
+        let held = Held {
+            _connection: connection,
+            _broker: shared,
+        };
+        if requests.send((frame, held)).await.is_err() {
             return;
         }
     }
@@ -119,7 +142,7 @@ async fn read_requests(
 async fn write_responses(
     mut write: OwnedWriteHalf,
     peer: SocketAddr,
-    mut responses: mpsc::Receiver<(Response, OwnedSemaphorePermit)>,
+    mut responses: mpsc::Receiver<(Response, Held)>,
     stall: Duration,
 ) {
     while let Some((response, permit)) = responses.recv().await {

@@ -58,18 +58,20 @@ async fn shutdown_signal() {
 
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let args = parse_args()?;
-    let config = BrokerConfig::from_sources(args.file.as_deref(), &args.sets)?;
+    let mut config = BrokerConfig::from_sources(args.file.as_deref(), &args.sets)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let broker = runtime.block_on(async move {
+        let listener = fjord_broker::acceptor::bind(&mut config).await?;
         let broker = Arc::new(Broker::open(config)?);
-        let listener = fjord_broker::acceptor::bind(&broker).await?;
         tracing::info!(address = %listener.local_addr()?, "fjord listening");
         let (stop_tx, stop_rx) = watch::channel(false);
         let server = tokio::spawn(fjord_broker::acceptor::run(

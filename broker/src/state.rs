@@ -81,6 +81,9 @@ pub struct Broker {
     appended: watch::Sender<u64>,
     /// (next producer id to hand out, end of the block reserved on disk).
     producer_ids: std::sync::Mutex<(i64, i64)>,
+    /// Bytes of requests read but not yet answered, across all connections
+    /// (`queued.max.request.bytes`, broker-wide as in Kafka).
+    pub request_budget: Arc<tokio::sync::Semaphore>,
 }
 
 /// Makes renames and removals in `dir` durable.
@@ -111,11 +114,15 @@ impl Broker {
             .ok()
             .and_then(|t| t.trim().parse::<i64>().ok())
             .unwrap_or(0);
+        let request_budget = Arc::new(tokio::sync::Semaphore::new(
+            config.queued_max_request_bytes.max(1),
+        ));
         let broker = Self {
             config,
             topics: RwLock::new(HashMap::new()),
             flusher,
             appended: watch::channel(0).0,
+            request_budget,
             producer_ids: std::sync::Mutex::new((reserved, reserved)),
         };
         for entry in std::fs::read_dir(&meta_dir)? {

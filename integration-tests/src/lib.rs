@@ -1,7 +1,6 @@
 //! Helpers for the end-to-end tests in `tests/`: start the real `fjord` binary as a
 //! process on a free port with its own data directory, and stop it.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -36,24 +35,19 @@ pub struct BrokerProcess {
     _tmp: Option<tempfile::TempDir>,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
 impl BrokerProcess {
-    /// Starts a broker on a free port with a fresh data directory and extra `--set`s.
+    /// Starts a broker on a port of its own choosing (port 0, read back from its log:
+    /// no window in which another process can take it) with a fresh data directory and
+    /// extra `--set`s.
     pub fn start(sets: &[&str]) -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
         let data = tmp.path().to_path_buf();
-        let mut b = Self::start_in(&data, free_port(), sets);
+        let mut b = Self::start_in(&data, 0, sets);
         b._tmp = Some(tmp);
         b
     }
 
-    /// Starts a broker on `port` over an existing data directory.
+    /// Starts a broker on `port` (0: any free port) over an existing data directory.
     pub fn start_in(data: &Path, port: u16, sets: &[&str]) -> Self {
         let mut cmd = Command::new(fjord_bin());
         cmd.arg("--set")
@@ -62,9 +56,34 @@ impl BrokerProcess {
         for s in sets {
             cmd.arg("--set").arg(s);
         }
-        cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
-        let child = cmd.spawn().expect("spawn fjord");
-        let bootstrap = format!("127.0.0.1:{port}");
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn fjord");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Find the bound address in the log, then keep echoing the log for failing tests.
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut tx = Some(tx);
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(addr) = line.split("address=").nth(1) {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(
+                            addr.split_whitespace()
+                                .next()
+                                .unwrap_or_default()
+                                .to_string(),
+                        );
+                    }
+                }
+                eprintln!("[fjord] {line}");
+            }
+        });
+        let bootstrap = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("fjord reported its listening address");
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(&bootstrap).is_err() {
             assert!(
