@@ -164,6 +164,20 @@ impl Log {
             .expect("a log always has an active segment")
     }
 
+    /// The segment context and the active segment, borrowed together.
+    fn active_mut(&mut self) -> (SegmentCtx<'_>, &mut Segment) {
+        let ctx = SegmentCtx {
+            dir: &self.dir,
+            config: &self.config,
+        };
+        let active = self
+            .segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has an active segment");
+        (ctx, active)
+    }
+
     fn active_base(&self) -> u64 {
         *self.active().0
     }
@@ -281,15 +295,7 @@ impl Log {
             last_offset,
             append_time.unwrap_or(max_timestamp),
         )?;
-        let ctx = SegmentCtx {
-            dir: &self.dir,
-            config: &self.config,
-        };
-        let active = self
-            .segments
-            .values_mut()
-            .next_back()
-            .expect("active segment");
+        let (ctx, active) = self.active_mut();
         active.append(ctx, &parsed, first_offset, append_time)?;
         let durable = self.after_append(records_count)?;
         Ok(AppendInfo {
@@ -328,18 +334,10 @@ impl Log {
     /// Seals the active segment and starts a new one at `next_offset`.
     fn roll(&mut self, next_offset: u64) -> Result<()> {
         self.collect_rolled_flushes();
-        let ctx = SegmentCtx {
-            dir: &self.dir,
-            config: &self.config,
-        };
-        let active = self
-            .segments
-            .values_mut()
-            .next_back()
-            .expect("active segment");
+        let (ctx, active) = self.active_mut();
         let old_log = active.seal(ctx)?;
         self.rolled_flushes.push(self.flusher.request(old_log));
-        let segment = Segment::create(ctx, next_offset)?;
+        let segment = Segment::create(self.ctx(), next_offset)?;
         sync_dir(&self.dir)?;
         self.segments.insert(next_offset, segment);
         tracing::debug!(dir = %self.dir.display(), base = next_offset, "rolled segment");
@@ -627,15 +625,7 @@ impl Log {
             .map(|(b, _)| *b)
             .collect();
         self.delete_segments(&doomed)?;
-        let ctx = SegmentCtx {
-            dir: &self.dir,
-            config: &self.config,
-        };
-        let active = self
-            .segments
-            .values_mut()
-            .next_back()
-            .expect("active segment");
+        let (ctx, active) = self.active_mut();
         active.truncate_to(ctx, offset)?;
         let start = self.log_start_offset.min(self.log_end_offset());
         if start != self.log_start_offset {

@@ -211,16 +211,7 @@ impl Segment {
         f: impl FnOnce(&mut SegmentMeta, &mut SegmentFiles) -> Result<R>,
     ) -> Result<R> {
         let mut state = self.lock();
-        open_state(&mut state, ctx, self.base_offset, active)?;
-        state.last_used = Instant::now();
-        let SegmentState {
-            meta: Some(meta),
-            files: Some(files),
-            ..
-        } = &mut *state
-        else {
-            unreachable!("open_state fills meta and files");
-        };
+        let (meta, files) = opened(&mut state, ctx, self.base_offset, active)?;
         f(meta, files)
     }
 
@@ -267,16 +258,7 @@ impl Segment {
     ) -> Result<()> {
         let base = self.base_offset;
         let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
-        open_state(state, ctx, base, true)?;
-        state.last_used = Instant::now();
-        let SegmentState {
-            meta: Some(meta),
-            files: Some(files),
-            ..
-        } = state
-        else {
-            unreachable!("open_state fills meta and files");
-        };
+        let (meta, files) = opened(state, ctx, base, true)?;
         let mut headers = Vec::with_capacity(batches.len());
         let mut offset = first_offset;
         for (header, bytes) in batches {
@@ -374,15 +356,7 @@ impl Segment {
     pub(crate) fn seal(&mut self, ctx: SegmentCtx<'_>) -> Result<Arc<File>> {
         let base = self.base_offset;
         let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
-        open_state(state, ctx, base, true)?;
-        let SegmentState {
-            meta: Some(meta),
-            files: Some(files),
-            ..
-        } = state
-        else {
-            unreachable!("open_state fills meta and files");
-        };
+        let (meta, files) = opened(state, ctx, base, true)?;
         seal_files(meta, files, base)?;
         Ok(Arc::clone(&files.log))
     }
@@ -393,15 +367,7 @@ impl Segment {
     pub(crate) fn truncate_to(&mut self, ctx: SegmentCtx<'_>, offset: u64) -> Result<()> {
         let base = self.base_offset;
         let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
-        open_state(state, ctx, base, true)?;
-        let SegmentState {
-            meta: Some(meta),
-            files: Some(files),
-            ..
-        } = state
-        else {
-            unreachable!("open_state fills meta and files");
-        };
+        let (meta, files) = opened(state, ctx, base, true)?;
         if let Some(cut) = locate_in(base, meta, files, offset)? {
             let path = segment_path(ctx.dir, base, "log");
             files
@@ -455,6 +421,22 @@ impl Segment {
     /// The open `.log` of the active segment (opening it if idle-closed).
     pub(crate) fn log_file(&self, ctx: SegmentCtx<'_>, active: bool) -> Result<Arc<File>> {
         self.with_open(ctx, active, |_, files| Ok(Arc::clone(&files.log)))
+    }
+}
+
+/// Opens the files (recovering the segment first if needed), marks it used, and hands
+/// out its summary and files together.
+fn opened<'s>(
+    state: &'s mut SegmentState,
+    ctx: SegmentCtx<'_>,
+    base: u64,
+    active: bool,
+) -> Result<(&'s mut SegmentMeta, &'s mut SegmentFiles)> {
+    open_state(state, ctx, base, active)?;
+    state.last_used = Instant::now();
+    match (&mut state.meta, &mut state.files) {
+        (Some(meta), Some(files)) => Ok((meta, files)),
+        _ => unreachable!("open_state fills meta and files"),
     }
 }
 
