@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use anyhow::{Context, Result};
-use fjord_storage::{Flusher, Log, LogConfig};
+use fjord_storage::{write_durably, Flusher, Log, LogConfig};
 use tokio::sync::watch;
 
 use crate::config::{parse_properties, BrokerConfig};
@@ -289,13 +289,9 @@ impl Broker {
             text.push_str(&format!("{k}={v}\n"));
         }
         let dir = self.config.log_dir.join("fjord-topics");
-        let path = dir.join(name);
-        // '~' is not legal in topic names, so a temp file is never read as a topic.
-        let tmp = dir.join(format!("{name}~tmp"));
-        std::fs::write(&tmp, text)?;
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        sync_dir(&dir)
+        // The temp file's '~' is not legal in topic names: never read back as a topic.
+        write_durably(&dir, name, text.as_bytes())?;
+        Ok(())
     }
 
     /// Deletes a topic: forgotten first (its metadata file), then its partition
@@ -386,12 +382,11 @@ impl Broker {
             .unwrap_or_else(PoisonError::into_inner);
         if ids.0 >= ids.1 {
             let end = ids.0 + PRODUCER_ID_BLOCK;
-            let path = self.config.log_dir.join("fjord-producer-ids");
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, format!("{end}\n"))?;
-            std::fs::File::open(&tmp)?.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            sync_dir(&self.config.log_dir)?;
+            write_durably(
+                &self.config.log_dir,
+                "fjord-producer-ids",
+                format!("{end}\n").as_bytes(),
+            )?;
             ids.1 = end;
         }
         let id = ids.0;

@@ -3,7 +3,6 @@
 //! the files, the log opens without reading any segment: the active segment's summary is
 //! in the marker.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result};
@@ -30,17 +29,7 @@ pub(crate) fn write(dir: &Path, base: u64, meta: &SegmentMeta) -> Result<()> {
         meta.bytes_since_index,
         opt(meta.first_batch_timestamp),
     );
-    let tmp = dir.join(format!("{FILE_NAME}.tmp"));
-    let mut file = std::fs::File::create(&tmp).io_context("create marker", &tmp)?;
-    file.write_all(text.as_bytes())
-        .io_context("write marker", &tmp)?;
-    file.sync_all().io_context("sync marker", &tmp)?;
-    let target = path(dir);
-    std::fs::rename(&tmp, &target).io_context("rename marker", &target)?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .io_context("sync log dir", dir)?;
-    Ok(())
+    crate::log::write_durably(dir, FILE_NAME, text.as_bytes())
 }
 
 /// Reads the marker: the active segment's base offset and summary. `None` when absent or

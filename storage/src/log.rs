@@ -737,7 +737,7 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, u64)>> {
             s.parse::<u64>()
                 .is_ok_and(|b| logs.binary_search_by_key(&b, |l| l.0).is_err())
         });
-        if orphan || name.ends_with(".tmp") {
+        if orphan || name.ends_with(TMP_SUFFIX) || name.ends_with(".tmp") {
             let path = dir.join(&name);
             tracing::info!(file = %path.display(), "removing leftover file");
             std::fs::remove_file(&path).io_context("remove leftover", &path)?;
@@ -766,13 +766,23 @@ fn read_log_start(dir: &Path) -> Result<Option<u64>> {
 /// Persists the log start offset durably (temp file, fsync, rename, directory fsync):
 /// segments below it may be deleted right after.
 fn write_log_start(dir: &Path, offset: u64) -> Result<()> {
-    let tmp = dir.join(format!("{LOG_START_FILE}.tmp"));
-    let mut file = std::fs::File::create(&tmp).io_context("create log start offset", &tmp)?;
-    std::io::Write::write_all(&mut file, format!("{offset}\n").as_bytes())
+    write_durably(dir, LOG_START_FILE, format!("{offset}\n").as_bytes())
+}
+
+/// Suffix of the temporary files [`write_durably`] leaves after a crash; `~` appears in
+/// no topic or segment name, so a leftover is never mistaken for one.
+const TMP_SUFFIX: &str = "~tmp";
+
+/// Replaces `dir/name` with `contents` so that a crash leaves the old file or the new
+/// one, never a torn one: temp file, fsync, rename, directory fsync.
+pub fn write_durably(dir: &Path, name: &str, contents: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
+    let mut file = std::fs::File::create(&tmp).io_context("create", &tmp)?;
+    std::io::Write::write_all(&mut file, contents)
         .and_then(|()| file.sync_all())
-        .io_context("write log start offset", &tmp)?;
-    let path = dir.join(LOG_START_FILE);
-    std::fs::rename(&tmp, &path).io_context("rename log start offset", &path)?;
+        .io_context("write", &tmp)?;
+    let path = dir.join(name);
+    std::fs::rename(&tmp, &path).io_context("rename", &path)?;
     sync_dir(dir)
 }
 
