@@ -47,6 +47,9 @@ pub enum Fatal {
     /// The request cannot be parsed far enough to answer it.
     #[error("malformed request: {0}")]
     Malformed(String),
+    /// A handler task died (a bug, logged).
+    #[error("internal error: {0}")]
+    Internal(String),
     /// Our response could not be encoded at the request's version (a bug, logged).
     #[error("response encoding failed: {0}")]
     Encode(String),
@@ -190,20 +193,43 @@ pub fn decode_request(frame: Bytes) -> Result<(Ctx, Request), Fatal> {
     Ok((ctx, request))
 }
 
+/// Runs a handler that may block on the blocking thread pool.
+async fn off_reactor(
+    broker: &Arc<Broker>,
+    handler: impl FnOnce(&Arc<Broker>) -> Result<Response, Fatal> + Send + 'static,
+) -> Result<Response, Fatal> {
+    let broker = Arc::clone(broker);
+    tokio::task::spawn_blocking(move || handler(&broker))
+        .await
+        .map_err(|e| Fatal::Internal(format!("handler task failed: {e}")))?
+}
+
 /// Handles one request frame.
 pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Result<Response, Fatal> {
     let (ctx, request) = decode_request(frame)?;
     match request {
         Request::ApiVersions => api_versions::handle(ctx),
         Request::ApiVersionsFallback => Ok(api_versions::unsupported_version(ctx.correlation_id)),
-        Request::Metadata(req) => metadata::handle(broker, ctx, req),
-        Request::CreateTopics(req) => create_topics::handle(broker, ctx, req),
+        // These touch files (auto-create, topic admin, id blocks, segments opened for a
+        // timestamp lookup) and may fsync: run them on the blocking pool, not a worker.
+        Request::Metadata(req) => off_reactor(broker, move |b| metadata::handle(b, ctx, req)).await,
+        Request::CreateTopics(req) => {
+            off_reactor(broker, move |b| create_topics::handle(b, ctx, req)).await
+        }
         Request::Produce(req) => produce::handle(broker, ctx, req).await,
-        Request::ListOffsets(req) => list_offsets::handle(broker, ctx, req),
+        Request::ListOffsets(req) => {
+            off_reactor(broker, move |b| list_offsets::handle(b, ctx, req)).await
+        }
         Request::Fetch(req) => fetch::handle(broker, ctx, req).await,
-        Request::InitProducerId(req) => init_producer_id::handle(broker, ctx, req),
-        Request::DeleteTopics(req) => admin::delete_topics(broker, ctx, req),
-        Request::CreatePartitions(req) => admin::create_partitions(broker, ctx, req),
+        Request::InitProducerId(req) => {
+            off_reactor(broker, move |b| init_producer_id::handle(b, ctx, req)).await
+        }
+        Request::DeleteTopics(req) => {
+            off_reactor(broker, move |b| admin::delete_topics(b, ctx, req)).await
+        }
+        Request::CreatePartitions(req) => {
+            off_reactor(broker, move |b| admin::create_partitions(b, ctx, req)).await
+        }
         Request::DescribeConfigs(req) => admin::describe_configs(broker, ctx, req),
         Request::DescribeCluster(req) => admin::describe_cluster(broker, ctx, req),
     }

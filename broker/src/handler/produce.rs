@@ -133,7 +133,7 @@ pub(super) async fn handle(
         work
     })
     .await
-    .map_err(|e| Fatal::Malformed(format!("append task failed: {e}")))?;
+    .map_err(|e| Fatal::Internal(format!("append task failed: {e}")))?;
     broker.notify_appended();
     for slot in &mut work {
         if let Some(ticket) = slot.durable.take() {
