@@ -20,7 +20,7 @@ fn fjord_bin() -> PathBuf {
 }
 
 impl SpawnedBroker {
-    pub(crate) fn start() -> Result<Self> {
+    pub(crate) fn start(settings: &[String]) -> Result<Self> {
         let dir = tempfile::tempdir_in(".").context("temp dir")?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
@@ -31,6 +31,7 @@ impl SpawnedBroker {
             .arg(format!("listeners=PLAINTEXT://127.0.0.1:{port}"))
             .arg("--set")
             .arg(format!("log.dirs={}", dir.path().display()))
+            .args(settings.iter().flat_map(|s| ["--set", s.as_str()]))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

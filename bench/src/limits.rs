@@ -1,5 +1,5 @@
 //! What this machine can do, measured in the same run as the workload: loopback TCP
-//! throughput with large buffers.
+//! throughput with large buffers, and a cached file sent to a socket.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -59,5 +59,22 @@ pub(crate) fn process_cpu_seconds(pid: u32) -> f64 {
 pub(crate) fn print_all() -> Result<()> {
     let bps = loopback_bytes_per_sec(4 << 30)?;
     println!("loopback TCP (1 MiB writes): {:.0} MB/s", bps / 1e6);
+    let (sendfile, copy) = file_to_socket_limits()?;
+    println!(
+        "sendfile, cached file to loopback (1 MiB calls): {:.0} MB/s",
+        sendfile / 1e6
+    );
+    println!(
+        "pread+write, cached file to loopback (1 MiB calls): {:.0} MB/s",
+        copy / 1e6
+    );
     Ok(())
+}
+
+/// Bytes/s of sending a page-cached file to a loopback socket: with `sendfile` (what a
+/// fetch does) and with `pread`+`write` (what it does with `fjord.fetch.sendfile=false`).
+pub(crate) fn file_to_socket_limits() -> Result<(f64, f64)> {
+    let sendfile = crate::sendfile_limit::sendfile_bytes_per_sec(1 << 30, 2, 1 << 20)?;
+    let copy = crate::sendfile_limit::read_write_bytes_per_sec(1 << 30, 2, 1 << 20)?;
+    Ok((sendfile, copy))
 }

@@ -13,6 +13,7 @@
 mod broker;
 mod limits;
 mod options;
+mod sendfile_limit;
 mod workload;
 
 use anyhow::Result;

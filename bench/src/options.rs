@@ -15,6 +15,10 @@ pub(crate) struct Options {
     pub(crate) acks: String,
     pub(crate) linger_ms: u64,
     pub(crate) batch_size: usize,
+    /// Extra client settings (`--property key=value`), applied last.
+    pub(crate) properties: Vec<(String, String)>,
+    /// Extra broker settings for `--spawn-broker` (`--broker-set key=value`).
+    pub(crate) broker_settings: Vec<String>,
 }
 
 impl Options {
@@ -30,6 +34,8 @@ impl Options {
             acks: "1".into(),
             linger_ms: 5,
             batch_size: 1_000_000,
+            properties: Vec::new(),
+            broker_settings: Vec::new(),
         };
         let mut it = args.into_iter().skip(1);
         while let Some(flag) = it.next() {
@@ -47,6 +53,13 @@ impl Options {
                 "--acks" => o.acks = value,
                 "--linger-ms" => o.linger_ms = value.parse()?,
                 "--batch-size" => o.batch_size = value.parse()?,
+                "--property" => {
+                    let (k, v) = value
+                        .split_once('=')
+                        .with_context(|| format!("--property {value}: expected key=value"))?;
+                    o.properties.push((k.to_string(), v.to_string()));
+                }
+                "--broker-set" => o.broker_settings.push(value),
                 other => bail!("unknown flag {other}"),
             }
         }

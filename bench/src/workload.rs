@@ -8,19 +8,30 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use crate::broker::SpawnedBroker;
-use crate::limits::{loopback_bytes_per_sec, process_cpu_seconds};
+use crate::limits::{file_to_socket_limits, loopback_bytes_per_sec, process_cpu_seconds};
 use crate::options::Options;
 
+/// Applies `--property` settings after the workload's own, so they win.
+fn with_properties<'a>(config: &'a mut ClientConfig, o: &Options) -> &'a mut ClientConfig {
+    for (k, v) in &o.properties {
+        config.set(k, v);
+    }
+    config
+}
+
 fn produce(bootstrap: &str, o: &Options) -> Result<(f64, f64)> {
-    let p: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("acks", &o.acks)
-        .set("compression.type", &o.compression)
-        .set("linger.ms", o.linger_ms.to_string())
-        .set("batch.size", o.batch_size.to_string())
-        .set("queue.buffering.max.messages", "2000000")
-        .set("queue.buffering.max.kbytes", "2097151")
-        .create()?;
+    let p: BaseProducer = with_properties(
+        ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("acks", &o.acks)
+            .set("compression.type", &o.compression)
+            .set("linger.ms", o.linger_ms.to_string())
+            .set("batch.size", o.batch_size.to_string())
+            .set("queue.buffering.max.messages", "2000000")
+            .set("queue.buffering.max.kbytes", "2097151"),
+        o,
+    )
+    .create()?;
     let value = vec![b'x'; o.record_size];
     let start = Instant::now();
     for _ in 0..o.records {
@@ -50,18 +61,21 @@ fn produce(bootstrap: &str, o: &Options) -> Result<(f64, f64)> {
 }
 
 fn consume(bootstrap: &str, o: &Options) -> Result<(f64, f64)> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "fjord-bench")
-        .set("enable.auto.commit", "false")
-        .set("fetch.max.bytes", "52428800")
-        .set("max.partition.fetch.bytes", "10485760")
-        .set("queued.max.messages.kbytes", "1048576")
-        // librdkafka pauses fetching for fetch.queue.backoff.ms (1 s) once its queue
-        // holds queued.min.messages: with 100-byte records that idles the consumer.
-        .set("queued.min.messages", "5000000")
-        .set("fetch.queue.backoff.ms", "1")
-        .create()?;
+    let c: BaseConsumer = with_properties(
+        ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", "fjord-bench")
+            .set("enable.auto.commit", "false")
+            .set("fetch.max.bytes", "52428800")
+            .set("max.partition.fetch.bytes", "10485760")
+            .set("queued.max.messages.kbytes", "1048576")
+            // librdkafka pauses fetching for fetch.queue.backoff.ms (1 s) once its queue
+            // holds queued.min.messages: with 100-byte records that idles the consumer.
+            .set("queued.min.messages", "5000000")
+            .set("fetch.queue.backoff.ms", "1"),
+        o,
+    )
+    .create()?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(&o.topic, 0, Offset::Beginning)?;
     c.assign(&tpl)?;
@@ -81,7 +95,7 @@ fn consume(bootstrap: &str, o: &Options) -> Result<(f64, f64)> {
 
 pub(crate) fn run(o: &Options) -> Result<()> {
     let spawned = if o.spawn_broker {
-        Some(SpawnedBroker::start()?)
+        Some(SpawnedBroker::start(&o.broker_settings)?)
     } else {
         None
     };
@@ -109,6 +123,16 @@ pub(crate) fn run(o: &Options) -> Result<()> {
     };
     if let Some(b) = &spawned {
         println!("broker CPU: {:.1} s", b.cpu_seconds() - broker_cpu0);
+    }
+    if what == "consume" {
+        let (sendfile, copy) = file_to_socket_limits()?;
+        println!(
+            "file to loopback socket: sendfile {:.0} MB/s (ratio {:.3}), pread+write {:.0} MB/s (ratio {:.3})",
+            sendfile / 1e6,
+            bps / sendfile,
+            copy / 1e6,
+            bps / copy
+        );
     }
     println!(
         "{what}: {} records of {} B, acks={}, compression={}: {:.0} records/s, {:.1} MB/s; loopback TCP {:.0} MB/s; ratio to loopback {:.3}",

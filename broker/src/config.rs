@@ -26,6 +26,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("fetch.max.bytes", "57671680"),
     ("log.retention.check.interval.ms", "300000"),
     ("fjord.segment.idle.close.ms", "600000"),
+    ("fjord.fetch.sendfile", "true"),
     ("producer.id.expiration.ms", "86400000"),
     ("log.segment.bytes", "1073741824"),
     ("log.roll.ms", "604800000"),
@@ -101,6 +102,10 @@ pub struct BrokerConfig {
     pub segment_idle_close_ms: u64,
     /// Idempotent producers unseen this long are forgotten.
     pub producer_id_expiration_ms: u64,
+    /// Fetch record bytes go to the socket with `sendfile` (zero copy); when false they
+    /// are read into a buffer and written, which is faster over loopback on some kernels
+    /// and VMs (measure with `fjord-bench limits`).
+    pub fetch_sendfile: bool,
 }
 
 fn listener_address(value: &str) -> Result<(String, u16)> {
@@ -188,6 +193,11 @@ impl BrokerConfig {
             log_dir,
             num_partitions: num("num.partitions")? as i32,
             auto_create_topics: get("auto.create.topics.enable") == "true",
+            fetch_sendfile: match get("fjord.fetch.sendfile").as_str() {
+                "true" => true,
+                "false" => false,
+                other => anyhow::bail!("fjord.fetch.sendfile must be true or false, not {other}"),
+            },
             socket_request_max_bytes: usize::try_from(num("socket.request.max.bytes")?)
                 .ok()
                 .filter(|n| *n > 0)

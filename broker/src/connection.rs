@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::handler::{self, Part, Response};
-use crate::sendfile::send_region;
+use crate::sendfile::{copy_region, send_region};
 use crate::state::Broker;
 
 /// Requests decoded ahead of the one being handled.
@@ -60,7 +60,8 @@ pub(crate) async fn serve(
         request_tx,
     ));
     let stall = Duration::from_millis(broker.config.connections_max_idle_ms);
-    let writer = tokio::spawn(write_responses(write, peer, response_rx, stall));
+    let sendfile = broker.config.fetch_sendfile;
+    let writer = tokio::spawn(write_responses(write, peer, response_rx, stall, sendfile));
     loop {
         let next = tokio::select! {
             next = request_rx.recv() => next,
@@ -144,9 +145,12 @@ async fn write_responses(
     peer: SocketAddr,
     mut responses: mpsc::Receiver<(Response, Held)>,
     stall: Duration,
+    sendfile: bool,
 ) {
+    let mut copy_buf = Vec::new();
     while let Some((response, permit)) = responses.recv().await {
-        match tokio::time::timeout(stall, write_one(&mut write, response)).await {
+        let written = write_one(&mut write, response, sendfile, &mut copy_buf);
+        match tokio::time::timeout(stall, written).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "write failed");
@@ -162,7 +166,14 @@ async fn write_responses(
     let _ = write.shutdown().await;
 }
 
-async fn write_one(stream: &mut OwnedWriteHalf, response: Response) -> std::io::Result<()> {
+/// Writes one response; fetch record bytes go by `sendfile`, or through `copy_buf` when
+/// `sendfile` is off.
+async fn write_one(
+    stream: &mut OwnedWriteHalf,
+    response: Response,
+    sendfile: bool,
+    copy_buf: &mut Vec<u8>,
+) -> std::io::Result<()> {
     match response {
         Response::None => Ok(()),
         Response::Frame(bytes) => stream.write_all(&bytes).await,
@@ -170,7 +181,10 @@ async fn write_one(stream: &mut OwnedWriteHalf, response: Response) -> std::io::
             for part in &fetch.parts {
                 match part {
                     Part::Bytes(bytes) => stream.write_all(bytes).await?,
-                    Part::Region(region) => send_region(stream.as_ref(), region).await?,
+                    Part::Region(region) if sendfile => {
+                        send_region(stream.as_ref(), region).await?;
+                    }
+                    Part::Region(region) => copy_region(stream, region, copy_buf).await?,
                 }
             }
             Ok(())

@@ -1,10 +1,11 @@
-//! Splicing a file region into a socket with `sendfile`, on a non-blocking tokio socket.
+//! Sending a file region to a socket: spliced with `sendfile` on a non-blocking tokio
+//! socket, or (when `fjord.fetch.sendfile` is off) copied through a buffer.
 #![allow(unsafe_code)]
 
 use std::os::fd::AsRawFd;
 
 use fjord_storage::FileRegion;
-use tokio::io::Interest;
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
 /// Sends `region` from its file to `stream` without copying it through user space.
@@ -39,6 +40,35 @@ pub(crate) async fn send_region(stream: &TcpStream, region: &FileRegion) -> std:
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
         }
+    }
+    Ok(())
+}
+
+/// The most bytes [`copy_region`] reads per `pread`.
+const COPY_CHUNK: usize = 1 << 20;
+
+/// Sends `region` by reading it into `buf` (grown to at most 1 MiB and kept for the next
+/// call) and writing it. The reads hit the page cache for recent data, as `sendfile`'s do.
+pub(crate) async fn copy_region(
+    stream: &mut tokio::net::tcp::OwnedWriteHalf,
+    region: &FileRegion,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut position = region.position;
+    let end = region.position.saturating_add(region.len);
+    while position < end {
+        let want = usize::try_from(end - position).map_or(COPY_CHUNK, |n| n.min(COPY_CHUNK));
+        buf.resize(want, 0);
+        let n = region.file.read_at(&mut buf[..want], position)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "segment shorter than the region",
+            ));
+        }
+        stream.write_all(&buf[..n]).await?;
+        position += n as u64;
     }
     Ok(())
 }
