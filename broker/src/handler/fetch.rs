@@ -124,9 +124,10 @@ pub(super) async fn handle(
     let wait = Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0));
     let deadline = tokio::time::Instant::now() + wait;
     let mut appends = broker.watch_appends();
+    let req = Arc::new(req);
     loop {
         appends.borrow_and_update();
-        let data = collect(broker, &req);
+        let data = collect_off_reactor(broker, &req).await?;
         let total: u64 = data
             .iter()
             .flat_map(|(_, ps)| ps.iter().map(PartitionData::bytes))
@@ -148,10 +149,22 @@ pub(super) async fn handle(
             .await
             .is_err()
         {
-            let data = collect(broker, &req);
+            let data = collect_off_reactor(broker, &req).await?;
             return Ok(Response::Fetch(write_response(ctx, &data)));
         }
     }
+}
+
+/// [`collect`] on the blocking pool: finding regions may open a segment, recover a
+/// sealed one on first access, or wait for a writer's lock.
+async fn collect_off_reactor(
+    broker: &Arc<Broker>,
+    req: &Arc<FetchRequest>,
+) -> Result<Vec<(String, Vec<PartitionData>)>, Fatal> {
+    let (broker, req) = (Arc::clone(broker), Arc::clone(req));
+    tokio::task::spawn_blocking(move || collect(&broker, &req))
+        .await
+        .map_err(|e| Fatal::Internal(format!("fetch task failed: {e}")))
 }
 
 /// Lays out the response for versions 4 to 12 around the file regions.
