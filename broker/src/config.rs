@@ -27,6 +27,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("log.retention.check.interval.ms", "300000"),
     ("fjord.segment.idle.close.ms", "600000"),
     ("fjord.fetch.sendfile", "true"),
+    ("fjord.max.partitions", "200000"),
     ("producer.id.expiration.ms", "86400000"),
     ("log.segment.bytes", "1073741824"),
     ("log.roll.ms", "604800000"),
@@ -106,6 +107,9 @@ pub struct BrokerConfig {
     /// are read into a buffer and written, which is faster over loopback on some kernels
     /// and VMs (measure with `fjord-bench limits`).
     pub fetch_sendfile: bool,
+    /// Most partitions this broker holds across all topics; creations past it fail with
+    /// INVALID_PARTITIONS instead of exhausting descriptors and memory.
+    pub max_partitions: usize,
 }
 
 fn listener_address(value: &str) -> Result<(String, u16)> {
@@ -193,6 +197,8 @@ impl BrokerConfig {
             log_dir,
             num_partitions: num("num.partitions")? as i32,
             auto_create_topics: get("auto.create.topics.enable") == "true",
+            max_partitions: usize::try_from(num("fjord.max.partitions")?)
+                .context("fjord.max.partitions must not be negative")?,
             fetch_sendfile: match get("fjord.fetch.sendfile").as_str() {
                 "true" => true,
                 "false" => false,

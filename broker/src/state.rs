@@ -64,6 +64,13 @@ pub enum CreateError {
     InvalidName(String),
     /// Bad partition count.
     InvalidPartitions,
+    /// The broker would hold more than `fjord.max.partitions`.
+    PartitionLimit {
+        /// The configured limit.
+        limit: usize,
+        /// Partitions the broker holds now.
+        current: usize,
+    },
     /// Bad config.
     InvalidConfig(String),
     /// Disk trouble.
@@ -76,6 +83,9 @@ pub struct Broker {
     /// Settings.
     pub config: BrokerConfig,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
+    /// Serializes topic creation, growth and deletion, so that the slow part (opening
+    /// partitions on disk) runs without the topics lock every request reads.
+    admin: std::sync::Mutex<()>,
     flusher: Flusher,
     /// Bumped after every append, so waiting fetches re-check.
     appended: watch::Sender<u64>,
@@ -120,6 +130,7 @@ impl Broker {
         let broker = Self {
             config,
             topics: RwLock::new(HashMap::new()),
+            admin: std::sync::Mutex::new(()),
             flusher,
             appended: watch::channel(0).0,
             request_budget,
@@ -151,6 +162,24 @@ impl Broker {
 
     fn topics(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Topic>>> {
         self.topics.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn admin_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.admin.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Partitions across all topics.
+    fn partition_count(&self) -> usize {
+        self.topics().values().map(|t| t.partitions.len()).sum()
+    }
+
+    /// Fails if adding `more` partitions would pass `fjord.max.partitions`.
+    fn check_partition_limit(&self, more: usize) -> std::result::Result<(), CreateError> {
+        let (limit, current) = (self.config.max_partitions, self.partition_count());
+        if current.saturating_add(more) > limit {
+            return Err(CreateError::PartitionLimit { limit, current });
+        }
+        Ok(())
     }
 
     fn topics_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Topic>>> {
@@ -243,10 +272,11 @@ impl Broker {
         self.config
             .log_config(&overrides)
             .map_err(|e| CreateError::InvalidConfig(format!("{e:#}")))?;
-        let mut topics = self.topics_mut();
-        if topics.contains_key(name) {
+        let _admin = self.admin_lock();
+        if self.topics().contains_key(name) {
             return Err(CreateError::Exists);
         }
+        self.check_partition_limit(partitions as usize)?;
         let id = uuid::Uuid::new_v4();
         if validate_only {
             return Ok(Arc::new(Topic {
@@ -272,7 +302,8 @@ impl Broker {
         self.write_topic_meta(name, id, partitions as usize, &topic.overrides)
             .map_err(io)?;
         let topic = Arc::new(topic);
-        topics.insert(name.to_string(), Arc::clone(&topic));
+        self.topics_mut()
+            .insert(name.to_string(), Arc::clone(&topic));
         tracing::info!(topic = name, partitions, "created topic");
         Ok(topic)
     }
@@ -297,6 +328,7 @@ impl Broker {
     /// Deletes a topic: forgotten first (its metadata file), then its partition
     /// directories. Requests still holding the topic finish against unlinked files.
     pub fn delete_topic(&self, name: &str) -> Option<Arc<Topic>> {
+        let _admin = self.admin_lock();
         let topic = self.topics_mut().remove(name)?;
         let meta = self.config.log_dir.join("fjord-topics").join(name);
         if let Err(e) = std::fs::remove_file(&meta)
@@ -322,14 +354,15 @@ impl Broker {
         count: i32,
         validate_only: bool,
     ) -> std::result::Result<(), CreateError> {
-        let mut topics = self.topics_mut();
-        let Some(topic) = topics.get(name).cloned() else {
+        let _admin = self.admin_lock();
+        let Some(topic) = self.topic(name) else {
             return Err(CreateError::InvalidName(name.to_string()));
         };
         let current = topic.partitions.len() as i32;
         if count <= current || count > 100_000 {
             return Err(CreateError::InvalidPartitions);
         }
+        self.check_partition_limit((count - current) as usize)?;
         if validate_only {
             return Ok(());
         }
@@ -350,7 +383,7 @@ impl Broker {
             overrides: topic.overrides.clone(),
             partitions,
         };
-        topics.insert(name.to_string(), Arc::new(grown));
+        self.topics_mut().insert(name.to_string(), Arc::new(grown));
         tracing::info!(topic = name, from = current, to = count, "added partitions");
         Ok(())
     }

@@ -269,3 +269,39 @@ async fn unknown_or_malformed_topic_configs_are_refused() {
     );
     assert_eq!(partitions(&a, "c1"), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_partition_limit_refuses_creations_past_it() {
+    let broker =
+        BrokerProcess::start(&["fjord.max.partitions=5", "auto.create.topics.enable=false"]);
+    let a = admin(&broker.bootstrap);
+    let opts = AdminOptions::new();
+    let first = a
+        .create_topics(&[NewTopic::new("a", 3, TopicReplication::Fixed(1))], &opts)
+        .await
+        .expect("create");
+    assert!(first[0].is_ok(), "{first:?}");
+    let over = a
+        .create_topics(&[NewTopic::new("b", 3, TopicReplication::Fixed(1))], &opts)
+        .await
+        .expect("create");
+    assert_eq!(
+        over[0].as_ref().expect_err("over the limit").1,
+        RDKafkaErrorCode::InvalidPartitions
+    );
+    assert_eq!(partitions(&a, "b"), None);
+    let grow_over = a
+        .create_partitions(&[NewPartitions::new("a", 6)], &opts)
+        .await
+        .expect("grow");
+    assert_eq!(
+        grow_over[0].as_ref().expect_err("over the limit").1,
+        RDKafkaErrorCode::InvalidPartitions
+    );
+    let grow = a
+        .create_partitions(&[NewPartitions::new("a", 5)], &opts)
+        .await
+        .expect("grow");
+    assert!(grow[0].is_ok(), "{grow:?}");
+    assert_eq!(partitions(&a, "a"), Some(5));
+}

@@ -113,7 +113,11 @@ pub(super) fn create_partitions(
                 .map_err(|e| match e {
                     CreateError::InvalidPartitions => (
                         E::InvalidPartitions.code(),
-                        "the count must grow the topic".to_string(),
+                        "the count must grow the topic, up to 100000".to_string(),
+                    ),
+                    CreateError::PartitionLimit { limit, current } => (
+                        E::InvalidPartitions.code(),
+                        partition_limit_message(limit, current),
                     ),
                     other => (E::KafkaStorageError.code(), format!("{other:?}")),
                 })
@@ -226,4 +230,9 @@ pub(super) fn describe_cluster(
     me.port = i32::from(broker.config.advertised.1);
     resp.brokers.push(me);
     encode(ctx, &resp)
+}
+
+/// The error message for a creation past `fjord.max.partitions`.
+pub(super) fn partition_limit_message(limit: usize, current: usize) -> String {
+    format!("the broker holds {current} partitions and fjord.max.partitions is {limit}")
 }

@@ -59,6 +59,10 @@ pub(super) fn handle(
                         E::InvalidPartitions.code(),
                         "partitions must be 1 to 100000".to_string(),
                     ),
+                    CreateError::PartitionLimit { limit, current } => (
+                        E::InvalidPartitions.code(),
+                        super::admin::partition_limit_message(limit, current),
+                    ),
                     CreateError::InvalidConfig(m) => (E::InvalidConfig.code(), m),
                     CreateError::Io(m) => (E::KafkaStorageError.code(), m),
                 })
