@@ -23,7 +23,8 @@ fn pass(broker: &Broker, retention: bool, idle: Option<Duration>) {
         for partition in &topic.partitions {
             let mut log = partition.write();
             if let Err(e) = log.maybe_flush() {
-                tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "flush failed");
+                tracing::error!(topic = %topic.name, "flush failed");
+                partition.mark_offline(&e);
             }
             if retention {
                 match log.apply_retention(now) {

@@ -27,6 +27,10 @@ pub struct Partition {
     pub log: RwLock<Log>,
     /// Idempotent producers' recent batches; changed only under the log's write lock.
     pub producers: std::sync::Mutex<ProducerStates>,
+    /// Set when an fsync of this log failed: what the page cache holds can no longer be
+    /// trusted to reach the disk, so the partition answers KAFKA_STORAGE_ERROR until a
+    /// restart recovers it from what is on disk (as Kafka takes a failed log dir offline).
+    offline: std::sync::atomic::AtomicBool,
 }
 
 impl Partition {
@@ -34,6 +38,22 @@ impl Partition {
     /// mutation either completes or returns an error before changing state).
     pub fn read(&self) -> std::sync::RwLockReadGuard<'_, Log> {
         self.log.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether an fsync failure took this partition offline.
+    pub fn is_offline(&self) -> bool {
+        self.offline.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Takes the partition offline after a failed fsync.
+    pub fn mark_offline(&self, error: &dyn std::fmt::Display) {
+        if !self.offline.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            tracing::error!(
+                partition = self.index,
+                %error,
+                "fsync failed: partition offline until restart"
+            );
+        }
     }
 
     /// Write access to the log.
@@ -209,6 +229,7 @@ impl Broker {
             index,
             log: RwLock::new(log),
             producers: std::sync::Mutex::new(producers),
+            offline: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 

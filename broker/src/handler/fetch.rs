@@ -78,6 +78,11 @@ fn collect(broker: &Broker, req: &FetchRequest) -> Vec<(String, Vec<PartitionDat
                 parts.push(data);
                 continue;
             };
+            if partition.is_offline() {
+                data.error_code = E::KafkaStorageError.code();
+                parts.push(data);
+                continue;
+            }
             let log = partition.read();
             data.high_watermark = log.log_end_offset() as i64;
             data.log_start_offset = log.log_start_offset() as i64;

@@ -33,6 +33,9 @@ pub(super) fn handle(
             });
             match partition {
                 None => r.error_code = E::UnknownTopicOrPartition.code(),
+                Some(partition) if partition.is_offline() => {
+                    r.error_code = E::KafkaStorageError.code();
+                }
                 Some(partition) => match partition.read().offset_for_timestamp(p.timestamp) {
                     Ok(Some(hit)) => {
                         r.offset = hit.offset as i64;

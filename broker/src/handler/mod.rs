@@ -10,6 +10,8 @@ mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod produce;
+#[cfg(test)]
+mod offline_tests;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;

@@ -34,6 +34,10 @@ fn append_all(slots: &mut [Slot]) {
             continue;
         };
         let mut log = partition.write();
+        if partition.is_offline() {
+            slot.error_code = E::KafkaStorageError.code();
+            continue;
+        }
         let mut producers = partition
             .producers
             .lock()
@@ -138,7 +142,11 @@ pub(super) async fn handle(
     for slot in &mut work {
         if let Some(ticket) = slot.durable.take() {
             if let Err(e) = ticket.await {
-                tracing::error!(error = %e, "fsync for acks failed");
+                // A retry of this batch must not be acknowledged as a duplicate of bytes
+                // that may never reach the disk: the partition goes offline.
+                if let Some(partition) = &slot.partition {
+                    partition.mark_offline(&e);
+                }
                 slot.error_code = E::KafkaStorageError.code();
             }
         }
