@@ -18,9 +18,13 @@ use crate::error::{Result, StorageError};
 
 type Reply = std::result::Result<(), Arc<std::io::Error>>;
 
+/// A queued sync: the file, whether it is a directory (synced first in its batch, so a
+/// new segment's name is durable before any ack for bytes in it), and who waits.
+type Request = (Arc<File>, bool, Option<oneshot::Sender<Reply>>);
+
 #[derive(Debug, Default)]
 struct Queue {
-    waiting: Vec<(Arc<File>, Option<oneshot::Sender<Reply>>)>,
+    waiting: Vec<Request>,
     stopping: bool,
 }
 
@@ -73,23 +77,33 @@ impl Flusher {
     /// this call has finished.
     pub fn request(&self, file: Arc<File>) -> FlushTicket {
         let (tx, rx) = oneshot::channel();
-        self.enqueue(file, Some(tx));
+        self.enqueue(file, false, Some(tx));
+        FlushTicket { rx }
+    }
+
+    /// Queues an `fsync` of directory `dir` (after creating a file in it). It runs
+    /// before the file syncs of its batch, and every later request lands in the same
+    /// batch or a later one: a ticket for bytes in the new file completes only after the
+    /// directory entry is durable.
+    pub fn request_dir(&self, dir: Arc<File>) -> FlushTicket {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(dir, true, Some(tx));
         FlushTicket { rx }
     }
 
     /// Queues an `fdatasync` of `file` that nobody waits for.
     pub fn request_detached(&self, file: Arc<File>) {
-        self.enqueue(file, None);
+        self.enqueue(file, false, None);
     }
 
-    fn enqueue(&self, file: Arc<File>, reply: Option<oneshot::Sender<Reply>>) {
+    fn enqueue(&self, file: Arc<File>, dir: bool, reply: Option<oneshot::Sender<Reply>>) {
         self.shared.requests.fetch_add(1, Ordering::Relaxed);
         self.shared
             .queue
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .waiting
-            .push((file, reply));
+            .push((file, dir, reply));
         self.shared.wake.notify_one();
     }
 
@@ -123,19 +137,29 @@ fn run(shared: &Shared) {
     }
 }
 
+/// Directories first, then each file's requests together.
+fn sync_order(batch: &mut [Request]) {
+    batch.sort_by_key(|(file, dir, _)| (!*dir, Arc::as_ptr(file) as usize));
+}
+
 /// Syncs each distinct file of `batch` once and answers every waiter.
-fn sync_batch(shared: &Shared, mut batch: Vec<(Arc<File>, Option<oneshot::Sender<Reply>>)>) {
-    batch.sort_by_key(|(file, _)| Arc::as_ptr(file) as usize);
+fn sync_batch(shared: &Shared, mut batch: Vec<Request>) {
+    sync_order(&mut batch);
     let mut i = 0;
     while i < batch.len() {
         let file = Arc::clone(&batch[i].0);
-        let result = file.sync_data().map_err(Arc::new);
+        let result = if batch[i].1 {
+            file.sync_all()
+        } else {
+            file.sync_data()
+        };
+        let result = result.map_err(Arc::new);
         shared.syncs.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = &result {
             tracing::error!(error = %e, "fdatasync failed");
         }
         while i < batch.len() && Arc::ptr_eq(&batch[i].0, &file) {
-            if let Some(reply) = batch[i].1.take() {
+            if let Some(reply) = batch[i].2.take() {
                 // The waiter may have given up; that is not the flusher's concern.
                 let _ = reply.send(result.clone());
             }
@@ -200,7 +224,7 @@ mod tests {
         for i in 0..200 {
             let (tx, rx) = oneshot::channel();
             let file = if i % 3 == 0 { &a } else { &b };
-            batch.push((Arc::clone(file), Some(tx)));
+            batch.push((Arc::clone(file), false, Some(tx)));
             receivers.push(FlushTicket { rx });
         }
         sync_batch(&shared, batch);
@@ -223,6 +247,22 @@ mod tests {
         }
         assert_eq!(flusher.requests(), 50);
         assert!((1..=50).contains(&flusher.syncs()));
+    }
+
+    #[test]
+    fn directories_sync_before_the_files_queued_with_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = Arc::new(File::create(dir.path().join("f")).expect("create"));
+        let d = Arc::new(File::open(dir.path()).expect("open dir"));
+        let mut batch: Vec<Request> = vec![
+            (Arc::clone(&file), false, None),
+            (Arc::clone(&d), true, None),
+            (Arc::clone(&file), false, None),
+        ];
+        sync_order(&mut batch);
+        assert!(batch[0].1 && Arc::ptr_eq(&batch[0].0, &d));
+        let flusher = Flusher::new("test").expect("flusher");
+        flusher.request_dir(d).wait().expect("dir synced");
     }
 
     #[tokio::test]

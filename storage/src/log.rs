@@ -338,7 +338,11 @@ impl Log {
         let old_log = active.seal(ctx)?;
         self.rolled_flushes.push(self.flusher.request(old_log));
         let segment = Segment::create(self.ctx(), next_offset)?;
-        sync_dir(&self.dir)?;
+        // The new file's directory entry is made durable by the flusher, not here under
+        // the log's write lock; tickets for bytes in the new segment complete after it.
+        let dir = std::fs::File::open(&self.dir).io_context("open dir", &self.dir)?;
+        self.rolled_flushes
+            .push(self.flusher.request_dir(std::sync::Arc::new(dir)));
         self.segments.insert(next_offset, segment);
         tracing::debug!(dir = %self.dir.display(), base = next_offset, "rolled segment");
         Ok(())

@@ -9,9 +9,9 @@ mod fetch;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
-mod produce;
 #[cfg(test)]
 mod offline_tests;
+mod produce;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
