@@ -28,6 +28,13 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("fjord.segment.idle.close.ms", "600000"),
     ("fjord.fetch.sendfile", "true"),
     ("fjord.max.partitions", "200000"),
+    ("group.min.session.timeout.ms", "6000"),
+    ("group.max.session.timeout.ms", "1800000"),
+    ("group.initial.rebalance.delay.ms", "3000"),
+    ("group.max.size", "2147483647"),
+    ("offsets.retention.minutes", "10080"),
+    ("offsets.retention.check.interval.ms", "600000"),
+    ("offset.metadata.max.bytes", "4096"),
     ("producer.id.expiration.ms", "86400000"),
     ("log.segment.bytes", "1073741824"),
     ("log.roll.ms", "604800000"),
@@ -110,6 +117,10 @@ pub struct BrokerConfig {
     /// Most partitions this broker holds across all topics; creations past it fail with
     /// INVALID_PARTITIONS instead of exhausting descriptors and memory.
     pub max_partitions: usize,
+    /// Consumer group coordinator settings (`group.*`, `offsets.*`).
+    pub coordinator: crate::groups::CoordinatorConfig,
+    /// `fjord.fsync.on.ack` broker-wide: committed offsets wait for the disk too.
+    pub fsync_on_ack: bool,
 }
 
 fn listener_address(value: &str) -> Result<(String, u16)> {
@@ -197,6 +208,32 @@ impl BrokerConfig {
             log_dir,
             num_partitions: num("num.partitions")? as i32,
             auto_create_topics: get("auto.create.topics.enable") == "true",
+            coordinator: {
+                let ms = |k: &str| -> Result<std::time::Duration> {
+                    Ok(std::time::Duration::from_millis(
+                        u64::try_from(num(k)?)
+                            .with_context(|| format!("{k} must not be negative"))?,
+                    ))
+                };
+                crate::groups::CoordinatorConfig {
+                    limits: crate::groups::GroupLimits {
+                        min_session: ms("group.min.session.timeout.ms")?,
+                        max_session: ms("group.max.session.timeout.ms")?,
+                        initial_delay: ms("group.initial.rebalance.delay.ms")?,
+                        max_size: usize::try_from(num("group.max.size")?)
+                            .ok()
+                            .filter(|n| *n > 0)
+                            .context("group.max.size must be positive")?,
+                    },
+                    offsets_retention: ms("offsets.retention.minutes")? * 60_000,
+                    offsets_retention_check: ms("offsets.retention.check.interval.ms")?,
+                    offset_metadata_max_bytes: usize::try_from(num("offset.metadata.max.bytes")?)
+                        .context(
+                        "offset.metadata.max.bytes must not be negative",
+                    )?,
+                }
+            },
+            fsync_on_ack: get("fjord.fsync.on.ack") == "true",
             max_partitions: usize::try_from(num("fjord.max.partitions")?)
                 .context("fjord.max.partitions must not be negative")?,
             fetch_sendfile: match get("fjord.fetch.sendfile").as_str() {

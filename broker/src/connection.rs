@@ -68,7 +68,7 @@ pub(crate) async fn serve(
             _ = stop.changed() => None,
         };
         let Some((frame, permit)) = next else { break };
-        match handler::handle(&broker, frame).await {
+        match handler::handle(&broker, frame, Some(peer)).await {
             Ok(response) => {
                 if response_tx.send((response, permit)).await.is_err() {
                     break; // the writer stopped: the socket is gone

@@ -7,11 +7,13 @@
 //!   loop; `sendfile`: zero-copy record sets.
 //! - [`handler`]: one file per API, each a function from request to response.
 //! - [`maintenance`]: flush.ms, retention and idle-segment closing in the background.
+//! - [`groups`]: consumer groups and their committed offsets.
 //! - [`producer_state`]: idempotent producers' sequence tracking per partition.
 
 pub mod acceptor;
 pub mod config;
 mod connection;
+pub mod groups;
 pub mod handler;
 pub mod maintenance;
 pub mod producer_state;

@@ -83,11 +83,17 @@ fn main() -> Result<()> {
             Arc::clone(&broker),
             stop_tx.subscribe(),
         ));
+        let group_timers = tokio::spawn(fjord_broker::maintenance::run_group_timers(
+            Arc::clone(&broker),
+            stop_tx.subscribe(),
+        ));
         shutdown_signal().await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
+        broker.groups.shutdown();
         server.await.context("acceptor task")??;
         upkeep.await.context("maintenance task")?;
+        group_timers.await.context("group timers task")?;
         anyhow::Ok(broker)
     })?;
     // Outside the runtime: closing flushes and waits for fsyncs, which blocks.

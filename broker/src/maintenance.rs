@@ -85,3 +85,21 @@ pub async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
         }
     }
 }
+
+/// How often group deadlines (sessions, rebalance and sync timeouts) are checked.
+const GROUP_TICK: Duration = Duration::from_millis(100);
+
+/// Runs the group coordinator's deadlines until `stop` turns true. On the blocking pool:
+/// expiring offsets writes to the offsets log.
+pub async fn run_group_timers(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(GROUP_TICK) => {}
+        }
+        let b = Arc::clone(&broker);
+        if let Err(e) = tokio::task::spawn_blocking(move || b.groups.tick()).await {
+            tracing::error!(error = %e, "group timers failed");
+        }
+    }
+}

@@ -13,6 +13,7 @@ use fjord_storage::{write_durably, Flusher, Log, LogConfig};
 use tokio::sync::watch;
 
 use crate::config::{parse_properties, BrokerConfig};
+use crate::groups::{GroupCoordinator, OffsetStore};
 use crate::producer_state::ProducerStates;
 
 /// Producer ids are reserved on disk in blocks of this many.
@@ -114,6 +115,8 @@ pub struct Broker {
     /// Bytes of requests read but not yet answered, across all connections
     /// (`queued.max.request.bytes`, broker-wide as in Kafka).
     pub request_budget: Arc<tokio::sync::Semaphore>,
+    /// Consumer groups and committed offsets.
+    pub groups: GroupCoordinator,
 }
 
 /// Makes renames and removals in `dir` durable.
@@ -147,7 +150,11 @@ impl Broker {
         let request_budget = Arc::new(tokio::sync::Semaphore::new(
             config.queued_max_request_bytes.max(1),
         ));
+        let offsets = OffsetStore::open(&config.log_dir, flusher.clone(), config.fsync_on_ack)
+            .context("open committed offsets")?;
+        let groups = GroupCoordinator::new(config.coordinator.clone(), offsets);
         let broker = Self {
+            groups,
             config,
             topics: RwLock::new(HashMap::new()),
             admin: std::sync::Mutex::new(()),
@@ -460,6 +467,9 @@ impl Broker {
 
     /// Flushes and closes every log cleanly (shutdown).
     pub fn close(&self) {
+        if let Err(e) = self.groups.offsets.close() {
+            tracing::error!(error = %e, "closing committed offsets failed");
+        }
         let topics: Vec<Arc<Topic>> = self.topics_mut().drain().map(|(_, t)| t).collect();
         for topic in topics {
             let Ok(topic) = Arc::try_unwrap(topic) else {

@@ -6,11 +6,15 @@ mod admin;
 mod api_versions;
 mod create_topics;
 mod fetch;
+#[cfg(test)]
+mod group_encode_tests;
+mod groups;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
 #[cfg(test)]
 mod offline_tests;
+mod offsets;
 mod produce;
 
 use std::panic::AssertUnwindSafe;
@@ -25,9 +29,11 @@ pub use api_versions::SUPPORTED;
 pub use fetch::{FetchResponse, Part};
 
 use fjord_protocol::kafka_protocol::messages::{
-    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, FetchRequest, InitProducerIdRequest, ListOffsetsRequest,
-    MetadataRequest, ProduceRequest,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest,
+    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest,
+    FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest,
+    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
 };
 
 use crate::state::Broker;
@@ -136,6 +142,28 @@ pub enum Request {
     DescribeConfigs(DescribeConfigsRequest),
     /// DescribeCluster.
     DescribeCluster(DescribeClusterRequest),
+    /// FindCoordinator.
+    FindCoordinator(FindCoordinatorRequest),
+    /// JoinGroup, with the sender's client id.
+    JoinGroup(JoinGroupRequest, Option<Bytes>),
+    /// SyncGroup.
+    SyncGroup(SyncGroupRequest),
+    /// Heartbeat.
+    Heartbeat(HeartbeatRequest),
+    /// LeaveGroup.
+    LeaveGroup(LeaveGroupRequest),
+    /// OffsetCommit.
+    OffsetCommit(OffsetCommitRequest),
+    /// OffsetFetch.
+    OffsetFetch(OffsetFetchRequest),
+    /// ListGroups.
+    ListGroups(ListGroupsRequest),
+    /// DescribeGroups.
+    DescribeGroups(DescribeGroupsRequest),
+    /// DeleteGroups.
+    DeleteGroups(DeleteGroupsRequest),
+    /// OffsetDelete.
+    OffsetDelete(OffsetDeleteRequest),
 }
 
 /// Parses a request frame: header, version check, body. Touches no state, so it is also
@@ -190,6 +218,17 @@ pub fn decode_request(frame: Bytes) -> Result<(Ctx, Request), Fatal> {
         ApiKey::CreatePartitions => Request::CreatePartitions(decode(body, v)?),
         ApiKey::DescribeConfigs => Request::DescribeConfigs(decode(body, v)?),
         ApiKey::DescribeCluster => Request::DescribeCluster(decode(body, v)?),
+        ApiKey::FindCoordinator => Request::FindCoordinator(decode(body, v)?),
+        ApiKey::JoinGroup => Request::JoinGroup(decode(body, v)?, header.client_id.clone()),
+        ApiKey::SyncGroup => Request::SyncGroup(decode(body, v)?),
+        ApiKey::Heartbeat => Request::Heartbeat(decode(body, v)?),
+        ApiKey::LeaveGroup => Request::LeaveGroup(decode(body, v)?),
+        ApiKey::OffsetCommit => Request::OffsetCommit(decode(body, v)?),
+        ApiKey::OffsetFetch => Request::OffsetFetch(decode(body, v)?),
+        ApiKey::ListGroups => Request::ListGroups(decode(body, v)?),
+        ApiKey::DescribeGroups => Request::DescribeGroups(decode(body, v)?),
+        ApiKey::DeleteGroups => Request::DeleteGroups(decode(body, v)?),
+        ApiKey::OffsetDelete => Request::OffsetDelete(decode(body, v)?),
         _ => return Err(unsupported),
     };
     Ok((ctx, request))
@@ -207,7 +246,12 @@ async fn off_reactor(
 }
 
 /// Handles one request frame.
-pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Result<Response, Fatal> {
+/// `peer` is the client's address, shown by DescribeGroups.
+pub async fn handle(
+    broker: &Arc<Broker>,
+    frame: Bytes,
+    peer: Option<std::net::SocketAddr>,
+) -> Result<Response, Fatal> {
     let (ctx, request) = decode_request(frame)?;
     match request {
         Request::ApiVersions => api_versions::handle(ctx),
@@ -234,6 +278,32 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Result<Response, Fata
         }
         Request::DescribeConfigs(req) => admin::describe_configs(broker, ctx, req),
         Request::DescribeCluster(req) => admin::describe_cluster(broker, ctx, req),
+        Request::FindCoordinator(req) => groups::find_coordinator(broker, ctx, req),
+        Request::JoinGroup(req, client_id) => {
+            let client = groups::Client {
+                client_id: client_id
+                    .map(|c| String::from_utf8_lossy(&c).into_owned())
+                    .unwrap_or_default(),
+                host: peer.map(|p| format!("/{}", p.ip())).unwrap_or_default(),
+            };
+            groups::join_group(broker, ctx, req, client).await
+        }
+        Request::SyncGroup(req) => groups::sync_group(broker, ctx, req).await,
+        Request::Heartbeat(req) => groups::heartbeat(broker, ctx, req),
+        Request::LeaveGroup(req) => groups::leave_group(broker, ctx, req),
+        // Commits append to the offsets log (and may wait for its fsync).
+        Request::OffsetCommit(req) => {
+            off_reactor(broker, move |b| offsets::offset_commit(b, ctx, req)).await
+        }
+        Request::OffsetFetch(req) => offsets::offset_fetch(broker, ctx, req),
+        Request::ListGroups(req) => groups::list_groups(broker, ctx, req),
+        Request::DescribeGroups(req) => groups::describe_groups(broker, ctx, req),
+        Request::DeleteGroups(req) => {
+            off_reactor(broker, move |b| groups::delete_groups(b, ctx, req)).await
+        }
+        Request::OffsetDelete(req) => {
+            off_reactor(broker, move |b| offsets::offset_delete(b, ctx, req)).await
+        }
     }
 }
 
@@ -310,7 +380,13 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_advertised_version_encodes() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let sets = vec![("log.dirs".to_string(), dir.path().display().to_string())];
+        let sets = vec![
+            ("log.dirs".to_string(), dir.path().display().to_string()),
+            (
+                "group.initial.rebalance.delay.ms".to_string(),
+                "0".to_string(),
+            ),
+        ];
         let broker = Arc::new(
             Broker::open(BrokerConfig::from_sources(None, &sets).expect("config")).expect("broker"),
         );
@@ -412,7 +488,9 @@ mod tests {
                     ApiKey::DescribeCluster => {
                         admin::describe_cluster(&broker, c, DescribeClusterRequest::default())
                     }
-                    other => panic!("advertised but untested: {other:?}"),
+                    other => group_encode_tests::exercise(&broker, other, v)
+                        .await
+                        .unwrap_or_else(|| panic!("advertised but untested: {other:?}")),
                 };
                 assert_frame(r, key, v);
             }
@@ -460,7 +538,7 @@ mod robustness {
             let broker = Arc::new(Broker::open(BrokerConfig::from_sources(None, &sets).expect("config")).expect("broker"));
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             // A well-formed Fetch may long-poll; waiting is not what is tested here.
-            let request = handle(&broker, frame(key as i16, version, &body));
+            let request = handle(&broker, frame(key as i16, version, &body), None);
             let _ = rt.block_on(async { tokio::time::timeout(std::time::Duration::from_secs(1), request).await });
         }
     }

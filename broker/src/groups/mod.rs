@@ -1,0 +1,13 @@
+//! Consumer groups on Kafka's classic protocol, with Fjord as its own coordinator:
+//! membership and rebalances ([`group`]), the coordinator holding every group
+//! ([`coordinator`]), and durable committed offsets ([`offset_store`], in Kafka's record
+//! layout from [`offset_records`]).
+
+pub mod coordinator;
+pub mod group;
+pub mod offset_records;
+pub mod offset_store;
+
+pub use coordinator::{CoordinatorConfig, GroupCoordinator};
+pub use group::{GroupLimits, Phase};
+pub use offset_store::OffsetStore;

@@ -1,0 +1,434 @@
+//! Committed offsets: a map in memory, made durable by an append-only Fjord log of
+//! Kafka-format offset records (see [`super::offset_records`]) under
+//! `<log.dir>/fjord-offsets/<generation>/`.
+//!
+//! Every commit appends one batch (so a commit of many partitions is all or nothing) and
+//! then updates the map. At startup the log is replayed. When superseded records
+//! outnumber live ones, the live set is written to a new generation, which becomes current
+//! once `fjord-offsets/CURRENT` names it (a durable write), and the old one is deleted:
+//! a snapshot instead of Kafka's log compaction, with the same effect.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+use fjord_protocol::compression::Compression;
+use fjord_protocol::record_batch::{batches, BatchBuilder, RecordIter, RecordSpec};
+use fjord_storage::{write_durably, Durability, FlushTicket, Flusher, Log, LogConfig};
+
+use super::offset_records::{Committed, OffsetKey};
+
+/// Errors of the offsets store.
+#[derive(Debug, thiserror::Error)]
+pub enum OffsetStoreError {
+    /// The log under the store failed.
+    #[error(transparent)]
+    Storage(#[from] fjord_storage::StorageError),
+    /// A file of the store could not be read or written.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A batch could not be built (a group id or metadata far too large).
+    #[error("offsets batch: {0}")]
+    Batch(String),
+}
+
+type Result<T> = std::result::Result<T, OffsetStoreError>;
+
+/// (topic, partition).
+pub type TopicPartition = (String, i32);
+
+/// Records per batch when writing a snapshot.
+const SNAPSHOT_BATCH: usize = 1000;
+/// Superseded records tolerated before a snapshot, on top of one per live entry.
+const GARBAGE_ALLOWANCE: u64 = 10_000;
+
+#[derive(Debug)]
+struct Inner {
+    log: Option<Log>,
+    generation: u64,
+    groups: BTreeMap<String, BTreeMap<TopicPartition, Committed>>,
+    /// Live entries across groups.
+    live: u64,
+    /// Records in the current log (live or superseded).
+    records: u64,
+}
+
+/// The durable committed offsets of every group.
+#[derive(Debug)]
+pub struct OffsetStore {
+    dir: PathBuf,
+    flusher: Flusher,
+    config: LogConfig,
+    inner: Mutex<Inner>,
+}
+
+fn io<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> OffsetStoreError + 'a {
+    move |source| OffsetStoreError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl OffsetStore {
+    /// Opens (or creates) the store under `log_dir` and replays it. With `fsync`, each
+    /// commit's ticket completes once it is on disk.
+    pub fn open(log_dir: &Path, flusher: Flusher, fsync: bool) -> Result<Self> {
+        let dir = log_dir.join("fjord-offsets");
+        std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+        let generation = match std::fs::read_to_string(dir.join("CURRENT")) {
+            Ok(text) => text.trim().parse().unwrap_or(0),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(io("read", &dir.join("CURRENT"))(e)),
+        };
+        // Generations other than the current one are unfinished snapshots or leftovers
+        // of a deletion cut short.
+        for entry in std::fs::read_dir(&dir).map_err(io("list", &dir))? {
+            let entry = entry.map_err(io("list", &dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.parse::<u64>().is_ok_and(|g| g != generation) {
+                std::fs::remove_dir_all(entry.path()).map_err(io("remove", &entry.path()))?;
+            }
+        }
+        let config = LogConfig {
+            segment_bytes: 100 << 20,
+            segment_ms: None,
+            retention_ms: None,
+            retention_bytes: None,
+            // A commit is one batch, however many partitions it names.
+            max_batch_bytes: i32::MAX as usize / 2,
+            durability: if fsync {
+                Durability::FsyncOnAck
+            } else {
+                Durability::PageCache
+            },
+            ..LogConfig::default()
+        };
+        let log = Log::open(
+            dir.join(generation.to_string()),
+            config.clone(),
+            flusher.clone(),
+        )?;
+        let mut inner = Inner {
+            log: None,
+            generation,
+            groups: BTreeMap::new(),
+            live: 0,
+            records: 0,
+        };
+        replay(&log, &mut inner)?;
+        inner.log = Some(log);
+        let store = Self {
+            dir,
+            flusher,
+            config,
+            inner: Mutex::new(inner),
+        };
+        store.maybe_snapshot(&mut store.lock())?;
+        Ok(store)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records `entries` for `group` (a value of `None` deletes the entry). Returns the
+    /// flush ticket when commits wait for the disk.
+    pub fn write(
+        &self,
+        group: &str,
+        entries: &[(TopicPartition, Option<Committed>)],
+    ) -> Result<Option<FlushTicket>> {
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        let now = now_ms();
+        let mut batch = BatchBuilder::new(Compression::None, now);
+        for ((topic, partition), value) in entries {
+            let key = OffsetKey {
+                group: group.to_string(),
+                topic: topic.clone(),
+                partition: *partition,
+            };
+            batch.push(RecordSpec {
+                key: Some(key.encode()),
+                value: value.as_ref().map(Committed::encode),
+                headers: Vec::new(),
+                timestamp: None,
+            });
+        }
+        let bytes = batch
+            .build()
+            .map_err(|e| OffsetStoreError::Batch(e.to_string()))?;
+        let mut inner = self.lock();
+        let Some(log) = inner.log.as_mut() else {
+            return Err(OffsetStoreError::Batch("offsets store is closed".into()));
+        };
+        let info = log.append(&bytes)?;
+        inner.records += entries.len() as u64;
+        for ((topic, partition), value) in entries {
+            apply(
+                &mut inner,
+                group,
+                (topic.clone(), *partition),
+                value.clone(),
+            );
+        }
+        self.maybe_snapshot(&mut inner)?;
+        Ok(info.durable)
+    }
+
+    /// The committed offset of one partition.
+    pub fn committed(&self, group: &str, topic: &str, partition: i32) -> Option<Committed> {
+        self.lock()
+            .groups
+            .get(group)?
+            .get(&(topic.to_string(), partition))
+            .cloned()
+    }
+
+    /// Every committed offset of `group`, by topic and partition.
+    pub fn group(&self, group: &str) -> BTreeMap<TopicPartition, Committed> {
+        self.lock().groups.get(group).cloned().unwrap_or_default()
+    }
+
+    /// Groups with at least one committed offset.
+    pub fn groups(&self) -> Vec<String> {
+        self.lock().groups.keys().cloned().collect()
+    }
+
+    /// Deletes every offset of `group`; returns how many there were.
+    pub fn delete_group(&self, group: &str) -> Result<usize> {
+        let doomed: Vec<(TopicPartition, Option<Committed>)> =
+            self.group(group).into_keys().map(|tp| (tp, None)).collect();
+        self.write(group, &doomed)?;
+        Ok(doomed.len())
+    }
+
+    /// Makes everything written durable and closes the log (clean shutdown).
+    pub fn close(&self) -> Result<()> {
+        if let Some(log) = self.lock().log.take() {
+            log.close()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the live entries to a new generation when superseded records dominate.
+    fn maybe_snapshot(&self, inner: &mut Inner) -> Result<()> {
+        if inner.records <= inner.live * 2 + GARBAGE_ALLOWANCE {
+            return Ok(());
+        }
+        let next = inner.generation + 1;
+        let next_dir = self.dir.join(next.to_string());
+        let mut log = Log::open(&next_dir, self.config.clone(), self.flusher.clone())?;
+        let now = now_ms();
+        let entries: Vec<(OffsetKey, &Committed)> = inner
+            .groups
+            .iter()
+            .flat_map(|(g, offsets)| {
+                offsets.iter().map(move |((t, p), c)| {
+                    (
+                        OffsetKey {
+                            group: g.clone(),
+                            topic: t.clone(),
+                            partition: *p,
+                        },
+                        c,
+                    )
+                })
+            })
+            .collect();
+        for chunk in entries.chunks(SNAPSHOT_BATCH) {
+            let mut batch = BatchBuilder::new(Compression::None, now);
+            for (key, value) in chunk {
+                batch.push(RecordSpec {
+                    key: Some(key.encode()),
+                    value: Some(value.encode()),
+                    headers: Vec::new(),
+                    timestamp: None,
+                });
+            }
+            let bytes = batch
+                .build()
+                .map_err(|e| OffsetStoreError::Batch(e.to_string()))?;
+            log.append(&bytes)?;
+        }
+        log.flush()?;
+        write_durably(&self.dir, "CURRENT", next.to_string().as_bytes())?;
+        let old_dir = self.dir.join(inner.generation.to_string());
+        if let Some(old) = inner.log.replace(log) {
+            old.delete()?;
+        }
+        if old_dir.exists() {
+            std::fs::remove_dir_all(&old_dir).map_err(io("remove", &old_dir))?;
+        }
+        tracing::debug!(
+            live = inner.live,
+            superseded = inner.records - inner.live,
+            generation = next,
+            "offsets snapshot written"
+        );
+        inner.generation = next;
+        inner.records = inner.live;
+        Ok(())
+    }
+}
+
+/// Applies one record to the map.
+fn apply(inner: &mut Inner, group: &str, tp: TopicPartition, value: Option<Committed>) {
+    match value {
+        Some(c) => {
+            let offsets = inner.groups.entry(group.to_string()).or_default();
+            if offsets.insert(tp, c).is_none() {
+                inner.live += 1;
+            }
+        }
+        None => {
+            if let Some(offsets) = inner.groups.get_mut(group) {
+                if offsets.remove(&tp).is_some() {
+                    inner.live -= 1;
+                }
+                if offsets.is_empty() {
+                    inner.groups.remove(group);
+                }
+            }
+        }
+    }
+}
+
+/// Rebuilds the map from every record of `log`. Records that do not decode are skipped
+/// with a warning: one bad record must not cost every group its offsets.
+fn replay(log: &Log, inner: &mut Inner) -> Result<()> {
+    let mut from = log.log_start_offset();
+    let end = log.log_end_offset();
+    while from < end {
+        let buf = log.read_to_vec(from, 16 << 20)?;
+        if buf.is_empty() {
+            break;
+        }
+        for batch in batches(&buf) {
+            let (header, bytes) = batch.map_err(|e| OffsetStoreError::Batch(e.to_string()))?;
+            from = header.last_offset() as u64 + 1;
+            if header.compression().ok() != Some(Compression::None) {
+                tracing::warn!(
+                    offset = header.base_offset,
+                    "skipping compressed offsets batch"
+                );
+                continue;
+            }
+            let count = usize::try_from(header.records_count).unwrap_or(0);
+            for record in RecordIter::new(&bytes[61..], count) {
+                let Ok(record) = record else {
+                    tracing::warn!(offset = header.base_offset, "undecodable offsets batch");
+                    break;
+                };
+                inner.records += 1;
+                let key = record.key.map(OffsetKey::decode);
+                let value = record.value.map(Committed::decode).transpose();
+                match (key, value) {
+                    (Some(Ok(key)), Ok(value)) => {
+                        apply(inner, &key.group, (key.topic, key.partition), value);
+                    }
+                    _ => tracing::warn!(offset = header.base_offset, "skipping offsets record"),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn committed(offset: i64) -> Option<Committed> {
+        Some(Committed {
+            offset,
+            leader_epoch: -1,
+            metadata: Some(format!("m{offset}")),
+            commit_ms: 1,
+        })
+    }
+
+    fn tp(t: &str, p: i32) -> TopicPartition {
+        (t.to_string(), p)
+    }
+
+    #[test]
+    fn commits_survive_a_reopen_and_deletions_stay_deleted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let flusher = Flusher::new("test").expect("flusher");
+        let store = OffsetStore::open(dir.path(), flusher.clone(), false).expect("open");
+        store
+            .write(
+                "g",
+                &[(tp("a", 0), committed(5)), (tp("a", 1), committed(7))],
+            )
+            .expect("commit");
+        store
+            .write("g", &[(tp("a", 0), committed(9))])
+            .expect("commit");
+        store
+            .write("h", &[(tp("b", 0), committed(1))])
+            .expect("commit");
+        store.delete_group("h").expect("delete");
+        store.close().expect("close");
+        drop(store);
+
+        let store = OffsetStore::open(dir.path(), flusher, false).expect("reopen");
+        assert_eq!(store.committed("g", "a", 0), committed(9));
+        assert_eq!(store.committed("g", "a", 1), committed(7));
+        assert_eq!(store.committed("h", "b", 0), None);
+        assert_eq!(store.groups(), vec!["g".to_string()]);
+    }
+
+    #[test]
+    fn snapshots_keep_exactly_the_live_offsets() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let flusher = Flusher::new("test").expect("flusher");
+        let store = OffsetStore::open(dir.path(), flusher.clone(), false).expect("open");
+        // Enough superseded commits to force at least one snapshot.
+        for round in 0..(GARBAGE_ALLOWANCE as i64 / 50 + 10) {
+            let entries: Vec<_> = (0..100).map(|p| (tp("t", p), committed(round))).collect();
+            store.write("g", &entries).expect("commit");
+        }
+        let generation = store.lock().generation;
+        assert!(generation > 0, "no snapshot was written");
+        let last = GARBAGE_ALLOWANCE as i64 / 50 + 9;
+        // Only the current generation is left on disk.
+        let dirs: Vec<_> = std::fs::read_dir(dir.path().join("fjord-offsets"))
+            .expect("list")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .collect();
+        assert_eq!(dirs.len(), 1);
+        drop(store);
+        // Reopen without a clean close, as after a crash.
+        let store = OffsetStore::open(dir.path(), flusher, false).expect("reopen");
+        for p in 0..100 {
+            assert_eq!(
+                store.committed("g", "t", p),
+                committed(last),
+                "partition {p}"
+            );
+        }
+        assert_eq!(store.lock().live, 100);
+    }
+}
