@@ -5,6 +5,8 @@
 
 pub mod coordinator;
 pub mod group;
+#[cfg(test)]
+mod group_tests;
 pub mod offset_records;
 pub mod offset_store;
 

@@ -15,6 +15,8 @@ mod metadata;
 #[cfg(test)]
 mod offline_tests;
 mod offsets;
+#[cfg(test)]
+mod offsets_tests;
 mod produce;
 
 use std::panic::AssertUnwindSafe;
