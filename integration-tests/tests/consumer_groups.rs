@@ -18,14 +18,17 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 /// Broker settings for these tests: no initial rebalance delay, so groups form at once.
 const SETS: &[&str] = &["group.initial.rebalance.delay.ms=0"];
 
-/// Rebalance events a consumer saw: (assigned or revoked, partitions).
+/// A rebalance event: (assigned, else revoked; the partitions).
+type Event = (bool, Vec<i32>);
+
+/// Rebalance events a consumer saw.
 #[derive(Clone, Default)]
 struct Recorder {
-    events: Arc<Mutex<Vec<(bool, Vec<i32>)>>>,
+    events: Arc<Mutex<Vec<Event>>>,
 }
 
 impl Recorder {
-    fn events(&self) -> Vec<(bool, Vec<i32>)> {
+    fn events(&self) -> Vec<Event> {
         self.events.lock().expect("events").clone()
     }
 }
