@@ -194,9 +194,7 @@ pub(super) async fn join_group(
             Err(_) => return fail(code::UNKNOWN_MEMBER_ID),
         },
     };
-    if result.error == 0 {
-        tracing::debug!(group = %group_id, member = %result.member_id, generation = result.generation, "joined group");
-    }
+    tracing::debug!(group = %group_id, member = %result.member_id, generation = result.generation, error = result.error, "join group");
     encode(ctx, &join_response(ctx, result))
 }
 
@@ -255,6 +253,7 @@ pub(super) async fn sync_group(
             ..Default::default()
         }),
     };
+    tracing::debug!(group = %group_id, member = %req.member_id, generation = req.generation_id, error = result.error, "sync group");
     encode(ctx, &sync_response(ctx, result))
 }
 
@@ -274,6 +273,9 @@ pub(super) fn heartbeat(
             Instant::now(),
         ),
     };
+    if error != 0 {
+        tracing::debug!(group = %group_id, member = %req.member_id, generation = req.generation_id, error, "heartbeat refused");
+    }
     let mut resp = HeartbeatResponse::default();
     resp.error_code = error;
     encode(ctx, &resp)
