@@ -7,6 +7,7 @@ pub mod coordinator;
 pub mod group;
 #[cfg(test)]
 mod group_tests;
+pub mod lag;
 pub mod offset_records;
 pub mod offset_store;
 
