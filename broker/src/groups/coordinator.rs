@@ -178,6 +178,7 @@ impl GroupCoordinator {
                 idle.push((g.id.clone(), g.empty_since_ms));
             }
         }
+        drop(groups);
         let expire = {
             let mut last = self
                 .last_expiry
@@ -192,13 +193,23 @@ impl GroupCoordinator {
         if expire {
             self.expire_offsets(&idle);
         }
+        // Decided before taking the map lock: the offsets mutex can be held by a snapshot.
+        let idle: Vec<String> = idle
+            .into_iter()
+            .map(|(id, _)| id)
+            .filter(|id| !self.offsets.has_group(id))
+            .collect();
         let mut map = self.map();
-        for (id, _) in idle {
+        for id in idle {
+            // Only the map holds the group (clones are taken under this lock): no request
+            // is about to use it, so no join can land in a group nothing ticks any more.
             let drop_it = map.get(&id).is_some_and(|g| {
-                let g = lock(g);
-                g.phase == Phase::Dead
-                    || (g.phase == Phase::Empty && !g.has_pending() && !g.has_members())
-            }) && self.offsets.group(&id).is_empty();
+                Arc::strong_count(g) == 1 && {
+                    let g = lock(g);
+                    g.phase == Phase::Dead
+                        || (g.phase == Phase::Empty && !g.has_pending() && !g.has_members())
+                }
+            });
             if drop_it {
                 map.remove(&id);
             }
@@ -236,5 +247,83 @@ impl GroupCoordinator {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::groups::offset_records::Committed;
+    use crate::groups::GroupLimits;
+
+    fn coordinator(dir: &std::path::Path, retention: Duration) -> GroupCoordinator {
+        let flusher = fjord_storage::Flusher::new("test").expect("flusher");
+        let offsets = OffsetStore::open(dir, flusher, false).expect("offsets");
+        GroupCoordinator::new(
+            CoordinatorConfig {
+                limits: GroupLimits {
+                    min_session: Duration::from_millis(1),
+                    max_session: Duration::from_secs(60),
+                    initial_delay: Duration::ZERO,
+                    max_size: 10,
+                },
+                offsets_retention: retention,
+                offsets_retention_check: Duration::ZERO,
+                offset_metadata_max_bytes: 4096,
+            },
+            offsets,
+        )
+    }
+
+    fn commit(c: &GroupCoordinator, group: &str, commit_ms: i64) {
+        let value = Committed {
+            offset: 1,
+            leader_epoch: -1,
+            metadata: None,
+            commit_ms,
+        };
+        c.offsets
+            .write(group, &[(("t".to_string(), 0), Some(value))])
+            .expect("commit");
+    }
+
+    #[test]
+    fn offsets_of_groups_without_members_expire_after_the_retention() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = coordinator(dir.path(), Duration::from_secs(3600));
+        commit(&c, "old", now_ms() - 2 * 3_600_000);
+        commit(&c, "recent", now_ms());
+        // A group with a live member keeps its offsets however old they are.
+        commit(&c, "active", now_ms() - 2 * 3_600_000);
+        let active = c.group_or_create("active");
+        let join = crate::groups::group::JoinParams {
+            member_id: String::new(),
+            instance_id: None,
+            client_id: "c".into(),
+            client_host: String::new(),
+            session_timeout: Duration::from_secs(30),
+            rebalance_timeout: Duration::from_secs(30),
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), bytes::Bytes::new())],
+            version: 3,
+        };
+        let _joined = lock(&active).join(join, &c.config.limits, Instant::now());
+        c.tick();
+        assert!(c.offsets.group("old").is_empty(), "expired");
+        assert!(!c.offsets.group("recent").is_empty());
+        assert!(!c.offsets.group("active").is_empty());
+        let listed: Vec<String> = c.list().into_iter().map(|g| g.id).collect();
+        assert_eq!(listed, vec!["active".to_string(), "recent".to_string()]);
+    }
+
+    #[test]
+    fn only_empty_groups_can_be_deleted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = coordinator(dir.path(), Duration::from_secs(3600));
+        assert_eq!(c.delete_group("nothing"), Err(69));
+        commit(&c, "stored", now_ms());
+        assert_eq!(c.delete_group("stored"), Ok(()));
+        assert!(c.offsets.group("stored").is_empty());
+        assert!(!c.exists("stored"));
     }
 }

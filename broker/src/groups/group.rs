@@ -457,11 +457,13 @@ impl Group {
             let id = p.member_id.clone();
             return self.add_member(id, p, limits, now);
         }
-        if !self.members.contains_key(&p.member_id) {
-            return fail(code::UNKNOWN_MEMBER_ID);
-        }
+        // Fencing first, as Kafka: a replaced static instance must learn it is a zombie
+        // (and stop), not that it is unknown (and rejoin, displacing its successor).
         if self.fenced(p.instance_id.as_deref(), &p.member_id) {
             return fail(code::FENCED_INSTANCE_ID);
+        }
+        if !self.members.contains_key(&p.member_id) {
+            return fail(code::UNKNOWN_MEMBER_ID);
         }
         match self.phase {
             Phase::PreparingRebalance => self.await_join(p, now),
@@ -677,32 +679,43 @@ impl Group {
     /// Ends the join phase: members that did not rejoin are dropped, the generation is
     /// bumped, a protocol and a leader are chosen, and every waiting member is answered.
     fn complete_join(&mut self, now: Instant) {
+        // Dynamic members that did not rejoin are gone; static ones keep their place
+        // (KIP-345) until their session expires.
         let gone: Vec<String> = self
             .members
             .values()
-            .filter(|m| m.join_waiter.is_none())
+            .filter(|m| m.join_waiter.is_none() && m.instance_id.is_none())
             .map(|m| m.id.clone())
             .collect();
         for id in gone {
             self.remove_member(&id);
         }
-        self.pending.clear();
-        self.join_deadline = None;
         self.initial = None;
-        self.generation += 1;
         if self.members.is_empty() {
+            self.join_deadline = None;
+            self.generation += 1;
             self.become_empty();
             return;
         }
+        if self.members.values().all(|m| m.join_waiter.is_none()) {
+            // Only absent static members: wait another rebalance timeout for them (their
+            // sessions expire meanwhile), as Kafka does.
+            self.join_deadline = Some(now + self.max_rebalance_timeout());
+            return;
+        }
+        self.join_deadline = None;
+        self.generation += 1;
         self.protocol = self.select_protocol();
-        if !self
+        let leader_joined = self
             .leader
             .as_ref()
-            .is_some_and(|l| self.members.contains_key(l))
-        {
+            .and_then(|l| self.members.get(l))
+            .is_some_and(|m| m.join_waiter.is_some());
+        if !leader_joined {
             self.leader = self
                 .members
                 .values()
+                .filter(|m| m.join_waiter.is_some())
                 .min_by_key(|m| m.seq)
                 .map(|m| m.id.clone());
         }
@@ -713,8 +726,9 @@ impl Group {
             let result = self.current_join_result(&id);
             if let Some(m) = self.members.get_mut(&id) {
                 m.synced = false;
-                m.session_deadline = now + m.session_timeout;
+                // Absent static members keep their old deadline: it is what removes them.
                 if let Some(w) = m.join_waiter.take() {
+                    m.session_deadline = now + m.session_timeout;
                     let _ = w.send(result);
                 }
             }
@@ -782,11 +796,11 @@ impl Group {
         if self.phase == Phase::Dead {
             return fail(code::COORDINATOR_NOT_AVAILABLE);
         }
-        if !self.members.contains_key(member_id) {
-            return fail(code::UNKNOWN_MEMBER_ID);
-        }
         if self.fenced(instance_id, member_id) {
             return fail(code::FENCED_INSTANCE_ID);
+        }
+        if !self.members.contains_key(member_id) {
+            return fail(code::UNKNOWN_MEMBER_ID);
         }
         if generation != self.generation {
             return fail(code::ILLEGAL_GENERATION);
@@ -804,7 +818,9 @@ impl Group {
                 if let Some(m) = self.members.get_mut(member_id) {
                     m.synced = true;
                     m.session_deadline = now + m.session_timeout;
-                    m.sync_waiter = Some(tx);
+                    if let Some(old) = m.sync_waiter.replace(tx) {
+                        let _ = old.send(SyncResult::error(code::REBALANCE_IN_PROGRESS));
+                    }
                 }
                 if self.leader.as_deref() == Some(member_id) {
                     for m in self.members.values_mut() {
@@ -898,11 +914,11 @@ impl Group {
             self.maybe_complete_join(now);
             return code::NONE;
         }
-        if !self.members.contains_key(&id) {
-            return code::UNKNOWN_MEMBER_ID;
-        }
         if self.fenced(instance_id, &id) {
             return code::FENCED_INSTANCE_ID;
+        }
+        if !self.members.contains_key(&id) {
+            return code::UNKNOWN_MEMBER_ID;
         }
         self.remove_member(&id);
         self.after_departure(limits, now);

@@ -341,3 +341,66 @@ fn the_initial_delay_waits_for_more_members() {
     g.tick(&delayed, now + Duration::from_secs(4));
     assert_eq!(a.try_recv().expect("completed").generation, 1);
 }
+
+#[test]
+fn a_replaced_static_instance_is_fenced_not_unknown() {
+    let now = Instant::now();
+    let mut g = Group::new("g");
+    let mut p = params("", &["range"]);
+    p.instance_id = Some("i1".into());
+    let old = now_result(g.join(p.clone(), &limits(), now)).member_id;
+    sync_now(g.sync(&old, Some("i1"), 1, None, None, vec![], now));
+    let new = now_result(g.join(p.clone(), &limits(), now)).member_id;
+    assert_ne!(new, old);
+    // The zombie (old member id, same instance) learns it was fenced, everywhere.
+    let mut zombie = p;
+    zombie.member_id = old.clone();
+    assert_eq!(
+        now_result(g.join(zombie, &limits(), now)).error,
+        code::FENCED_INSTANCE_ID
+    );
+    assert_eq!(
+        sync_now(g.sync(&old, Some("i1"), 1, None, None, vec![], now)).error,
+        code::FENCED_INSTANCE_ID
+    );
+    assert_eq!(
+        g.leave(&old, Some("i1"), &limits(), now),
+        code::FENCED_INSTANCE_ID
+    );
+    assert_eq!(
+        g.check_commit(&old, Some("i1"), 1, now),
+        Err(code::FENCED_INSTANCE_ID)
+    );
+    assert!(g.has_member(&new));
+    assert_eq!(g.phase, Phase::Stable);
+}
+
+#[test]
+fn an_absent_static_member_keeps_its_place_through_a_rebalance() {
+    let now = Instant::now();
+    let mut g = Group::new("g");
+    let mut s = params("", &["range"]);
+    s.instance_id = Some("s".into());
+    s.session_timeout = Duration::from_secs(60);
+    let static_id = now_result(g.join(s, &limits(), now)).member_id;
+    sync_now(g.sync(&static_id, Some("s"), 1, None, None, vec![], now));
+    let (dynamic, dynamic_join) = join_new(&mut g, &["range"], now);
+    assert_eq!(g.phase, Phase::PreparingRebalance);
+    // The static member does not rejoin in time (it is restarting): the join completes
+    // at the rebalance timeout without it, and it stays a member.
+    g.tick(&limits(), now + Duration::from_secs(31));
+    let joined = now_result(dynamic_join);
+    assert_eq!(joined.error, 0);
+    assert_eq!(joined.leader, dynamic, "a member that joined leads");
+    assert_eq!(
+        joined.members.len(),
+        2,
+        "the leader still sees the static member"
+    );
+    assert!(g.has_member(&static_id));
+    // Its session (60 s from its last sign of life) still ends it.
+    g.tick(&limits(), now + Duration::from_secs(59));
+    assert!(g.has_member(&static_id));
+    g.tick(&limits(), now + Duration::from_secs(61));
+    assert!(!g.has_member(&static_id));
+}

@@ -86,10 +86,16 @@ impl OffsetStore {
     pub fn open(log_dir: &Path, flusher: Flusher, fsync: bool) -> Result<Self> {
         let dir = log_dir.join("fjord-offsets");
         std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
-        let generation = match std::fs::read_to_string(dir.join("CURRENT")) {
-            Ok(text) => text.trim().parse().unwrap_or(0),
+        let current = dir.join("CURRENT");
+        let generation = match std::fs::read_to_string(&current) {
+            // An unreadable pointer must not lead to deleting every generation.
+            Ok(text) => text.trim().parse().map_err(|_| OffsetStoreError::Io {
+                what: "parse",
+                path: current.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not a generation"),
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(io("read", &dir.join("CURRENT"))(e)),
+            Err(e) => return Err(io("read", &current)(e)),
         };
         // Generations other than the current one are unfinished snapshots or leftovers
         // of a deletion cut short.
@@ -184,7 +190,10 @@ impl OffsetStore {
                 value.clone(),
             );
         }
-        self.maybe_snapshot(&mut inner)?;
+        // The commit is written; a failed snapshot only postpones compaction.
+        if let Err(e) = self.maybe_snapshot(&mut inner) {
+            tracing::error!(error = %e, "offsets snapshot failed; will retry");
+        }
         Ok(info.durable)
     }
 
@@ -200,6 +209,11 @@ impl OffsetStore {
     /// Every committed offset of `group`, by topic and partition.
     pub fn group(&self, group: &str) -> BTreeMap<TopicPartition, Committed> {
         self.lock().groups.get(group).cloned().unwrap_or_default()
+    }
+
+    /// Whether `group` has committed offsets (cheaper than [`OffsetStore::group`]).
+    pub fn has_group(&self, group: &str) -> bool {
+        self.lock().groups.contains_key(group)
     }
 
     /// Groups with at least one committed offset.
@@ -230,6 +244,10 @@ impl OffsetStore {
         }
         let next = inner.generation + 1;
         let next_dir = self.dir.join(next.to_string());
+        // Leftovers of a snapshot that failed part-way must not be appended to.
+        if next_dir.exists() {
+            std::fs::remove_dir_all(&next_dir).map_err(io("remove", &next_dir))?;
+        }
         let mut log = Log::open(&next_dir, self.config.clone(), self.flusher.clone())?;
         let now = now_ms();
         let entries: Vec<(OffsetKey, &Committed)> = inner
@@ -265,21 +283,32 @@ impl OffsetStore {
         }
         log.flush()?;
         write_durably(&self.dir, "CURRENT", next.to_string().as_bytes())?;
+        // From here the new generation is the store, whatever happens to the old one.
         let old_dir = self.dir.join(inner.generation.to_string());
-        if let Some(old) = inner.log.replace(log) {
-            old.delete()?;
+        let superseded = inner.records - inner.live;
+        inner.generation = next;
+        inner.records = inner.live;
+        let removed = match inner.log.replace(log) {
+            Some(old) => old.delete().map_err(OffsetStoreError::from),
+            None => Ok(()),
         }
-        if old_dir.exists() {
-            std::fs::remove_dir_all(&old_dir).map_err(io("remove", &old_dir))?;
+        .and_then(|()| {
+            if old_dir.exists() {
+                std::fs::remove_dir_all(&old_dir).map_err(io("remove", &old_dir))
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = removed {
+            // The next open removes every generation but the current one.
+            tracing::warn!(error = %e, "removing the old offsets generation failed");
         }
         tracing::debug!(
             live = inner.live,
-            superseded = inner.records - inner.live,
+            superseded,
             generation = next,
             "offsets snapshot written"
         );
-        inner.generation = next;
-        inner.records = inner.live;
         Ok(())
     }
 }
@@ -404,14 +433,19 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let flusher = Flusher::new("test").expect("flusher");
         let store = OffsetStore::open(dir.path(), flusher.clone(), false).expect("open");
-        // Enough superseded commits to force at least one snapshot.
-        for round in 0..(GARBAGE_ALLOWANCE as i64 / 50 + 10) {
+        // Leftovers of an interrupted snapshot into generation 1: removed, not reused.
+        let leftover = dir.path().join("fjord-offsets").join("1");
+        std::fs::create_dir_all(&leftover).expect("mkdir");
+        std::fs::write(leftover.join("junk"), b"junk").expect("junk");
+        // Enough superseded commits to force at least two snapshots.
+        for round in 0..(GARBAGE_ALLOWANCE as i64 / 25 + 10) {
             let entries: Vec<_> = (0..100).map(|p| (tp("t", p), committed(round))).collect();
             store.write("g", &entries).expect("commit");
         }
         let generation = store.lock().generation;
-        assert!(generation > 0, "no snapshot was written");
-        let last = GARBAGE_ALLOWANCE as i64 / 50 + 9;
+        assert!(generation > 1, "fewer than two snapshots were written");
+        let last = GARBAGE_ALLOWANCE as i64 / 25 + 9;
+        assert!(!leftover.join("junk").exists());
         // Only the current generation is left on disk.
         let dirs: Vec<_> = std::fs::read_dir(dir.path().join("fjord-offsets"))
             .expect("list")
@@ -430,5 +464,21 @@ mod tests {
             );
         }
         assert_eq!(store.lock().live, 100);
+    }
+
+    #[test]
+    fn an_unreadable_current_pointer_is_an_error_not_a_wipe() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let flusher = Flusher::new("test").expect("flusher");
+        let store = OffsetStore::open(dir.path(), flusher.clone(), false).expect("open");
+        store
+            .write("g", &[(tp("a", 0), committed(5))])
+            .expect("commit");
+        store.close().expect("close");
+        drop(store);
+        let root = dir.path().join("fjord-offsets");
+        std::fs::write(root.join("CURRENT"), b"garbage").expect("write");
+        assert!(OffsetStore::open(dir.path(), flusher, false).is_err());
+        assert!(root.join("0").exists(), "the data is still there");
     }
 }

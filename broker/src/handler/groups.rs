@@ -303,11 +303,20 @@ pub(super) fn leave_group(
     };
     let mut resp = LeaveGroupResponse::default();
     let Some(group) = broker.groups.group(&group_id) else {
-        resp.error_code = if group_id.is_empty() {
-            code::INVALID_GROUP_ID
+        if group_id.is_empty() {
+            resp.error_code = code::INVALID_GROUP_ID;
+        } else if ctx.version >= 3 {
+            // Batched leaves answer per member.
+            for (member, instance) in leaving {
+                let mut r = MemberResponse::default();
+                r.member_id = s(member);
+                r.group_instance_id = instance.map(s);
+                r.error_code = code::UNKNOWN_MEMBER_ID;
+                resp.members.push(r);
+            }
         } else {
-            code::UNKNOWN_MEMBER_ID
-        };
+            resp.error_code = code::UNKNOWN_MEMBER_ID;
+        }
         return encode(ctx, &resp);
     };
     let now = Instant::now();
@@ -380,7 +389,10 @@ pub(super) fn describe_groups(
                 let g = lock(&group);
                 d.group_state = s(g.phase.name());
                 d.protocol_type = s(g.protocol_type.clone().unwrap_or_default());
-                d.protocol_data = s(g.protocol.clone().unwrap_or_default());
+                // Kafka names the protocol only once the group is Stable.
+                if g.phase == crate::groups::Phase::Stable {
+                    d.protocol_data = s(g.protocol.clone().unwrap_or_default());
+                }
                 d.members = g
                     .members()
                     .into_iter()

@@ -297,9 +297,16 @@ pub async fn handle(
         Request::OffsetCommit(req) => {
             off_reactor(broker, move |b| offsets::offset_commit(b, ctx, req)).await
         }
-        Request::OffsetFetch(req) => offsets::offset_fetch(broker, ctx, req),
-        Request::ListGroups(req) => groups::list_groups(broker, ctx, req),
-        Request::DescribeGroups(req) => groups::describe_groups(broker, ctx, req),
+        // These read the offsets store, whose lock a snapshot may hold.
+        Request::OffsetFetch(req) => {
+            off_reactor(broker, move |b| offsets::offset_fetch(b, ctx, req)).await
+        }
+        Request::ListGroups(req) => {
+            off_reactor(broker, move |b| groups::list_groups(b, ctx, req)).await
+        }
+        Request::DescribeGroups(req) => {
+            off_reactor(broker, move |b| groups::describe_groups(b, ctx, req)).await
+        }
         Request::DeleteGroups(req) => {
             off_reactor(broker, move |b| groups::delete_groups(b, ctx, req)).await
         }

@@ -65,8 +65,17 @@ pub(super) fn offset_commit(
     ctx: Ctx,
     req: OffsetCommitRequest,
 ) -> Result<Response, Fatal> {
-    let group_error = check_group(broker, &req).err();
-    let max_metadata = broker.groups.config.offset_metadata_max_bytes;
+    let group_error = if req.group_id.0.len() > i16::MAX as usize {
+        // The offsets record stores the group id with an i16 length.
+        Some(code::INVALID_GROUP_ID)
+    } else {
+        check_group(broker, &req).err()
+    };
+    let max_metadata = broker
+        .groups
+        .config
+        .offset_metadata_max_bytes
+        .min(i16::MAX as usize);
     let now = now_ms();
     let mut entries: Vec<(TopicPartition, Option<Committed>)> = Vec::new();
     let mut resp = OffsetCommitResponse::default();
