@@ -450,3 +450,34 @@ async fn lag_is_the_log_end_minus_the_committed_offset() {
         "DescribeGroups shows the member's assignment"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_starting_together_share_one_rebalance_with_the_default_delay() {
+    // Kafka's default group.initial.rebalance.delay.ms (3 s): a new group waits for more
+    // members before its first assignment, so two consumers started together get their
+    // partitions in one rebalance instead of two.
+    let broker = BrokerProcess::start(&[]);
+    let b = broker.bootstrap.as_str();
+    create_topic(b, "together", 4).await;
+    let (c1, e1) = member(b, "g-together", &[]);
+    let (c2, e2) = member(b, "g-together", &[]);
+    c1.subscribe(&["together"]).expect("subscribe");
+    c2.subscribe(&["together"]).expect("subscribe");
+    let started = Instant::now();
+    poll_until(&[&c1, &c2], 30, "both members assigned", || {
+        assigned(&c1).len() == 2 && assigned(&c2).len() == 2
+    });
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "assigned after {:?}: no initial delay",
+        started.elapsed()
+    );
+    assert_eq!(
+        e1.events(),
+        vec![(true, assigned(&c1).into_iter().collect())]
+    );
+    assert_eq!(
+        e2.events(),
+        vec![(true, assigned(&c2).into_iter().collect())]
+    );
+}
