@@ -1,0 +1,14 @@
+//! What Fjord's producer and consumer share: a pipelined connection to one broker that
+//! negotiates API versions ([`connection`]), and the cluster's brokers, topics and
+//! partition leaders ([`metadata`]).
+//!
+//! Requests and responses are `kafka-protocol` messages; record batches travel inside them
+//! as `Bytes` built and parsed by `fjord-protocol`.
+
+pub mod connection;
+pub mod error;
+pub mod metadata;
+
+pub use connection::Connection;
+pub use error::ClientError;
+pub use metadata::{ClusterMetadata, PartitionMetadata, TopicMetadata};
