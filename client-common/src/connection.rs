@@ -194,18 +194,14 @@ impl Connection {
 
     /// The highest version of `key` both sides speak, given ours as `min..=max`.
     pub fn version(&self, key: ApiKey, min: i16, max: i16) -> Result<i16, ClientError> {
-        let (theirs_min, theirs_max) =
-            self.versions
-                .get(&(key as i16))
-                .copied()
-                .ok_or(ClientError::Unsupported {
-                    api: api_name(key),
-                })?;
+        let (theirs_min, theirs_max) = self
+            .versions
+            .get(&(key as i16))
+            .copied()
+            .ok_or(ClientError::Unsupported { api: api_name(key) })?;
         let v = max.min(theirs_max);
         if v < min.max(theirs_min) {
-            return Err(ClientError::Unsupported {
-                api: api_name(key),
-            });
+            return Err(ClientError::Unsupported { api: api_name(key) });
         }
         Ok(v)
     }
@@ -251,6 +247,33 @@ impl Connection {
         }
     }
 
+    /// Queues `req` now and returns a handle for its answer: requests submitted one after
+    /// another from one task go out in that order, while their answers are awaited
+    /// elsewhere (how a producer keeps several requests in flight without reordering).
+    pub async fn submit<R: Request>(
+        &self,
+        req: &R,
+        version: i16,
+    ) -> Result<PendingResponse<R>, ClientError> {
+        let frame = encode_frame(req, version, &self.options.client_id)?;
+        let (tx, rx) = oneshot::channel();
+        let outgoing = Outgoing {
+            frame,
+            response_header_version: R::Response::header_version(version),
+            reply: Some(tx),
+        };
+        self.tx
+            .send(outgoing)
+            .await
+            .map_err(|_| ClientError::Closed(self.addr.to_string()))?;
+        Ok(PendingResponse {
+            rx,
+            version,
+            conn: self.clone(),
+            _request: std::marker::PhantomData,
+        })
+    }
+
     /// Sends a request the broker will not answer (Produce with acks=0).
     pub async fn send_only<R: Request>(&self, req: &R, version: i16) -> Result<(), ClientError> {
         let frame = encode_frame(req, version, &self.options.client_id)?;
@@ -263,6 +286,33 @@ impl Connection {
             .send(outgoing)
             .await
             .map_err(|_| ClientError::Closed(self.addr.to_string()))
+    }
+}
+
+/// The answer to a request queued with [`Connection::submit`].
+#[derive(Debug)]
+pub struct PendingResponse<R: Request> {
+    rx: oneshot::Receiver<Result<Bytes, ClientError>>,
+    version: i16,
+    conn: Connection,
+    _request: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R: Request> PendingResponse<R> {
+    /// Waits (up to the request timeout) and decodes the answer.
+    pub async fn wait(self) -> Result<R::Response, ClientError> {
+        let addr = self.conn.addr.to_string();
+        let mut body = match tokio::time::timeout(self.conn.options.request_timeout, self.rx).await
+        {
+            Err(_) => {
+                self.conn.closed.store(true, Ordering::Release);
+                return Err(ClientError::Timeout(addr));
+            }
+            Ok(Err(_)) => return Err(ClientError::Closed(addr)),
+            Ok(Ok(result)) => result?,
+        };
+        R::Response::decode(&mut body, self.version)
+            .map_err(|e| ClientError::Protocol(format!("decode response {}: {e}", R::KEY)))
     }
 }
 
@@ -377,7 +427,9 @@ async fn read_loop(
 /// Checks the correlation id and skips the response header.
 fn strip_header(mut frame: Bytes, correlation: i32, version: i16) -> Result<Bytes, ClientError> {
     if frame.len() < 4 {
-        return Err(ClientError::Protocol("response shorter than its header".into()));
+        return Err(ClientError::Protocol(
+            "response shorter than its header".into(),
+        ));
     }
     let got = frame.get_i32();
     if got != correlation {

@@ -41,8 +41,10 @@ impl ClientError {
     pub fn is_retriable(&self) -> bool {
         match self {
             ClientError::Io { .. } | ClientError::Closed(_) | ClientError::Timeout(_) => true,
-            ClientError::Broker { code, .. } => fjord_protocol::kafka_protocol::ResponseError::try_from_code(*code)
-                .is_some_and(|e| e.is_retriable()),
+            ClientError::Broker { code, .. } => {
+                fjord_protocol::kafka_protocol::ResponseError::try_from_code(*code)
+                    .is_some_and(|e| e.is_retriable())
+            }
             ClientError::Unsupported { .. } | ClientError::Protocol(_) => false,
         }
     }

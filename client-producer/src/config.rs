@@ -1,0 +1,222 @@
+//! Producer settings under Kafka's names, with Kafka 4.0's defaults.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use fjord_protocol::compression::Compression;
+
+use crate::error::ProduceError;
+
+/// Which acknowledgement a produce waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// No answer (`acks=0`): delivery reports carry offset -1.
+    None,
+    /// The leader wrote it (`acks=1`).
+    Leader,
+    /// All in-sync replicas (`acks=all` / `-1`); on Fjord, durable per the broker's policy.
+    All,
+}
+
+impl Acks {
+    /// The wire value.
+    pub fn wire(self) -> i16 {
+        match self {
+            Acks::None => 0,
+            Acks::Leader => 1,
+            Acks::All => -1,
+        }
+    }
+}
+
+/// Everything the producer can be told.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// `bootstrap.servers`: "host:port" entries.
+    pub bootstrap_servers: Vec<String>,
+    /// `client.id`.
+    pub client_id: String,
+    /// `acks` (default all).
+    pub acks: Acks,
+    /// `linger.ms` (default 5).
+    pub linger: Duration,
+    /// `batch.size` in bytes (default 16384).
+    pub batch_size: usize,
+    /// `compression.type` (default none).
+    pub compression: Compression,
+    /// `enable.idempotence` (default true; needs acks=all).
+    pub idempotence: bool,
+    /// `max.in.flight.requests.per.connection` (default 5; at most 5 with idempotence).
+    pub max_in_flight: usize,
+    /// `retries` (default effectively unlimited, bounded by the delivery timeout).
+    pub retries: u32,
+    /// `retry.backoff.ms` (default 100).
+    pub retry_backoff: Duration,
+    /// `delivery.timeout.ms` (default 120000).
+    pub delivery_timeout: Duration,
+    /// `request.timeout.ms` (default 30000).
+    pub request_timeout: Duration,
+    /// `buffer.memory` in bytes (default 32 MiB).
+    pub buffer_memory: usize,
+    /// `max.block.ms` (default 60000): how long `send` waits for buffer space or
+    /// metadata.
+    pub max_block: Duration,
+    /// `max.request.size` in bytes (default 1048576): the largest record (and request).
+    pub max_request_size: usize,
+    /// `metadata.max.age.ms` (default 300000).
+    pub metadata_max_age: Duration,
+    /// `partitioner`: "default" (murmur2 for keys, sticky otherwise), "murmur2",
+    /// "sticky" or "round_robin"; custom ones are set in code.
+    pub partitioner: String,
+    /// `allow.auto.create.topics` (default true).
+    pub allow_auto_create_topics: bool,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap_servers: vec!["127.0.0.1:9092".into()],
+            client_id: "fjord-producer".into(),
+            acks: Acks::All,
+            linger: Duration::from_millis(5),
+            batch_size: 16_384,
+            compression: Compression::None,
+            idempotence: true,
+            max_in_flight: 5,
+            retries: i32::MAX as u32,
+            retry_backoff: Duration::from_millis(100),
+            delivery_timeout: Duration::from_secs(120),
+            request_timeout: Duration::from_secs(30),
+            buffer_memory: 32 << 20,
+            max_block: Duration::from_secs(60),
+            max_request_size: 1 << 20,
+            metadata_max_age: Duration::from_secs(300),
+            partitioner: "default".into(),
+            allow_auto_create_topics: true,
+        }
+    }
+}
+
+fn bad(key: &str, value: &str, why: &str) -> ProduceError {
+    ProduceError::Config(format!("{key}={value}: {why}"))
+}
+
+fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ProduceError> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| bad(key, value, "not a valid number"))
+}
+
+fn millis(key: &str, value: &str) -> Result<Duration, ProduceError> {
+    let ms: i64 = number(key, value)?;
+    u64::try_from(ms)
+        .map(Duration::from_millis)
+        .map_err(|_| bad(key, value, "must not be negative"))
+}
+
+impl ProducerConfig {
+    /// Sets one setting by its Kafka name. Unknown names are an error: a typo should not
+    /// silently fall back to a default.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ProduceError> {
+        match key {
+            "bootstrap.servers" => {
+                self.bootstrap_servers = value
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                if self.bootstrap_servers.is_empty() {
+                    return Err(bad(key, value, "needs at least one host:port"));
+                }
+            }
+            "client.id" => self.client_id = value.to_string(),
+            "acks" => {
+                self.acks = match value.trim() {
+                    "0" => Acks::None,
+                    "1" => Acks::Leader,
+                    "all" | "-1" => Acks::All,
+                    _ => return Err(bad(key, value, "expected 0, 1, all or -1")),
+                }
+            }
+            "linger.ms" => self.linger = millis(key, value)?,
+            "batch.size" => self.batch_size = number(key, value)?,
+            "compression.type" | "compression.codec" => {
+                self.compression = match value.trim() {
+                    "none" => Compression::None,
+                    "gzip" => Compression::Gzip,
+                    "snappy" => Compression::Snappy,
+                    "lz4" => Compression::Lz4,
+                    "zstd" => Compression::Zstd,
+                    _ => return Err(bad(key, value, "expected none, gzip, snappy, lz4 or zstd")),
+                }
+            }
+            "enable.idempotence" => {
+                self.idempotence = match value.trim() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(bad(key, value, "expected true or false")),
+                }
+            }
+            "max.in.flight.requests.per.connection" => {
+                self.max_in_flight = number(key, value)?;
+                if self.max_in_flight == 0 {
+                    return Err(bad(key, value, "must be at least 1"));
+                }
+            }
+            "retries" => self.retries = number(key, value)?,
+            "retry.backoff.ms" => self.retry_backoff = millis(key, value)?,
+            "delivery.timeout.ms" => self.delivery_timeout = millis(key, value)?,
+            "request.timeout.ms" => self.request_timeout = millis(key, value)?,
+            "buffer.memory" => self.buffer_memory = number(key, value)?,
+            "max.block.ms" => self.max_block = millis(key, value)?,
+            "max.request.size" => self.max_request_size = number(key, value)?,
+            "metadata.max.age.ms" => self.metadata_max_age = millis(key, value)?,
+            "partitioner" | "partitioner.class" => self.partitioner = value.trim().to_string(),
+            "allow.auto.create.topics" => {
+                self.allow_auto_create_topics = value.trim() == "true";
+            }
+            _ => {
+                return Err(ProduceError::Config(format!(
+                    "unknown producer setting {key}"
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// A config from Kafka-named settings over the defaults.
+    pub fn from_map(settings: &HashMap<String, String>) -> Result<Self, ProduceError> {
+        let mut config = Self::default();
+        // Sorted, so errors do not depend on hash order.
+        let mut keys: Vec<&String> = settings.keys().collect();
+        keys.sort();
+        for key in keys {
+            config.set(key, &settings[key])?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks combinations Kafka refuses.
+    pub fn validate(&self) -> Result<(), ProduceError> {
+        if self.idempotence && self.acks != Acks::All {
+            return Err(ProduceError::Config(
+                "enable.idempotence=true needs acks=all (set enable.idempotence=false for acks=0 or 1)"
+                    .into(),
+            ));
+        }
+        if self.idempotence && self.max_in_flight > 5 {
+            return Err(ProduceError::Config(
+                "enable.idempotence=true allows at most 5 max.in.flight.requests.per.connection"
+                    .into(),
+            ));
+        }
+        if self.batch_size == 0 || self.buffer_memory < self.batch_size {
+            return Err(ProduceError::Config(
+                "batch.size must be positive and at most buffer.memory".into(),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,80 @@
+//! What can go wrong with a send, split as Kafka's clients split it: retriable errors the
+//! producer already retried until the delivery timeout, and fatal ones.
+
+use fjord_client_common::ClientError;
+
+/// Why a record was not delivered (or the producer could not be built).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProduceError {
+    /// A setting is unknown or invalid.
+    #[error("invalid producer config: {0}")]
+    Config(String),
+    /// The record (with its overhead) is larger than `max.request.size`.
+    #[error("record of {size} bytes is larger than max.request.size ({max})")]
+    RecordTooLarge {
+        /// Encoded size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The topic does not exist (and was not created) within `max.block.ms`.
+    #[error("topic {0} not present in metadata")]
+    UnknownTopic(String),
+    /// The record names a partition the topic does not have.
+    #[error("partition {partition} of topic {topic} does not exist")]
+    UnknownPartition {
+        /// Topic.
+        topic: String,
+        /// Partition asked for.
+        partition: i32,
+    },
+    /// No buffer space freed up within `max.block.ms`.
+    #[error("buffer.memory exhausted for max.block.ms")]
+    BufferExhausted,
+    /// The record was not acknowledged within `delivery.timeout.ms` (the last error is
+    /// attached); retrying it later may succeed.
+    #[error("delivery timed out after retries: {last}")]
+    DeliveryTimeout {
+        /// What the last attempt got.
+        last: String,
+    },
+    /// The broker refused the record with a non-retriable Kafka error.
+    #[error("broker refused the record: error {code} ({name})")]
+    Broker {
+        /// Kafka error code.
+        code: i16,
+        /// Its name.
+        name: String,
+    },
+    /// Talking to the cluster failed in a way retries cannot fix.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The producer was closed before the record could be sent.
+    #[error("producer closed")]
+    Closed,
+}
+
+impl ProduceError {
+    /// Whether sending the same record again later may succeed.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            ProduceError::DeliveryTimeout { .. } | ProduceError::BufferExhausted => true,
+            ProduceError::UnknownTopic(_) => true,
+            ProduceError::Client(e) => e.is_retriable(),
+            ProduceError::Broker { code, .. } => {
+                fjord_protocol::kafka_protocol::ResponseError::try_from_code(*code)
+                    .is_some_and(|e| e.is_retriable())
+            }
+            ProduceError::Config(_)
+            | ProduceError::RecordTooLarge { .. }
+            | ProduceError::UnknownPartition { .. }
+            | ProduceError::Closed => false,
+        }
+    }
+
+    pub(crate) fn broker(code: i16) -> Self {
+        let name = fjord_protocol::kafka_protocol::ResponseError::try_from_code(code)
+            .map_or_else(|| format!("unknown error {code}"), |e| format!("{e:?}"));
+        ProduceError::Broker { code, name }
+    }
+}

@@ -1,0 +1,569 @@
+//! The producer: `send` appends to the accumulator and returns a delivery future; one
+//! sender task per broker drains batches into pipelined Produce requests.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use fjord_client_common::connection::ConnectionOptions;
+use fjord_client_common::{ClientError, ClusterMetadata, Connection};
+use fjord_protocol::kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
+use fjord_protocol::kafka_protocol::messages::{ApiKey, ProducerId};
+use tokio::sync::Notify;
+
+use crate::accumulator::{ClosedBatch, Memory, OpenBatch, PartitionState, TopicState};
+use crate::batch_writer::{record_size, BatchWriter, RecordParts, BATCH_HEADER};
+use crate::config::ProducerConfig;
+use crate::delivery::{Completion, CompletionWait, DeliveryFuture};
+use crate::error::ProduceError;
+use crate::partitioner::{DefaultPartitioner, Partitioner};
+use crate::record::ProducerRecord;
+use crate::sender;
+
+/// Room a Produce request needs around its batches (header, topic name, fields).
+const REQUEST_OVERHEAD: usize = 128;
+
+/// A sender task's handle.
+#[derive(Debug)]
+pub(crate) struct SenderHandle {
+    pub(crate) notify: Notify,
+    pub(crate) task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// State shared by the producer's handles and tasks.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) config: ProducerConfig,
+    pub(crate) partitioner: Arc<dyn Partitioner>,
+    pub(crate) topics: RwLock<HashMap<String, Arc<TopicState>>>,
+    pub(crate) brokers: RwLock<HashMap<i32, String>>,
+    pub(crate) senders: Mutex<HashMap<i32, Arc<SenderHandle>>>,
+    pub(crate) memory: Memory,
+    /// (producer id, epoch) for idempotence, once obtained.
+    pub(crate) producer_id: tokio::sync::Mutex<Option<(i64, i16)>>,
+    metadata_lock: tokio::sync::Mutex<Option<Connection>>,
+    pub(crate) metadata_wanted: Arc<Notify>,
+    pub(crate) closing: AtomicBool,
+    pub(crate) flushing: AtomicUsize,
+    pub(crate) connection_options: ConnectionOptions,
+    runtime: tokio::runtime::Handle,
+}
+
+/// A pure-Rust Kafka producer. Cheap to clone: clones share batches and connections.
+#[derive(Debug, Clone)]
+pub struct Producer {
+    inner: Arc<Inner>,
+    _metadata_task: Arc<AbortOnDrop>,
+}
+
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Builds a [`Producer`] from Kafka-named settings.
+#[derive(Debug, Default)]
+pub struct ProducerBuilder {
+    config: ProducerConfig,
+    partitioner: Option<Arc<dyn Partitioner>>,
+    errors: Vec<ProduceError>,
+}
+
+impl ProducerBuilder {
+    /// Sets one setting by its Kafka name (`bootstrap.servers`, `acks`, `linger.ms`, ...).
+    pub fn set(mut self, key: &str, value: impl AsRef<str>) -> Self {
+        if let Err(e) = self.config.set(key, value.as_ref()) {
+            self.errors.push(e);
+        }
+        self
+    }
+
+    /// Sets every entry of `settings`.
+    pub fn set_all(mut self, settings: &HashMap<String, String>) -> Self {
+        let mut keys: Vec<&String> = settings.keys().collect();
+        keys.sort();
+        for k in keys {
+            self = self.set(k, &settings[k]);
+        }
+        self
+    }
+
+    /// Uses `partitioner` for records without an explicit partition.
+    pub fn partitioner(mut self, partitioner: Arc<dyn Partitioner>) -> Self {
+        self.partitioner = Some(partitioner);
+        self
+    }
+
+    /// The producer. Call inside a tokio runtime; connections open on first use.
+    pub fn build(self) -> Result<Producer, ProduceError> {
+        if let Some(e) = self.errors.into_iter().next() {
+            return Err(e);
+        }
+        Producer::with_partitioner(self.config, self.partitioner)
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Producer {
+    /// A builder over Kafka's defaults.
+    pub fn builder() -> ProducerBuilder {
+        ProducerBuilder::default()
+    }
+
+    /// A producer with `config` and the partitioner it names.
+    pub fn new(config: ProducerConfig) -> Result<Self, ProduceError> {
+        Self::with_partitioner(config, None)
+    }
+
+    fn with_partitioner(
+        config: ProducerConfig,
+        partitioner: Option<Arc<dyn Partitioner>>,
+    ) -> Result<Self, ProduceError> {
+        config.validate()?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| ProduceError::Config("a producer needs a tokio runtime".into()))?;
+        let partitioner = match partitioner {
+            Some(p) => p,
+            None => match config.partitioner.as_str() {
+                "default" | "murmur2" | "murmur2_random" | "consistent_random" => {
+                    Arc::new(DefaultPartitioner::new(config.batch_size))
+                }
+                "sticky" | "random" => Arc::new(DefaultPartitioner::sticky_only(config.batch_size)),
+                "round_robin" => Arc::new(DefaultPartitioner::round_robin()),
+                other => return Err(ProduceError::Config(format!("unknown partitioner {other}"))),
+            },
+        };
+        let connection_options = ConnectionOptions {
+            client_id: config.client_id.clone(),
+            request_timeout: config.request_timeout,
+            max_response_bytes: 64 << 20,
+        };
+        let inner = Arc::new(Inner {
+            memory: Memory::new(config.buffer_memory),
+            config,
+            partitioner,
+            topics: RwLock::default(),
+            brokers: RwLock::default(),
+            senders: Mutex::default(),
+            producer_id: tokio::sync::Mutex::new(None),
+            metadata_lock: tokio::sync::Mutex::new(None),
+            metadata_wanted: Arc::new(Notify::new()),
+            closing: AtomicBool::new(false),
+            flushing: AtomicUsize::new(0),
+            connection_options,
+            runtime: runtime.clone(),
+        });
+        let task = runtime.spawn(metadata_loop(
+            Arc::downgrade(&inner),
+            Arc::clone(&inner.metadata_wanted),
+        ));
+        Ok(Self {
+            inner,
+            _metadata_task: Arc::new(AbortOnDrop(task)),
+        })
+    }
+
+    /// Queues `record` and returns the future of its delivery report. Waits only for
+    /// buffer space or first metadata of the topic, up to `max.block.ms`.
+    pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture, ProduceError> {
+        let inner = &self.inner;
+        if inner.closing.load(Ordering::Acquire) {
+            return Err(ProduceError::Closed);
+        }
+        let topic = inner.topic(&record.topic).await?;
+        let count = topic.partitions.len() as i32;
+        let partition = match record.partition {
+            Some(p) if (0..count).contains(&p) => p,
+            Some(p) => {
+                return Err(ProduceError::UnknownPartition {
+                    topic: record.topic,
+                    partition: p,
+                })
+            }
+            None => inner.partitioner.partition(
+                &record.topic,
+                record.key.as_deref(),
+                record.value.as_ref().map_or(0, |v| v.len()),
+                count,
+            ),
+        };
+        let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let parts = RecordParts {
+            timestamp,
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+            headers: &record.headers,
+        };
+        // Sized as the first record of a batch: the most a record can take.
+        let size = record_size(&parts, 0, 0);
+        let alone = size + BATCH_HEADER + REQUEST_OVERHEAD + topic.name.len();
+        if alone > inner.config.max_request_size {
+            return Err(ProduceError::RecordTooLarge {
+                size: alone,
+                max: inner.config.max_request_size,
+            });
+        }
+        inner.reserve(size).await?;
+        let state = &topic.partitions[partition as usize];
+        let (completion, offset_delta, new_batch, closed) = {
+            let mut q = state.lock();
+            let mut closed = false;
+            let fits = q.open.as_ref().is_some_and(|o| {
+                let (delta, ts_delta) = o.writer.next_deltas(timestamp);
+                o.writer.len() + record_size(&parts, delta, ts_delta) <= inner.config.batch_size
+                    || o.writer.count() == 0
+            });
+            if !fits {
+                if let Some(full) = q.open.take() {
+                    q.ready.push_back(ClosedBatch::from_open(full));
+                    closed = true;
+                }
+            }
+            let new_batch = q.open.is_none();
+            let open = q.open.get_or_insert_with(|| OpenBatch {
+                writer: BatchWriter::new(inner.config.batch_size.max(size), timestamp),
+                completion: Arc::new(Completion::default()),
+                created: Instant::now(),
+                reserved: 0,
+            });
+            let offset_delta = open.writer.append(&parts);
+            open.reserved += size;
+            let completion = Arc::clone(&open.completion);
+            if open.writer.len() >= inner.config.batch_size {
+                if let Some(full) = q.open.take() {
+                    q.ready.push_back(ClosedBatch::from_open(full));
+                    closed = true;
+                }
+            }
+            (completion, offset_delta, new_batch, closed)
+        };
+        if new_batch || closed {
+            inner.wake_sender(state.leader());
+        }
+        Ok(DeliveryFuture {
+            completion,
+            topic: Arc::clone(&topic.name),
+            partition,
+            offset_delta,
+            timestamp,
+        })
+    }
+
+    /// Sends everything queued now, without waiting for `linger.ms`, and waits until each
+    /// of those records is acknowledged or failed.
+    pub async fn flush(&self) {
+        let inner = &self.inner;
+        inner.flushing.fetch_add(1, Ordering::AcqRel);
+        inner.wake_all_senders();
+        let mut waits = Vec::new();
+        let topics: Vec<Arc<TopicState>> = inner
+            .topics
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        for t in &topics {
+            for p in &t.partitions {
+                let q = p.lock();
+                waits.extend(q.open.as_ref().map(|o| Arc::clone(&o.completion)));
+                waits.extend(q.ready.iter().map(|b| Arc::clone(&b.completion)));
+                waits.extend(q.in_flight.iter().cloned());
+            }
+        }
+        for c in waits {
+            let _ = CompletionWait(c).await;
+        }
+        inner.flushing.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Delivers what is buffered (as [`Producer::flush`]), then stops the producer's tasks.
+    /// Later sends fail with [`ProduceError::Closed`].
+    pub async fn close(&self) {
+        self.flush().await;
+        self.inner.closing.store(true, Ordering::Release);
+        self.inner.wake_all_senders();
+        let handles: Vec<Arc<SenderHandle>> = self
+            .inner
+            .senders
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        for h in handles {
+            let task = h.task.lock().unwrap_or_else(PoisonError::into_inner).take();
+            if let Some(task) = task {
+                let _ = task.await;
+            }
+        }
+    }
+
+    /// Bytes of records held (sent or not) and not yet acknowledged.
+    pub fn buffered_bytes(&self) -> usize {
+        self.inner.memory.used()
+    }
+}
+
+impl Inner {
+    /// Takes `size` bytes of `buffer.memory`, waiting up to `max.block.ms`.
+    async fn reserve(&self, size: usize) -> Result<(), ProduceError> {
+        if self.memory.try_reserve(size) {
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + self.config.max_block;
+        loop {
+            let freed = self.memory.freed.notified();
+            if self.memory.try_reserve(size) {
+                return Ok(());
+            }
+            // Make sure what is buffered is moving even with a long linger.
+            self.wake_all_senders();
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                return if self.memory.try_reserve(size) {
+                    Ok(())
+                } else {
+                    Err(ProduceError::BufferExhausted)
+                };
+            }
+        }
+    }
+
+    pub(crate) fn wake_sender(self: &Arc<Self>, node: i32) {
+        if node < 0 {
+            self.metadata_wanted.notify_one();
+            return;
+        }
+        let handle = {
+            let mut senders = self.senders.lock().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(senders.entry(node).or_insert_with(|| {
+                let handle = Arc::new(SenderHandle {
+                    notify: Notify::new(),
+                    task: Mutex::new(None),
+                });
+                let task =
+                    self.runtime
+                        .spawn(sender::run(Arc::clone(self), node, Arc::clone(&handle)));
+                *handle.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(task);
+                handle
+            }))
+        };
+        handle.notify.notify_one();
+    }
+
+    pub(crate) fn wake_all_senders(&self) {
+        let senders = self.senders.lock().unwrap_or_else(PoisonError::into_inner);
+        for h in senders.values() {
+            h.notify.notify_one();
+        }
+    }
+
+    /// The topic's state, fetching metadata (and auto-creating it where allowed) on
+    /// first use, for up to `max.block.ms`.
+    async fn topic(self: &Arc<Self>, name: &str) -> Result<Arc<TopicState>, ProduceError> {
+        if let Some(t) = self
+            .topics
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+        {
+            return Ok(Arc::clone(t));
+        }
+        let deadline = Instant::now() + self.config.max_block;
+        loop {
+            let result = self.refresh_metadata(&[name.to_string()]).await;
+            if let Some(t) = self
+                .topics
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(name)
+            {
+                return Ok(Arc::clone(t));
+            }
+            if Instant::now() + self.config.retry_backoff > deadline {
+                return Err(match result {
+                    Err(e) if !e.is_retriable() => ProduceError::Client(e),
+                    _ => ProduceError::UnknownTopic(name.to_string()),
+                });
+            }
+            tokio::time::sleep(self.config.retry_backoff).await;
+        }
+    }
+
+    /// A connection to some broker, for metadata and producer ids.
+    async fn any_connection(
+        &self,
+        slot: &mut Option<Connection>,
+    ) -> Result<Connection, ClientError> {
+        if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
+        }
+        let mut candidates: Vec<String> = self
+            .brokers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        candidates.extend(self.config.bootstrap_servers.iter().cloned());
+        let mut last = ClientError::Closed("no bootstrap servers".into());
+        for addr in candidates {
+            match Connection::connect(&addr, self.connection_options.clone()).await {
+                Ok(c) => {
+                    *slot = Some(c.clone());
+                    return Ok(c);
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Asks the cluster about `names` (and every known topic), updating leaders and
+    /// partition counts.
+    pub(crate) async fn refresh_metadata(
+        self: &Arc<Self>,
+        names: &[String],
+    ) -> Result<(), ClientError> {
+        let mut slot = self.metadata_lock.lock().await;
+        let conn = self.any_connection(&mut slot).await?;
+        let mut wanted: Vec<String> = self
+            .topics
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        for n in names {
+            if !wanted.contains(n) {
+                wanted.push(n.clone());
+            }
+        }
+        let md = ClusterMetadata::fetch(&conn, Some(&wanted), self.config.allow_auto_create_topics)
+            .await?;
+        *self.brokers.write().unwrap_or_else(PoisonError::into_inner) = md.brokers.clone();
+        let mut leaders = Vec::new();
+        {
+            let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
+            for (name, t) in &md.topics {
+                if t.error != 0 || t.partitions.is_empty() {
+                    continue;
+                }
+                let existing = topics.get(name).cloned();
+                let mut partitions: Vec<Arc<PartitionState>> = existing
+                    .as_ref()
+                    .map(|e| e.partitions.clone())
+                    .unwrap_or_default();
+                for p in &t.partitions {
+                    let Ok(i) = usize::try_from(p.partition) else {
+                        continue;
+                    };
+                    let leader = if p.error == 0 { p.leader } else { -1 };
+                    leaders.push(leader);
+                    if let Some(existing) = partitions.get(i) {
+                        existing.leader.store(leader, Ordering::Release);
+                    } else if i == partitions.len() {
+                        partitions.push(Arc::new(PartitionState::new(p.partition, leader)));
+                    }
+                }
+                let grew = existing
+                    .as_ref()
+                    .is_none_or(|e| e.partitions.len() != partitions.len());
+                if grew {
+                    topics.insert(
+                        name.clone(),
+                        Arc::new(TopicState {
+                            name: Arc::from(name.as_str()),
+                            partitions,
+                        }),
+                    );
+                }
+            }
+        }
+        drop(slot);
+        leaders.sort_unstable();
+        leaders.dedup();
+        for l in leaders.into_iter().filter(|l| *l >= 0) {
+            self.wake_sender(l);
+        }
+        Ok(())
+    }
+
+    /// The producer id and epoch for idempotent batches, obtained once (and again after
+    /// [`Inner::reset_producer_id`]).
+    pub(crate) async fn producer_id(
+        self: &Arc<Self>,
+        conn: &Connection,
+    ) -> Result<(i64, i16), ClientError> {
+        let mut id = self.producer_id.lock().await;
+        if let Some(id) = *id {
+            return Ok(id);
+        }
+        let version = conn.version(ApiKey::InitProducerId, 0, 4)?;
+        let mut req = InitProducerIdRequest::default();
+        req.transactional_id = None;
+        req.transaction_timeout_ms = i32::MAX;
+        if version >= 3 {
+            req.producer_id = ProducerId(-1);
+            req.producer_epoch = -1;
+        }
+        let resp = conn.request(&req, version).await?;
+        if resp.error_code != 0 {
+            return Err(ClientError::Broker {
+                code: resp.error_code,
+                message: "InitProducerId".into(),
+            });
+        }
+        let got = (resp.producer_id.0, resp.producer_epoch);
+        tracing::debug!(producer_id = got.0, epoch = got.1, "idempotent producer id");
+        *id = Some(got);
+        Ok(got)
+    }
+
+    /// Forgets the producer id after a sequence error nothing else explains: the next
+    /// batches start over under a new id, from sequence 0.
+    pub(crate) async fn reset_producer_id(&self, failed: (i64, i16)) {
+        let mut id = self.producer_id.lock().await;
+        if *id == Some(failed) {
+            tracing::warn!(
+                producer_id = failed.0,
+                "resetting the idempotent producer id"
+            );
+            *id = None;
+        }
+    }
+}
+
+/// Refreshes metadata every `metadata.max.age.ms`, and soon after a sender asks.
+async fn metadata_loop(inner: std::sync::Weak<Inner>, wanted: Arc<Notify>) {
+    loop {
+        let Some(age) = inner.upgrade().map(|i| i.config.metadata_max_age) else {
+            return;
+        };
+        let notified = wanted.notified();
+        tokio::select! {
+            _ = tokio::time::sleep(age) => {}
+            _ = notified => {
+                // Let a burst of errors coalesce into one request.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        let Some(i) = inner.upgrade() else { return };
+        if i.closing.load(Ordering::Acquire) {
+            return;
+        }
+        if let Err(e) = i.refresh_metadata(&[]).await {
+            tracing::debug!(error = %e, "metadata refresh failed");
+        }
+    }
+}
