@@ -11,6 +11,8 @@
 //! (the `rdkafka` crate) until Fjord's own clients exist.
 
 mod broker;
+mod fjord_client;
+mod latency;
 mod limits;
 mod options;
 mod sendfile_limit;

@@ -15,6 +15,10 @@ pub(crate) struct Options {
     pub(crate) acks: String,
     pub(crate) linger_ms: u64,
     pub(crate) batch_size: usize,
+    /// `fjord` (Fjord's own clients) or `rdkafka` (librdkafka).
+    pub(crate) client: String,
+    /// Target records/s (`--rate`, 0: as fast as possible).
+    pub(crate) rate: u64,
     /// Extra client settings (`--property key=value`), applied last.
     pub(crate) properties: Vec<(String, String)>,
     /// Extra broker settings for `--spawn-broker` (`--broker-set key=value`).
@@ -34,6 +38,8 @@ impl Options {
             acks: "1".into(),
             linger_ms: 5,
             batch_size: 1_000_000,
+            client: "rdkafka".into(),
+            rate: 0,
             properties: Vec::new(),
             broker_settings: Vec::new(),
         };
@@ -53,6 +59,13 @@ impl Options {
                 "--acks" => o.acks = value,
                 "--linger-ms" => o.linger_ms = value.parse()?,
                 "--batch-size" => o.batch_size = value.parse()?,
+                "--rate" => o.rate = value.parse()?,
+                "--client" => {
+                    if !matches!(value.as_str(), "fjord" | "rdkafka") {
+                        bail!("--client is fjord or rdkafka");
+                    }
+                    o.client = value;
+                }
                 "--property" => {
                     let (k, v) = value
                         .split_once('=')

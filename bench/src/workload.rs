@@ -3,13 +3,35 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use crate::broker::SpawnedBroker;
+use crate::latency::{Pacer, Samples, SAMPLE_EVERY};
 use crate::limits::{file_to_socket_limits, loopback_bytes_per_sec, process_cpu_seconds};
 use crate::options::Options;
+
+/// Times sampled records from send to delivery report (opaque: send time in µs + 1).
+struct LatencyContext {
+    start: Instant,
+    samples: Samples,
+}
+
+impl ClientContext for LatencyContext {}
+
+impl ProducerContext for LatencyContext {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, sent_plus_one: usize) {
+        if sent_plus_one > 0 && result.is_ok() {
+            let now = self.start.elapsed().as_micros() as u64;
+            self.samples
+                .push(now.saturating_sub(sent_plus_one as u64 - 1));
+        }
+    }
+}
 
 /// Applies `--property` settings after the workload's own, so they win.
 fn with_properties<'a>(config: &'a mut ClientConfig, o: &Options) -> &'a mut ClientConfig {
@@ -19,8 +41,13 @@ fn with_properties<'a>(config: &'a mut ClientConfig, o: &Options) -> &'a mut Cli
     config
 }
 
-fn produce(bootstrap: &str, o: &Options) -> Result<(f64, f64)> {
-    let p: BaseProducer = with_properties(
+fn produce(bootstrap: &str, o: &Options, samples: &Samples) -> Result<(f64, f64)> {
+    let start = Instant::now();
+    let context = LatencyContext {
+        start,
+        samples: samples.clone(),
+    };
+    let p: BaseProducer<LatencyContext> = with_properties(
         ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
             .set("acks", &o.acks)
@@ -31,13 +58,24 @@ fn produce(bootstrap: &str, o: &Options) -> Result<(f64, f64)> {
             .set("queue.buffering.max.kbytes", "2097151"),
         o,
     )
-    .create()?;
+    .create_with_context(context)?;
     let value = vec![b'x'; o.record_size];
-    let start = Instant::now();
-    for _ in 0..o.records {
+    let pacer = Pacer::new(o.rate);
+    for n in 0..o.records {
+        if let Some(wait) = pacer.delay(n) {
+            std::thread::sleep(wait);
+        }
+        if n % 1024 == 0 {
+            p.poll(Duration::ZERO);
+        }
+        let opaque = if n % SAMPLE_EVERY == 0 {
+            start.elapsed().as_micros() as usize + 1
+        } else {
+            0
+        };
         loop {
             match p.send(
-                BaseRecord::<(), [u8]>::to(&o.topic)
+                BaseRecord::<(), [u8], usize>::with_opaque_to(&o.topic, opaque)
                     .partition(0)
                     .payload(&value),
             ) {
@@ -109,12 +147,18 @@ pub(crate) fn run(o: &Options) -> Result<()> {
     let me = std::process::id();
     let (rps, bps, what) = if o.command == "produce" {
         let cpu0 = process_cpu_seconds(me);
-        let (rps, bps) = produce(&bootstrap, o)?;
+        let samples = Samples::default();
+        let (rps, bps) = if o.client == "fjord" {
+            crate::fjord_client::produce(&bootstrap, o, &samples)?
+        } else {
+            produce(&bootstrap, o, &samples)?
+        };
+        println!("{}", samples.summary());
         println!("client CPU: {:.1} s", process_cpu_seconds(me) - cpu0);
         (rps, bps, "produce")
     } else {
         if o.spawn_broker {
-            produce(&bootstrap, o)?;
+            produce(&bootstrap, o, &Samples::default())?;
         }
         let cpu0 = process_cpu_seconds(me);
         let (rps, bps) = consume(&bootstrap, o)?;
@@ -135,7 +179,8 @@ pub(crate) fn run(o: &Options) -> Result<()> {
         );
     }
     println!(
-        "{what}: {} records of {} B, acks={}, compression={}: {:.0} records/s, {:.1} MB/s; loopback TCP {:.0} MB/s; ratio to loopback {:.3}",
+        "{what} ({}): {} records of {} B, acks={}, compression={}: {:.0} records/s, {:.1} MB/s; loopback TCP {:.0} MB/s; ratio to loopback {:.3}",
+        o.client,
         o.records,
         o.record_size,
         o.acks,

@@ -28,6 +28,8 @@ type Reply = oneshot::Sender<Result<Bytes, ClientError>>;
 struct Outgoing {
     /// Size-prefixed frame; the correlation id (bytes 8..12) is set by the writer.
     frame: BytesMut,
+    /// More of the frame, written after `frame` without copying (record batches).
+    tail: Vec<Bytes>,
     /// Response header version (0, or 1 with tagged fields).
     response_header_version: i16,
     /// Where the answer goes; `None` for requests the broker does not answer (acks=0).
@@ -228,6 +230,7 @@ impl Connection {
         let (tx, rx) = oneshot::channel();
         let outgoing = Outgoing {
             frame,
+            tail: Vec::new(),
             response_header_version: R::Response::header_version(version),
             reply: Some(tx),
         };
@@ -254,12 +257,32 @@ impl Connection {
         &self,
         req: &R,
         version: i16,
-    ) -> Result<PendingResponse<R>, ClientError> {
+    ) -> Result<PendingResponse<R::Response>, ClientError> {
         let frame = encode_frame(req, version, &self.options.client_id)?;
+        self.submit_parts(
+            frame,
+            Vec::new(),
+            R::Response::header_version(version),
+            version,
+        )
+        .await
+    }
+
+    /// [`Connection::submit`] for a request encoded by the caller: `head` starts with
+    /// the 4-byte size (covering `tail` too) and the request header with a placeholder
+    /// correlation id at bytes 8..12; `tail` follows it on the wire uncopied.
+    pub async fn submit_parts<T: Decodable>(
+        &self,
+        head: BytesMut,
+        tail: Vec<Bytes>,
+        response_header_version: i16,
+        version: i16,
+    ) -> Result<PendingResponse<T>, ClientError> {
         let (tx, rx) = oneshot::channel();
         let outgoing = Outgoing {
-            frame,
-            response_header_version: R::Response::header_version(version),
+            frame: head,
+            tail,
+            response_header_version,
             reply: Some(tx),
         };
         self.tx
@@ -270,8 +293,27 @@ impl Connection {
             rx,
             version,
             conn: self.clone(),
-            _request: std::marker::PhantomData,
+            _response: std::marker::PhantomData,
         })
+    }
+
+    /// [`Connection::send_only`] for a request encoded by the caller (see
+    /// [`Connection::submit_parts`]).
+    pub async fn send_parts_only(
+        &self,
+        head: BytesMut,
+        tail: Vec<Bytes>,
+    ) -> Result<(), ClientError> {
+        let outgoing = Outgoing {
+            frame: head,
+            tail,
+            response_header_version: 0,
+            reply: None,
+        };
+        self.tx
+            .send(outgoing)
+            .await
+            .map_err(|_| ClientError::Closed(self.addr.to_string()))
     }
 
     /// Sends a request the broker will not answer (Produce with acks=0).
@@ -279,6 +321,7 @@ impl Connection {
         let frame = encode_frame(req, version, &self.options.client_id)?;
         let outgoing = Outgoing {
             frame,
+            tail: Vec::new(),
             response_header_version: 0,
             reply: None,
         };
@@ -291,16 +334,16 @@ impl Connection {
 
 /// The answer to a request queued with [`Connection::submit`].
 #[derive(Debug)]
-pub struct PendingResponse<R: Request> {
+pub struct PendingResponse<T: Decodable> {
     rx: oneshot::Receiver<Result<Bytes, ClientError>>,
     version: i16,
     conn: Connection,
-    _request: std::marker::PhantomData<fn() -> R>,
+    _response: std::marker::PhantomData<fn() -> T>,
 }
 
-impl<R: Request> PendingResponse<R> {
+impl<T: Decodable> PendingResponse<T> {
     /// Waits (up to the request timeout) and decodes the answer.
-    pub async fn wait(self) -> Result<R::Response, ClientError> {
+    pub async fn wait(self) -> Result<T, ClientError> {
         let addr = self.conn.addr.to_string();
         let mut body = match tokio::time::timeout(self.conn.options.request_timeout, self.rx).await
         {
@@ -311,8 +354,8 @@ impl<R: Request> PendingResponse<R> {
             Ok(Err(_)) => return Err(ClientError::Closed(addr)),
             Ok(Ok(result)) => result?,
         };
-        R::Response::decode(&mut body, self.version)
-            .map_err(|e| ClientError::Protocol(format!("decode response {}: {e}", R::KEY)))
+        T::decode(&mut body, self.version)
+            .map_err(|e| ClientError::Protocol(format!("decode response: {e}")))
     }
 }
 
@@ -364,7 +407,7 @@ async fn write_loop(
                 .unwrap_or_else(PoisonError::into_inner)
                 .push_back((correlation, out.response_header_version, reply));
         }
-        if let Err(e) = write.write_all(&out.frame).await {
+        if let Err(e) = write_all_parts(&mut write, &out.frame, &out.tail).await {
             tracing::debug!(%addr, error = %e, "write failed");
             closed.store(true, Ordering::Release);
             fail_all(&pending, &io_error(&addr, e));
@@ -379,6 +422,50 @@ async fn write_loop(
         }
     }
     let _ = write.shutdown().await;
+}
+
+/// Writes `head` then every part of `tail`, gathering them into as few syscalls as the
+/// kernel allows.
+async fn write_all_parts(
+    write: &mut OwnedWriteHalf,
+    head: &[u8],
+    tail: &[Bytes],
+) -> std::io::Result<()> {
+    if tail.is_empty() {
+        return write.write_all(head).await;
+    }
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(tail.len() + 1);
+    parts.push(head);
+    parts.extend(tail.iter().map(|b| &b[..]));
+    let mut first = 0;
+    let mut offset = 0;
+    while first < parts.len() {
+        let slices: Vec<std::io::IoSlice<'_>> = std::iter::once(&parts[first][offset..])
+            .chain(parts[first + 1..].iter().copied())
+            .take(64)
+            .map(std::io::IoSlice::new)
+            .collect();
+        let mut n = write.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 && first < parts.len() {
+            let left = parts[first].len() - offset;
+            if n >= left {
+                n -= left;
+                first += 1;
+                offset = 0;
+            } else {
+                offset += n;
+                n = 0;
+            }
+        }
+        while first < parts.len() && parts[first].len() == offset {
+            first += 1;
+            offset = 0;
+        }
+    }
+    Ok(())
 }
 
 async fn read_loop(

@@ -116,8 +116,14 @@ impl BatchWriter {
     }
 
     /// The offset delta and timestamp delta the next record gets.
-    pub(crate) fn next_deltas(&self, timestamp: i64) -> (i32, i64) {
+    fn next_deltas(&self, timestamp: i64) -> (i32, i64) {
         (self.count, timestamp - self.base_timestamp)
+    }
+
+    /// The bytes `r` would add as the next record.
+    pub(crate) fn size_of(&self, r: &RecordParts<'_>) -> usize {
+        let (offset_delta, timestamp_delta) = self.next_deltas(r.timestamp);
+        record_size(r, offset_delta, timestamp_delta)
     }
 
     /// Appends a record; returns its offset delta.

@@ -18,33 +18,26 @@ pub(crate) struct BatchAck {
     pub(crate) log_append_time: i64,
 }
 
-#[derive(Debug, Default)]
-struct State {
-    result: Option<Result<BatchAck, ProduceError>>,
-    wakers: Vec<Waker>,
-}
-
-/// The outcome of one batch, once known.
+/// The outcome of one batch, once known. Reading a known outcome takes no lock: a
+/// producer that awaits millions of delivery futures polls most of them after the fact.
 #[derive(Debug, Default)]
 pub(crate) struct Completion {
-    state: Mutex<State>,
+    result: std::sync::OnceLock<Result<BatchAck, ProduceError>>,
+    wakers: Mutex<Vec<Waker>>,
 }
 
 impl Completion {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn wakers(&self) -> std::sync::MutexGuard<'_, Vec<Waker>> {
+        self.wakers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Records the outcome (the first one wins) and wakes every waiting record.
     pub(crate) fn complete(&self, result: Result<BatchAck, ProduceError>) {
-        let wakers = {
-            let mut s = self.lock();
-            if s.result.is_some() {
-                return;
-            }
-            s.result = Some(result);
-            std::mem::take(&mut s.wakers)
-        };
+        if self.result.set(result).is_err() {
+            return;
+        }
+        // Under the lock, so a poll that saw no result has registered its waker by now.
+        let wakers = std::mem::take(&mut *self.wakers());
         for w in wakers {
             w.wake();
         }
@@ -52,16 +45,20 @@ impl Completion {
 
     /// Whether the outcome is known.
     pub(crate) fn is_done(&self) -> bool {
-        self.lock().result.is_some()
+        self.result.get().is_some()
     }
 
     fn poll_result(&self, cx: &mut Context<'_>) -> Poll<Result<BatchAck, ProduceError>> {
-        let mut s = self.lock();
-        if let Some(r) = &s.result {
+        if let Some(r) = self.result.get() {
             return Poll::Ready(r.clone());
         }
-        if !s.wakers.iter().any(|w| w.will_wake(cx.waker())) {
-            s.wakers.push(cx.waker().clone());
+        let mut wakers = self.wakers();
+        // Checked again under the lock: `complete` sets the result before taking it.
+        if let Some(r) = self.result.get() {
+            return Poll::Ready(r.clone());
+        }
+        if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            wakers.push(cx.waker().clone());
         }
         Poll::Pending
     }
@@ -97,7 +94,7 @@ impl Future for DeliveryFuture {
         let this = self.get_mut();
         this.completion.poll_result(cx).map(|r| {
             r.map(|ack| RecordMetadata {
-                topic: this.topic.to_string(),
+                topic: Arc::clone(&this.topic),
                 partition: this.partition,
                 offset: if ack.base_offset < 0 {
                     -1

@@ -31,6 +31,7 @@ pub mod config;
 mod delivery;
 pub mod error;
 pub mod partitioner;
+mod produce_request;
 mod producer;
 pub mod record;
 mod sender;

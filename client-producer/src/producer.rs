@@ -186,7 +186,7 @@ impl Producer {
             Some(p) if (0..count).contains(&p) => p,
             Some(p) => {
                 return Err(ProduceError::UnknownPartition {
-                    topic: record.topic,
+                    topic: record.topic.to_string(),
                     partition: p,
                 })
             }
@@ -219,9 +219,8 @@ impl Producer {
             let mut q = state.lock();
             let mut closed = false;
             let fits = q.open.as_ref().is_some_and(|o| {
-                let (delta, ts_delta) = o.writer.next_deltas(timestamp);
-                o.writer.len() + record_size(&parts, delta, ts_delta) <= inner.config.batch_size
-                    || o.writer.count() == 0
+                o.writer.count() == 0
+                    || o.writer.len() + o.writer.size_of(&parts) <= inner.config.batch_size
             });
             if !fits {
                 if let Some(full) = q.open.take() {

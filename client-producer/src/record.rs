@@ -1,12 +1,14 @@
 //! What goes in and what comes back.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 /// A record to send.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ProducerRecord {
-    /// Topic.
-    pub topic: String,
+    /// Topic (shared: cloning a record or sending many to one topic copies no string).
+    pub topic: Arc<str>,
     /// Partition; `None` lets the partitioner choose.
     pub partition: Option<i32>,
     /// Key (`None` for a null key).
@@ -21,11 +23,14 @@ pub struct ProducerRecord {
 
 impl ProducerRecord {
     /// A record with a value, for `topic`.
-    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> Self {
+    pub fn new(topic: impl Into<Arc<str>>, value: impl Into<Bytes>) -> Self {
         Self {
             topic: topic.into(),
+            partition: None,
+            key: None,
             value: Some(value.into()),
-            ..Self::default()
+            headers: Vec::new(),
+            timestamp: None,
         }
     }
 
@@ -58,7 +63,7 @@ impl ProducerRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordMetadata {
     /// Topic.
-    pub topic: String,
+    pub topic: Arc<str>,
     /// Partition.
     pub partition: i32,
     /// Offset (-1 with acks=0).

@@ -9,18 +9,15 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use fjord_client_common::{ClientError, Connection};
-use fjord_protocol::kafka_protocol::messages::produce_request::{
-    PartitionProduceData, ProduceRequest, TopicProduceData,
-};
 use fjord_protocol::kafka_protocol::messages::produce_response::ProduceResponse;
-use fjord_protocol::kafka_protocol::messages::{ApiKey, TopicName};
-use fjord_protocol::kafka_protocol::protocol::StrBytes;
+use fjord_protocol::kafka_protocol::messages::ApiKey;
 use tokio::sync::Semaphore;
 
 use crate::accumulator::{ClosedBatch, PartitionState, TopicState};
 use crate::config::Acks;
 use crate::delivery::BatchAck;
 use crate::error::ProduceError;
+use crate::produce_request::{self, PartitionBatch};
 use crate::producer::{Inner, SenderHandle};
 
 /// Kafka error codes the sender treats specially.
@@ -270,33 +267,29 @@ async fn send(
             return;
         }
     };
-    let mut req = ProduceRequest::default();
-    req.acks = inner.config.acks.wire();
-    req.timeout_ms = i32::try_from(inner.config.request_timeout.as_millis()).unwrap_or(i32::MAX);
+    let timeout_ms = i32::try_from(inner.config.request_timeout.as_millis()).unwrap_or(i32::MAX);
+    let mut topics: Vec<(&str, Vec<PartitionBatch>)> = Vec::new();
     for f in &ok {
         let name = f.topic.name.as_ref();
-        let data = {
-            let mut d = PartitionProduceData::default();
-            d.index = f.partition.index;
-            d.records = f.batch.bytes.clone();
-            d
+        let batch = PartitionBatch {
+            partition: f.partition.index,
+            records: f.batch.bytes.clone().unwrap_or_default(),
         };
-        match req
-            .topic_data
-            .iter_mut()
-            .find(|t| t.name.0.as_str() == name)
-        {
-            Some(t) => t.partition_data.push(data),
-            None => {
-                let mut t = TopicProduceData::default();
-                t.name = TopicName(StrBytes::from_string(name.to_string()));
-                t.partition_data.push(data);
-                req.topic_data.push(t);
-            }
+        match topics.iter_mut().find(|(t, _)| *t == name) {
+            Some((_, ps)) => ps.push(batch),
+            None => topics.push((name, vec![batch])),
         }
     }
+    let request = produce_request::encode(
+        version,
+        &inner.config.client_id,
+        inner.config.acks.wire(),
+        timeout_ms,
+        &topics,
+    );
+    drop(topics);
     if inner.config.acks == Acks::None {
-        let sent = conn.send_only(&req, version).await;
+        let sent = conn.send_parts_only(request.head, request.tail).await;
         for f in ok {
             let result = match &sent {
                 Ok(()) => Ok(BatchAck {
@@ -310,7 +303,11 @@ async fn send(
         drop(permit);
         return;
     }
-    let pending = match conn.submit(&req, version).await {
+    let response_header = if version >= 9 { 1 } else { 0 };
+    let pending = match conn
+        .submit_parts::<ProduceResponse>(request.head, request.tail, response_header, version)
+        .await
+    {
         Ok(p) => p,
         Err(e) => {
             for f in ok {

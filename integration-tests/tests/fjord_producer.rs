@@ -375,6 +375,6 @@ async fn bad_records_fail_alone_and_the_producer_stays_usable() {
         .expect("queued")
         .await
         .expect("delivered");
-    assert_eq!(ok.topic, "bad");
+    assert_eq!(&*ok.topic, "bad");
     p.close().await;
 }
