@@ -53,7 +53,7 @@ pub(crate) fn produce(bootstrap: &str, o: &Options, samples: &Samples) -> Result
                 headers: Vec::new(),
                 timestamp: None,
             };
-            let sampled = n % SAMPLE_EVERY == 0;
+            let sampled = n.is_multiple_of(SAMPLE_EVERY);
             // Only sampled records are timed: reading the clock is not free.
             let sent = sampled.then(Instant::now);
             let delivery = producer.send(record).await.context("send")?;

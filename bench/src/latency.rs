@@ -59,7 +59,7 @@ impl Pacer {
 
     /// How long to wait before send number `sent` (checked every 64 sends).
     pub(crate) fn delay(&self, sent: u64) -> Option<Duration> {
-        if self.rate == 0 || sent % 64 != 0 {
+        if self.rate == 0 || !sent.is_multiple_of(64) {
             return None;
         }
         let due = Duration::from_secs_f64(sent as f64 / self.rate as f64);

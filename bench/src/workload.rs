@@ -65,10 +65,10 @@ fn produce(bootstrap: &str, o: &Options, samples: &Samples) -> Result<(f64, f64)
         if let Some(wait) = pacer.delay(n) {
             std::thread::sleep(wait);
         }
-        if n % 1024 == 0 {
+        if n.is_multiple_of(1024) {
             p.poll(Duration::ZERO);
         }
-        let opaque = if n % SAMPLE_EVERY == 0 {
+        let opaque = if n.is_multiple_of(SAMPLE_EVERY) {
             start.elapsed().as_micros() as usize + 1
         } else {
             0
