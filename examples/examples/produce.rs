@@ -11,9 +11,10 @@ use fjord_producer::{Producer, ProducerRecord};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let topic = std::env::args().nth(1).unwrap_or_else(|| "greetings".into());
-    let bootstrap =
-        std::env::var("BOOTSTRAP_SERVERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let topic = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "greetings".into());
+    let bootstrap = std::env::var("BOOTSTRAP_SERVERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let producer = Producer::builder()
         .set("bootstrap.servers", &bootstrap)
         .set("compression.type", "lz4")
@@ -31,7 +32,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     for delivery in deliveries {
         let written = delivery.await?;
-        println!("{}-{} @ offset {}", written.topic, written.partition, written.offset);
+        println!(
+            "{}-{} @ offset {}",
+            written.topic, written.partition, written.offset
+        );
     }
     producer.close().await;
     Ok(())
