@@ -1,0 +1,232 @@
+//! One partition's share of a fetch response, decoded lazily into records: batches are
+//! checked (CRC with `check.crcs`), decompressed when needed, and their records handed out
+//! as slices of the response (or of the decompressed payload), never copied.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fjord_protocol::compression::Compression;
+use fjord_protocol::varint::{read_varint, read_varlong};
+
+use crate::error::ConsumeError;
+use crate::partition::PartitionState;
+use crate::record::{ConsumerRecord, TimestampKind};
+
+const HEADER: usize = 61;
+/// Most bytes one batch may decompress to: larger is treated as corrupt.
+const MAX_DECOMPRESSED: usize = 256 << 20;
+
+/// Records of one partition from one fetch.
+#[derive(Debug)]
+pub(crate) struct Chunk {
+    pub(crate) partition: Arc<PartitionState>,
+    /// The partition's epoch when fetched: a seek or revocation since makes it stale.
+    pub(crate) epoch: u64,
+    /// Bytes of the response this chunk holds (for the buffer accounting).
+    pub(crate) size: usize,
+    rest: Bytes,
+    min_offset: i64,
+    check_crcs: bool,
+    payload: Bytes,
+    pos: usize,
+    remaining: i32,
+    base_offset: i64,
+    base_timestamp: i64,
+    log_append_time: Option<i64>,
+}
+
+struct Failure(String);
+
+impl Chunk {
+    /// Records of `records` (a partition's record set) at or after `min_offset`.
+    pub(crate) fn new(
+        partition: Arc<PartitionState>,
+        epoch: u64,
+        records: Bytes,
+        min_offset: i64,
+        check_crcs: bool,
+    ) -> Self {
+        Self {
+            partition,
+            epoch,
+            size: records.len(),
+            rest: records,
+            min_offset,
+            check_crcs,
+            payload: Bytes::new(),
+            pos: 0,
+            remaining: 0,
+            base_offset: 0,
+            base_timestamp: 0,
+            log_append_time: None,
+        }
+    }
+
+    fn corrupt(&self, offset: i64, reason: String) -> ConsumeError {
+        ConsumeError::Corrupt {
+            topic: self.partition.tp.topic.to_string(),
+            partition: self.partition.tp.partition,
+            offset,
+            reason,
+        }
+    }
+
+    /// The next record, `None` when the chunk is used up (a partial batch at the end, as
+    /// a fetch may return, is left for the next fetch).
+    pub(crate) fn next_record(&mut self) -> Option<Result<ConsumerRecord, ConsumeError>> {
+        loop {
+            if self.remaining > 0 {
+                self.remaining -= 1;
+                match self.decode_record() {
+                    Ok(record) if record.offset < self.min_offset => continue,
+                    Ok(record) => return Some(Ok(record)),
+                    Err(Failure(reason)) => {
+                        self.remaining = 0;
+                        self.rest = Bytes::new();
+                        let offset = self.base_offset;
+                        return Some(Err(self.corrupt(offset, reason)));
+                    }
+                }
+            }
+            match self.next_batch() {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err((offset, reason)) => {
+                    self.rest = Bytes::new();
+                    return Some(Err(self.corrupt(offset, reason)));
+                }
+            }
+        }
+    }
+
+    /// Moves to the next batch with records at or after `min_offset`; `false` at the end.
+    fn next_batch(&mut self) -> Result<bool, (i64, String)> {
+        loop {
+            if self.rest.len() < HEADER {
+                return Ok(false);
+            }
+            let be_i64 = |b: &[u8], at: usize| {
+                i64::from_be_bytes(b[at..at + 8].try_into().unwrap_or_default())
+            };
+            let be_i32 = |b: &[u8], at: usize| {
+                i32::from_be_bytes(b[at..at + 4].try_into().unwrap_or_default())
+            };
+            let base_offset = be_i64(&self.rest, 0);
+            let batch_length = be_i32(&self.rest, 8);
+            let Some(total) = usize::try_from(batch_length)
+                .ok()
+                .and_then(|n| n.checked_add(12))
+                .filter(|n| *n >= HEADER)
+            else {
+                return Err((base_offset, format!("batch length {batch_length}")));
+            };
+            if total > self.rest.len() {
+                return Ok(false); // cut off by the fetch size: fetched again next time
+            }
+            let batch = self.rest.split_to(total);
+            let magic = batch[16] as i8;
+            if magic != 2 {
+                return Err((
+                    base_offset,
+                    format!("message format v{magic} is not supported"),
+                ));
+            }
+            if self.check_crcs {
+                let stored = u32::from_be_bytes(batch[17..21].try_into().unwrap_or_default());
+                let actual = fjord_protocol::crc::crc32c(&batch[21..]);
+                if stored != actual {
+                    return Err((
+                        base_offset,
+                        format!("crc {actual:#x}, batch says {stored:#x}"),
+                    ));
+                }
+            }
+            let attributes = i16::from_be_bytes([batch[21], batch[22]]);
+            let last_offset_delta = be_i32(&batch, 23);
+            let base_timestamp = be_i64(&batch, 27);
+            let max_timestamp = be_i64(&batch, 35);
+            let count = be_i32(&batch, 57);
+            let control = attributes & 0x20 != 0;
+            if control || base_offset + i64::from(last_offset_delta) < self.min_offset {
+                continue;
+            }
+            let compression = Compression::from_attributes(attributes)
+                .map_err(|e| (base_offset, format!("{e}")))?;
+            self.payload = if compression == Compression::None {
+                batch.slice(HEADER..)
+            } else {
+                Bytes::from(
+                    compression
+                        .decompress(&batch[HEADER..], MAX_DECOMPRESSED)
+                        .map_err(|e| (base_offset, format!("decompress: {e}")))?,
+                )
+            };
+            self.pos = 0;
+            self.remaining = count.max(0);
+            self.base_offset = base_offset;
+            self.base_timestamp = base_timestamp;
+            self.log_append_time = (attributes & 0x08 != 0).then_some(max_timestamp);
+            return Ok(true);
+        }
+    }
+
+    fn decode_record(&mut self) -> Result<ConsumerRecord, Failure> {
+        let p = &self.payload[..];
+        let mut pos = self.pos;
+        let bad = |what: &str| Failure(format!("record: {what}"));
+        let len = read_varint(p, &mut pos).map_err(|_| bad("length"))?;
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|l| pos.checked_add(l))
+            .filter(|e| *e <= p.len())
+            .ok_or_else(|| bad("length past the batch"))?;
+        let body = &p[..end];
+        pos += 1; // attributes
+        let timestamp_delta = read_varlong(body, &mut pos).map_err(|_| bad("timestamp"))?;
+        let offset_delta = read_varint(body, &mut pos).map_err(|_| bad("offset"))?;
+        let key = self.bytes_at(body, &mut pos).ok_or_else(|| bad("key"))?;
+        let value = self.bytes_at(body, &mut pos).ok_or_else(|| bad("value"))?;
+        let header_count = read_varint(body, &mut pos).map_err(|_| bad("header count"))?;
+        let mut headers = Vec::new();
+        for _ in 0..header_count.max(0) {
+            let k = self
+                .bytes_at(body, &mut pos)
+                .ok_or_else(|| bad("header key"))?
+                .ok_or_else(|| bad("null header key"))?;
+            let v = self
+                .bytes_at(body, &mut pos)
+                .ok_or_else(|| bad("header value"))?;
+            headers.push((String::from_utf8_lossy(&k).into_owned(), v));
+        }
+        self.pos = end;
+        Ok(ConsumerRecord {
+            topic: Arc::clone(&self.partition.tp.topic),
+            partition: self.partition.tp.partition,
+            offset: self.base_offset + i64::from(offset_delta),
+            timestamp: self
+                .log_append_time
+                .unwrap_or(self.base_timestamp.wrapping_add(timestamp_delta)),
+            timestamp_kind: if self.log_append_time.is_some() {
+                TimestampKind::LogAppendTime
+            } else {
+                TimestampKind::CreateTime
+            },
+            key,
+            value,
+            headers,
+        })
+    }
+
+    /// A length-prefixed field as a slice of the payload: `Some(None)` for null, `None`
+    /// when it does not fit.
+    fn bytes_at(&self, body: &[u8], pos: &mut usize) -> Option<Option<Bytes>> {
+        let len = read_varint(body, pos).ok()?;
+        if len < 0 {
+            return Some(None);
+        }
+        let end = pos.checked_add(len as usize).filter(|e| *e <= body.len())?;
+        let slice = self.payload.slice(*pos..end);
+        *pos = end;
+        Some(Some(slice))
+    }
+}

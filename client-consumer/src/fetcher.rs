@@ -1,0 +1,243 @@
+//! One fetch pipeline per broker: it asks for every fetchable partition the broker leads,
+//! hands the response's record sets to the application as chunks, and asks again right
+//! away while fewer than `fetch.max.bytes` are buffered, so the next response is on its
+//! way while the application works through the current one.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fjord_protocol::kafka_protocol::messages::fetch_request::{
+    FetchPartition, FetchRequest, FetchTopic,
+};
+use fjord_protocol::kafka_protocol::messages::{ApiKey, BrokerId, TopicName};
+use fjord_protocol::kafka_protocol::protocol::StrBytes;
+
+use crate::chunk::Chunk;
+use crate::config::OffsetReset;
+use crate::consumer::{Inner, Item};
+use crate::error::ConsumeError;
+use crate::partition::PartitionState;
+
+const OFFSET_OUT_OF_RANGE: i16 = 1;
+
+/// The offset after the last whole batch in `records` (a trailing partial batch is not
+/// counted), or `None` if there is no whole batch.
+fn next_fetch_offset(records: &Bytes) -> Option<i64> {
+    let mut rest = &records[..];
+    let mut next = None;
+    while rest.len() >= 61 {
+        let base = i64::from_be_bytes(rest[0..8].try_into().ok()?);
+        let len = i32::from_be_bytes(rest[8..12].try_into().ok()?);
+        let total = usize::try_from(len).ok()?.checked_add(12)?;
+        if total > rest.len() || total < 61 {
+            break;
+        }
+        let last_delta = i32::from_be_bytes(rest[23..27].try_into().ok()?);
+        next = Some(base + i64::from(last_delta) + 1);
+        rest = &rest[total..];
+    }
+    next
+}
+
+pub(crate) async fn run(inner: Arc<Inner>, node: i32) {
+    loop {
+        if inner.closing.load(Ordering::Acquire) {
+            return;
+        }
+        // Bounded memory: wait while a fetch's worth is buffered and unread.
+        let limit = usize::try_from(inner.config.fetch_max_bytes)
+            .unwrap_or(50 << 20)
+            .max(1);
+        if inner.buffered.load(Ordering::Acquire) >= limit {
+            let drained = inner.drained.notified();
+            if inner.buffered.load(Ordering::Acquire) >= limit {
+                let _ = tokio::time::timeout(Duration::from_millis(100), drained).await;
+                continue;
+            }
+        }
+        let partitions: Vec<Arc<PartitionState>> = inner
+            .assignment
+            .all()
+            .into_iter()
+            .filter(|p| p.leader.load(Ordering::Acquire) == node && p.fetchable())
+            .collect();
+        if partitions.is_empty() {
+            let changed = inner.changed.notified();
+            let _ = tokio::time::timeout(Duration::from_millis(100), changed).await;
+            continue;
+        }
+        let conn = match inner.cluster.node(node).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(node, error = %e, "fetch: cannot reach the leader");
+                inner.refresh_leaders().await;
+                tokio::time::sleep(inner.config.retry_backoff).await;
+                continue;
+            }
+        };
+        let Ok(version) = conn.version(ApiKey::Fetch, 4, 12) else {
+            tracing::error!(node, "broker speaks no Fetch version we know");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        let asked: Vec<(Arc<PartitionState>, u64, i64)> = partitions
+            .iter()
+            .map(|p| {
+                (
+                    Arc::clone(p),
+                    p.epoch(),
+                    p.fetch_position.load(Ordering::Acquire),
+                )
+            })
+            .collect();
+        let mut req = FetchRequest::default();
+        req.replica_id = BrokerId(-1);
+        req.max_wait_ms = i32::try_from(inner.config.fetch_max_wait.as_millis()).unwrap_or(500);
+        req.min_bytes = inner.config.fetch_min_bytes;
+        req.max_bytes = inner.config.fetch_max_bytes;
+        req.isolation_level = i8::from(inner.config.read_committed);
+        if version >= 7 {
+            req.session_id = 0;
+            req.session_epoch = -1; // no fetch session: every fetch is a full one
+        }
+        for (p, _, offset) in &asked {
+            let mut fp = FetchPartition::default();
+            fp.partition = p.tp.partition;
+            fp.fetch_offset = *offset;
+            fp.partition_max_bytes = inner.config.max_partition_fetch_bytes;
+            if version >= 5 {
+                fp.log_start_offset = -1;
+            }
+            if version >= 9 {
+                fp.current_leader_epoch = -1;
+            }
+            match req.topics.iter_mut().find(|t| *t.topic.0 == *p.tp.topic) {
+                Some(t) => t.partitions.push(fp),
+                None => {
+                    let mut t = FetchTopic::default();
+                    t.topic = TopicName(StrBytes::from_string(p.tp.topic.to_string()));
+                    t.partitions.push(fp);
+                    req.topics.push(t);
+                }
+            }
+        }
+        let resp = match conn.request(&req, version).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(node, error = %e, "fetch failed");
+                tokio::time::sleep(inner.config.retry_backoff).await;
+                continue;
+            }
+        };
+        let mut refresh = false;
+        for t in resp.responses {
+            for pd in t.partitions {
+                let Some((p, epoch, offset)) = asked.iter().find(|(p, _, _)| {
+                    *p.tp.topic == *t.topic.0 && p.tp.partition == pd.partition_index
+                }) else {
+                    continue;
+                };
+                if p.epoch() != *epoch {
+                    continue; // seeked, paused or revoked meanwhile
+                }
+                match pd.error_code {
+                    0 => {}
+                    OFFSET_OUT_OF_RANGE => {
+                        out_of_range(&inner, p, *offset).await;
+                        continue;
+                    }
+                    code => {
+                        tracing::debug!(partition = %p.tp, code, "fetch error");
+                        refresh = true;
+                        continue;
+                    }
+                }
+                p.high_watermark.store(pd.high_watermark, Ordering::Release);
+                let Some(records) = pd.records.filter(|r| !r.is_empty()) else {
+                    continue;
+                };
+                let Some(next) = next_fetch_offset(&records) else {
+                    if records.len()
+                        >= usize::try_from(inner.config.max_partition_fetch_bytes).unwrap_or(0)
+                    {
+                        tracing::warn!(partition = %p.tp, "a batch is larger than max.partition.fetch.bytes");
+                    }
+                    continue;
+                };
+                // Only this task moves the fetch position while the epoch holds.
+                p.fetch_position.store(next.max(*offset), Ordering::Release);
+                let chunk = Chunk::new(
+                    Arc::clone(p),
+                    *epoch,
+                    records,
+                    *offset,
+                    inner.config.check_crcs,
+                );
+                inner.buffered.fetch_add(chunk.size, Ordering::AcqRel);
+                if inner.items.send(Item::Chunk(chunk)).is_err() {
+                    return; // the consumer is gone
+                }
+            }
+        }
+        if refresh {
+            inner.refresh_leaders().await;
+            tokio::time::sleep(inner.config.retry_backoff).await;
+        }
+    }
+}
+
+/// A position outside the log: `auto.offset.reset` moves it, or (with `none`) the
+/// application gets an error and the partition stops until it seeks.
+async fn out_of_range(inner: &Arc<Inner>, p: &Arc<PartitionState>, offset: i64) {
+    let timestamp = match inner.config.auto_offset_reset {
+        OffsetReset::Earliest => -2,
+        OffsetReset::Latest => -1,
+        OffsetReset::None => {
+            p.failed.store(true, Ordering::Release);
+            let _ = inner
+                .items
+                .send(Item::Error(ConsumeError::OffsetOutOfRange {
+                    topic: p.tp.topic.to_string(),
+                    partition: p.tp.partition,
+                    offset,
+                }));
+            return;
+        }
+    };
+    match inner
+        .reset_positions(std::slice::from_ref(p), timestamp)
+        .await
+    {
+        Ok(()) => tracing::info!(partition = %p.tp, offset, "position out of range; reset"),
+        Err(e) => tracing::debug!(partition = %p.tp, error = %e, "reset failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_fetch_offset_skips_a_partial_batch() {
+        let mut b = fjord_protocol::record_batch::BatchBuilder::new(
+            fjord_protocol::compression::Compression::None,
+            1,
+        );
+        for i in 0..3 {
+            b.push(fjord_protocol::record_batch::RecordSpec::value(format!(
+                "{i}"
+            )));
+        }
+        let mut one = b.build().expect("batch");
+        one[0..8].copy_from_slice(&10i64.to_be_bytes());
+        let mut two = one.clone();
+        two[0..8].copy_from_slice(&13i64.to_be_bytes());
+        let whole = [one.clone(), two.clone()].concat();
+        assert_eq!(next_fetch_offset(&Bytes::from(whole.clone())), Some(16));
+        let cut = Bytes::from(whole[..whole.len() - 5].to_vec());
+        assert_eq!(next_fetch_offset(&cut), Some(13));
+        assert_eq!(next_fetch_offset(&Bytes::from(one[..30].to_vec())), None);
+    }
+}
