@@ -84,3 +84,42 @@ pub(crate) fn produce(bootstrap: &str, o: &Options, samples: &Samples) -> Result
         ))
     })
 }
+
+/// Reads `o.records` records of partition 0 from the start with Fjord's consumer;
+/// returns (records/s, bytes/s).
+pub(crate) fn consume(bootstrap: &str, o: &Options) -> Result<(f64, f64)> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut builder = fjord_consumer::Consumer::builder()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", "fjord-bench")
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.max.bytes", "52428800")
+            .set("max.partition.fetch.bytes", "10485760");
+        for (k, v) in &o.properties {
+            builder = builder.set(k, v);
+        }
+        let mut consumer = builder.build().context("fjord consumer")?;
+        consumer
+            .assign(&[fjord_consumer::TopicPartition::new(o.topic.as_str(), 0)])
+            .await
+            .context("assign")?;
+        let start = Instant::now();
+        let (mut n, mut bytes) = (0u64, 0u64);
+        while n < o.records {
+            let record = tokio::time::timeout(std::time::Duration::from_secs(30), consumer.recv())
+                .await
+                .context("no record for 30 s")?
+                .context("recv")?;
+            n += 1;
+            bytes += record.value.as_ref().map_or(0, |v| v.len() as u64);
+        }
+        let secs = start.elapsed().as_secs_f64();
+        consumer.close().await.ok();
+        Ok((n as f64 / secs, bytes as f64 / secs))
+    })
+}

@@ -161,7 +161,11 @@ pub(crate) fn run(o: &Options) -> Result<()> {
             produce(&bootstrap, o, &Samples::default())?;
         }
         let cpu0 = process_cpu_seconds(me);
-        let (rps, bps) = consume(&bootstrap, o)?;
+        let (rps, bps) = if o.client == "fjord" {
+            crate::fjord_client::consume(&bootstrap, o)?
+        } else {
+            consume(&bootstrap, o)?
+        };
         println!("client CPU: {:.1} s", process_cpu_seconds(me) - cpu0);
         (rps, bps, "consume")
     };

@@ -224,8 +224,11 @@ pub(crate) fn cooperative_sticky(members: &[Member], partitions: &HashMap<String
         list.truncate(max_quota);
     }
     let placed: BTreeSet<TopicPartition> = plan.values().flatten().cloned().collect();
-    let unassigned: Vec<TopicPartition> =
-        all.iter().filter(|tp| !placed.contains(*tp)).cloned().collect();
+    let unassigned: Vec<TopicPartition> = all
+        .iter()
+        .filter(|tp| !placed.contains(*tp))
+        .cloned()
+        .collect();
     for tp in unassigned {
         let target = sorted
             .iter()
