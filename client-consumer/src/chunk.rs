@@ -230,3 +230,66 @@ impl Chunk {
         Some(Some(slice))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::TopicPartition;
+    use fjord_protocol::record_batch::{BatchBuilder, RecordSpec};
+
+    fn batch(base: i64, n: usize, codec: Compression) -> Vec<u8> {
+        let mut b = BatchBuilder::new(codec, 1_000);
+        for i in 0..n {
+            b.push(RecordSpec::value(format!("v{i}")).with_key("k"));
+        }
+        let mut out = b.build().expect("batch");
+        out[0..8].copy_from_slice(&base.to_be_bytes());
+        out
+    }
+
+    fn chunk(bytes: Vec<u8>, min_offset: i64) -> Chunk {
+        let p = Arc::new(PartitionState::new(TopicPartition::new("t", 0), 1));
+        Chunk::new(p, 0, Bytes::from(bytes), min_offset, true)
+    }
+
+    fn drain(c: &mut Chunk) -> Vec<Result<i64, String>> {
+        std::iter::from_fn(|| c.next_record())
+            .map(|r| r.map(|r| r.offset).map_err(|e| e.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn records_start_at_the_fetch_offset_and_a_cut_batch_waits() {
+        let mut bytes = batch(10, 5, Compression::Lz4);
+        bytes.extend(batch(15, 5, Compression::None));
+        let mut cut = bytes.clone();
+        cut.truncate(bytes.len() - 7);
+        assert_eq!(
+            drain(&mut chunk(bytes, 12)),
+            (12..20).map(Ok).collect::<Vec<_>>()
+        );
+        // The second batch is incomplete: not an error, it is fetched again.
+        assert_eq!(
+            drain(&mut chunk(cut, 10)),
+            (10..15).map(Ok).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn crc_mismatches_and_unknown_codecs_are_errors() {
+        let mut flipped = batch(0, 3, Compression::None);
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        let got = drain(&mut chunk(flipped, 0));
+        assert_eq!(got.len(), 1);
+        assert!(got[0].as_ref().is_err_and(|e| e.contains("crc")), "{got:?}");
+
+        let mut unknown = batch(0, 3, Compression::None);
+        unknown[21..23].copy_from_slice(&7i16.to_be_bytes()); // codec 7 does not exist
+        let crc = fjord_protocol::crc::crc32c(&unknown[21..]);
+        unknown[17..21].copy_from_slice(&crc.to_be_bytes());
+        let got = drain(&mut chunk(unknown, 0));
+        assert_eq!(got.len(), 1);
+        assert!(got[0].is_err(), "{got:?}");
+    }
+}

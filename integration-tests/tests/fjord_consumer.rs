@@ -5,6 +5,7 @@
 //! synchronous commits; seek and pause work; corrupt batches are errors, not skips.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fjord_consumer::{ConsumeError, Consumer, ConsumerRecord, TopicPartition};
@@ -320,4 +321,128 @@ async fn a_corrupt_batch_is_an_error_not_a_skip() {
         Err(ConsumeError::Corrupt { partition, .. }) => assert_eq!(partition, 0),
         other => panic!("expected a corrupt-batch error, got {other:?}"),
     }
+}
+
+/// Polls both consumers until `done`, or panics after `secs`.
+async fn poll_both(
+    a: &mut Consumer,
+    b: &mut Consumer,
+    secs: u64,
+    what: &str,
+    done: impl Fn(&Consumer, &Consumer) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done(a, b) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {:?} / {:?}",
+            a.assignment(),
+            b.assignment()
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(20), a.recv()).await;
+        let _ = tokio::time::timeout(Duration::from_millis(20), b.recv()).await;
+    }
+}
+
+#[derive(Debug, Default)]
+struct Events(std::sync::Mutex<Vec<(&'static str, Vec<i32>)>>);
+
+impl fjord_consumer::RebalanceListener for Events {
+    fn on_assigned(&self, ps: &[TopicPartition]) {
+        let ps = ps.iter().map(|p| p.partition).collect();
+        self.0.lock().expect("events").push(("assigned", ps));
+    }
+    fn on_revoked(&self, ps: &[TopicPartition]) {
+        let ps = ps.iter().map(|p| p.partition).collect();
+        self.0.lock().expect("events").push(("revoked", ps));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooperative_sticky_revokes_only_what_moves() {
+    let broker = BrokerProcess::start(SETS);
+    let b = broker.bootstrap.clone();
+    create_topic(&b, "coop", 4).await;
+    let events = Arc::new(Events::default());
+    let coop = [("partition.assignment.strategy", "cooperative-sticky")];
+    let mut c1 = Consumer::builder()
+        .set("bootstrap.servers", &b)
+        .set("group.id", "g-coop")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("heartbeat.interval.ms", "300")
+        .set("session.timeout.ms", "6000")
+        .rebalance_listener(events.clone())
+        .build()
+        .expect("consumer");
+    let mut c2 = consumer(&b, "g-coop", &coop);
+    c1.subscribe(&["coop"]).expect("subscribe");
+    poll_both(&mut c1, &mut c2, 30, "c1 owning all", |a, _| {
+        a.assignment().len() == 4
+    })
+    .await;
+    c2.subscribe(&["coop"]).expect("subscribe");
+    poll_both(&mut c1, &mut c2, 30, "a 2/2 split", |a, b| {
+        a.assignment().len() == 2 && b.assignment().len() == 2
+    })
+    .await;
+    let revoked: Vec<i32> = events
+        .0
+        .lock()
+        .expect("events")
+        .iter()
+        .filter(|(what, _)| *what == "revoked")
+        .flat_map(|(_, ps)| ps.clone())
+        .collect();
+    assert_eq!(
+        revoked.len(),
+        2,
+        "only the moved partitions were revoked: {events:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_fjord_member_rejoins_without_a_rebalance() {
+    let broker = BrokerProcess::start(SETS);
+    let b = broker.bootstrap.clone();
+    create_topic(&b, "static", 4).await;
+    let events = Arc::new(Events::default());
+    let mut one = Consumer::builder()
+        .set("bootstrap.servers", &b)
+        .set("group.id", "g-static")
+        .set("group.instance.id", "one")
+        .set("heartbeat.interval.ms", "300")
+        .set("session.timeout.ms", "20000")
+        .rebalance_listener(events.clone())
+        .build()
+        .expect("consumer");
+    let statik = [
+        ("group.instance.id", "two"),
+        ("session.timeout.ms", "20000"),
+    ];
+    let mut two = consumer(&b, "g-static", &statik);
+    one.subscribe(&["static"]).expect("subscribe");
+    two.subscribe(&["static"]).expect("subscribe");
+    poll_both(&mut one, &mut two, 30, "a 2/2 split", |a, b| {
+        a.assignment().len() == 2 && b.assignment().len() == 2
+    })
+    .await;
+    let had = two.assignment();
+    let before = events.0.lock().expect("events").len();
+    two.close().await.expect("close"); // a static member sends no LeaveGroup
+    let mut again = consumer(&b, "g-static", &statik);
+    again.subscribe(&["static"]).expect("subscribe");
+    poll_both(
+        &mut one,
+        &mut again,
+        30,
+        "the static member back",
+        |_, b| b.assignment().len() == 2,
+    )
+    .await;
+    assert_eq!(again.assignment(), had);
+    assert_eq!(
+        events.0.lock().expect("events").len(),
+        before,
+        "the other member rebalanced"
+    );
 }
