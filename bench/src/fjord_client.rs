@@ -1,43 +1,76 @@
-//! The produce workload with Fjord's own producer (`--client fjord`).
+//! The workloads with Fjord's own clients (`--client fjord`).
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
+use fjord_consumer::{Consumer, TopicPartition};
 use fjord_producer::{Producer, ProducerRecord};
 
 use crate::latency::{Pacer, Samples, SAMPLE_EVERY};
 use crate::options::Options;
+use crate::progress::Progress;
+use crate::workload::{e2e_value, sent_micros, Outcome, WARM_UP};
 
 /// Delivery futures kept before awaiting the oldest: bounds the bench's own memory.
 const WINDOW: usize = 200_000;
 
-/// Produces `o.records` records of `o.record_size` bytes to partition 0; returns
-/// (records/s, bytes/s).
-pub(crate) fn produce(bootstrap: &str, o: &Options, samples: &Samples) -> Result<(f64, f64)> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let mut builder = Producer::builder()
-            .set("bootstrap.servers", bootstrap)
-            .set("acks", &o.acks)
-            .set("compression.type", &o.compression)
-            .set("linger.ms", o.linger_ms.to_string())
-            .set("batch.size", o.batch_size.to_string())
-            .set("buffer.memory", (256usize << 20).to_string())
-            .set(
-                "enable.idempotence",
-                if o.acks == "all" { "true" } else { "false" },
-            );
-        for (k, v) in &o.properties {
-            builder = builder.set(k, v);
-        }
-        let producer = builder.build().context("fjord producer")?;
-        let value = Bytes::from(vec![b'x'; o.record_size]);
-        let topic: std::sync::Arc<str> = o.topic.as_str().into();
+        .build()?)
+}
+
+fn producer(bootstrap: &str, o: &Options) -> Result<Producer> {
+    let mut builder = Producer::builder()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", &o.acks)
+        .set("compression.type", &o.compression)
+        .set("linger.ms", o.linger_ms.to_string())
+        .set("batch.size", o.batch_size.to_string())
+        .set(
+            "buffer.memory",
+            (256usize << 20).max(o.record_size * 4).to_string(),
+        )
+        .set(
+            "max.request.size",
+            (o.record_size + 4096).max(1 << 20).to_string(),
+        )
+        .set(
+            "enable.idempotence",
+            if o.acks == "all" { "true" } else { "false" },
+        );
+    for (k, v) in &o.properties {
+        builder = builder.set(k, v);
+    }
+    builder.build().context("fjord producer")
+}
+
+fn record(topic: &Arc<str>, partition: i32, value: Bytes) -> ProducerRecord {
+    ProducerRecord {
+        topic: Arc::clone(topic),
+        partition: Some(partition),
+        key: None,
+        value: Some(value),
+        headers: Vec::new(),
+        timestamp: None,
+    }
+}
+
+pub(crate) fn produce(
+    bootstrap: &str,
+    o: &Options,
+    value: &[u8],
+    samples: &Samples,
+    progress: &Progress,
+) -> Result<Outcome> {
+    runtime()?.block_on(async {
+        let producer = producer(bootstrap, o)?;
+        let value = Bytes::copy_from_slice(value);
+        let topic: Arc<str> = o.topic.as_str().into();
         let mut pending = VecDeque::with_capacity(WINDOW);
         let start = Instant::now();
         let pacer = Pacer::new(o.rate);
@@ -45,18 +78,17 @@ pub(crate) fn produce(bootstrap: &str, o: &Options, samples: &Samples) -> Result
             if let Some(wait) = pacer.delay(n) {
                 tokio::time::sleep(wait).await;
             }
-            let record = ProducerRecord {
-                topic: std::sync::Arc::clone(&topic),
-                partition: Some(0),
-                key: None,
-                value: Some(value.clone()),
-                headers: Vec::new(),
-                timestamp: None,
-            };
+            if n.is_multiple_of(1024) && n > 0 {
+                progress.add(1024);
+            }
+            let partition = (n % o.partitions as u64) as i32;
             let sampled = n.is_multiple_of(SAMPLE_EVERY);
             // Only sampled records are timed: reading the clock is not free.
             let sent = sampled.then(Instant::now);
-            let delivery = producer.send(record).await.context("send")?;
+            let delivery = producer
+                .send(record(&topic, partition, value.clone()))
+                .await
+                .context("send")?;
             if let Some(sent) = sent {
                 let samples = samples.clone();
                 tokio::spawn(async move {
@@ -76,50 +108,129 @@ pub(crate) fn produce(bootstrap: &str, o: &Options, samples: &Samples) -> Result
         for d in pending {
             d.await.context("delivery")?;
         }
-        let secs = start.elapsed().as_secs_f64();
+        let elapsed = start.elapsed();
         producer.close().await;
-        Ok((
-            o.records as f64 / secs,
-            (o.records * o.record_size as u64) as f64 / secs,
-        ))
+        Ok(Outcome::new(o.records, value.len(), elapsed))
     })
 }
 
-/// Reads `o.records` records of partition 0 from the start with Fjord's consumer;
-/// returns (records/s, bytes/s).
-pub(crate) fn consume(bootstrap: &str, o: &Options) -> Result<(f64, f64)> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let mut builder = fjord_consumer::Consumer::builder()
-            .set("bootstrap.servers", bootstrap)
-            .set("group.id", "fjord-bench")
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("fetch.max.bytes", "52428800")
-            .set("max.partition.fetch.bytes", "10485760");
-        for (k, v) in &o.properties {
-            builder = builder.set(k, v);
-        }
-        let mut consumer = builder.build().context("fjord consumer")?;
-        consumer
-            .assign(&[fjord_consumer::TopicPartition::new(o.topic.as_str(), 0)])
-            .await
-            .context("assign")?;
+async fn consumer(bootstrap: &str, o: &Options) -> Result<Consumer> {
+    let mut builder = Consumer::builder()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "fjord-bench")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.max.bytes", "52428800")
+        .set("max.partition.fetch.bytes", "10485760")
+        .set("fetch.max.wait.ms", "10");
+    for (k, v) in &o.properties {
+        builder = builder.set(k, v);
+    }
+    let mut consumer = builder.build().context("fjord consumer")?;
+    let partitions: Vec<TopicPartition> = (0..o.partitions)
+        .map(|p| TopicPartition::new(o.topic.as_str(), p))
+        .collect();
+    consumer.assign(&partitions).await.context("assign")?;
+    Ok(consumer)
+}
+
+pub(crate) fn consume(bootstrap: &str, o: &Options, progress: &Progress) -> Result<Outcome> {
+    runtime()?.block_on(async {
+        let mut consumer = consumer(bootstrap, o).await?;
         let start = Instant::now();
         let (mut n, mut bytes) = (0u64, 0u64);
         while n < o.records {
-            let record = tokio::time::timeout(std::time::Duration::from_secs(30), consumer.recv())
+            let record = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
                 .await
                 .context("no record for 30 s")?
                 .context("recv")?;
             n += 1;
             bytes += record.value.as_ref().map_or(0, |v| v.len() as u64);
+            if n.is_multiple_of(1024) {
+                progress.add(1024);
+            }
         }
-        let secs = start.elapsed().as_secs_f64();
+        let mut out = Outcome::new(n, 0, start.elapsed());
+        out.bytes = bytes;
         consumer.close().await.ok();
-        Ok((n as f64 / secs, bytes as f64 / secs))
+        Ok(out)
+    })
+}
+
+/// Produce at `--rate` while a consumer task reads; each record carries its send time.
+pub(crate) fn e2e(
+    bootstrap: &str,
+    o: &Options,
+    samples: &Samples,
+    progress: &Progress,
+) -> Result<Outcome> {
+    runtime()?.block_on(async {
+        let start = Instant::now();
+        let mut consumer = consumer(bootstrap, o).await?;
+        let records = o.records + 1; // and the warm-up record
+        let reader_samples = samples.clone();
+        let warmed = Arc::new(tokio::sync::Notify::new());
+        let warmed_reader = Arc::clone(&warmed);
+        let reader = tokio::spawn(async move {
+            let mut n = 0u64;
+            while n < records {
+                if n == 1 {
+                    warmed_reader.notify_one();
+                }
+                let r = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+                    .await
+                    .context("no record for 30 s")?
+                    .context("recv")?;
+                if let Some(sent) = r.value.as_deref().and_then(sent_micros) {
+                    let now = start.elapsed().as_micros() as u64;
+                    reader_samples.push(now.saturating_sub(sent));
+                }
+                n += 1;
+            }
+            consumer.close().await.ok();
+            anyhow::Ok(())
+        });
+        let producer = producer(bootstrap, o)?;
+        let topic: Arc<str> = o.topic.as_str().into();
+        let mut value = vec![b'x'; o.record_size.max(8)];
+        e2e_value(&mut value, WARM_UP);
+        producer
+            .send(record(&topic, 0, Bytes::copy_from_slice(&value)))
+            .await
+            .context("send")?
+            .await
+            .context("warm-up delivery")?;
+        tokio::time::timeout(Duration::from_secs(60), warmed.notified())
+            .await
+            .context("the warm-up record never arrived")?;
+        let pacer = Pacer::new(o.rate);
+        let mut pending = VecDeque::new();
+        for n in 0..o.records {
+            if let Some(wait) = pacer.delay(n) {
+                tokio::time::sleep(wait).await;
+            }
+            if n.is_multiple_of(256) && n > 0 {
+                progress.add(256);
+            }
+            e2e_value(&mut value, start.elapsed().as_micros() as u64);
+            let partition = (n % o.partitions as u64) as i32;
+            let d = producer
+                .send(record(&topic, partition, Bytes::copy_from_slice(&value)))
+                .await
+                .context("send")?;
+            pending.push_back(d);
+            if pending.len() >= WINDOW {
+                if let Some(d) = pending.pop_front() {
+                    d.await.context("delivery")?;
+                }
+            }
+        }
+        for d in pending {
+            d.await.context("delivery")?;
+        }
+        reader.await.context("consumer task")??;
+        let elapsed = start.elapsed();
+        producer.close().await;
+        Ok(Outcome::new(o.records, value.len(), elapsed))
     })
 }

@@ -1,44 +1,58 @@
-//! Delivery latency: sampled records' time from `send` to acknowledgement, and pacing of
-//! sends to a target rate (`--rate`), so latency can be read at a given load.
+//! Latency: sampled records' time from send to acknowledgement (or, for `e2e`, to
+//! receipt), in an HDR histogram; and pacing of sends to a target rate (`--rate`).
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// One record in this many is timed (the same for every client).
+use hdrhistogram::Histogram;
+
+/// One record in this many is timed for delivery latency (the same for every client).
 pub(crate) const SAMPLE_EVERY: u64 = 256;
 
-/// Collected latencies in microseconds.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Samples(Arc<Mutex<Vec<u64>>>);
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Percentiles {
+    pub(crate) p50: f64,
+    pub(crate) p99: f64,
+    pub(crate) p999: f64,
+    pub(crate) max: f64,
+    pub(crate) samples: u64,
+}
+
+/// Collected latencies, microseconds, 3 significant digits.
+#[derive(Debug, Clone)]
+pub(crate) struct Samples(Arc<Mutex<Histogram<u64>>>);
+
+impl Default for Samples {
+    fn default() -> Self {
+        // Constant, valid bounds: 1 µs to an hour at 3 significant digits.
+        let h = Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid HDR bounds");
+        Self(Arc::new(Mutex::new(h)))
+    }
+}
 
 impl Samples {
     pub(crate) fn push(&self, micros: u64) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(micros);
-    }
-
-    /// "p50 / p99 / p99.9 / max in ms (samples)", or a note that there were none.
-    pub(crate) fn summary(&self) -> String {
-        let mut v = self
+        let _ = self
             .0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if v.is_empty() {
-            return "no latency samples".into();
+            .record(micros.max(1));
+    }
+
+    pub(crate) fn percentiles(&self) -> Option<Percentiles> {
+        let h = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if h.is_empty() {
+            return None;
         }
-        v.sort_unstable();
-        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
-        format!(
-            "delivery latency ms: p50 {:.2}, p99 {:.2}, p99.9 {:.2}, max {:.2} ({} samples)",
-            at(0.5),
-            at(0.99),
-            at(0.999),
-            at(1.0),
-            v.len()
-        )
+        let ms = |v: u64| v as f64 / 1000.0;
+        Some(Percentiles {
+            p50: ms(h.value_at_quantile(0.5)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+            samples: h.len(),
+        })
     }
 }
 
@@ -57,13 +71,13 @@ impl Pacer {
         }
     }
 
-    /// How long to wait before send number `sent` (checked every 64 sends).
+    /// How long to wait before send number `sent` (checked every 16 sends).
     pub(crate) fn delay(&self, sent: u64) -> Option<Duration> {
-        if self.rate == 0 || !sent.is_multiple_of(64) {
+        if self.rate == 0 || !sent.is_multiple_of(16) {
             return None;
         }
         let due = Duration::from_secs_f64(sent as f64 / self.rate as f64);
         due.checked_sub(self.start.elapsed())
-            .filter(|d| *d > Duration::from_micros(200))
+            .filter(|d| *d > Duration::from_micros(100))
     }
 }

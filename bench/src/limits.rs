@@ -1,5 +1,6 @@
 //! What this machine can do, measured in the same run as the workload: loopback TCP
-//! throughput with large buffers, and a cached file sent to a socket.
+//! throughput with large buffers, sequential file writes (with and without fdatasync),
+//! and a cached file sent to a socket.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -56,16 +57,58 @@ pub(crate) fn process_cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-pub(crate) fn print_all() -> Result<()> {
-    let bps = loopback_bytes_per_sec(4 << 30)?;
-    println!("loopback TCP (1 MiB writes): {:.0} MB/s", bps / 1e6);
+/// Bytes/s of sequential 1 MiB `write`s to a new file in the working directory (the page
+/// cache, as the broker appends), or with an `fdatasync` after each write when `sync`.
+pub(crate) fn file_write_bytes_per_sec(total: u64, sync: bool) -> Result<f64> {
+    let mut file = tempfile::tempfile_in(".")?;
+    let chunk = vec![7u8; 1 << 20];
+    let start = Instant::now();
+    let mut written = 0u64;
+    while written < total {
+        file.write_all(&chunk)?;
+        if sync {
+            file.sync_data()?;
+        }
+        written += chunk.len() as u64;
+    }
+    Ok(written as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Every limit, printed (`fjord-bench limits`).
+pub(crate) fn print_all(json: bool) -> Result<()> {
+    let loopback = loopback_bytes_per_sec(4 << 30)?;
+    let write = file_write_bytes_per_sec(2 << 30, false)?;
+    let write_sync = file_write_bytes_per_sec(256 << 20, true)?;
     let (sendfile, copy) = file_to_socket_limits()?;
+    if json {
+        println!(
+            "{{\"loopback_mb_per_sec\":{:.1},\"file_write_mb_per_sec\":{:.1},\"file_write_fdatasync_mb_per_sec\":{:.1},\"sendfile_mb_per_sec\":{:.1},\"pread_write_mb_per_sec\":{:.1}}}",
+            loopback / 1e6,
+            write / 1e6,
+            write_sync / 1e6,
+            sendfile / 1e6,
+            copy / 1e6
+        );
+        return Ok(());
+    }
     println!(
-        "sendfile, cached file to loopback (1 MiB calls): {:.0} MB/s",
+        "loopback TCP (1 MiB writes):                  {:>8.0} MB/s",
+        loopback / 1e6
+    );
+    println!(
+        "sequential file write, page cache (1 MiB):     {:>8.0} MB/s",
+        write / 1e6
+    );
+    println!(
+        "sequential file write + fdatasync per MiB:     {:>8.0} MB/s",
+        write_sync / 1e6
+    );
+    println!(
+        "sendfile, cached file to loopback (1 MiB):     {:>8.0} MB/s",
         sendfile / 1e6
     );
     println!(
-        "pread+write, cached file to loopback (1 MiB calls): {:.0} MB/s",
+        "pread+write, cached file to loopback (1 MiB):  {:>8.0} MB/s",
         copy / 1e6
     );
     Ok(())

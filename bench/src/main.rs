@@ -1,32 +1,44 @@
-//! `fjord-bench`: throughput of a Kafka-protocol broker next to this machine's limits.
+//! `fjord-bench`: throughput and latency of a Kafka-protocol broker and its clients, next
+//! to this machine's limits measured in the same run. `fjord-bench --help` lists the
+//! commands and flags.
 //!
 //! ```text
 //! fjord-bench limits
-//! fjord-bench produce --spawn-broker --records 5000000 --record-size 100
-//! fjord-bench consume --spawn-broker --records 5000000 --record-size 100
+//! fjord-bench produce --spawn-broker --records 3000000 --record-size 100 --client fjord
+//! fjord-bench consume --spawn-broker --records 10000000 --record-size 100 --client rdkafka
+//! fjord-bench e2e --spawn-broker --records 500000 --rate 50000
+//! fjord-bench sweep --spawn-broker --out bench-results
 //! ```
 //! `--spawn-broker` starts `target/release/fjord` (or `$FJORD_BIN`) in a temp dir on a
 //! free port and stops it at the end; otherwise `--bootstrap HOST:PORT`. `consume` with
-//! `--spawn-broker` first loads the topic with the producer. The client is librdkafka
-//! (the `rdkafka` crate) until Fjord's own clients exist.
+//! `--spawn-broker` first loads the topic with Fjord's producer.
 
 mod broker;
 mod fjord_client;
 mod latency;
 mod limits;
 mod options;
+mod progress;
+mod rdkafka_client;
+mod report;
 mod sendfile_limit;
+mod sweep;
 mod workload;
 
 use anyhow::Result;
 
 fn main() -> Result<()> {
     let opts = options::Options::parse(std::env::args().skip(1).collect())?;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("fjord-bench {} ({cores} cores)", opts.command);
+    if !opts.json {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        println!("fjord-bench {} ({cores} cores)", opts.command);
+    }
     match opts.command.as_str() {
-        "limits" => limits::print_all(),
-        "produce" | "consume" => workload::run(&opts),
-        other => anyhow::bail!("unknown command '{other}' (limits, produce, consume)"),
+        "limits" => limits::print_all(opts.json),
+        "produce" | "consume" | "e2e" => workload::run(&opts),
+        "sweep" => sweep::run(&opts),
+        other => anyhow::bail!(
+            "unknown command '{other}' (limits, produce, consume, e2e, sweep; see --help)"
+        ),
     }
 }

@@ -2,6 +2,38 @@
 
 use anyhow::{bail, Context, Result};
 
+/// The usage text (`fjord-bench --help`).
+pub(crate) const USAGE: &str = "\
+fjord-bench COMMAND [FLAGS]
+
+Commands:
+  limits    what this machine can do: loopback TCP, buffered file writes (with and
+            without fdatasync), sendfile from a cached file to a socket
+  produce   produce records and report records/s, MB/s, delivery latency
+  consume   read records already on the broker (loads them first with --spawn-broker)
+  e2e       end-to-end latency: produce at --rate, consume, time from send to receipt
+  sweep     produce over record sizes, partition counts and codecs; writes a CSV and
+            SVG charts (--out DIR, default bench-results)
+
+Flags (defaults in brackets):
+  --bootstrap HOST:PORT   broker to use, or --spawn-broker to start a fresh one
+  --spawn-broker          start target/release/fjord (or $FJORD_BIN) in a temp dir
+  --client fjord|rdkafka  Fjord's own clients or librdkafka [fjord]
+  --topic NAME            [fjord-bench]
+  --records N             [2000000]
+  --record-size BYTES     [100]
+  --partitions N          partitions of the topic; records go round robin [1]
+  --acks 0|1|all          [1]
+  --compression CODEC     none, gzip, snappy, lz4, zstd [none]
+  --linger-ms MS          [5; 0 for e2e]
+  --batch-size BYTES      [1000000]
+  --rate N                target records/s, 0 for as fast as possible [0]
+  --json                  one JSON object on stdout, no progress line
+  --property K=V          client setting, applied last (repeatable)
+  --broker-set K=V        setting for --spawn-broker (repeatable)
+  --out DIR               where sweep writes [bench-results]
+";
+
 /// What to run and how.
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
@@ -11,6 +43,7 @@ pub(crate) struct Options {
     pub(crate) topic: String,
     pub(crate) records: u64,
     pub(crate) record_size: usize,
+    pub(crate) partitions: i32,
     pub(crate) compression: String,
     pub(crate) acks: String,
     pub(crate) linger_ms: u64,
@@ -19,35 +52,68 @@ pub(crate) struct Options {
     pub(crate) client: String,
     /// Target records/s (`--rate`, 0: as fast as possible).
     pub(crate) rate: u64,
+    /// One JSON object on stdout instead of the table.
+    pub(crate) json: bool,
     /// Extra client settings (`--property key=value`), applied last.
     pub(crate) properties: Vec<(String, String)>,
     /// Extra broker settings for `--spawn-broker` (`--broker-set key=value`).
     pub(crate) broker_settings: Vec<String>,
+    /// Output directory of `sweep`.
+    pub(crate) out: String,
 }
 
-impl Options {
-    pub(crate) fn parse(args: Vec<String>) -> Result<Self> {
-        let mut o = Self {
-            command: args.first().cloned().unwrap_or_else(|| "limits".into()),
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            command: "limits".into(),
             bootstrap: None,
             spawn_broker: false,
             topic: "fjord-bench".into(),
             records: 2_000_000,
             record_size: 100,
+            partitions: 1,
             compression: "none".into(),
             acks: "1".into(),
             linger_ms: 5,
             batch_size: 1_000_000,
-            client: "rdkafka".into(),
+            client: "fjord".into(),
             rate: 0,
+            json: false,
             properties: Vec::new(),
             broker_settings: Vec::new(),
-        };
-        let mut it = args.into_iter().skip(1);
+            out: "bench-results".into(),
+        }
+    }
+}
+
+impl Options {
+    pub(crate) fn parse(args: Vec<String>) -> Result<Self> {
+        let mut o = Self::default();
+        let mut linger_given = false;
+        let mut it = args.into_iter();
+        match it.next() {
+            Some(c) if c == "--help" || c == "-h" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            Some(c) => o.command = c,
+            None => {}
+        }
         while let Some(flag) = it.next() {
-            if flag == "--spawn-broker" {
-                o.spawn_broker = true;
-                continue;
+            match flag.as_str() {
+                "--spawn-broker" => {
+                    o.spawn_broker = true;
+                    continue;
+                }
+                "--json" => {
+                    o.json = true;
+                    continue;
+                }
+                "--help" | "-h" => {
+                    print!("{USAGE}");
+                    std::process::exit(0);
+                }
+                _ => {}
             }
             let value = it.next().with_context(|| format!("{flag} needs a value"))?;
             match flag.as_str() {
@@ -55,11 +121,16 @@ impl Options {
                 "--topic" => o.topic = value,
                 "--records" => o.records = value.parse()?,
                 "--record-size" => o.record_size = value.parse()?,
+                "--partitions" => o.partitions = value.parse()?,
                 "--compression" => o.compression = value,
                 "--acks" => o.acks = value,
-                "--linger-ms" => o.linger_ms = value.parse()?,
+                "--linger-ms" => {
+                    o.linger_ms = value.parse()?;
+                    linger_given = true;
+                }
                 "--batch-size" => o.batch_size = value.parse()?,
                 "--rate" => o.rate = value.parse()?,
+                "--out" => o.out = value,
                 "--client" => {
                     if !matches!(value.as_str(), "fjord" | "rdkafka") {
                         bail!("--client is fjord or rdkafka");
@@ -73,10 +144,18 @@ impl Options {
                     o.properties.push((k.to_string(), v.to_string()));
                 }
                 "--broker-set" => o.broker_settings.push(value),
-                other => bail!("unknown flag {other}"),
+                other => bail!("unknown flag {other} (see --help)"),
             }
         }
-        if o.bootstrap.is_none() && !o.spawn_broker && o.command != "limits" {
+        if o.command == "e2e" && !linger_given {
+            // Latency, not batching, is what e2e measures (as Kafka's EndToEndLatency).
+            o.linger_ms = 0;
+        }
+        if o.partitions < 1 {
+            bail!("--partitions must be at least 1");
+        }
+        let needs_broker = matches!(o.command.as_str(), "produce" | "consume" | "e2e" | "sweep");
+        if needs_broker && o.bootstrap.is_none() && !o.spawn_broker {
             bail!("give --bootstrap HOST:PORT or --spawn-broker");
         }
         Ok(o)

@@ -1,136 +1,134 @@
-//! Produce and consume runs with librdkafka as the client.
+//! Runs `produce`, `consume` and `e2e` against a broker (spawned or given), with either
+//! client, next to the machine limit that applies, and reports.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::ClientConfig;
 
 use crate::broker::SpawnedBroker;
-use crate::latency::{Pacer, Samples, SAMPLE_EVERY};
-use crate::limits::{file_to_socket_limits, loopback_bytes_per_sec, process_cpu_seconds};
+use crate::latency::Samples;
+use crate::limits::{file_write_bytes_per_sec, loopback_bytes_per_sec, process_cpu_seconds};
 use crate::options::Options;
+use crate::progress::Progress;
+use crate::report::Report;
 
-/// Times sampled records from send to delivery report (opaque: send time in µs + 1).
-struct LatencyContext {
-    start: Instant,
-    samples: Samples,
+/// How a workload went.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outcome {
+    pub(crate) records: u64,
+    pub(crate) bytes: u64,
+    pub(crate) elapsed: Duration,
 }
 
-impl ClientContext for LatencyContext {}
-
-impl ProducerContext for LatencyContext {
-    type DeliveryOpaque = usize;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, sent_plus_one: usize) {
-        if sent_plus_one > 0 && result.is_ok() {
-            let now = self.start.elapsed().as_micros() as u64;
-            self.samples
-                .push(now.saturating_sub(sent_plus_one as u64 - 1));
+impl Outcome {
+    pub(crate) fn new(records: u64, record_size: usize, elapsed: Duration) -> Self {
+        Self {
+            records,
+            bytes: records * record_size as u64,
+            elapsed,
         }
     }
-}
 
-/// Applies `--property` settings after the workload's own, so they win.
-fn with_properties<'a>(config: &'a mut ClientConfig, o: &Options) -> &'a mut ClientConfig {
-    for (k, v) in &o.properties {
-        config.set(k, v);
+    fn rates(&self) -> (f64, f64) {
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        (self.records as f64 / secs, self.bytes as f64 / secs)
     }
-    config
 }
 
-fn produce(bootstrap: &str, o: &Options, samples: &Samples) -> Result<(f64, f64)> {
-    let start = Instant::now();
-    let context = LatencyContext {
-        start,
-        samples: samples.clone(),
+/// Writes the send time (µs since the run's start) into the first 8 bytes of `value`.
+pub(crate) fn e2e_value(value: &mut [u8], micros: u64) {
+    if value.len() >= 8 {
+        value[..8].copy_from_slice(&micros.to_be_bytes());
+    }
+}
+
+/// The send time an `e2e` record carries (`None` for the warm-up record).
+pub(crate) fn sent_micros(value: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(value.get(..8)?.try_into().ok()?)).filter(|t| *t != WARM_UP)
+}
+
+/// The send time of the warm-up record e2e sends first and waits for, so the clients'
+/// start-up (connections, assignment, first fetch) is not counted as latency.
+pub(crate) const WARM_UP: u64 = u64::MAX;
+
+/// A value of `size` bytes that compresses about as well as text (a fixed pseudo-random
+/// run of lowercase letters), so codecs are not measured on a run of one byte.
+pub(crate) fn payload(size: usize) -> Vec<u8> {
+    let mut x: u32 = 0x1234_5678;
+    (0..size)
+        .map(|_| {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            b'a' + ((x >> 24) % 16) as u8
+        })
+        .collect()
+}
+
+/// Creates `topic` with `partitions` partitions (an existing one is left as it is).
+pub(crate) fn ensure_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(120)));
+        let result = admin.create_topics(&[topic], &options).await?;
+        match &result[0] {
+            Ok(_) => Ok(()),
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => Ok(()),
+            Err((t, e)) => anyhow::bail!("create topic {t}: {e}"),
+        }
+    })
+}
+
+/// Runs one workload with the client `o.client` names.
+pub(crate) fn run_one(
+    bootstrap: &str,
+    o: &Options,
+    samples: &Samples,
+    broker: Option<&SpawnedBroker>,
+) -> Result<Report> {
+    let me = std::process::id();
+    let cpu0 = process_cpu_seconds(me);
+    let broker_cpu0 = broker.map(SpawnedBroker::cpu_seconds);
+    let progress = Progress::start(&o.command, o.records, o.record_size, o.json);
+    let value = payload(o.record_size);
+    let fjord = o.client == "fjord";
+    let outcome = match o.command.as_str() {
+        "produce" if fjord => {
+            crate::fjord_client::produce(bootstrap, o, &value, samples, &progress)?
+        }
+        "produce" => crate::rdkafka_client::produce(bootstrap, o, &value, samples, &progress)?,
+        "consume" if fjord => crate::fjord_client::consume(bootstrap, o, &progress)?,
+        "consume" => crate::rdkafka_client::consume(bootstrap, o, &progress)?,
+        "e2e" if fjord => crate::fjord_client::e2e(bootstrap, o, samples, &progress)?,
+        "e2e" => crate::rdkafka_client::e2e(bootstrap, o, samples, &progress)?,
+        other => anyhow::bail!("unknown workload {other}"),
     };
-    let p: BaseProducer<LatencyContext> = with_properties(
-        ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .set("acks", &o.acks)
-            .set("compression.type", &o.compression)
-            .set("linger.ms", o.linger_ms.to_string())
-            .set("batch.size", o.batch_size.to_string())
-            .set("queue.buffering.max.messages", "2000000")
-            .set("queue.buffering.max.kbytes", "2097151"),
-        o,
-    )
-    .create_with_context(context)?;
-    let value = vec![b'x'; o.record_size];
-    let pacer = Pacer::new(o.rate);
-    for n in 0..o.records {
-        if let Some(wait) = pacer.delay(n) {
-            std::thread::sleep(wait);
-        }
-        if n.is_multiple_of(1024) {
-            p.poll(Duration::ZERO);
-        }
-        let opaque = if n.is_multiple_of(SAMPLE_EVERY) {
-            start.elapsed().as_micros() as usize + 1
-        } else {
-            0
-        };
-        loop {
-            match p.send(
-                BaseRecord::<(), [u8], usize>::with_opaque_to(&o.topic, opaque)
-                    .partition(0)
-                    .payload(&value),
-            ) {
-                Ok(()) => break,
-                Err((e, _))
-                    if e.rdkafka_error_code()
-                        == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
-                {
-                    p.poll(Duration::from_millis(1));
-                }
-                Err((e, _)) => return Err(e).context("produce"),
-            }
-        }
-    }
-    p.flush(Duration::from_secs(120)).context("flush")?;
-    let secs = start.elapsed().as_secs_f64();
-    Ok((
-        o.records as f64 / secs,
-        (o.records * o.record_size as u64) as f64 / secs,
-    ))
+    drop(progress);
+    let (rps, bps) = outcome.rates();
+    Ok(Report {
+        command: o.command.clone(),
+        client: o.client.clone(),
+        records: outcome.records,
+        record_size: o.record_size,
+        partitions: o.partitions,
+        compression: o.compression.clone(),
+        records_per_sec: rps,
+        bytes_per_sec: bps,
+        latency: samples.percentiles(),
+        limit: None,
+        client_cpu_s: process_cpu_seconds(me) - cpu0,
+        broker_cpu_s: broker.zip(broker_cpu0).map(|(b, c0)| b.cpu_seconds() - c0),
+    })
 }
 
-fn consume(bootstrap: &str, o: &Options) -> Result<(f64, f64)> {
-    let c: BaseConsumer = with_properties(
-        ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .set("group.id", "fjord-bench")
-            .set("enable.auto.commit", "false")
-            .set("fetch.max.bytes", "52428800")
-            .set("max.partition.fetch.bytes", "10485760")
-            .set("queued.max.messages.kbytes", "1048576")
-            // librdkafka pauses fetching for fetch.queue.backoff.ms (1 s) once its queue
-            // holds queued.min.messages: with 100-byte records that idles the consumer.
-            .set("queued.min.messages", "5000000")
-            .set("fetch.queue.backoff.ms", "1"),
-        o,
-    )
-    .create()?;
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&o.topic, 0, Offset::Beginning)?;
-    c.assign(&tpl)?;
-    let start = Instant::now();
-    let (mut n, mut bytes) = (0u64, 0u64);
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while n < o.records && Instant::now() < deadline {
-        if let Some(m) = c.poll(Duration::from_millis(100)) {
-            let m = m.context("consume")?;
-            n += 1;
-            bytes += m.payload().map_or(0, <[u8]>::len) as u64;
-        }
-    }
-    let secs = start.elapsed().as_secs_f64();
-    Ok((n as f64 / secs, bytes as f64 / secs))
-}
-
+/// `produce`, `consume` or `e2e`, start to finish.
 pub(crate) fn run(o: &Options) -> Result<()> {
     let spawned = if o.spawn_broker {
         Some(SpawnedBroker::start(&o.broker_settings)?)
@@ -142,57 +140,36 @@ pub(crate) fn run(o: &Options) -> Result<()> {
         .map(|b| b.bootstrap.clone())
         .or_else(|| o.bootstrap.clone())
         .context("bootstrap")?;
-    let loopback = loopback_bytes_per_sec(2 << 30)?;
-    let broker_cpu0 = spawned.as_ref().map_or(0.0, SpawnedBroker::cpu_seconds);
-    let me = std::process::id();
-    let (rps, bps, what) = if o.command == "produce" {
-        let cpu0 = process_cpu_seconds(me);
-        let samples = Samples::default();
-        let (rps, bps) = if o.client == "fjord" {
-            crate::fjord_client::produce(&bootstrap, o, &samples)?
-        } else {
-            produce(&bootstrap, o, &samples)?
-        };
-        println!("{}", samples.summary());
-        println!("client CPU: {:.1} s", process_cpu_seconds(me) - cpu0);
-        (rps, bps, "produce")
-    } else {
-        if o.spawn_broker {
-            produce(&bootstrap, o, &Samples::default())?;
-        }
-        let cpu0 = process_cpu_seconds(me);
-        let (rps, bps) = if o.client == "fjord" {
-            crate::fjord_client::consume(&bootstrap, o)?
-        } else {
-            consume(&bootstrap, o)?
-        };
-        println!("client CPU: {:.1} s", process_cpu_seconds(me) - cpu0);
-        (rps, bps, "consume")
+    let mut o = o.clone();
+    if o.command == "e2e" {
+        // A fresh topic: e2e reads from the beginning and must see only its own records.
+        o.topic = format!("{}-e2e-{}", o.topic, std::process::id());
+    }
+    ensure_topic(&bootstrap, &o.topic, o.partitions)?;
+    // The limit that bounds the workload, measured now, on the same machine state.
+    let limit = match o.command.as_str() {
+        "produce" => Some((
+            "buffered file write",
+            file_write_bytes_per_sec(1 << 30, false)?,
+        )),
+        "consume" => Some(("loopback TCP", loopback_bytes_per_sec(2 << 30)?)),
+        _ => None,
     };
-    if let Some(b) = &spawned {
-        println!("broker CPU: {:.1} s", b.cpu_seconds() - broker_cpu0);
+    if o.command == "consume" && o.spawn_broker {
+        // Load the topic with Fjord's producer first.
+        let mut load = o.clone();
+        load.command = "produce".into();
+        load.client = "fjord".into();
+        load.json = true;
+        run_one(&bootstrap, &load, &Samples::default(), None).context("loading the topic")?;
     }
-    if what == "consume" {
-        let (sendfile, copy) = file_to_socket_limits()?;
-        println!(
-            "file to loopback socket: sendfile {:.0} MB/s (ratio {:.3}), pread+write {:.0} MB/s (ratio {:.3})",
-            sendfile / 1e6,
-            bps / sendfile,
-            copy / 1e6,
-            bps / copy
-        );
+    let samples = Samples::default();
+    let mut report = run_one(&bootstrap, &o, &samples, spawned.as_ref())?;
+    report.limit = limit;
+    if o.json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.table());
     }
-    println!(
-        "{what} ({}): {} records of {} B, acks={}, compression={}: {:.0} records/s, {:.1} MB/s; loopback TCP {:.0} MB/s; ratio to loopback {:.3}",
-        o.client,
-        o.records,
-        o.record_size,
-        o.acks,
-        o.compression,
-        rps,
-        bps / 1e6,
-        loopback / 1e6,
-        bps / loopback
-    );
     Ok(())
 }
