@@ -27,6 +27,10 @@ impl SpawnedBroker {
             .port();
         let bin = fjord_bin();
         let child = Command::new(&bin)
+            // Room for the 1 MiB records of the large-record runs (Kafka's default is
+            // 1 MiB including overhead); --broker-set can still override it.
+            .arg("--set")
+            .arg("message.max.bytes=16777216")
             .arg("--set")
             .arg(format!("listeners=PLAINTEXT://127.0.0.1:{port}"))
             .arg("--set")

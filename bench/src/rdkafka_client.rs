@@ -59,7 +59,11 @@ fn producer(
             .set("linger.ms", o.linger_ms.to_string())
             .set("batch.size", o.batch_size.to_string())
             .set("queue.buffering.max.messages", "2000000")
-            .set("queue.buffering.max.kbytes", "2097151"),
+            .set("queue.buffering.max.kbytes", "2097151")
+            .set(
+                "message.max.bytes",
+                (o.record_size + (64 << 10)).max(1_000_000).to_string(),
+            ),
         o,
     )
     .create_with_context(context)?)

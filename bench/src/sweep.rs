@@ -11,7 +11,7 @@ use crate::broker::SpawnedBroker;
 use crate::latency::Samples;
 use crate::options::Options;
 use crate::report::Report;
-use crate::workload::{ensure_topic, run_one};
+use crate::workload::{delete_topic, ensure_topic, run_one};
 
 const SIZES: &[usize] = &[10, 100, 1_000, 10_000, 100_000, 1_000_000];
 const PARTITIONS: &[i32] = &[1, 10, 100, 1_000, 10_000];
@@ -39,6 +39,7 @@ fn measure(
     o.json = true; // no progress lines inside a sweep
     o.properties.clone_from(&base.properties);
     let report = run_one(bootstrap, &o, &Samples::default(), broker)?;
+    delete_topic(bootstrap, &o.topic)?;
     if !base.json {
         println!(
             "{:>8} {:<8} size {:>8} partitions {:>6} {:<7} {:>10.0} records/s {:>9.1} MB/s",

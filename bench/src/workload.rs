@@ -86,6 +86,21 @@ pub(crate) fn ensure_topic(bootstrap: &str, topic: &str, partitions: i32) -> Res
     })
 }
 
+/// Deletes `topic` (sweep points clean up after themselves: 10,000 partitions hold
+/// thousands of open files on the broker).
+pub(crate) fn delete_topic(bootstrap: &str, topic: &str) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        admin.delete_topics(&[topic], &AdminOptions::new()).await?;
+        anyhow::Ok(())
+    })
+}
+
 /// Runs one workload with the client `o.client` names.
 pub(crate) fn run_one(
     bootstrap: &str,
@@ -148,11 +163,19 @@ pub(crate) fn run(o: &Options) -> Result<()> {
     ensure_topic(&bootstrap, &o.topic, o.partitions)?;
     // The limit that bounds the workload, measured now, on the same machine state.
     let limit = match o.command.as_str() {
-        "produce" => Some((
-            "buffered file write",
-            file_write_bytes_per_sec(1 << 30, false)?,
-        )),
-        "consume" => Some(("loopback TCP", loopback_bytes_per_sec(2 << 30)?)),
+        // As many bytes as the workload writes (up to 8 GiB): page-cache writes slow down
+        // once dirty pages pile up, for the broker and for the limit alike.
+        "produce" => {
+            let bytes = (o.records * o.record_size as u64).clamp(64 << 20, 8 << 30);
+            Some((
+                "buffered file write",
+                file_write_bytes_per_sec(bytes, false)?,
+            ))
+        }
+        "consume" => {
+            let bytes = (o.records * o.record_size as u64).clamp(256 << 20, 2 << 30);
+            Some(("loopback TCP", loopback_bytes_per_sec(bytes)?))
+        }
         _ => None,
     };
     if o.command == "consume" && o.spawn_broker {

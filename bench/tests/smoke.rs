@@ -1,0 +1,81 @@
+//! fjord-bench end to end: each workload, with each client, against a broker it spawns,
+//! prints the JSON object scripts rely on, with plausible numbers.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn bench() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_fjord-bench"))
+}
+
+/// The broker binary built next to fjord-bench (scripts/test builds it first).
+fn fjord() -> PathBuf {
+    std::env::var_os("FJORD_BIN").map_or_else(|| bench().with_file_name("fjord"), PathBuf::from)
+}
+
+/// The number after `"key":` in `json`.
+fn number(json: &str, key: &str) -> Option<f64> {
+    let at = json.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let rest = &json[at..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+#[test]
+fn every_workload_reports_json_with_both_clients() {
+    let fjord = fjord();
+    assert!(
+        fjord.exists(),
+        "{} not built (cargo build --bin fjord)",
+        fjord.display()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (command, extra) in [
+        ("produce", &[][..]),
+        ("consume", &[][..]),
+        ("e2e", &["--rate", "20000"][..]),
+    ] {
+        for client in ["fjord", "rdkafka"] {
+            let out = Command::new(bench())
+                .args([
+                    command,
+                    "--spawn-broker",
+                    "--records",
+                    "20000",
+                    "--client",
+                    client,
+                    "--json",
+                ])
+                .args(extra)
+                .env("FJORD_BIN", &fjord)
+                .current_dir(dir.path())
+                .output()
+                .expect("fjord-bench runs");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{command} {client}: {}\n{stdout}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let json = stdout.lines().last().unwrap_or_default();
+            let rps = number(json, "records_per_sec").unwrap_or(0.0);
+            assert!(rps > 100.0, "{command} {client}: {json}");
+            assert!(
+                number(json, "mb_per_sec").is_some_and(|m| m > 0.0),
+                "{json}"
+            );
+            if command != "consume" {
+                assert!(
+                    number(json, "p99").is_some_and(|p| p > 0.0),
+                    "{command} {client}: {json}"
+                );
+            }
+            if command != "e2e" {
+                assert!(
+                    number(json, "limit_ratio").is_some_and(|r| r > 0.0),
+                    "{json}"
+                );
+            }
+        }
+    }
+}
