@@ -21,6 +21,9 @@ use crate::partitioner::{DefaultPartitioner, Partitioner};
 use crate::record::ProducerRecord;
 use crate::sender;
 
+/// Bytes a new batch buffer starts with (it grows up to `batch.size` as records come).
+const INITIAL_BATCH_CAPACITY: usize = 16 << 10;
+
 /// Room a Produce request needs around its batches (header, topic name, fields).
 const REQUEST_OVERHEAD: usize = 128;
 
@@ -29,6 +32,10 @@ const REQUEST_OVERHEAD: usize = 128;
 pub(crate) struct SenderHandle {
     pub(crate) notify: Notify,
     pub(crate) task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// When the sleeping sender will wake by itself (µs since the producer started;
+    /// 0 while it is awake). A new batch due later needs no wake-up: with thousands of
+    /// partitions, waking the sender for each new batch would have it rescan them all.
+    pub(crate) wake_at_us: std::sync::atomic::AtomicU64,
 }
 
 /// State shared by the producer's handles and tasks.
@@ -48,6 +55,7 @@ pub(crate) struct Inner {
     pub(crate) flushing: AtomicUsize,
     pub(crate) connection_options: ConnectionOptions,
     runtime: tokio::runtime::Handle,
+    started: Instant,
 }
 
 /// A pure-Rust Kafka producer. Cheap to clone: clones share batches and connections.
@@ -162,6 +170,7 @@ impl Producer {
             flushing: AtomicUsize::new(0),
             connection_options,
             runtime: runtime.clone(),
+            started: Instant::now(),
         });
         let task = runtime.spawn(metadata_loop(
             Arc::downgrade(&inner),
@@ -230,7 +239,12 @@ impl Producer {
             }
             let new_batch = q.open.is_none();
             let open = q.open.get_or_insert_with(|| OpenBatch {
-                writer: BatchWriter::new(inner.config.batch_size.max(size), timestamp),
+                // Start small and grow: thousands of partitions must not each hold a
+                // batch.size buffer before they have the records to fill it.
+                writer: BatchWriter::new(
+                    size.max(INITIAL_BATCH_CAPACITY.min(inner.config.batch_size)),
+                    timestamp,
+                ),
                 completion: Arc::new(Completion::default()),
                 created: Instant::now(),
                 reserved: 0,
@@ -246,8 +260,10 @@ impl Producer {
             }
             (completion, offset_delta, new_batch, closed)
         };
-        if new_batch || closed {
+        if closed {
             inner.wake_sender(state.leader());
+        } else if new_batch {
+            inner.wake_sender_by(state.leader(), Instant::now() + inner.config.linger);
         }
         Ok(DeliveryFuture {
             completion,
@@ -338,6 +354,28 @@ impl Inner {
         }
     }
 
+    /// Microseconds since the producer started.
+    pub(crate) fn micros(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.started).as_micros() as u64
+    }
+
+    /// Wakes `node`'s sender for a new batch due at `due`, unless it wakes by then anyway.
+    fn wake_sender_by(self: &Arc<Self>, node: i32, due: Instant) {
+        let handle = self
+            .senders
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&node)
+            .cloned();
+        if let Some(h) = handle {
+            let wake_at = h.wake_at_us.load(Ordering::Acquire);
+            if wake_at != 0 && wake_at <= self.micros(due) {
+                return;
+            }
+        }
+        self.wake_sender(node);
+    }
+
     pub(crate) fn wake_sender(self: &Arc<Self>, node: i32) {
         if node < 0 {
             self.metadata_wanted.notify_one();
@@ -349,6 +387,7 @@ impl Inner {
                 let handle = Arc::new(SenderHandle {
                     notify: Notify::new(),
                     task: Mutex::new(None),
+                    wake_at_us: std::sync::atomic::AtomicU64::new(0),
                 });
                 let task =
                     self.runtime

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use fjord_client_common::{ClientError, Connection};
-use fjord_protocol::kafka_protocol::messages::produce_response::ProduceResponse;
+use fjord_protocol::kafka_protocol::messages::produce_response::{
+    PartitionProduceResponse, ProduceResponse,
+};
 use fjord_protocol::kafka_protocol::messages::ApiKey;
 use tokio::sync::Semaphore;
 
@@ -59,10 +61,14 @@ pub(crate) async fn run(inner: Arc<Inner>, node: i32, handle: Arc<SenderHandle>)
             let wake = next_due
                 .unwrap_or(now + IDLE_RECHECK)
                 .min(now + IDLE_RECHECK);
+            handle
+                .wake_at_us
+                .store(inner.micros(wake).max(1), Ordering::Release);
             tokio::select! {
                 _ = handle.notify.notified() => {}
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
+            handle.wake_at_us.store(0, Ordering::Release);
             continue;
         }
         let connection = match connect(&inner, node, &mut conn).await {
@@ -341,16 +347,26 @@ async fn handle_response(
             return;
         }
     };
-    for f in batches {
-        let answer = resp
-            .responses
-            .iter()
-            .find(|t| t.name.0.as_str() == f.topic.name.as_ref())
-            .and_then(|t| {
-                t.partition_responses
-                    .iter()
-                    .find(|p| p.index == f.partition.index)
-            });
+    // Brokers answer partitions in request order: match by position, and search only if
+    // that fails (a request can carry thousands of partitions).
+    let answers: Vec<(&str, &PartitionProduceResponse)> = resp
+        .responses
+        .iter()
+        .flat_map(|t| {
+            t.partition_responses
+                .iter()
+                .map(move |p| (t.name.0.as_str(), p))
+        })
+        .collect();
+    for (i, f) in batches.into_iter().enumerate() {
+        let matches = |(name, p): &&(&str, &PartitionProduceResponse)| {
+            *name == f.topic.name.as_ref() && p.index == f.partition.index
+        };
+        let answer = answers
+            .get(i)
+            .filter(|a| matches(a))
+            .or_else(|| answers.iter().find(|a| matches(a)))
+            .map(|(_, p)| *p);
         let Some(p) = answer else {
             let missing = ClientError::Closed("no answer for the partition".into());
             retry_or_fail(inner, f, ProduceError::Client(missing));
