@@ -5,47 +5,62 @@
 
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use fjord_broker::config::BrokerConfig;
 use fjord_broker::state::Broker;
 use tokio::sync::watch;
 
-const USAGE: &str = "usage: fjord [serve] [--config FILE] [--set key=value]...
-  --config FILE     broker settings in Java properties format (Kafka's names)
-  --set key=value   one setting; repeatable; wins over the file
-With no arguments fjord listens on 127.0.0.1:9092 with data under ./data.";
+mod cli;
+
+use clap::Parser;
 
 /// The config file's text (if any) and the `--set` pairs, in order.
-struct Args {
+struct ServeConfig {
     file: Option<String>,
     sets: Vec<(String, String)>,
 }
 
-fn parse_args() -> Result<Args> {
-    let mut file = None;
-    let mut sets = Vec::new();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "serve" => {}
-            "--config" => {
-                let path = args.next().context("--config needs a file")?;
-                file =
-                    Some(std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?);
-            }
-            "--set" => {
-                let kv = args.next().context("--set needs key=value")?;
-                let (k, v) = kv.split_once('=').context("--set needs key=value")?;
-                sets.push((k.trim().to_string(), v.trim().to_string()));
-            }
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument '{other}'\n{USAGE}"),
+fn serve_config(args: &cli::ServeArgs) -> Result<ServeConfig> {
+    let file = match &args.config {
+        Some(path) => Some(
+            std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let sets = args
+        .sets
+        .iter()
+        .map(|kv| cli::key_value(kv).context("--set needs key=value"))
+        .collect::<Result<_>>()?;
+    Ok(ServeConfig { file, sets })
+}
+
+/// The client tools: quiet logs (warnings only) on stderr, output on stdout.
+fn run_tool(tool: cli::Command) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(async move {
+        match tool {
+            cli::Command::Topics(cmd) => cli::topics::run(cmd).await,
+            cli::Command::Produce(args) => cli::console::produce(args).await,
+            cli::Command::Consume(args) => cli::console::consume(args).await,
+            cli::Command::Serve(_) => Ok(()), // handled by main
         }
+    });
+    if let Err(e) = result {
+        // One line, the chain of causes, no backtrace: this is a tool's error message.
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
     }
-    Ok(Args { file, sets })
+    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -57,6 +72,12 @@ async fn shutdown_signal() {
 }
 
 fn main() -> Result<()> {
+    let cli = cli::Cli::parse();
+    let serve = match cli.command {
+        None => cli.serve,
+        Some(cli::Command::Serve(args)) => args,
+        Some(tool) => return run_tool(tool),
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -64,7 +85,7 @@ fn main() -> Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let args = parse_args()?;
+    let args = serve_config(&serve)?;
     let mut config = BrokerConfig::from_sources(args.file.as_deref(), &args.sets)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -348,7 +348,8 @@ impl Consumer {
 
     /// Commits (with `enable.auto.commit`), leaves the group and stops every task.
     pub async fn close(mut self) -> Result<(), ConsumeError> {
-        let result = if self.inner.config.enable_auto_commit {
+        let result = if self.inner.config.enable_auto_commit && self.inner.config.group_id.is_some()
+        {
             self.commit().await
         } else {
             Ok(())

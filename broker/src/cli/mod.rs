@@ -1,0 +1,165 @@
+//! The `fjord` command line: the broker (`serve`, the default) and client tools that talk
+//! to any Kafka-compatible broker over the protocol: `topics`, `produce`, `consume`.
+
+pub(crate) mod console;
+pub(crate) mod topics;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Fjord: a Kafka-compatible streaming log broker, and tools to use one.
+#[derive(Debug, Parser)]
+#[command(name = "fjord", version, args_conflicts_with_subcommands = true)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+    /// Broker flags when no subcommand is given (`fjord --set ...` = `fjord serve --set ...`).
+    #[command(flatten)]
+    pub(crate) serve: ServeArgs,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the broker (the default). With no flags: 127.0.0.1:9092, data under ./data.
+    Serve(ServeArgs),
+    /// Create, list, describe, grow and delete topics.
+    #[command(subcommand)]
+    Topics(TopicsCommand),
+    /// Send lines from stdin as records (one per line).
+    Produce(ProduceArgs),
+    /// Print records of a topic, one value per line by default.
+    Consume(ConsumeArgs),
+}
+
+/// Broker settings.
+#[derive(Debug, Args, Default)]
+pub(crate) struct ServeArgs {
+    /// Broker settings in Java properties format (Kafka's names).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<std::path::PathBuf>,
+    /// One setting, `key=value` (repeatable; wins over the file).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub(crate) sets: Vec<String>,
+}
+
+/// Where the broker is.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct Connect {
+    /// The broker to talk to.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9092")]
+    pub(crate) bootstrap_server: String,
+}
+
+/// Topic administration.
+#[derive(Debug, Subcommand)]
+pub(crate) enum TopicsCommand {
+    /// Create a topic.
+    Create {
+        #[command(flatten)]
+        connect: Connect,
+        /// Its name.
+        #[arg(long)]
+        topic: String,
+        /// Its partition count (broker default when not given).
+        #[arg(long)]
+        partitions: Option<i32>,
+        /// A topic config, `key=value` (repeatable).
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        configs: Vec<String>,
+    },
+    /// List topics.
+    List {
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Partitions (leader, log start and end offsets) and configs of topics.
+    Describe {
+        #[command(flatten)]
+        connect: Connect,
+        /// One topic (all when not given).
+        #[arg(long)]
+        topic: Option<String>,
+    },
+    /// Grow a topic to more partitions.
+    Alter {
+        #[command(flatten)]
+        connect: Connect,
+        /// The topic.
+        #[arg(long)]
+        topic: String,
+        /// The new partition count.
+        #[arg(long)]
+        partitions: i32,
+    },
+    /// Delete a topic.
+    Delete {
+        #[command(flatten)]
+        connect: Connect,
+        /// The topic.
+        #[arg(long)]
+        topic: String,
+    },
+}
+
+/// The console producer.
+#[derive(Debug, Args)]
+pub(crate) struct ProduceArgs {
+    #[command(flatten)]
+    pub(crate) connect: Connect,
+    /// The topic.
+    #[arg(long)]
+    pub(crate) topic: String,
+    /// Split each line at the first SEP into key and value.
+    #[arg(long, value_name = "SEP")]
+    pub(crate) key_separator: Option<String>,
+    /// A header `key=value` added to every record (repeatable).
+    #[arg(long = "header", value_name = "KEY=VALUE")]
+    pub(crate) headers: Vec<String>,
+    /// A producer setting, `key=value` (repeatable), e.g. compression.type=zstd.
+    #[arg(long = "property", value_name = "KEY=VALUE")]
+    pub(crate) properties: Vec<String>,
+    /// Read lines from FILE instead of stdin.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) file: Option<std::path::PathBuf>,
+}
+
+/// The console consumer.
+#[derive(Debug, Args)]
+pub(crate) struct ConsumeArgs {
+    #[command(flatten)]
+    pub(crate) connect: Connect,
+    /// The topic.
+    #[arg(long)]
+    pub(crate) topic: String,
+    /// Start at the beginning (default: only new records).
+    #[arg(long)]
+    pub(crate) from_beginning: bool,
+    /// Start at this offset (all partitions).
+    #[arg(long, conflicts_with = "from_beginning")]
+    pub(crate) offset: Option<i64>,
+    /// Consume as a member of this group (committing as it goes).
+    #[arg(long)]
+    pub(crate) group: Option<String>,
+    /// Stop after this many records.
+    #[arg(long)]
+    pub(crate) max_messages: Option<u64>,
+    /// Output: `value` (default), `kv` (key TAB value), `json` (one object per line), or a
+    /// kcat-style format with %t %p %o %T %k %s %h (topic, partition, offset, timestamp,
+    /// key, value, headers) and \n \t.
+    #[arg(long, default_value = "value")]
+    pub(crate) format: String,
+    /// Stop after this many milliseconds without a record.
+    #[arg(long, value_name = "MS")]
+    pub(crate) timeout_ms: Option<u64>,
+    /// A consumer setting, `key=value` (repeatable).
+    #[arg(long = "property", value_name = "KEY=VALUE")]
+    pub(crate) properties: Vec<String>,
+}
+
+/// Splits `key=value`.
+pub(crate) fn key_value(s: &str) -> anyhow::Result<(String, String)> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| anyhow::anyhow!("expected key=value, got {s:?}"))?;
+    Ok((k.trim().to_string(), v.trim().to_string()))
+}
