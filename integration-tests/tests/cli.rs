@@ -189,6 +189,37 @@ fn topics_produce_and_consume_from_the_command_line() {
     got.sort_unstable();
     assert_eq!(got, vec!["w0", "w1", "w2", "w3", "w4"], "{out}");
 
+    // The group, as the operator sees it: every partition committed at its log end.
+    let (ok, out, err) = run(&["groups", "list"], None);
+    assert!(ok, "{err}");
+    assert!(out.lines().any(|l| l.starts_with("g\t")), "{out}");
+    let more: String = (0..4).map(|i| format!("z{i}\n")).collect();
+    let (ok, _, err) = run(&["produce", "--topic", "orders"], Some(&more));
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(&["groups", "describe", "--group", "g"], None);
+    assert!(ok, "{err}");
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .filter(|l| l.starts_with("orders\t"))
+        .map(|l| l.split('\t').collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{out}");
+    let lag: i64 = rows.iter().map(|r| r[4].parse::<i64>().expect("lag")).sum();
+    assert_eq!(
+        lag, 4,
+        "the 4 records produced after the last commit: {out}"
+    );
+    for r in &rows {
+        let (current, end): (i64, i64) =
+            (r[2].parse().expect("current"), r[3].parse().expect("end"));
+        assert_eq!(end - current, r[4].parse::<i64>().expect("lag"), "{out}");
+    }
+    let (ok, out, err) = run(&["groups", "delete", "--group", "g"], None);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "deleted group g");
+    let (_, out, _) = run(&["groups", "list"], None);
+    assert!(!out.lines().any(|l| l.starts_with("g\t")), "{out}");
+
     let (ok, out, err) = run(
         &["topics", "alter", "--topic", "orders", "--partitions", "4"],
         None,

@@ -2,6 +2,7 @@
 //! to any Kafka-compatible broker over the protocol: `topics`, `produce`, `consume`.
 
 pub(crate) mod console;
+pub(crate) mod groups;
 pub(crate) mod topics;
 
 use clap::{Args, Parser, Subcommand};
@@ -25,6 +26,9 @@ pub(crate) enum Command {
     /// Create, list, describe, grow and delete topics.
     #[command(subcommand)]
     Topics(TopicsCommand),
+    /// List, describe (with lag) and delete consumer groups.
+    #[command(subcommand)]
+    Groups(GroupsCommand),
     /// Send lines from stdin as records (one per line).
     Produce(ProduceArgs),
     /// Print records of a topic, one value per line by default.
@@ -98,6 +102,33 @@ pub(crate) enum TopicsCommand {
         /// The topic.
         #[arg(long)]
         topic: String,
+    },
+}
+
+/// Consumer group administration.
+#[derive(Debug, Subcommand)]
+pub(crate) enum GroupsCommand {
+    /// List groups and their states.
+    List {
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// A group's state, members, and per partition its committed offset, log end offset,
+    /// LAG and owner.
+    Describe {
+        #[command(flatten)]
+        connect: Connect,
+        /// The group.
+        #[arg(long)]
+        group: String,
+    },
+    /// Delete a group without members (and its committed offsets).
+    Delete {
+        #[command(flatten)]
+        connect: Connect,
+        /// The group.
+        #[arg(long)]
+        group: String,
     },
 }
 

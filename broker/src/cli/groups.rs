@@ -1,0 +1,199 @@
+//! `fjord groups`: consumer groups over the Kafka protocol: list them, describe one with
+//! each partition's committed offset, log end offset and lag, delete one.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use fjord_client_common::connection::ConnectionOptions;
+use fjord_client_common::Connection;
+use fjord_protocol::kafka_protocol::messages::consumer_protocol_assignment::ConsumerProtocolAssignment;
+use fjord_protocol::kafka_protocol::messages::delete_groups_request::DeleteGroupsRequest;
+use fjord_protocol::kafka_protocol::messages::describe_groups_request::DescribeGroupsRequest;
+use fjord_protocol::kafka_protocol::messages::list_groups_request::ListGroupsRequest;
+use fjord_protocol::kafka_protocol::messages::list_offsets_request::{
+    ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
+};
+use fjord_protocol::kafka_protocol::messages::offset_fetch_request::OffsetFetchRequest;
+use fjord_protocol::kafka_protocol::messages::{ApiKey, BrokerId, GroupId, TopicName};
+use fjord_protocol::kafka_protocol::protocol::{Decodable, StrBytes};
+
+use super::GroupsCommand;
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+fn error_name(code: i16) -> String {
+    fjord_protocol::kafka_protocol::ResponseError::try_from_code(code)
+        .map_or_else(|| format!("error {code}"), |e| format!("{e:?}"))
+}
+
+async fn connect(bootstrap: &str) -> Result<Connection> {
+    let options = ConnectionOptions {
+        client_id: "fjord-cli".into(),
+        ..ConnectionOptions::default()
+    };
+    Connection::connect(bootstrap, options)
+        .await
+        .with_context(|| format!("connect to {bootstrap}"))
+}
+
+/// The partitions in a member's assignment (consumer protocol bytes).
+fn assigned(bytes: &Bytes) -> Vec<(String, i32)> {
+    let mut buf = bytes.clone();
+    if buf.len() < 2 {
+        return Vec::new();
+    }
+    let version = i16::from_be_bytes([buf[0], buf[1]]).clamp(0, 3);
+    let _ = bytes::Buf::get_i16(&mut buf);
+    ConsumerProtocolAssignment::decode(&mut buf, version)
+        .map(|a| {
+            a.assigned_partitions
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| (t.topic.0.to_string(), *p)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Log end offsets of `partitions`.
+async fn log_ends(
+    conn: &Connection,
+    partitions: &[(String, i32)],
+) -> Result<BTreeMap<(String, i32), i64>> {
+    let version = conn.version(ApiKey::ListOffsets, 1, 7)?;
+    let mut req = ListOffsetsRequest::default();
+    req.replica_id = BrokerId(-1);
+    for (topic, p) in partitions {
+        let mut lp = ListOffsetsPartition::default();
+        lp.partition_index = *p;
+        lp.timestamp = -1;
+        match req.topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
+            Some(t) => t.partitions.push(lp),
+            None => {
+                let mut t = ListOffsetsTopic::default();
+                t.name = TopicName(s(topic));
+                t.partitions.push(lp);
+                req.topics.push(t);
+            }
+        }
+    }
+    let resp = conn.request(&req, version).await?;
+    let mut out = BTreeMap::new();
+    for t in &resp.topics {
+        for p in &t.partitions {
+            if p.error_code == 0 {
+                out.insert((t.name.0.to_string(), p.partition_index), p.offset);
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) async fn run(cmd: GroupsCommand) -> Result<()> {
+    match cmd {
+        GroupsCommand::List { connect: c } => {
+            let conn = connect(&c.bootstrap_server).await?;
+            let version = conn.version(ApiKey::ListGroups, 0, 4)?;
+            let resp = conn.request(&ListGroupsRequest::default(), version).await?;
+            if resp.error_code != 0 {
+                bail!("ListGroups: {}", error_name(resp.error_code));
+            }
+            let mut groups: Vec<(String, String)> = resp
+                .groups
+                .iter()
+                .map(|g| (g.group_id.0.to_string(), g.group_state.to_string()))
+                .collect();
+            groups.sort();
+            for (g, state) in groups {
+                if state.is_empty() {
+                    println!("{g}");
+                } else {
+                    println!("{g}\t{state}");
+                }
+            }
+        }
+        GroupsCommand::Describe { connect: c, group } => {
+            let conn = connect(&c.bootstrap_server).await?;
+            let version = conn.version(ApiKey::DescribeGroups, 0, 5)?;
+            let mut req = DescribeGroupsRequest::default();
+            req.groups = vec![GroupId(s(&group))];
+            let resp = conn.request(&req, version).await?;
+            let Some(d) = resp.groups.first() else {
+                bail!("no answer for group {group}");
+            };
+            if d.error_code != 0 {
+                bail!("{group}: {}", error_name(d.error_code));
+            }
+            // Who owns which partition, from the members' assignments.
+            let mut owner: BTreeMap<(String, i32), String> = BTreeMap::new();
+            for m in &d.members {
+                for tp in assigned(&m.member_assignment) {
+                    owner.insert(tp, format!("{} {}", m.member_id, m.client_host));
+                }
+            }
+            let fetch_version = conn.version(ApiKey::OffsetFetch, 1, 7)?;
+            let mut of = OffsetFetchRequest::default();
+            of.group_id = GroupId(s(&group));
+            of.topics = None; // all committed partitions
+            let committed = conn.request(&of, fetch_version).await?;
+            let mut rows: BTreeMap<(String, i32), i64> = BTreeMap::new();
+            for t in &committed.topics {
+                for p in &t.partitions {
+                    rows.insert(
+                        (t.name.0.to_string(), p.partition_index),
+                        p.committed_offset,
+                    );
+                }
+            }
+            for tp in owner.keys() {
+                rows.entry(tp.clone()).or_insert(-1);
+            }
+            let tps: Vec<(String, i32)> = rows.keys().cloned().collect();
+            let ends = log_ends(&conn, &tps).await?;
+            println!(
+                "Group: {group}\tState: {}\tProtocol: {}\tMembers: {}",
+                d.group_state,
+                d.protocol_data,
+                d.members.len()
+            );
+            println!("TOPIC\tPARTITION\tCURRENT-OFFSET\tLOG-END-OFFSET\tLAG\tCONSUMER");
+            for ((topic, p), current) in &rows {
+                let end = ends.get(&(topic.clone(), *p)).copied().unwrap_or(-1);
+                let show = |v: i64| {
+                    if v < 0 {
+                        "-".to_string()
+                    } else {
+                        v.to_string()
+                    }
+                };
+                let lag = if *current >= 0 && end >= 0 {
+                    (end - current).max(0).to_string()
+                } else {
+                    "-".to_string()
+                };
+                let consumer = owner.get(&(topic.clone(), *p)).map_or("-", String::as_str);
+                println!(
+                    "{topic}\t{p}\t{}\t{}\t{lag}\t{consumer}",
+                    show(*current),
+                    show(end)
+                );
+            }
+        }
+        GroupsCommand::Delete { connect: c, group } => {
+            let conn = connect(&c.bootstrap_server).await?;
+            let version = conn.version(ApiKey::DeleteGroups, 0, 2)?;
+            let mut req = DeleteGroupsRequest::default();
+            req.groups_names = vec![GroupId(s(&group))];
+            let resp = conn.request(&req, version).await?;
+            for r in &resp.results {
+                if r.error_code != 0 {
+                    bail!("cannot delete {group}: {}", error_name(r.error_code));
+                }
+            }
+            println!("deleted group {group}");
+        }
+    }
+    Ok(())
+}
