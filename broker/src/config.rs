@@ -28,6 +28,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("fjord.segment.idle.close.ms", "600000"),
     ("fjord.fetch.sendfile", "true"),
     ("fjord.max.partitions", "200000"),
+    ("metrics.listener", ""),
     ("group.min.session.timeout.ms", "6000"),
     ("group.max.session.timeout.ms", "1800000"),
     ("group.initial.rebalance.delay.ms", "3000"),

@@ -46,6 +46,10 @@ pub(crate) async fn serve(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     tracing::debug!(%peer, "connection opened");
+    broker
+        .metrics
+        .connections
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (read, write) = stream.into_split();
     let budget = Arc::new(Semaphore::new(
         broker.config.socket_request_max_bytes.max(1),
@@ -68,7 +72,13 @@ pub(crate) async fn serve(
             _ = stop.changed() => None,
         };
         let Some((frame, permit)) = next else { break };
-        match handler::handle(&broker, frame, Some(peer)).await {
+        let api_key = frame
+            .get(..2)
+            .map_or(-1, |b| i16::from_be_bytes([b[0], b[1]]));
+        let started = std::time::Instant::now();
+        let handled = handler::handle(&broker, frame, Some(peer)).await;
+        broker.metrics.request(api_key, started.elapsed());
+        match handled {
             Ok(response) => {
                 if response_tx.send((response, permit)).await.is_err() {
                     break; // the writer stopped: the socket is gone
@@ -84,6 +94,10 @@ pub(crate) async fn serve(
     drop(response_tx);
     // Let the writer finish answering what was handled before closing.
     let _ = writer.await;
+    broker
+        .metrics
+        .connections
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     tracing::debug!(%peer, "connection closed");
 }
 

@@ -8,6 +8,7 @@
 //! - [`handler`]: one file per API, each a function from request to response.
 //! - [`maintenance`]: flush.ms, retention and idle-segment closing in the background.
 //! - [`groups`]: consumer groups and their committed offsets.
+//! - [`metrics`]: Prometheus counters and the `/metrics` and `/health` endpoint.
 //! - [`producer_state`]: idempotent producers' sequence tracking per partition.
 
 pub mod acceptor;
@@ -16,6 +17,7 @@ mod connection;
 pub mod groups;
 pub mod handler;
 pub mod maintenance;
+pub mod metrics;
 pub mod producer_state;
 mod sendfile;
 pub mod state;

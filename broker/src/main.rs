@@ -109,6 +109,23 @@ fn main() -> Result<()> {
             Arc::clone(&broker),
             stop_tx.subscribe(),
         ));
+        let metrics_at = broker
+            .config
+            .values
+            .get("metrics.listener")
+            .cloned()
+            .unwrap_or_default();
+        if !metrics_at.is_empty() {
+            let listener = tokio::net::TcpListener::bind(&metrics_at)
+                .await
+                .with_context(|| format!("bind metrics.listener {metrics_at}"))?;
+            tracing::info!(address = %listener.local_addr()?, "metrics listening");
+            tokio::spawn(fjord_broker::metrics::serve(
+                Arc::clone(&broker),
+                listener,
+                stop_tx.subscribe(),
+            ));
+        }
         shutdown_signal().await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);

@@ -117,6 +117,8 @@ pub struct Broker {
     pub request_budget: Arc<tokio::sync::Semaphore>,
     /// Consumer groups and committed offsets.
     pub groups: GroupCoordinator,
+    /// Counters for /metrics.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Makes renames and removals in `dir` durable.
@@ -154,6 +156,7 @@ impl Broker {
             .context("open committed offsets")?;
         let groups = GroupCoordinator::new(config.coordinator.clone(), offsets);
         let broker = Self {
+            metrics: crate::metrics::Metrics::default(),
             groups,
             config,
             topics: RwLock::new(HashMap::new()),

@@ -6,6 +6,7 @@
 //! (file, position, length) to send as is. Sessions are not kept: session id 0 (KIP-227
 //! allows a broker to decline them).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -148,15 +149,26 @@ pub(super) async fn handle(
                 max_bytes = req.max_bytes,
                 "fetch answered"
             );
+            count_out(broker, &data);
             return Ok(Response::Fetch(write_response(ctx, &data)));
         }
-        if tokio::time::timeout_at(deadline, appends.changed())
-            .await
-            .is_err()
-        {
+        broker.metrics.fetch_waiting.fetch_add(1, Ordering::Relaxed);
+        let waited = tokio::time::timeout_at(deadline, appends.changed()).await;
+        broker.metrics.fetch_waiting.fetch_sub(1, Ordering::Relaxed);
+        if waited.is_err() {
             let data = collect_off_reactor(broker, &req).await?;
+            count_out(broker, &data);
             return Ok(Response::Fetch(write_response(ctx, &data)));
         }
+    }
+}
+
+/// Record bytes sent, per topic, for /metrics.
+fn count_out(broker: &Broker, data: &[(String, Vec<PartitionData>)]) {
+    for (name, partitions) in data {
+        broker
+            .metrics
+            .fetched(name, partitions.iter().map(PartitionData::bytes).sum());
     }
 }
 

@@ -26,6 +26,8 @@ struct Slot {
     log_append_time: i64,
     log_start_offset: i64,
     durable: Option<FlushTicket>,
+    /// Written to the log by this request (not a duplicate, not refused).
+    appended: bool,
 }
 
 fn append_all(slots: &mut [Slot]) {
@@ -74,6 +76,7 @@ fn append_all(slots: &mut [Slot]) {
                 slot.log_append_time = info.log_append_time.unwrap_or(-1);
                 slot.log_start_offset = info.log_start_offset as i64;
                 slot.durable = info.durable;
+                slot.appended = true;
             }
             Err(e) => {
                 tracing::debug!(partition = partition.index, error = %e, "produce rejected");
@@ -126,6 +129,7 @@ pub(super) async fn handle(
                     log_append_time: -1,
                     log_start_offset: -1,
                     durable: None,
+                    appended: false,
                 },
             ));
         }
@@ -141,7 +145,18 @@ pub(super) async fn handle(
     broker.notify_appended();
     for slot in &mut work {
         if let Some(ticket) = slot.durable.take() {
-            if let Err(e) = ticket.await {
+            let started = std::time::Instant::now();
+            broker
+                .metrics
+                .produce_waiting
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let synced = ticket.await;
+            broker
+                .metrics
+                .produce_waiting
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            broker.metrics.fsync(started.elapsed());
+            if let Err(e) = synced {
                 // A retry of this batch must not be acknowledged as a duplicate of bytes
                 // that may never reach the disk: the partition goes offline.
                 if let Some(partition) = &slot.partition {
@@ -154,8 +169,25 @@ pub(super) async fn handle(
     if acks == 0 {
         return Ok(Response::None);
     }
+    let outcomes: Vec<(i32, Slot)> = indexes.into_iter().zip(work).collect();
+    // Per-topic counters for /metrics: what was appended (duplicates excluded).
+    let mut at = 0;
+    for (name, count) in &shape {
+        let (mut records, mut bytes) = (0u64, 0u64);
+        for (_, slot) in outcomes.iter().skip(at).take(*count) {
+            if let (true, 0, Some(r)) = (slot.appended, slot.error_code, &slot.records) {
+                bytes += r.len() as u64;
+                records += BatchHeader::parse(r)
+                    .map_or(0, |h| u64::try_from(h.records_count).unwrap_or(0));
+            }
+        }
+        at += count;
+        if bytes > 0 {
+            broker.metrics.produced(name.0.as_str(), records, bytes);
+        }
+    }
+    let mut outcomes = outcomes.into_iter();
     let mut resp = ProduceResponse::default();
-    let mut outcomes = indexes.into_iter().zip(work);
     for (name, count) in shape {
         let mut topic = TopicProduceResponse::default();
         topic.name = name;

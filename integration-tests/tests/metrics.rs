@@ -1,0 +1,90 @@
+//! The broker's Prometheus endpoint: scraped before and after traffic, the counters
+//! move by what was sent; /health answers.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use fjord_integration_tests::BrokerProcess;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+
+fn get(addr: &str, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect(addr).expect("metrics endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("response");
+    let (head, body) = out.split_once("\r\n\r\n").expect("http response");
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
+}
+
+/// The value of the sample whose name and labels start with `series`.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_with_traffic() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let broker = BrokerProcess::start(&[&format!("metrics.listener={addr}")]);
+    let (status, body) = get(&addr, "/health");
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(body.trim(), "ok");
+    let (_, before) = get(&addr, "/metrics");
+    assert_eq!(
+        sample(&before, "fjord_topic_records_in_total{topic=\"seen\"}"),
+        None
+    );
+
+    let p: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    for i in 0..10 {
+        p.send(
+            FutureRecord::<(), String>::to("seen").payload(&format!("value-{i}")),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("delivered");
+    }
+    let (status, after) = get(&addr, "/metrics");
+    assert!(status.contains("200"));
+    assert_eq!(
+        sample(&after, "fjord_topic_records_in_total{topic=\"seen\"}"),
+        Some(10.0),
+        "{after}"
+    );
+    let bytes = sample(&after, "fjord_topic_bytes_in_total{topic=\"seen\"}").expect("bytes in");
+    assert!(bytes > 70.0, "{bytes}");
+    assert_eq!(
+        sample(&after, "fjord_log_size_bytes{topic=\"seen\"}"),
+        Some(bytes)
+    );
+    assert!(sample(&after, "fjord_partitions").is_some_and(|n| n >= 1.0));
+    assert!(
+        sample(&after, "fjord_connections").is_some_and(|n| n >= 1.0),
+        "the producer is connected"
+    );
+    let produces = sample(
+        &after,
+        "fjord_request_duration_seconds_count{api=\"Produce\"}",
+    )
+    .expect("produce requests");
+    assert!(produces >= 1.0);
+    let (status, _) = get(&addr, "/nothing-here");
+    assert!(status.contains("404"), "{status}");
+}
