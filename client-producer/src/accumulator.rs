@@ -73,10 +73,21 @@ pub(crate) struct PartitionQueue {
     pub(crate) in_flight: Vec<Arc<Completion>>,
     /// Next base sequence, for `seq_producer`'s id and epoch.
     pub(crate) next_sequence: i32,
+    /// Size of the last batch this partition closed: the next one starts with that much
+    /// room, so a busy partition does not regrow its buffer every batch and an idle one
+    /// does not hold `batch.size` it never fills.
+    pub(crate) last_batch_bytes: usize,
     pub(crate) seq_producer: (i64, i16),
 }
 
 impl PartitionQueue {
+    /// Closes the open batch (if any) and returns it.
+    pub(crate) fn close_open(&mut self) -> Option<ClosedBatch> {
+        let open = self.open.take()?;
+        self.last_batch_bytes = open.writer.len();
+        Some(ClosedBatch::from_open(open))
+    }
+
     /// Puts a batch back for a retry, before any batch with a higher sequence (so
     /// idempotent retries go out in order).
     pub(crate) fn requeue(&mut self, batch: ClosedBatch) {

@@ -12,7 +12,7 @@ use fjord_protocol::kafka_protocol::messages::init_producer_id_request::InitProd
 use fjord_protocol::kafka_protocol::messages::{ApiKey, ProducerId};
 use tokio::sync::Notify;
 
-use crate::accumulator::{ClosedBatch, Memory, OpenBatch, PartitionState, TopicState};
+use crate::accumulator::{Memory, OpenBatch, PartitionState, TopicState};
 use crate::batch_writer::{record_size, BatchWriter, RecordParts, BATCH_HEADER};
 use crate::config::ProducerConfig;
 use crate::delivery::{Completion, CompletionWait, DeliveryFuture};
@@ -232,19 +232,22 @@ impl Producer {
                     || o.writer.len() + o.writer.size_of(&parts) <= inner.config.batch_size
             });
             if !fits {
-                if let Some(full) = q.open.take() {
-                    q.ready.push_back(ClosedBatch::from_open(full));
+                if let Some(full) = q.close_open() {
+                    q.ready.push_back(full);
                     closed = true;
                 }
             }
             let new_batch = q.open.is_none();
+            // As much room as this partition's last batch took (at least 16 KiB, at most
+            // batch.size): thousands of quiet partitions must not each hold a batch.size
+            // buffer, and a busy one should not regrow its buffer for every batch.
+            let room = q
+                .last_batch_bytes
+                .max(INITIAL_BATCH_CAPACITY)
+                .min(inner.config.batch_size)
+                .max(size);
             let open = q.open.get_or_insert_with(|| OpenBatch {
-                // Start small and grow: thousands of partitions must not each hold a
-                // batch.size buffer before they have the records to fill it.
-                writer: BatchWriter::new(
-                    size.max(INITIAL_BATCH_CAPACITY.min(inner.config.batch_size)),
-                    timestamp,
-                ),
+                writer: BatchWriter::new(room, timestamp),
                 completion: Arc::new(Completion::default()),
                 created: Instant::now(),
                 reserved: 0,
@@ -253,8 +256,8 @@ impl Producer {
             open.reserved += size;
             let completion = Arc::clone(&open.completion);
             if open.writer.len() >= inner.config.batch_size {
-                if let Some(full) = q.open.take() {
-                    q.ready.push_back(ClosedBatch::from_open(full));
+                if let Some(full) = q.close_open() {
+                    q.ready.push_back(full);
                     closed = true;
                 }
             }

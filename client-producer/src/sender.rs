@@ -150,7 +150,7 @@ fn collect(inner: &Arc<Inner>, node: i32, now: Instant) -> (Vec<InFlight>, Optio
             } else if let Some(open) = &q.open {
                 let at = open.created + inner.config.linger;
                 if at <= now || hurry {
-                    take = q.open.take().map(ClosedBatch::from_open);
+                    take = q.close_open();
                 } else {
                     due(at);
                 }
