@@ -214,6 +214,42 @@ fn topics_produce_and_consume_from_the_command_line() {
             (r[2].parse().expect("current"), r[3].parse().expect("end"));
         assert_eq!(end - current, r[4].parse::<i64>().expect("lag"), "{out}");
     }
+    // Reset: a dry run changes nothing; --execute moves the group to the start.
+    let (ok, out, err) = run(
+        &[
+            "groups",
+            "reset-offsets",
+            "--group",
+            "g",
+            "--topic",
+            "orders",
+            "--to-earliest",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("dry run"), "{out}");
+    let (ok, _, err) = run(
+        &[
+            "groups",
+            "reset-offsets",
+            "--group",
+            "g",
+            "--topic",
+            "orders",
+            "--to-earliest",
+            "--execute",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let (_, out, _) = run(&["groups", "describe", "--group", "g"], None);
+    let currents: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("orders\t"))
+        .map(|l| l.split('\t').nth(2).unwrap_or_default())
+        .collect();
+    assert_eq!(currents, vec!["0", "0", "0"], "{out}");
     let (ok, out, err) = run(&["groups", "delete", "--group", "g"], None);
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "deleted group g");

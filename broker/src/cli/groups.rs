@@ -14,6 +14,9 @@ use fjord_protocol::kafka_protocol::messages::list_groups_request::ListGroupsReq
 use fjord_protocol::kafka_protocol::messages::list_offsets_request::{
     ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
 };
+use fjord_protocol::kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequest, OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
 use fjord_protocol::kafka_protocol::messages::offset_fetch_request::OffsetFetchRequest;
 use fjord_protocol::kafka_protocol::messages::{ApiKey, BrokerId, GroupId, TopicName};
 use fjord_protocol::kafka_protocol::protocol::{Decodable, StrBytes};
@@ -57,10 +60,27 @@ fn assigned(bytes: &Bytes) -> Vec<(String, i32)> {
         .unwrap_or_default()
 }
 
+/// Log start offsets of `partitions`.
+async fn log_starts(
+    conn: &Connection,
+    partitions: &[(String, i32)],
+) -> Result<BTreeMap<(String, i32), i64>> {
+    offsets_at(conn, partitions, -2).await
+}
+
 /// Log end offsets of `partitions`.
 async fn log_ends(
     conn: &Connection,
     partitions: &[(String, i32)],
+) -> Result<BTreeMap<(String, i32), i64>> {
+    offsets_at(conn, partitions, -1).await
+}
+
+/// Offsets of `partitions` at `timestamp` (-2 earliest, -1 latest).
+async fn offsets_at(
+    conn: &Connection,
+    partitions: &[(String, i32)],
+    timestamp: i64,
 ) -> Result<BTreeMap<(String, i32), i64>> {
     let version = conn.version(ApiKey::ListOffsets, 1, 7)?;
     let mut req = ListOffsetsRequest::default();
@@ -68,7 +88,7 @@ async fn log_ends(
     for (topic, p) in partitions {
         let mut lp = ListOffsetsPartition::default();
         lp.partition_index = *p;
-        lp.timestamp = -1;
+        lp.timestamp = timestamp;
         match req.topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
             Some(t) => t.partitions.push(lp),
             None => {
@@ -180,6 +200,87 @@ pub(crate) async fn run(cmd: GroupsCommand) -> Result<()> {
                     show(end)
                 );
             }
+        }
+        GroupsCommand::ResetOffsets {
+            connect: c,
+            group,
+            topic,
+            to_earliest,
+            to_latest,
+            to_offset,
+            execute,
+        } => {
+            let conn = connect(&c.bootstrap_server).await?;
+            let md = fjord_client_common::ClusterMetadata::fetch(
+                &conn,
+                Some(std::slice::from_ref(&topic)),
+                false,
+            )
+            .await?;
+            let t = md
+                .topics
+                .get(&topic)
+                .filter(|t| t.error == 0)
+                .with_context(|| format!("no topic {topic}"))?;
+            let tps: Vec<(String, i32)> = t
+                .partitions
+                .iter()
+                .map(|p| (topic.clone(), p.partition))
+                .collect();
+            let targets: Vec<(i32, i64)> = if let Some(o) = to_offset {
+                tps.iter().map(|(_, p)| (*p, o)).collect()
+            } else if to_earliest || to_latest {
+                let ends = if to_latest {
+                    log_ends(&conn, &tps).await?
+                } else {
+                    log_starts(&conn, &tps).await?
+                };
+                tps.iter()
+                    .map(|tp| (tp.1, ends.get(tp).copied().unwrap_or(0)))
+                    .collect()
+            } else {
+                bail!("say where to: --to-earliest, --to-latest or --to-offset N");
+            };
+            println!("TOPIC\tPARTITION\tNEW-OFFSET");
+            for (p, o) in &targets {
+                println!("{topic}\t{p}\t{o}");
+            }
+            if !execute {
+                println!("(dry run: add --execute to commit these offsets)");
+                return Ok(());
+            }
+            let version = conn.version(ApiKey::OffsetCommit, 2, 8)?;
+            let mut req = OffsetCommitRequest::default();
+            req.group_id = GroupId(s(&group));
+            req.generation_id_or_member_epoch = -1; // only a group without members
+            let mut ct = OffsetCommitRequestTopic::default();
+            ct.name = TopicName(s(&topic));
+            ct.partitions = targets
+                .iter()
+                .map(|(p, o)| {
+                    let mut x = OffsetCommitRequestPartition::default();
+                    x.partition_index = *p;
+                    x.committed_offset = *o;
+                    x.committed_metadata = Some(s(""));
+                    x
+                })
+                .collect();
+            req.topics = vec![ct];
+            if version <= 4 {
+                req.retention_time_ms = -1;
+            }
+            let resp = conn.request(&req, version).await?;
+            for t in &resp.topics {
+                for p in &t.partitions {
+                    if p.error_code != 0 {
+                        bail!(
+                            "cannot reset {group} (does it still have members?): {}",
+                            error_name(p.error_code)
+                        );
+                    }
+                }
+            }
+            println!("reset group {group} on {topic}");
         }
         GroupsCommand::Delete { connect: c, group } => {
             let conn = connect(&c.bootstrap_server).await?;

@@ -26,7 +26,7 @@ pub(crate) enum Command {
     /// Create, list, describe, grow and delete topics.
     #[command(subcommand)]
     Topics(TopicsCommand),
-    /// List, describe (with lag) and delete consumer groups.
+    /// List, describe (with lag), reset and delete consumer groups.
     #[command(subcommand)]
     Groups(GroupsCommand),
     /// Send lines from stdin as records (one per line).
@@ -121,6 +121,30 @@ pub(crate) enum GroupsCommand {
         /// The group.
         #[arg(long)]
         group: String,
+    },
+    /// Move a group's committed offsets for a topic (the group must have no members):
+    /// to the earliest or latest offset, or to a given one.
+    ResetOffsets {
+        #[command(flatten)]
+        connect: Connect,
+        /// The group.
+        #[arg(long)]
+        group: String,
+        /// The topic whose partitions move.
+        #[arg(long)]
+        topic: String,
+        /// To each partition's log start.
+        #[arg(long, group = "target")]
+        to_earliest: bool,
+        /// To each partition's log end.
+        #[arg(long, group = "target")]
+        to_latest: bool,
+        /// To this offset on every partition.
+        #[arg(long, group = "target")]
+        to_offset: Option<i64>,
+        /// Commit the new offsets (without it, only print them).
+        #[arg(long)]
+        execute: bool,
     },
     /// Delete a group without members (and its committed offsets).
     Delete {
