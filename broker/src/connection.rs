@@ -45,7 +45,7 @@ pub(crate) async fn serve(
     peer: SocketAddr,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    tracing::debug!(%peer, "connection opened");
+    tracing::info!(%peer, "connection opened");
     broker
         .metrics
         .connections
@@ -98,7 +98,7 @@ pub(crate) async fn serve(
         .metrics
         .connections
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    tracing::debug!(%peer, "connection closed");
+    tracing::info!(%peer, "connection closed");
 }
 
 async fn read_requests(

@@ -256,6 +256,42 @@ fn topics_produce_and_consume_from_the_command_line() {
     let (_, out, _) = run(&["groups", "list"], None);
     assert!(!out.lines().any(|l| l.starts_with("g\t")), "{out}");
 
+    // --timestamp: only what was produced at or after that time.
+    let (ok, _, err) = run(
+        &["topics", "create", "--topic", "timed", "--partitions", "2"],
+        None,
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&["produce", "--topic", "timed"], Some("early1\nearly2\n"));
+    assert!(ok, "{err}");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let cut = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis()
+        .to_string();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let (ok, _, err) = run(&["produce", "--topic", "timed"], Some("late1\nlate2\n"));
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(
+        &[
+            "consume",
+            "--topic",
+            "timed",
+            "--timestamp",
+            &cut,
+            "--timeout-ms",
+            "3000",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let mut got: Vec<&str> = out.lines().collect();
+    got.sort_unstable();
+    assert_eq!(got, vec!["late1", "late2"], "{out}");
+    let (ok, _, err) = run(&["topics", "delete", "--topic", "timed"], None);
+    assert!(ok, "{err}");
+
     let (ok, out, err) = run(
         &["topics", "alter", "--topic", "orders", "--partitions", "4"],
         None,

@@ -133,6 +133,55 @@ fn render(r: &ConsumerRecord, format: &str) -> String {
     }
 }
 
+/// The first offset at or after `timestamp` in each partition (the log end where none is).
+async fn offsets_for_time(
+    conn: &Connection,
+    topic: &str,
+    partitions: &[TopicPartition],
+    timestamp: i64,
+) -> Result<Vec<(TopicPartition, i64)>> {
+    use fjord_protocol::kafka_protocol::messages::list_offsets_request::{
+        ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
+    };
+    use fjord_protocol::kafka_protocol::messages::{ApiKey, BrokerId, TopicName};
+    let version = conn.version(ApiKey::ListOffsets, 1, 7)?;
+    let mut out = Vec::new();
+    for at in [timestamp, -1] {
+        let mut req = ListOffsetsRequest::default();
+        req.replica_id = BrokerId(-1);
+        let mut t = ListOffsetsTopic::default();
+        t.name = TopicName(
+            fjord_protocol::kafka_protocol::protocol::StrBytes::from_string(topic.to_string()),
+        );
+        t.partitions = partitions
+            .iter()
+            .filter(|tp| {
+                !out.iter()
+                    .any(|(done, _): &(TopicPartition, i64)| done == *tp)
+            })
+            .map(|tp| {
+                let mut p = ListOffsetsPartition::default();
+                p.partition_index = tp.partition;
+                p.timestamp = at;
+                p
+            })
+            .collect();
+        if t.partitions.is_empty() {
+            break;
+        }
+        req.topics = vec![t];
+        let resp = conn.request(&req, version).await?;
+        for t in &resp.topics {
+            for p in &t.partitions {
+                if p.error_code == 0 && p.offset >= 0 {
+                    out.push((TopicPartition::new(topic, p.partition_index), p.offset));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 pub(crate) async fn consume(args: ConsumeArgs) -> Result<()> {
     let reset = if args.from_beginning {
         "earliest"
@@ -174,6 +223,11 @@ pub(crate) async fn consume(args: ConsumeArgs) -> Result<()> {
         if let Some(offset) = args.offset {
             for tp in &partitions {
                 consumer.seek(tp, offset)?;
+            }
+        }
+        if let Some(ts) = args.timestamp {
+            for (tp, offset) in offsets_for_time(&conn, &args.topic, &partitions, ts).await? {
+                consumer.seek(&tp, offset)?;
             }
         }
     }

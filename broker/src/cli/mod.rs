@@ -192,6 +192,9 @@ pub(crate) struct ConsumeArgs {
     /// Start at this offset (all partitions).
     #[arg(long, conflicts_with = "from_beginning")]
     pub(crate) offset: Option<i64>,
+    /// Start at the first record at or after this time (ms since the epoch).
+    #[arg(long, conflicts_with_all = ["from_beginning", "offset"])]
+    pub(crate) timestamp: Option<i64>,
     /// Consume as a member of this group (committing as it goes).
     #[arg(long)]
     pub(crate) group: Option<String>,
