@@ -209,11 +209,6 @@ impl Consumer {
     }
 
     fn poll_record(&mut self, cx: &mut Context<'_>) -> Poll<Result<ConsumerRecord, ConsumeError>> {
-        let inner = &self.inner;
-        inner.last_poll_ms.store(
-            inner.started.elapsed().as_millis() as u64,
-            Ordering::Relaxed,
-        );
         loop {
             if let Some(chunk) = &mut self.current {
                 let live = chunk.partition.assigned.load(Ordering::Acquire)
@@ -235,6 +230,12 @@ impl Consumer {
                     None => self.release_current(),
                 }
             }
+            // The application is polling (max.poll.interval.ms): noted once per fetched
+            // chunk, not per record, so the record path reads no clock.
+            self.inner.last_poll_ms.store(
+                self.inner.started.elapsed().as_millis() as u64,
+                Ordering::Relaxed,
+            );
             match self.items.poll_recv(cx) {
                 Poll::Ready(Some(Item::Chunk(c))) => self.current = Some(c),
                 Poll::Ready(Some(Item::Error(e))) => return Poll::Ready(Err(e)),
