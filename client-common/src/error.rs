@@ -1,5 +1,11 @@
 //! Errors of the client plumbing.
 
+/// A Kafka error code's name (`NotLeaderOrFollower`), for messages.
+pub fn kafka_error_name(code: i16) -> String {
+    fjord_protocol::kafka_protocol::ResponseError::try_from_code(code)
+        .map_or_else(|| format!("unknown error {code}"), |e| format!("{e:?}"))
+}
+
 /// Why a request to a broker failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ClientError {

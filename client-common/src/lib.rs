@@ -10,5 +10,5 @@ pub mod error;
 pub mod metadata;
 
 pub use connection::Connection;
-pub use error::ClientError;
+pub use error::{kafka_error_name, ClientError};
 pub use metadata::{ClusterMetadata, PartitionMetadata, TopicMetadata};

@@ -66,7 +66,4 @@ pub enum ConsumeError {
     Closed,
 }
 
-pub(crate) fn kafka_error_name(code: i16) -> String {
-    fjord_protocol::kafka_protocol::ResponseError::try_from_code(code)
-        .map_or_else(|| format!("unknown error {code}"), |e| format!("{e:?}"))
-}
+pub(crate) use fjord_client_common::kafka_error_name;

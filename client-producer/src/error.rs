@@ -73,8 +73,7 @@ impl ProduceError {
     }
 
     pub(crate) fn broker(code: i16) -> Self {
-        let name = fjord_protocol::kafka_protocol::ResponseError::try_from_code(code)
-            .map_or_else(|| format!("unknown error {code}"), |e| format!("{e:?}"));
+        let name = fjord_client_common::kafka_error_name(code);
         ProduceError::Broker { code, name }
     }
 }

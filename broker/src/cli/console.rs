@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use fjord_client_common::connection::ConnectionOptions;
 use fjord_client_common::{ClusterMetadata, Connection};
 use fjord_consumer::{Consumer, ConsumerRecord, TopicPartition};
 use fjord_producer::{Producer, ProducerRecord};
@@ -140,46 +139,23 @@ async fn offsets_for_time(
     partitions: &[TopicPartition],
     timestamp: i64,
 ) -> Result<Vec<(TopicPartition, i64)>> {
-    use fjord_protocol::kafka_protocol::messages::list_offsets_request::{
-        ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
-    };
-    use fjord_protocol::kafka_protocol::messages::{ApiKey, BrokerId, TopicName};
-    let version = conn.version(ApiKey::ListOffsets, 1, 7)?;
-    let mut out = Vec::new();
-    for at in [timestamp, -1] {
-        let mut req = ListOffsetsRequest::default();
-        req.replica_id = BrokerId(-1);
-        let mut t = ListOffsetsTopic::default();
-        t.name = TopicName(
-            fjord_protocol::kafka_protocol::protocol::StrBytes::from_string(topic.to_string()),
-        );
-        t.partitions = partitions
-            .iter()
-            .filter(|tp| {
-                !out.iter()
-                    .any(|(done, _): &(TopicPartition, i64)| done == *tp)
-            })
-            .map(|tp| {
-                let mut p = ListOffsetsPartition::default();
-                p.partition_index = tp.partition;
-                p.timestamp = at;
-                p
-            })
-            .collect();
-        if t.partitions.is_empty() {
-            break;
-        }
-        req.topics = vec![t];
-        let resp = conn.request(&req, version).await?;
-        for t in &resp.topics {
-            for p in &t.partitions {
-                if p.error_code == 0 && p.offset >= 0 {
-                    out.push((TopicPartition::new(topic, p.partition_index), p.offset));
-                }
-            }
-        }
-    }
-    Ok(out)
+    let tps: Vec<(String, i32)> = partitions
+        .iter()
+        .map(|tp| (topic.to_string(), tp.partition))
+        .collect();
+    let at = super::offsets_at(conn, &tps, timestamp).await?;
+    let ends = super::offsets_at(conn, &tps, -1).await?;
+    Ok(tps
+        .iter()
+        .filter_map(|tp| {
+            let offset = at
+                .get(tp)
+                .copied()
+                .filter(|o| *o >= 0)
+                .or_else(|| ends.get(tp).copied())?;
+            Some((TopicPartition::new(topic, tp.1), offset))
+        })
+        .collect())
 }
 
 pub(crate) async fn consume(args: ConsumeArgs) -> Result<()> {
@@ -203,10 +179,7 @@ pub(crate) async fn consume(args: ConsumeArgs) -> Result<()> {
     if args.group.is_some() {
         consumer.subscribe(&[args.topic.as_str()])?;
     } else {
-        let conn =
-            Connection::connect(&args.connect.bootstrap_server, ConnectionOptions::default())
-                .await
-                .context("connect")?;
+        let conn = super::connect(&args.connect.bootstrap_server).await?;
         let md =
             ClusterMetadata::fetch(&conn, Some(std::slice::from_ref(&args.topic)), false).await?;
         let t = md

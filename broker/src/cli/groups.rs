@@ -5,42 +5,20 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
-use fjord_client_common::connection::ConnectionOptions;
 use fjord_client_common::Connection;
 use fjord_protocol::kafka_protocol::messages::consumer_protocol_assignment::ConsumerProtocolAssignment;
 use fjord_protocol::kafka_protocol::messages::delete_groups_request::DeleteGroupsRequest;
 use fjord_protocol::kafka_protocol::messages::describe_groups_request::DescribeGroupsRequest;
 use fjord_protocol::kafka_protocol::messages::list_groups_request::ListGroupsRequest;
-use fjord_protocol::kafka_protocol::messages::list_offsets_request::{
-    ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
-};
 use fjord_protocol::kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequest, OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use fjord_protocol::kafka_protocol::messages::offset_fetch_request::OffsetFetchRequest;
-use fjord_protocol::kafka_protocol::messages::{ApiKey, BrokerId, GroupId, TopicName};
-use fjord_protocol::kafka_protocol::protocol::{Decodable, StrBytes};
+use fjord_protocol::kafka_protocol::messages::{ApiKey, GroupId, TopicName};
+use fjord_protocol::kafka_protocol::protocol::Decodable;
 
 use super::GroupsCommand;
-
-fn s(v: &str) -> StrBytes {
-    StrBytes::from_string(v.to_string())
-}
-
-fn error_name(code: i16) -> String {
-    fjord_protocol::kafka_protocol::ResponseError::try_from_code(code)
-        .map_or_else(|| format!("error {code}"), |e| format!("{e:?}"))
-}
-
-async fn connect(bootstrap: &str) -> Result<Connection> {
-    let options = ConnectionOptions {
-        client_id: "fjord-cli".into(),
-        ..ConnectionOptions::default()
-    };
-    Connection::connect(bootstrap, options)
-        .await
-        .with_context(|| format!("connect to {bootstrap}"))
-}
+use super::{connect, error_name, offsets_at, s};
 
 /// The partitions in a member's assignment (consumer protocol bytes).
 fn assigned(bytes: &Bytes) -> Vec<(String, i32)> {
@@ -74,41 +52,6 @@ async fn log_ends(
     partitions: &[(String, i32)],
 ) -> Result<BTreeMap<(String, i32), i64>> {
     offsets_at(conn, partitions, -1).await
-}
-
-/// Offsets of `partitions` at `timestamp` (-2 earliest, -1 latest).
-async fn offsets_at(
-    conn: &Connection,
-    partitions: &[(String, i32)],
-    timestamp: i64,
-) -> Result<BTreeMap<(String, i32), i64>> {
-    let version = conn.version(ApiKey::ListOffsets, 1, 7)?;
-    let mut req = ListOffsetsRequest::default();
-    req.replica_id = BrokerId(-1);
-    for (topic, p) in partitions {
-        let mut lp = ListOffsetsPartition::default();
-        lp.partition_index = *p;
-        lp.timestamp = timestamp;
-        match req.topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
-            Some(t) => t.partitions.push(lp),
-            None => {
-                let mut t = ListOffsetsTopic::default();
-                t.name = TopicName(s(topic));
-                t.partitions.push(lp);
-                req.topics.push(t);
-            }
-        }
-    }
-    let resp = conn.request(&req, version).await?;
-    let mut out = BTreeMap::new();
-    for t in &resp.topics {
-        for p in &t.partitions {
-            if p.error_code == 0 {
-                out.insert((t.name.0.to_string(), p.partition_index), p.offset);
-            }
-        }
-    }
-    Ok(out)
 }
 
 pub(crate) async fn run(cmd: GroupsCommand) -> Result<()> {

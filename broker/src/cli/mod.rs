@@ -221,3 +221,64 @@ pub(crate) fn key_value(s: &str) -> anyhow::Result<(String, String)> {
         .ok_or_else(|| anyhow::anyhow!("expected key=value, got {s:?}"))?;
     Ok((k.trim().to_string(), v.trim().to_string()))
 }
+
+/// A protocol string.
+pub(crate) fn s(v: &str) -> fjord_protocol::kafka_protocol::protocol::StrBytes {
+    fjord_protocol::kafka_protocol::protocol::StrBytes::from_string(v.to_string())
+}
+
+/// A Kafka error code's name, for error messages.
+pub(crate) fn error_name(code: i16) -> String {
+    fjord_client_common::kafka_error_name(code)
+}
+
+/// A connection to the broker the tools were pointed at.
+pub(crate) async fn connect(bootstrap: &str) -> anyhow::Result<fjord_client_common::Connection> {
+    use anyhow::Context as _;
+    let options = fjord_client_common::connection::ConnectionOptions {
+        client_id: "fjord-cli".into(),
+        ..Default::default()
+    };
+    fjord_client_common::Connection::connect(bootstrap, options)
+        .await
+        .with_context(|| format!("connect to {bootstrap}"))
+}
+
+/// Offsets of `partitions` at `timestamp` (-2 earliest, -1 latest).
+pub(crate) async fn offsets_at(
+    conn: &fjord_client_common::Connection,
+    partitions: &[(String, i32)],
+    timestamp: i64,
+) -> anyhow::Result<std::collections::BTreeMap<(String, i32), i64>> {
+    use fjord_protocol::kafka_protocol::messages::list_offsets_request::{
+        ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
+    };
+    use fjord_protocol::kafka_protocol::messages::{ApiKey, BrokerId, TopicName};
+    let version = conn.version(ApiKey::ListOffsets, 1, 7)?;
+    let mut req = ListOffsetsRequest::default();
+    req.replica_id = BrokerId(-1);
+    for (topic, p) in partitions {
+        let mut lp = ListOffsetsPartition::default();
+        lp.partition_index = *p;
+        lp.timestamp = timestamp;
+        match req.topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
+            Some(t) => t.partitions.push(lp),
+            None => {
+                let mut t = ListOffsetsTopic::default();
+                t.name = TopicName(s(topic));
+                t.partitions.push(lp);
+                req.topics.push(t);
+            }
+        }
+    }
+    let resp = conn.request(&req, version).await?;
+    let mut out = std::collections::BTreeMap::new();
+    for t in &resp.topics {
+        for p in &t.partitions {
+            if p.error_code == 0 {
+                out.insert((t.name.0.to_string(), p.partition_index), p.offset);
+            }
+        }
+    }
+    Ok(out)
+}

@@ -3,8 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{bail, Context, Result};
-use fjord_client_common::connection::ConnectionOptions;
+use anyhow::{bail, Result};
 use fjord_client_common::{ClusterMetadata, Connection};
 use fjord_protocol::kafka_protocol::messages::create_partitions_request::{
     CreatePartitionsRequest, CreatePartitionsTopic,
@@ -16,32 +15,10 @@ use fjord_protocol::kafka_protocol::messages::delete_topics_request::DeleteTopic
 use fjord_protocol::kafka_protocol::messages::describe_configs_request::{
     DescribeConfigsRequest, DescribeConfigsResource,
 };
-use fjord_protocol::kafka_protocol::messages::list_offsets_request::{
-    ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
-};
-use fjord_protocol::kafka_protocol::messages::{ApiKey, BrokerId, TopicName};
-use fjord_protocol::kafka_protocol::protocol::StrBytes;
+use fjord_protocol::kafka_protocol::messages::{ApiKey, TopicName};
 
+use super::{connect, error_name, offsets_at, s};
 use super::{key_value, TopicsCommand};
-
-fn s(v: &str) -> StrBytes {
-    StrBytes::from_string(v.to_string())
-}
-
-fn error_name(code: i16) -> String {
-    fjord_protocol::kafka_protocol::ResponseError::try_from_code(code)
-        .map_or_else(|| format!("error {code}"), |e| format!("{e:?}"))
-}
-
-async fn connect(bootstrap: &str) -> Result<Connection> {
-    let options = ConnectionOptions {
-        client_id: "fjord-cli".into(),
-        ..ConnectionOptions::default()
-    };
-    Connection::connect(bootstrap, options)
-        .await
-        .with_context(|| format!("connect to {bootstrap}"))
-}
 
 /// (log start, log end) of every partition of `topic`, from its leader (`conn`).
 async fn offsets(
@@ -49,36 +26,16 @@ async fn offsets(
     topic: &str,
     partitions: &[i32],
 ) -> Result<BTreeMap<i32, (i64, i64)>> {
-    let version = conn.version(ApiKey::ListOffsets, 1, 7)?;
-    let mut out: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
-    for (slot, timestamp) in [(0, -2i64), (1, -1i64)] {
-        let mut req = ListOffsetsRequest::default();
-        req.replica_id = BrokerId(-1);
-        let mut t = ListOffsetsTopic::default();
-        t.name = TopicName(s(topic));
-        t.partitions = partitions
-            .iter()
-            .map(|p| {
-                let mut lp = ListOffsetsPartition::default();
-                lp.partition_index = *p;
-                lp.timestamp = timestamp;
-                lp
-            })
-            .collect();
-        req.topics = vec![t];
-        let resp = conn.request(&req, version).await?;
-        for t in &resp.topics {
-            for p in &t.partitions {
-                let entry = out.entry(p.partition_index).or_insert((-1, -1));
-                if slot == 0 {
-                    entry.0 = p.offset;
-                } else {
-                    entry.1 = p.offset;
-                }
-            }
-        }
-    }
-    Ok(out)
+    let tps: Vec<(String, i32)> = partitions.iter().map(|p| (topic.to_string(), *p)).collect();
+    let starts = offsets_at(conn, &tps, -2).await?;
+    let ends = offsets_at(conn, &tps, -1).await?;
+    Ok(tps
+        .iter()
+        .map(|tp| {
+            let start = starts.get(tp).copied().unwrap_or(-1);
+            (tp.1, (start, ends.get(tp).copied().unwrap_or(-1)))
+        })
+        .collect())
 }
 
 /// Topic configs that differ from the broker's defaults.
