@@ -359,6 +359,22 @@ impl<T: Decodable> PendingResponse<T> {
     }
 }
 
+/// A connection to the first of `candidates` ("host:port") that answers; the last error
+/// if none does.
+pub async fn connect_any(
+    candidates: impl IntoIterator<Item = String>,
+    options: &ConnectionOptions,
+) -> Result<Connection, ClientError> {
+    let mut last = ClientError::Closed("no bootstrap servers".into());
+    for addr in candidates {
+        match Connection::connect(&addr, options.clone()).await {
+            Ok(c) => return Ok(c),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 fn api_name(key: ApiKey) -> &'static str {
     match key {
         ApiKey::Produce => "Produce",

@@ -41,17 +41,9 @@ impl Cluster {
             .cloned()
             .collect();
         candidates.extend(self.bootstrap.iter().cloned());
-        let mut last = ClientError::Closed("no bootstrap servers".into());
-        for addr in candidates {
-            match Connection::connect(&addr, self.options.clone()).await {
-                Ok(c) => {
-                    *slot = Some(c.clone());
-                    return Ok(c);
-                }
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
+        let c = fjord_client_common::connection::connect_any(candidates, &self.options).await?;
+        *slot = Some(c.clone());
+        Ok(c)
     }
 
     /// A live connection to broker `node`.

@@ -457,17 +457,10 @@ impl Inner {
             .cloned()
             .collect();
         candidates.extend(self.config.bootstrap_servers.iter().cloned());
-        let mut last = ClientError::Closed("no bootstrap servers".into());
-        for addr in candidates {
-            match Connection::connect(&addr, self.connection_options.clone()).await {
-                Ok(c) => {
-                    *slot = Some(c.clone());
-                    return Ok(c);
-                }
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
+        let c = fjord_client_common::connection::connect_any(candidates, &self.connection_options)
+            .await?;
+        *slot = Some(c.clone());
+        Ok(c)
     }
 
     /// Asks the cluster about `names` (and every known topic), updating leaders and
