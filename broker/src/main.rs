@@ -94,8 +94,31 @@ fn main() -> Result<()> {
     let broker = runtime.block_on(async move {
         let listener = fjord_broker::acceptor::bind(&mut config).await?;
         let broker = Arc::new(Broker::open(config)?);
-        tracing::info!(address = %listener.local_addr()?, "fjord listening");
         let (stop_tx, stop_rx) = watch::channel(false);
+        // The metrics endpoint is bound before the broker announces itself, so whoever
+        // waits for "fjord listening" finds both up.
+        let metrics_at = broker
+            .config
+            .values
+            .get("metrics.listener")
+            .cloned()
+            .unwrap_or_default();
+        let mut metrics_address = None;
+        if !metrics_at.is_empty() {
+            let metrics = tokio::net::TcpListener::bind(&metrics_at)
+                .await
+                .with_context(|| format!("bind metrics.listener {metrics_at}"))?;
+            metrics_address = Some(metrics.local_addr()?);
+            tokio::spawn(fjord_broker::metrics::serve(
+                Arc::clone(&broker),
+                metrics,
+                stop_tx.subscribe(),
+            ));
+        }
+        tracing::info!(address = %listener.local_addr()?, "fjord listening");
+        if let Some(address) = metrics_address {
+            tracing::info!(%address, "metrics listening");
+        }
         let server = tokio::spawn(fjord_broker::acceptor::run(
             Arc::clone(&broker),
             listener,
@@ -109,23 +132,6 @@ fn main() -> Result<()> {
             Arc::clone(&broker),
             stop_tx.subscribe(),
         ));
-        let metrics_at = broker
-            .config
-            .values
-            .get("metrics.listener")
-            .cloned()
-            .unwrap_or_default();
-        if !metrics_at.is_empty() {
-            let listener = tokio::net::TcpListener::bind(&metrics_at)
-                .await
-                .with_context(|| format!("bind metrics.listener {metrics_at}"))?;
-            tracing::info!(address = %listener.local_addr()?, "metrics listening");
-            tokio::spawn(fjord_broker::metrics::serve(
-                Arc::clone(&broker),
-                listener,
-                stop_tx.subscribe(),
-            ));
-        }
         shutdown_signal().await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
