@@ -58,6 +58,18 @@ pub fn is_known_setting(name: &str) -> bool {
     DEFAULTS.iter().any(|(k, _)| *k == name)
 }
 
+/// A setting's built-in default, if Fjord knows it.
+pub fn default_value(name: &str) -> Option<&'static str> {
+    DEFAULTS.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
+}
+
+/// Whether a broker setting may change while the broker runs: the defaults of topic
+/// configs, as in Kafka's cluster-wide dynamic log configs. The rest (listeners, paths,
+/// limits sized at start) need a restart.
+pub fn is_dynamic_setting(name: &str) -> bool {
+    TOPIC_CONFIGS.iter().any(|(_, broker)| *broker == name)
+}
+
 /// Topic-level configs and the broker setting each defaults to (Kafka's pairs).
 pub const TOPIC_CONFIGS: &[(&str, &str)] = &[
     ("cleanup.policy", "log.cleanup.policy"),
@@ -270,24 +282,42 @@ impl BrokerConfig {
         })
     }
 
-    /// A topic config's effective value: the override, else the broker default. Unknown
-    /// names give `None`.
+    /// A topic config's effective value: the override, else the broker's dynamic
+    /// setting, else its static one. Unknown names give `None`.
     pub fn topic_config_value(
         &self,
         name: &str,
+        dynamic: &BTreeMap<String, String>,
         overrides: &BTreeMap<String, String>,
     ) -> Option<String> {
         let (_, broker_key) = TOPIC_CONFIGS.iter().find(|(t, _)| *t == name)?;
         overrides
             .get(name)
+            .or_else(|| dynamic.get(*broker_key))
+            .or_else(|| self.values.get(*broker_key))
             .cloned()
-            .or_else(|| self.values.get(*broker_key).cloned())
     }
 
-    /// The log settings a new topic gets, with `overrides` (topic-level names such as
-    /// `segment.bytes`, `retention.ms`) applied.
+    /// The log settings of a topic with no runtime changes: static settings with
+    /// `overrides` (topic-level names such as `segment.bytes`, `retention.ms`) applied.
     pub fn log_config(&self, overrides: &BTreeMap<String, String>) -> Result<LogConfig> {
-        let broker = |k: &str| self.values.get(k).cloned().unwrap_or_default();
+        self.log_config_with(&BTreeMap::new(), overrides)
+    }
+
+    /// The log settings of a topic: `overrides` first, then the broker settings changed
+    /// at runtime (`dynamic`, by broker name), then the static ones.
+    pub fn log_config_with(
+        &self,
+        dynamic: &BTreeMap<String, String>,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<LogConfig> {
+        let broker = |k: &str| {
+            dynamic
+                .get(k)
+                .or_else(|| self.values.get(k))
+                .cloned()
+                .unwrap_or_default()
+        };
         let pick = |topic_key: &str, broker_key: &str| {
             overrides
                 .get(topic_key)
@@ -324,7 +354,10 @@ impl BrokerConfig {
                 .as_str()
             {
                 "LogAppendTime" => TimestampType::LogAppendTime,
-                _ => TimestampType::CreateTime,
+                "CreateTime" => TimestampType::CreateTime,
+                other => anyhow::bail!(
+                    "message.timestamp.type must be CreateTime or LogAppendTime, not '{other}'"
+                ),
             },
             durability,
             record_validation: match pick("fjord.produce.validation", "fjord.produce.validation")

@@ -16,6 +16,9 @@ use crate::config::{parse_properties, BrokerConfig};
 use crate::groups::{GroupCoordinator, OffsetStore};
 use crate::producer_state::ProducerStates;
 
+mod dynamic_config;
+pub use dynamic_config::{AlterError, ConfigChange, ConfigOp};
+
 /// Producer ids are reserved on disk in blocks of this many.
 const PRODUCER_ID_BLOCK: i64 = 1000;
 
@@ -104,6 +107,9 @@ pub struct Broker {
     /// Settings.
     pub config: BrokerConfig,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
+    /// Broker settings changed at runtime (IncrementalAlterConfigs / AlterConfigs), by
+    /// Kafka broker name; they win over the static config and survive restarts.
+    dynamic: RwLock<BTreeMap<String, String>>,
     /// Serializes topic creation, growth and deletion, so that the slow part (opening
     /// partitions on disk) runs without the topics lock every request reads.
     admin: std::sync::Mutex<()>,
@@ -155,7 +161,9 @@ impl Broker {
         let offsets = OffsetStore::open(&config.log_dir, flusher.clone(), config.fsync_on_ack)
             .context("open committed offsets")?;
         let groups = GroupCoordinator::new(config.coordinator.clone(), offsets);
+        let dynamic = dynamic_config::load(&config.log_dir)?;
         let broker = Self {
+            dynamic: RwLock::new(dynamic),
             metrics: crate::metrics::Metrics::default(),
             groups,
             config,
@@ -250,7 +258,7 @@ impl Broker {
         count: i32,
         overrides: BTreeMap<String, String>,
     ) -> Result<Topic> {
-        let log_config: LogConfig = self.config.log_config(&overrides)?;
+        let log_config: LogConfig = self.log_config(&overrides)?;
         let partitions = (0..count)
             .map(|index| self.open_partition(name, index, &log_config))
             .collect::<Result<Vec<_>>>()?;
@@ -300,8 +308,7 @@ impl Broker {
                 "unknown or malformed topic config {k}={v:?}"
             )));
         }
-        self.config
-            .log_config(&overrides)
+        self.log_config(&overrides)
             .map_err(|e| CreateError::InvalidConfig(format!("{e:#}")))?;
         let _admin = self.admin_lock();
         if self.topics().contains_key(name) {
@@ -399,7 +406,7 @@ impl Broker {
         }
         let io = |e: anyhow::Error| CreateError::Io(format!("{e:#}"));
         // Only the new partitions are opened: the existing ones are live.
-        let log_config = self.config.log_config(&topic.overrides).map_err(io)?;
+        let log_config = self.log_config(&topic.overrides).map_err(io)?;
         let more = (current..count)
             .map(|index| self.open_partition(name, index, &log_config))
             .collect::<Result<Vec<_>>>()

@@ -1,5 +1,4 @@
-//! Topic and cluster administration: DeleteTopics, CreatePartitions, DescribeConfigs,
-//! DescribeCluster.
+//! Topic and cluster administration: DeleteTopics, CreatePartitions, DescribeCluster.
 
 use std::sync::Arc;
 
@@ -15,30 +14,13 @@ use fjord_protocol::kafka_protocol::messages::describe_cluster_request::Describe
 use fjord_protocol::kafka_protocol::messages::describe_cluster_response::{
     DescribeClusterBroker, DescribeClusterResponse,
 };
-use fjord_protocol::kafka_protocol::messages::describe_configs_request::DescribeConfigsRequest;
-use fjord_protocol::kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
-};
 use fjord_protocol::kafka_protocol::messages::{BrokerId, TopicName};
-use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::kafka_protocol::ResponseError as E;
 
-use super::{encode, Ctx, Fatal, Response};
-use crate::config::TOPIC_CONFIGS;
+use super::{encode, s, Ctx, Fatal, Response};
 use crate::state::{Broker, CreateError};
 
 const CLUSTER_ID: &str = "fjord-single-node";
-/// DescribeConfigs resource types.
-const TOPIC: i8 = 2;
-const BROKER: i8 = 4;
-/// DescribeConfigs config sources.
-const TOPIC_CONFIG: i8 = 1;
-const STATIC_BROKER_CONFIG: i8 = 4;
-const DEFAULT_CONFIG: i8 = 5;
-
-fn s(v: impl Into<String>) -> StrBytes {
-    StrBytes::from_string(v.into())
-}
 
 pub(super) fn delete_topics(
     broker: &Arc<Broker>,
@@ -125,88 +107,6 @@ pub(super) fn create_partitions(
         if let Err((code, message)) = outcome {
             r.error_code = code;
             r.error_message = Some(s(message));
-        }
-        resp.results.push(r);
-    }
-    encode(ctx, &resp)
-}
-
-fn entry(
-    name: &str,
-    value: Option<String>,
-    source: i8,
-    read_only: bool,
-) -> DescribeConfigsResourceResult {
-    let mut c = DescribeConfigsResourceResult::default();
-    c.name = s(name);
-    c.value = value.map(s);
-    c.config_source = source;
-    c.read_only = read_only;
-    c
-}
-
-pub(super) fn describe_configs(
-    broker: &Arc<Broker>,
-    ctx: Ctx,
-    req: DescribeConfigsRequest,
-) -> Result<Response, Fatal> {
-    let mut resp = DescribeConfigsResponse::default();
-    for resource in req.resources {
-        let mut r = DescribeConfigsResult::default();
-        r.resource_type = resource.resource_type;
-        r.resource_name = resource.resource_name.clone();
-        let wanted = |name: &str| {
-            resource
-                .configuration_keys
-                .as_ref()
-                .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
-        };
-        match resource.resource_type {
-            TOPIC => match broker.topic(resource.resource_name.as_str()) {
-                None => r.error_code = E::UnknownTopicOrPartition.code(),
-                Some(topic) => {
-                    for (name, _) in TOPIC_CONFIGS.iter().filter(|(n, _)| wanted(n)) {
-                        let source = if topic.overrides.contains_key(*name) {
-                            TOPIC_CONFIG
-                        } else {
-                            DEFAULT_CONFIG
-                        };
-                        r.configs.push(entry(
-                            name,
-                            broker.config.topic_config_value(name, &topic.overrides),
-                            source,
-                            false,
-                        ));
-                    }
-                }
-            },
-            BROKER => {
-                let own = resource.resource_name.is_empty()
-                    || resource.resource_name.as_str() == broker.config.node_id.to_string();
-                if !own {
-                    r.error_code = E::InvalidRequest.code();
-                } else {
-                    // Only settings the broker knows: unknown `--set` keys may hold anything.
-                    let known = |n: &str| crate::config::is_known_setting(n);
-                    for (name, value) in broker
-                        .config
-                        .values
-                        .iter()
-                        .filter(|(n, _)| wanted(n) && known(n))
-                    {
-                        r.configs.push(entry(
-                            name,
-                            Some(value.clone()),
-                            STATIC_BROKER_CONFIG,
-                            true,
-                        ));
-                    }
-                }
-            }
-            _ => {
-                r.error_code = E::InvalidRequest.code();
-                r.error_message = Some(s("only TOPIC and BROKER resources are supported"));
-            }
         }
         resp.results.push(r);
     }

@@ -35,16 +35,11 @@ use fjord_protocol::kafka_protocol::messages::list_groups_response::{
 use fjord_protocol::kafka_protocol::messages::sync_group_request::SyncGroupRequest;
 use fjord_protocol::kafka_protocol::messages::sync_group_response::SyncGroupResponse;
 use fjord_protocol::kafka_protocol::messages::{BrokerId, GroupId};
-use fjord_protocol::kafka_protocol::protocol::StrBytes;
 
-use super::{encode, Ctx, Fatal, Response};
+use super::{encode, s, Ctx, Fatal, Response};
 use crate::groups::coordinator::lock;
 use crate::groups::group::{code, JoinParams, JoinResult, Reply, SyncResult};
 use crate::state::Broker;
-
-fn s(v: impl Into<String>) -> StrBytes {
-    StrBytes::from_string(v.into())
-}
 
 fn ms(v: i32) -> Duration {
     Duration::from_millis(u64::try_from(v).unwrap_or(0))

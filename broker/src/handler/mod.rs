@@ -4,6 +4,9 @@
 
 mod admin;
 mod api_versions;
+mod configs;
+#[cfg(test)]
+mod configs_tests;
 mod create_topics;
 mod fetch;
 #[cfg(test)]
@@ -11,6 +14,7 @@ mod group_encode_tests;
 mod groups;
 mod init_producer_id;
 mod list_offsets;
+mod log_dirs;
 mod metadata;
 #[cfg(test)]
 mod offline_tests;
@@ -31,12 +35,14 @@ pub use api_versions::SUPPORTED;
 pub use fetch::{FetchResponse, Part};
 
 use fjord_protocol::kafka_protocol::messages::{
-    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest,
-    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest,
-    FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest,
-    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    AlterConfigsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
+    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    DescribeLogDirsRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
     OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
 };
+use fjord_protocol::kafka_protocol::protocol::StrBytes;
 
 use crate::state::Broker;
 
@@ -82,6 +88,11 @@ pub struct Ctx {
     pub version: i16,
     /// Response header version (0, or 1 for flexible versions).
     pub response_header_version: i16,
+}
+
+/// A protocol string from a Rust one.
+pub(crate) fn s(v: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(v.into())
 }
 
 /// Decodes a request body with `kafka-protocol`, turning its errors (and, as a last line
@@ -142,6 +153,12 @@ pub enum Request {
     CreatePartitions(CreatePartitionsRequest),
     /// DescribeConfigs.
     DescribeConfigs(DescribeConfigsRequest),
+    /// AlterConfigs.
+    AlterConfigs(AlterConfigsRequest),
+    /// IncrementalAlterConfigs.
+    IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
+    /// DescribeLogDirs.
+    DescribeLogDirs(DescribeLogDirsRequest),
     /// DescribeCluster.
     DescribeCluster(DescribeClusterRequest),
     /// FindCoordinator.
@@ -219,6 +236,9 @@ pub fn decode_request(frame: Bytes) -> Result<(Ctx, Request), Fatal> {
         ApiKey::DeleteTopics => Request::DeleteTopics(decode(body, v)?),
         ApiKey::CreatePartitions => Request::CreatePartitions(decode(body, v)?),
         ApiKey::DescribeConfigs => Request::DescribeConfigs(decode(body, v)?),
+        ApiKey::AlterConfigs => Request::AlterConfigs(decode(body, v)?),
+        ApiKey::IncrementalAlterConfigs => Request::IncrementalAlterConfigs(decode(body, v)?),
+        ApiKey::DescribeLogDirs => Request::DescribeLogDirs(decode(body, v)?),
         ApiKey::DescribeCluster => Request::DescribeCluster(decode(body, v)?),
         ApiKey::FindCoordinator => Request::FindCoordinator(decode(body, v)?),
         ApiKey::JoinGroup => Request::JoinGroup(decode(body, v)?, header.client_id.clone()),
@@ -278,7 +298,21 @@ pub async fn handle(
         Request::CreatePartitions(req) => {
             off_reactor(broker, move |b| admin::create_partitions(b, ctx, req)).await
         }
-        Request::DescribeConfigs(req) => admin::describe_configs(broker, ctx, req),
+        Request::DescribeConfigs(req) => configs::describe_configs(broker, ctx, req),
+        // Changes write files, fsync and touch every partition they apply to.
+        Request::AlterConfigs(req) => {
+            off_reactor(broker, move |b| configs::alter_configs(b, ctx, req)).await
+        }
+        Request::IncrementalAlterConfigs(req) => {
+            off_reactor(broker, move |b| {
+                configs::incremental_alter_configs(b, ctx, req)
+            })
+            .await
+        }
+        // Takes every partition's log lock in turn.
+        Request::DescribeLogDirs(req) => {
+            off_reactor(broker, move |b| log_dirs::describe_log_dirs(b, ctx, req)).await
+        }
         Request::DescribeCluster(req) => admin::describe_cluster(broker, ctx, req),
         Request::FindCoordinator(req) => groups::find_coordinator(broker, ctx, req),
         Request::JoinGroup(req, client_id) => {
@@ -492,14 +526,17 @@ mod tests {
                         node.resource_name = StrBytes::from_string("1".into());
                         let mut req = DescribeConfigsRequest::default();
                         req.resources = vec![topic, node];
-                        admin::describe_configs(&broker, c, req)
+                        configs::describe_configs(&broker, c, req)
                     }
                     ApiKey::DescribeCluster => {
                         admin::describe_cluster(&broker, c, DescribeClusterRequest::default())
                     }
-                    other => group_encode_tests::exercise(&broker, other, v)
-                        .await
-                        .unwrap_or_else(|| panic!("advertised but untested: {other:?}")),
+                    other => match configs_tests::exercise(&broker, other, c) {
+                        Some(r) => r,
+                        None => group_encode_tests::exercise(&broker, other, v)
+                            .await
+                            .unwrap_or_else(|| panic!("advertised but untested: {other:?}")),
+                    },
                 };
                 assert_frame(r, key, v);
             }

@@ -1,0 +1,249 @@
+//! Configs: DescribeConfigs, and changing them at runtime with IncrementalAlterConfigs
+//! (per-config set, delete, append, subtract) or the older AlterConfigs (the request is
+//! the whole new set of overrides).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use fjord_protocol::kafka_protocol::messages::alter_configs_request::AlterConfigsRequest;
+use fjord_protocol::kafka_protocol::messages::alter_configs_response::{
+    AlterConfigsResourceResponse as LegacyResult, AlterConfigsResponse,
+};
+use fjord_protocol::kafka_protocol::messages::describe_configs_request::DescribeConfigsRequest;
+use fjord_protocol::kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
+};
+use fjord_protocol::kafka_protocol::messages::incremental_alter_configs_request::IncrementalAlterConfigsRequest;
+use fjord_protocol::kafka_protocol::messages::incremental_alter_configs_response::{
+    AlterConfigsResourceResponse, IncrementalAlterConfigsResponse,
+};
+use fjord_protocol::kafka_protocol::ResponseError as E;
+
+use super::{encode, s, Ctx, Fatal, Response};
+use crate::config::{default_value, is_dynamic_setting, is_known_setting, TOPIC_CONFIGS};
+use crate::state::{AlterError, Broker, ConfigChange, ConfigOp};
+
+/// Config resource types.
+const TOPIC: i8 = 2;
+const BROKER: i8 = 4;
+/// Config sources, as DescribeConfigs reports them.
+const DYNAMIC_TOPIC_CONFIG: i8 = 1;
+const DYNAMIC_BROKER_CONFIG: i8 = 2;
+const STATIC_BROKER_CONFIG: i8 = 4;
+const DEFAULT_CONFIG: i8 = 5;
+
+fn entry(
+    name: &str,
+    value: Option<String>,
+    source: i8,
+    read_only: bool,
+) -> DescribeConfigsResourceResult {
+    let mut c = DescribeConfigsResourceResult::default();
+    c.name = s(name);
+    c.value = value.map(s);
+    c.config_source = source;
+    c.read_only = read_only;
+    c
+}
+
+/// Where a broker setting's value comes from: changed at runtime, set at start, or the
+/// built-in default.
+fn broker_source(broker: &Broker, dynamic: &BTreeMap<String, String>, name: &str) -> i8 {
+    if dynamic.contains_key(name) {
+        DYNAMIC_BROKER_CONFIG
+    } else if broker.config.values.get(name).map(String::as_str) != default_value(name) {
+        STATIC_BROKER_CONFIG
+    } else {
+        DEFAULT_CONFIG
+    }
+}
+
+pub(super) fn describe_configs(
+    broker: &Arc<Broker>,
+    ctx: Ctx,
+    req: DescribeConfigsRequest,
+) -> Result<Response, Fatal> {
+    let mut resp = DescribeConfigsResponse::default();
+    let dynamic = broker.dynamic_configs();
+    for resource in req.resources {
+        let mut r = DescribeConfigsResult::default();
+        r.resource_type = resource.resource_type;
+        r.resource_name = resource.resource_name.clone();
+        // Null or empty: every config (clients send either for "all").
+        let wanted = |name: &str| {
+            resource
+                .configuration_keys
+                .as_ref()
+                .is_none_or(|keys| keys.is_empty() || keys.iter().any(|k| k.as_str() == name))
+        };
+        match resource.resource_type {
+            TOPIC => match broker.topic(resource.resource_name.as_str()) {
+                None => r.error_code = E::UnknownTopicOrPartition.code(),
+                Some(topic) => {
+                    for (name, broker_key) in TOPIC_CONFIGS.iter().filter(|(n, _)| wanted(n)) {
+                        let source = if topic.overrides.contains_key(*name) {
+                            DYNAMIC_TOPIC_CONFIG
+                        } else {
+                            broker_source(broker, &dynamic, broker_key)
+                        };
+                        r.configs.push(entry(
+                            name,
+                            broker
+                                .config
+                                .topic_config_value(name, &dynamic, &topic.overrides),
+                            source,
+                            false,
+                        ));
+                    }
+                }
+            },
+            BROKER => {
+                let own = resource.resource_name.is_empty()
+                    || resource.resource_name.as_str() == broker.config.node_id.to_string();
+                if !own {
+                    r.error_code = E::InvalidRequest.code();
+                } else {
+                    // Only settings the broker knows: unknown `--set` keys may hold anything.
+                    for (name, value) in broker
+                        .config
+                        .values
+                        .iter()
+                        .filter(|(n, _)| wanted(n) && is_known_setting(n))
+                    {
+                        r.configs.push(entry(
+                            name,
+                            Some(dynamic.get(name).unwrap_or(value).clone()),
+                            broker_source(broker, &dynamic, name),
+                            !is_dynamic_setting(name),
+                        ));
+                    }
+                }
+            }
+            _ => {
+                r.error_code = E::InvalidRequest.code();
+                r.error_message = Some(s("only TOPIC and BROKER resources are supported"));
+            }
+        }
+        resp.results.push(r);
+    }
+    encode(ctx, &resp)
+}
+
+/// Applies one resource's changes; the error code and message when refused.
+fn alter(
+    broker: &Broker,
+    resource_type: i8,
+    resource_name: &str,
+    changes: Result<Vec<ConfigChange>, AlterError>,
+    replace: bool,
+    validate_only: bool,
+) -> Result<(), (i16, String)> {
+    let outcome = changes.and_then(|changes| {
+        let mut names: Vec<&str> = changes.iter().map(|c| c.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(AlterError::InvalidRequest(format!(
+                "{} appears more than once",
+                w[0]
+            )));
+        }
+        match resource_type {
+            TOPIC => broker.alter_topic_configs(resource_name, &changes, replace, validate_only),
+            BROKER => broker.alter_broker_configs(resource_name, &changes, replace, validate_only),
+            other => Err(AlterError::InvalidRequest(format!(
+                "resource type {other}: only TOPIC (2) and BROKER (4) configs change here"
+            ))),
+        }
+    });
+    outcome.map_err(|e| match e {
+        AlterError::UnknownTopic => (
+            E::UnknownTopicOrPartition.code(),
+            format!("no topic '{resource_name}'"),
+        ),
+        AlterError::InvalidConfig(m) => (E::InvalidConfig.code(), m),
+        AlterError::InvalidRequest(m) => (E::InvalidRequest.code(), m),
+        AlterError::Io(m) => (E::KafkaStorageError.code(), m),
+    })
+}
+
+pub(super) fn incremental_alter_configs(
+    broker: &Arc<Broker>,
+    ctx: Ctx,
+    req: IncrementalAlterConfigsRequest,
+) -> Result<Response, Fatal> {
+    let mut resp = IncrementalAlterConfigsResponse::default();
+    for resource in req.resources {
+        let changes = resource
+            .configs
+            .iter()
+            .map(|c| {
+                let op = ConfigOp::from_code(c.config_operation).ok_or_else(|| {
+                    AlterError::InvalidRequest(format!(
+                        "unknown config operation {}",
+                        c.config_operation
+                    ))
+                })?;
+                Ok(ConfigChange {
+                    name: c.name.to_string(),
+                    op,
+                    value: c.value.as_ref().map(ToString::to_string),
+                })
+            })
+            .collect();
+        let mut r = AlterConfigsResourceResponse::default();
+        r.resource_type = resource.resource_type;
+        r.resource_name = resource.resource_name.clone();
+        let name = resource.resource_name.as_str();
+        if let Err((code, message)) = alter(
+            broker,
+            resource.resource_type,
+            name,
+            changes,
+            false,
+            req.validate_only,
+        ) {
+            tracing::info!(resource = name, error = %message, "config change refused");
+            r.error_code = code;
+            r.error_message = Some(s(message));
+        }
+        resp.responses.push(r);
+    }
+    encode(ctx, &resp)
+}
+
+pub(super) fn alter_configs(
+    broker: &Arc<Broker>,
+    ctx: Ctx,
+    req: AlterConfigsRequest,
+) -> Result<Response, Fatal> {
+    let mut resp = AlterConfigsResponse::default();
+    for resource in req.resources {
+        let changes = Ok(resource
+            .configs
+            .iter()
+            .map(|c| ConfigChange {
+                name: c.name.to_string(),
+                op: ConfigOp::Set,
+                value: c.value.as_ref().map(ToString::to_string),
+            })
+            .collect());
+        let mut r = LegacyResult::default();
+        r.resource_type = resource.resource_type;
+        r.resource_name = resource.resource_name.clone();
+        let name = resource.resource_name.as_str();
+        if let Err((code, message)) = alter(
+            broker,
+            resource.resource_type,
+            name,
+            changes,
+            true,
+            req.validate_only,
+        ) {
+            tracing::info!(resource = name, error = %message, "config change refused");
+            r.error_code = code;
+            r.error_message = Some(s(message));
+        }
+        resp.responses.push(r);
+    }
+    encode(ctx, &resp)
+}
