@@ -330,6 +330,17 @@ impl BrokerConfig {
                 .with_context(|| format!("config {topic_key}"))
         };
         let opt = |v: i64| (v >= 0).then_some(v as u64);
+        // Compaction is not implemented: a compacted topic that got time-based deletion
+        // instead would silently lose the latest value of old keys.
+        for policy in pick("cleanup.policy", "log.cleanup.policy").split(',') {
+            match policy.trim() {
+                "delete" => {}
+                "compact" => anyhow::bail!(
+                    "cleanup.policy=compact is not supported yet: Fjord does not compact logs"
+                ),
+                other => anyhow::bail!("cleanup.policy must be delete, not '{other}'"),
+            }
+        }
         let flush_ms = pick("flush.ms", "log.flush.interval.ms");
         let flush_messages = int("flush.messages", "log.flush.interval.messages")?;
         let durability = if pick("fjord.fsync.on.ack", "fjord.fsync.on.ack") == "true" {
@@ -414,6 +425,28 @@ mod tests {
         );
         let bad = BTreeMap::from([("segment.bytes".to_string(), "x".to_string())]);
         assert!(c.log_config(&bad).is_err());
+    }
+
+    #[test]
+    fn settings_fjord_cannot_honour_are_refused() {
+        let c = BrokerConfig::from_sources(None, &[]).expect("config");
+        for (k, v) in [
+            ("cleanup.policy", "compact"),
+            ("cleanup.policy", "delete,compact"),
+            ("cleanup.policy", "shred"),
+            ("message.timestamp.type", "Whenever"),
+        ] {
+            let bad = BTreeMap::from([(k.to_string(), v.to_string())]);
+            assert!(c.log_config(&bad).is_err(), "{k}={v}");
+        }
+        let fine = BTreeMap::from([
+            ("cleanup.policy".to_string(), "delete".to_string()),
+            (
+                "message.timestamp.type".to_string(),
+                "LogAppendTime".to_string(),
+            ),
+        ]);
+        assert!(c.log_config(&fine).is_ok());
     }
 }
 

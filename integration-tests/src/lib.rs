@@ -24,6 +24,31 @@ pub fn fjord_bin() -> PathBuf {
     bin
 }
 
+/// Runs the `fjord` tool with `args` and `stdin`; returns (success, stdout, stderr).
+pub fn fjord(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let mut child = Command::new(fjord_bin())
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("fjord runs");
+    if let Some(input) = stdin {
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), input.as_bytes())
+            .expect("write stdin");
+    }
+    let out = child.wait_with_output().expect("fjord finished");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A running broker process, killed on drop.
 #[derive(Debug)]
 pub struct BrokerProcess {

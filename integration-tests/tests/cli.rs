@@ -1,39 +1,7 @@
 //! The `fjord` client tools (topics, produce, consume) against a real broker, output
 //! parsed: what an operator types, checked end to end.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
-use fjord_integration_tests::{fjord_bin, BrokerProcess};
-
-/// Runs `fjord ARGS` with `stdin`; returns (success, stdout, stderr).
-fn fjord(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    let mut child = Command::new(fjord_bin())
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("fjord runs");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write stdin");
-    }
-    let out = child.wait_with_output().expect("fjord finished");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use fjord_integration_tests::{fjord, BrokerProcess};
 
 #[test]
 fn topics_produce_and_consume_from_the_command_line() {
@@ -95,7 +63,8 @@ fn topics_produce_and_consume_from_the_command_line() {
     let ends: i64 = out
         .lines()
         .filter_map(|l| l.split("LogEndOffset: ").nth(1))
-        .map(|n| n.trim().parse::<i64>().expect("offset"))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(|n| n.parse::<i64>().expect("offset"))
         .sum();
     assert_eq!(ends, 30, "{out}");
 

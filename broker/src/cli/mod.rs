@@ -1,6 +1,8 @@
 //! The `fjord` command line: the broker (`serve`, the default) and client tools that talk
-//! to any Kafka-compatible broker over the protocol: `topics`, `produce`, `consume`.
+//! to any Kafka-compatible broker over the protocol: `topics`, `groups`, `configs`,
+//! `produce`, `consume`.
 
+pub(crate) mod configs;
 pub(crate) mod console;
 pub(crate) mod groups;
 pub(crate) mod topics;
@@ -29,6 +31,9 @@ pub(crate) enum Command {
     /// List, describe (with lag), reset and delete consumer groups.
     #[command(subcommand)]
     Groups(GroupsCommand),
+    /// Read and change topic and broker configs while the broker runs.
+    #[command(subcommand)]
+    Configs(ConfigsCommand),
     /// Send lines from stdin as records (one per line).
     Produce(ProduceArgs),
     /// Print records of a topic, one value per line by default.
@@ -153,6 +158,61 @@ pub(crate) enum GroupsCommand {
         /// The group.
         #[arg(long)]
         group: String,
+    },
+}
+
+/// Whose configs.
+#[derive(Debug, Args, Clone)]
+#[group(required = true, multiple = false)]
+pub(crate) struct ConfigsTarget {
+    /// A topic's configs.
+    #[arg(long)]
+    pub(crate) topic: Option<String>,
+    /// One broker's settings, by node id.
+    #[arg(long, value_name = "ID")]
+    pub(crate) broker: Option<i32>,
+    /// The cluster-wide broker defaults (Kafka's `--entity-default`).
+    #[arg(long)]
+    pub(crate) broker_defaults: bool,
+}
+
+/// Config administration (Kafka's `kafka-configs`).
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigsCommand {
+    /// Configs set on the topic or broker at runtime (with --all: every config, with its
+    /// source).
+    Describe {
+        #[command(flatten)]
+        connect: Connect,
+        #[command(flatten)]
+        target: ConfigsTarget,
+        /// Every config, defaults included.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Change configs at runtime. Topics take any topic config; brokers take the defaults
+    /// of topic configs (log.retention.ms, log.segment.bytes, ...); the rest need a
+    /// restart.
+    Alter {
+        #[command(flatten)]
+        connect: Connect,
+        #[command(flatten)]
+        target: ConfigsTarget,
+        /// Set `k1=v1,k2=[a,b]` (repeatable; brackets hold a list value).
+        #[arg(long, value_name = "K=V,...")]
+        add_config: Vec<String>,
+        /// Remove `k1,k2`, so the default applies again (repeatable).
+        #[arg(long, value_name = "K,...")]
+        delete_config: Vec<String>,
+        /// Add items to list configs, `k=a` or `k=[a,b]` (repeatable).
+        #[arg(long, value_name = "K=V,...")]
+        append_config: Vec<String>,
+        /// Remove items from list configs, `k=a` (repeatable).
+        #[arg(long, value_name = "K=V,...")]
+        subtract_config: Vec<String>,
+        /// Have the broker check the change without making it.
+        #[arg(long)]
+        validate_only: bool,
     },
 }
 

@@ -15,6 +15,9 @@ use fjord_protocol::kafka_protocol::messages::delete_topics_request::DeleteTopic
 use fjord_protocol::kafka_protocol::messages::describe_configs_request::{
     DescribeConfigsRequest, DescribeConfigsResource,
 };
+use fjord_protocol::kafka_protocol::messages::describe_log_dirs_request::{
+    DescribableLogDirTopic, DescribeLogDirsRequest,
+};
 use fjord_protocol::kafka_protocol::messages::{ApiKey, TopicName};
 
 use super::{connect, error_name, offsets_at, s};
@@ -38,13 +41,76 @@ async fn offsets(
         .collect())
 }
 
+/// Bytes on disk of each partition of `topic`, asked of each partition's leader (the
+/// broker that holds it). Partitions whose leader does not answer are left out.
+async fn sizes(
+    bootstrap: &Connection,
+    brokers: &std::collections::HashMap<i32, String>,
+    topic: &str,
+    leaders: &[(i32, i32)],
+) -> BTreeMap<i32, i64> {
+    let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+    for (partition, leader) in leaders {
+        by_leader.entry(*leader).or_default().push(*partition);
+    }
+    let mut out = BTreeMap::new();
+    for (leader, partitions) in by_leader {
+        let other;
+        let conn = match brokers.get(&leader) {
+            Some(addr) if addr != bootstrap.addr() => match connect(addr).await {
+                Ok(c) => {
+                    other = c;
+                    &other
+                }
+                Err(_) => continue,
+            },
+            _ => bootstrap,
+        };
+        let Ok(version) = conn.version(ApiKey::DescribeLogDirs, 1, 4) else {
+            continue;
+        };
+        let mut t = DescribableLogDirTopic::default();
+        t.topic = TopicName(s(topic));
+        t.partitions = partitions;
+        let mut req = DescribeLogDirsRequest::default();
+        req.topics = Some(vec![t]);
+        let Ok(resp) = conn.request(&req, version).await else {
+            continue;
+        };
+        for dir in resp.results.iter().filter(|d| d.error_code == 0) {
+            for t in dir.topics.iter().filter(|t| t.name.0.as_str() == topic) {
+                for p in &t.partitions {
+                    *out.entry(p.partition_index).or_insert(0) += p.partition_size;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Bytes in the largest fitting unit, as `du -h` shows them.
+fn human_bytes(n: i64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
 /// Topic configs that differ from the broker's defaults.
 async fn overrides(conn: &Connection, topic: &str) -> Result<Vec<(String, String)>> {
     let version = conn.version(ApiKey::DescribeConfigs, 1, 4)?;
     let mut r = DescribeConfigsResource::default();
     r.resource_type = 2;
     r.resource_name = s(topic);
-    // kafka-protocol defaults the key list to an empty one, which asks for nothing.
+    // Null asks for every config (kafka-protocol's default is an empty list).
     r.configuration_keys = None;
     let mut req = DescribeConfigsRequest::default();
     req.resources = vec![r];
@@ -127,17 +193,27 @@ pub(crate) async fn run(cmd: TopicsCommand) -> Result<()> {
                 let configs = overrides(&conn, name).await.unwrap_or_default();
                 let configs: Vec<String> =
                     configs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let ids: Vec<i32> = t.partitions.iter().map(|p| p.partition).collect();
+                let leaders: Vec<(i32, i32)> = t
+                    .partitions
+                    .iter()
+                    .map(|p| (p.partition, p.leader))
+                    .collect();
+                let sizes = sizes(&conn, &md.brokers, name, &leaders).await;
+                let total: i64 = sizes.values().sum();
                 println!(
-                    "Topic: {name}\tPartitions: {}\tConfigs: {}",
+                    "Topic: {name}\tPartitions: {}\tSize: {total} ({})\tConfigs: {}",
                     t.partitions.len(),
+                    human_bytes(total),
                     configs.join(",")
                 );
-                let ids: Vec<i32> = t.partitions.iter().map(|p| p.partition).collect();
                 let offs = offsets(&conn, name, &ids).await?;
                 for p in &t.partitions {
                     let (start, end) = offs.get(&p.partition).copied().unwrap_or((-1, -1));
+                    // -1: the leader did not say (down, or no DescribeLogDirs).
+                    let size = sizes.get(&p.partition).copied().unwrap_or(-1);
                     println!(
-                        "\tPartition: {}\tLeader: {}\tLogStartOffset: {start}\tLogEndOffset: {end}",
+                        "\tPartition: {}\tLeader: {}\tLogStartOffset: {start}\tLogEndOffset: {end}\tSize: {size}",
                         p.partition, p.leader
                     );
                 }
