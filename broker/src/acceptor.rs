@@ -62,6 +62,8 @@ pub async fn run(
         while connections.try_join_next().is_some() {}
     }
     drop(listener);
+    // Connections that ended since the last accept are done, not open.
+    while connections.try_join_next().is_some() {}
     tracing::info!(
         open = connections.len(),
         "stopped accepting; waiting for connections"

@@ -80,13 +80,17 @@ fn main() -> Result<()> {
         Some(cli::Command::Serve(args)) => args,
         Some(tool) => return run_tool(tool),
     };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+        );
+    match serve.log_format {
+        cli::LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        cli::LogFormat::Json => logs.json().with_ansi(false).init(),
+    }
     let args = serve_config(&serve)?;
     let mut config = BrokerConfig::from_sources(args.file.as_deref(), &args.sets)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

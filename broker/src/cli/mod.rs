@@ -49,6 +49,19 @@ pub(crate) struct ServeArgs {
     /// One setting, `key=value` (repeatable; wins over the file).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub(crate) sets: Vec<String>,
+    /// Log lines as text, or as one JSON object per line for log collectors.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
+}
+
+/// How the broker writes its log (to stderr; `RUST_LOG` picks the levels).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line: timestamp, level, target and fields.
+    Json,
 }
 
 /// Where the broker is.
