@@ -275,3 +275,132 @@ fn topics_produce_and_consume_from_the_command_line() {
     let (_, out, _) = run(&["topics", "list"], None);
     assert!(out.trim().is_empty(), "{out}");
 }
+
+/// `fjord ARGS --bootstrap-server B` with `stdin`: (success, stdout, stderr).
+fn run_at(bootstrap: &str, cmd: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let mut args = cmd.to_vec();
+    args.extend(["--bootstrap-server", bootstrap]);
+    fjord(&args, stdin)
+}
+
+/// (current, log end, lag) of each row of `fjord groups describe` for `topic`.
+fn group_rows(out: &str, topic: &str) -> Vec<(i64, i64, i64)> {
+    out.lines()
+        .filter(|l| l.starts_with(&format!("{topic}\t")))
+        .map(|l| {
+            let cols: Vec<&str> = l.split('\t').collect();
+            let n = |i: usize| cols[i].parse::<i64>().unwrap_or_else(|_| panic!("{l}"));
+            (n(2), n(3), n(4))
+        })
+        .collect()
+}
+
+#[test]
+fn files_codecs_offsets_and_targeted_resets() {
+    let broker = BrokerProcess::start(&["auto.create.topics.enable=false"]);
+    let run = |cmd: &[&str], stdin: Option<&str>| run_at(&broker.bootstrap, cmd, stdin);
+    let (ok, _, err) = run(&["topics", "create", "--topic", "files"], None);
+    assert!(ok, "{err}");
+
+    // Lines from a file, keyed, zstd-compressed: the batch on disk says zstd (codec 4).
+    let input = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(input.path(), "a=1\nb=2\nc=3\nd=4\ne=5\nf=6\n").expect("write input");
+    let path = input.path().display().to_string();
+    let (ok, _, err) = run(
+        &[
+            "produce",
+            "--topic",
+            "files",
+            "--file",
+            &path,
+            "--key-separator",
+            "=",
+            "--compression",
+            "zstd",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let log = std::fs::read(broker.data.join("files-0/00000000000000000000.log")).expect("log");
+    assert!(log.len() > 61, "a batch was written");
+    let attributes = i16::from_be_bytes([log[21], log[22]]);
+    assert_eq!(attributes & 7, 4, "zstd batch");
+    let (ok, _, err) = run(
+        &["produce", "--topic", "files", "--compression", "brotli"],
+        Some("x\n"),
+    );
+    assert!(!ok && err.contains("brotli"), "{err}");
+
+    // From an offset, as key TAB value.
+    let (ok, out, err) = run(
+        &[
+            "consume",
+            "--topic",
+            "files",
+            "--offset",
+            "2",
+            "--max-messages",
+            "4",
+            "--format",
+            "kv",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        vec!["c\t3", "d\t4", "e\t5", "f\t6"]
+    );
+
+    // A group reads everything, then is moved to an offset and to the end.
+    let (ok, _, err) = run(
+        &[
+            "consume",
+            "--topic",
+            "files",
+            "--group",
+            "h",
+            "--from-beginning",
+            "--max-messages",
+            "6",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let reset = |target: &[&str]| {
+        let mut cmd = vec![
+            "groups",
+            "reset-offsets",
+            "--group",
+            "h",
+            "--topic",
+            "files",
+            "--execute",
+        ];
+        cmd.extend(target);
+        let (ok, _, err) = run(&cmd, None);
+        assert!(ok, "{err}");
+        let (ok, out, err) = run(&["groups", "describe", "--group", "h"], None);
+        assert!(ok, "{err}");
+        group_rows(&out, "files")
+    };
+    assert_eq!(reset(&["--to-offset", "4"]), vec![(4, 6, 2)]);
+    assert_eq!(reset(&["--to-latest"]), vec![(6, 6, 0)]);
+
+    // topics alter sets configs too.
+    let (ok, _, err) = run(
+        &[
+            "topics",
+            "alter",
+            "--topic",
+            "files",
+            "--config",
+            "retention.ms=1234",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(&["topics", "describe", "--topic", "files"], None);
+    assert!(ok, "{err}");
+    assert!(out.contains("Configs: retention.ms=1234"), "{out}");
+}

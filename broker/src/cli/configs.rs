@@ -17,7 +17,7 @@ const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
 
 /// IncrementalAlterConfigs operation codes.
-const SET: i8 = 0;
+pub(super) const SET: i8 = 0;
 const DELETE: i8 = 1;
 const APPEND: i8 = 2;
 const SUBTRACT: i8 = 3;
@@ -161,7 +161,8 @@ fn changes(
     Ok(out)
 }
 
-async fn alter(
+/// Sends `ops` for `target` and prints what changed.
+pub(super) async fn alter(
     conn: &Connection,
     target: &ConfigsTarget,
     ops: Vec<(String, i8, Option<String>)>,

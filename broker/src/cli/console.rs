@@ -18,6 +18,9 @@ pub(crate) async fn produce(args: ProduceArgs) -> Result<()> {
         let (k, v) = key_value(p)?;
         builder = builder.set(&k, v);
     }
+    if let Some(codec) = &args.compression {
+        builder = builder.set("compression.type", codec);
+    }
     let producer = builder.build()?;
     let headers: Vec<(String, Option<Bytes>)> = args
         .headers

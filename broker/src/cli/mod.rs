@@ -102,7 +102,7 @@ pub(crate) enum TopicsCommand {
         #[arg(long)]
         topic: Option<String>,
     },
-    /// Grow a topic to more partitions.
+    /// Grow a topic to more partitions, and/or set topic configs.
     Alter {
         #[command(flatten)]
         connect: Connect,
@@ -110,8 +110,11 @@ pub(crate) enum TopicsCommand {
         #[arg(long)]
         topic: String,
         /// The new partition count.
-        #[arg(long)]
-        partitions: i32,
+        #[arg(long, required_unless_present = "configs")]
+        partitions: Option<i32>,
+        /// Set a topic config, `key=value` (repeatable; `fjord configs` does more).
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        configs: Vec<String>,
     },
     /// Delete a topic.
     Delete {
@@ -243,9 +246,12 @@ pub(crate) struct ProduceArgs {
     /// A header `key=value` added to every record (repeatable).
     #[arg(long = "header", value_name = "KEY=VALUE")]
     pub(crate) headers: Vec<String>,
-    /// A producer setting, `key=value` (repeatable), e.g. compression.type=zstd.
+    /// A producer setting, `key=value` (repeatable), e.g. linger.ms=50.
     #[arg(long = "property", value_name = "KEY=VALUE")]
     pub(crate) properties: Vec<String>,
+    /// Compress batches: none, gzip, snappy, lz4 or zstd.
+    #[arg(long, alias = "compression-codec", value_name = "CODEC")]
+    pub(crate) compression: Option<String>,
     /// Read lines from FILE instead of stdin.
     #[arg(long, value_name = "FILE")]
     pub(crate) file: Option<std::path::PathBuf>,

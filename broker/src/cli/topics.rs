@@ -223,8 +223,24 @@ pub(crate) async fn run(cmd: TopicsCommand) -> Result<()> {
             connect: c,
             topic,
             partitions,
+            configs,
         } => {
             let conn = connect(&c.bootstrap_server).await?;
+            if !configs.is_empty() {
+                let target = super::ConfigsTarget {
+                    topic: Some(topic.clone()),
+                    broker: None,
+                    broker_defaults: false,
+                };
+                let ops = configs
+                    .iter()
+                    .map(|kv| key_value(kv).map(|(k, v)| (k, super::configs::SET, Some(v))))
+                    .collect::<Result<Vec<_>>>()?;
+                super::configs::alter(&conn, &target, ops, false).await?;
+            }
+            let Some(partitions) = partitions else {
+                return Ok(());
+            };
             let version = conn.version(ApiKey::CreatePartitions, 0, 3)?;
             let mut t = CreatePartitionsTopic::default();
             t.name = TopicName(s(&topic));
