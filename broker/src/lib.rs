@@ -14,6 +14,7 @@
 pub mod acceptor;
 pub mod config;
 mod connection;
+pub mod fd_budget;
 pub mod groups;
 pub mod handler;
 pub mod maintenance;

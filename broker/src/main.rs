@@ -91,6 +91,7 @@ fn main() -> Result<()> {
             .init(),
         cli::LogFormat::Json => logs.json().with_ansi(false).init(),
     }
+    fjord_broker::fd_budget::raise_limit();
     let args = serve_config(&serve)?;
     let mut config = BrokerConfig::from_sources(args.file.as_deref(), &args.sets)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

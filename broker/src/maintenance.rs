@@ -63,11 +63,16 @@ pub async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     let idle = Duration::from_millis(broker.config.segment_idle_close_ms);
     let mut last_retention = Instant::now();
     let mut last_idle = Instant::now();
+    let mut last_fd_check = Instant::now();
     let tick = Duration::from_millis(200).min(retention_every);
     loop {
         tokio::select! {
             _ = stop.changed() => return,
             _ = tokio::time::sleep(tick) => {}
+        }
+        if last_fd_check.elapsed() >= FD_CHECK_EVERY {
+            last_fd_check = Instant::now();
+            relieve_fd_pressure(&broker).await;
         }
         let retention = last_retention.elapsed() >= retention_every;
         let close_idle = last_idle.elapsed() >= Duration::from_secs(60);
@@ -83,6 +88,29 @@ pub async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
         if let Err(e) = work.await {
             tracing::error!(error = %e, "maintenance pass failed");
         }
+    }
+}
+
+/// How often open descriptors are counted.
+const FD_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// Past 80% of the descriptor limit, closes segment files unused for a second, long
+/// before `fjord.segment.idle.close.ms`: better a reopen than EMFILE on the next
+/// append, accept or topic creation.
+async fn relieve_fd_pressure(broker: &Arc<Broker>) {
+    let open = crate::fd_budget::open_count();
+    if !crate::fd_budget::under_pressure(open, broker.fd_limit) {
+        return;
+    }
+    let b = Arc::clone(broker);
+    match tokio::task::spawn_blocking(move || b.close_idle_files(Duration::from_secs(1))).await {
+        Ok(closed) => tracing::info!(
+            open,
+            limit = broker.fd_limit,
+            closed,
+            "descriptors near the limit: closed idle segment files"
+        ),
+        Err(e) => tracing::error!(error = %e, "closing idle files failed"),
     }
 }
 

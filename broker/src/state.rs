@@ -125,6 +125,8 @@ pub struct Broker {
     pub groups: GroupCoordinator,
     /// Counters for /metrics.
     pub metrics: crate::metrics::Metrics,
+    /// The process's descriptor limit (`None`: unlimited), read at open.
+    pub fd_limit: Option<u64>,
 }
 
 /// Makes renames and removals in `dir` durable.
@@ -163,6 +165,7 @@ impl Broker {
         let groups = GroupCoordinator::new(config.coordinator.clone(), offsets);
         let dynamic = dynamic_config::load(&config.log_dir)?;
         let broker = Self {
+            fd_limit: crate::fd_budget::limit(),
             dynamic: RwLock::new(dynamic),
             metrics: crate::metrics::Metrics::default(),
             groups,
@@ -228,11 +231,35 @@ impl Broker {
         self.config.log_dir.join(format!("{topic}-{index}"))
     }
 
+    /// Closes the files of segments unused for `idle` in every partition (they reopen on
+    /// use); returns how many were closed.
+    pub fn close_idle_files(&self, idle: std::time::Duration) -> usize {
+        let mut closed = 0;
+        for topic in self.all_topics() {
+            for p in &topic.partitions {
+                match p.read().close_idle(idle) {
+                    Ok(n) => closed += n,
+                    Err(e) => {
+                        tracing::warn!(topic = %topic.name, partition = p.index, error = %e, "closing idle segments failed")
+                    }
+                }
+            }
+        }
+        closed
+    }
+
+    /// Whether `more` partitions opened now should start with their files closed, to
+    /// keep one open file per partition from exhausting descriptors.
+    fn start_closed(&self, more: usize) -> bool {
+        crate::fd_budget::start_closed(self.partition_count() + more, self.fd_limit)
+    }
+
     fn open_partition(
         &self,
         name: &str,
         index: i32,
         log_config: &LogConfig,
+        start_closed: bool,
     ) -> Result<Arc<Partition>> {
         let log = Log::open(
             self.partition_dir(name, index),
@@ -243,6 +270,9 @@ impl Broker {
         log.for_each_batch_header(log.active_segment_base(), |h| {
             producers.record(h, h.base_offset as u64);
         })?;
+        if start_closed {
+            log.close_idle(std::time::Duration::ZERO)?;
+        }
         Ok(Arc::new(Partition {
             index,
             log: RwLock::new(log),
@@ -259,8 +289,9 @@ impl Broker {
         overrides: BTreeMap<String, String>,
     ) -> Result<Topic> {
         let log_config: LogConfig = self.log_config(&overrides)?;
+        let start_closed = self.start_closed(usize::try_from(count).unwrap_or(0));
         let partitions = (0..count)
-            .map(|index| self.open_partition(name, index, &log_config))
+            .map(|index| self.open_partition(name, index, &log_config, start_closed))
             .collect::<Result<Vec<_>>>()?;
         Ok(Topic {
             name: name.to_string(),
@@ -407,8 +438,9 @@ impl Broker {
         let io = |e: anyhow::Error| CreateError::Io(format!("{e:#}"));
         // Only the new partitions are opened: the existing ones are live.
         let log_config = self.log_config(&topic.overrides).map_err(io)?;
+        let start_closed = self.start_closed((count - current) as usize);
         let more = (current..count)
-            .map(|index| self.open_partition(name, index, &log_config))
+            .map(|index| self.open_partition(name, index, &log_config, start_closed))
             .collect::<Result<Vec<_>>>()
             .map_err(io)?;
         let partitions: Vec<Arc<Partition>> =

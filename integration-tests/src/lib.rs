@@ -74,7 +74,22 @@ impl BrokerProcess {
 
     /// Starts a broker on `port` (0: any free port) over an existing data directory.
     pub fn start_in(data: &Path, port: u16, sets: &[&str]) -> Self {
-        let mut cmd = Command::new(fjord_bin());
+        Self::start_limited(data, port, sets, None)
+    }
+
+    /// As [`Self::start_in`], with the process's open-file limit (`ulimit -n`) set to
+    /// `fd_limit` when given.
+    pub fn start_limited(data: &Path, port: u16, sets: &[&str], fd_limit: Option<u32>) -> Self {
+        let mut cmd = match fd_limit {
+            None => Command::new(fjord_bin()),
+            Some(n) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(fjord_bin());
+                sh
+            }
+        };
         cmd.arg("--set")
             .arg(format!("listeners=PLAINTEXT://127.0.0.1:{port}"));
         cmd.arg("--set").arg(format!("log.dirs={}", data.display()));

@@ -1,0 +1,68 @@
+//! File descriptors: the broker's limit (raised to the hard limit at start), how many are
+//! open, and when segment files must be closed early to stay under it. Each partition
+//! holds its active segment open while in use, so a broker with more partitions than
+//! descriptors must close idle ones sooner than `fjord.segment.idle.close.ms`.
+
+use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+
+/// Share of the limit past which idle segment files are closed early.
+const PRESSURE_PERCENT: u64 = 80;
+
+/// Raises the soft descriptor limit to the hard one, as servers holding many files do,
+/// and returns the limit now in force (`None`: unlimited).
+pub fn raise_limit() -> Option<u64> {
+    let now = getrlimit(Resource::Nofile);
+    if let (Some(current), Some(maximum)) = (now.current, now.maximum) {
+        if maximum > current {
+            let raised = Rlimit {
+                current: Some(maximum),
+                maximum: Some(maximum),
+            };
+            match setrlimit(Resource::Nofile, raised) {
+                Ok(()) => {
+                    tracing::info!(from = current, to = maximum, "raised the open file limit")
+                }
+                Err(e) => tracing::warn!(error = %e, "could not raise the open file limit"),
+            }
+        }
+    }
+    limit()
+}
+
+/// The soft descriptor limit (`None`: unlimited).
+pub fn limit() -> Option<u64> {
+    getrlimit(Resource::Nofile).current
+}
+
+/// Descriptors open now (0 where `/proc` is missing).
+pub fn open_count() -> u64 {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64)
+}
+
+/// Whether `open` descriptors are past the share of `limit` where idle files must go.
+pub fn under_pressure(open: u64, limit: Option<u64>) -> bool {
+    limit.is_some_and(|l| open.saturating_mul(100) > l.saturating_mul(PRESSURE_PERCENT))
+}
+
+/// Whether partitions opened now should start with their files closed: holding
+/// `partitions` in all, one open file each would take more than half of `limit`.
+pub fn start_closed(partitions: usize, limit: Option<u64>) -> bool {
+    limit.is_some_and(|l| partitions as u64 > l / 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pressure_and_start_closed_follow_the_limit() {
+        assert!(!under_pressure(799, Some(1000)));
+        assert!(under_pressure(801, Some(1000)));
+        assert!(!under_pressure(u64::MAX / 2, None));
+        assert!(!start_closed(500, Some(1000)));
+        assert!(start_closed(501, Some(1000)));
+        assert!(!start_closed(1_000_000, None));
+        assert!(open_count() > 0, "this process has descriptors");
+        assert!(limit().is_none_or(|l| l > 0));
+    }
+}
