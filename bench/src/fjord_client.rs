@@ -49,10 +49,10 @@ fn producer(bootstrap: &str, o: &Options) -> Result<Producer> {
     builder.build().context("fjord producer")
 }
 
-fn record(topic: &Arc<str>, partition: i32, value: Bytes) -> ProducerRecord {
+fn record(topic: &Arc<str>, partition: Option<i32>, value: Bytes) -> ProducerRecord {
     ProducerRecord {
         topic: Arc::clone(topic),
-        partition: Some(partition),
+        partition,
         key: None,
         value: Some(value),
         headers: Vec::new(),
@@ -81,7 +81,7 @@ pub(crate) fn produce(
             if n.is_multiple_of(1024) && n > 0 {
                 progress.add(1024);
             }
-            let partition = (n % o.partitions as u64) as i32;
+            let partition = o.partition_of(n);
             let sampled = n.is_multiple_of(SAMPLE_EVERY);
             // Only sampled records are timed: reading the clock is not free.
             let sent = sampled.then(Instant::now);
@@ -195,7 +195,7 @@ pub(crate) fn e2e(
         let mut value = vec![b'x'; o.record_size.max(8)];
         e2e_value(&mut value, WARM_UP);
         producer
-            .send(record(&topic, 0, Bytes::copy_from_slice(&value)))
+            .send(record(&topic, Some(0), Bytes::copy_from_slice(&value)))
             .await
             .context("send")?
             .await
@@ -213,7 +213,7 @@ pub(crate) fn e2e(
                 progress.add(256);
             }
             e2e_value(&mut value, start.elapsed().as_micros() as u64);
-            let partition = (n % o.partitions as u64) as i32;
+            let partition = o.partition_of(n);
             let d = producer
                 .send(record(&topic, partition, Bytes::copy_from_slice(&value)))
                 .await

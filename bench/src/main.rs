@@ -8,6 +8,7 @@
 //! fjord-bench consume --spawn-broker --records 10000000 --record-size 100 --client rdkafka
 //! fjord-bench e2e --spawn-broker --records 500000 --rate 50000
 //! fjord-bench sweep --spawn-broker --out bench-results
+//! fjord-bench storage --quick
 //! ```
 //! `--spawn-broker` starts `target/release/fjord` (or `$FJORD_BIN`) in a temp dir on a
 //! free port and stops it at the end; otherwise `--bootstrap HOST:PORT`. `consume` with
@@ -22,6 +23,7 @@ mod progress;
 mod rdkafka_client;
 mod report;
 mod sendfile_limit;
+mod storage;
 mod sweep;
 mod workload;
 
@@ -37,8 +39,9 @@ fn main() -> Result<()> {
         "limits" => limits::print_all(opts.json),
         "produce" | "consume" | "e2e" => workload::run(&opts),
         "sweep" => sweep::run(&opts),
+        "storage" => storage::run(opts.quick, std::path::Path::new(&opts.dir), &opts.only),
         other => anyhow::bail!(
-            "unknown command '{other}' (limits, produce, consume, e2e, sweep; see --help)"
+            "unknown command '{other}' (limits, produce, consume, e2e, sweep, storage; see --help)"
         ),
     }
 }

@@ -14,6 +14,9 @@ Commands:
   e2e       end-to-end latency: produce at --rate, consume, time from send to receipt
   sweep     produce over record sizes, partition counts and codecs; writes a CSV and
             SVG charts (--out DIR, default bench-results)
+  storage   the storage engine alone, no broker: append next to a raw write, random
+            read lookups next to a raw pread, crash recovery, opening 10,000 logs
+            (about 25 GiB of writes; --quick for 16x less)
 
 Flags (defaults in brackets):
   --bootstrap HOST:PORT   broker to use, or --spawn-broker to start a fresh one
@@ -22,7 +25,12 @@ Flags (defaults in brackets):
   --topic NAME            [fjord-bench]
   --records N             [2000000]
   --record-size BYTES     [100]
-  --partitions N          partitions of the topic; records go round robin [1]
+  --partitions N          partitions of the topic [1]
+  --partitioner P         default: records carry no key or partition and the client's
+                          own partitioner places them (sticky in both clients), as
+                          kafka-producer-perf-test sends them; round-robin: record n goes
+                          to partition n % N, every partition's batch filled in turn
+                          (the worst case for batching) [default]
   --acks 0|1|all          [1]
   --compression CODEC     none, gzip, snappy, lz4, zstd [none]
   --linger-ms MS          [5; 0 for e2e]
@@ -32,7 +40,29 @@ Flags (defaults in brackets):
   --property K=V          client setting, applied last (repeatable)
   --broker-set K=V        setting for --spawn-broker (repeatable)
   --out DIR               where sweep writes [bench-results]
+  --quick                 storage: every size 16x smaller
+  --only NAME             storage: append, lookup, recovery or partitions (repeatable)
+  --dir DIR               storage: where its files go [fjord-bench-data]
 ";
+
+/// Who picks each record's partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Partitioner {
+    /// The client's own partitioner (records have no key and no partition).
+    Default,
+    /// Record n to partition n % partitions.
+    RoundRobin,
+}
+
+impl Partitioner {
+    /// Its flag value.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Default => "default",
+            Self::RoundRobin => "round-robin",
+        }
+    }
+}
 
 /// What to run and how.
 #[derive(Debug, Clone)]
@@ -44,6 +74,8 @@ pub(crate) struct Options {
     pub(crate) records: u64,
     pub(crate) record_size: usize,
     pub(crate) partitions: i32,
+    /// Who picks each record's partition.
+    pub(crate) partitioner: Partitioner,
     pub(crate) compression: String,
     pub(crate) acks: String,
     pub(crate) linger_ms: u64,
@@ -60,6 +92,12 @@ pub(crate) struct Options {
     pub(crate) broker_settings: Vec<String>,
     /// Output directory of `sweep`.
     pub(crate) out: String,
+    /// `storage`: sizes 16x smaller.
+    pub(crate) quick: bool,
+    /// `storage`: which parts to run (all when empty).
+    pub(crate) only: Vec<String>,
+    /// `storage`: where the data goes.
+    pub(crate) dir: String,
 }
 
 impl Default for Options {
@@ -72,6 +110,7 @@ impl Default for Options {
             records: 2_000_000,
             record_size: 100,
             partitions: 1,
+            partitioner: Partitioner::Default,
             compression: "none".into(),
             acks: "1".into(),
             linger_ms: 5,
@@ -82,11 +121,22 @@ impl Default for Options {
             properties: Vec::new(),
             broker_settings: Vec::new(),
             out: "bench-results".into(),
+            quick: false,
+            only: Vec::new(),
+            dir: "fjord-bench-data".into(),
         }
     }
 }
 
 impl Options {
+    /// The partition record `n` is sent to, or `None` for the client to choose.
+    pub(crate) fn partition_of(&self, n: u64) -> Option<i32> {
+        match self.partitioner {
+            Partitioner::Default => None,
+            Partitioner::RoundRobin => Some((n % self.partitions as u64) as i32),
+        }
+    }
+
     pub(crate) fn parse(args: Vec<String>) -> Result<Self> {
         let mut o = Self::default();
         let mut linger_given = false;
@@ -109,6 +159,10 @@ impl Options {
                     o.json = true;
                     continue;
                 }
+                "--quick" => {
+                    o.quick = true;
+                    continue;
+                }
                 "--help" | "-h" => {
                     print!("{USAGE}");
                     std::process::exit(0);
@@ -122,6 +176,13 @@ impl Options {
                 "--records" => o.records = value.parse()?,
                 "--record-size" => o.record_size = value.parse()?,
                 "--partitions" => o.partitions = value.parse()?,
+                "--partitioner" => {
+                    o.partitioner = match value.as_str() {
+                        "default" => Partitioner::Default,
+                        "round-robin" => Partitioner::RoundRobin,
+                        _ => bail!("--partitioner is default or round-robin"),
+                    }
+                }
                 "--compression" => o.compression = value,
                 "--acks" => o.acks = value,
                 "--linger-ms" => {
@@ -131,6 +192,8 @@ impl Options {
                 "--batch-size" => o.batch_size = value.parse()?,
                 "--rate" => o.rate = value.parse()?,
                 "--out" => o.out = value,
+                "--only" => o.only.push(value),
+                "--dir" => o.dir = value,
                 "--client" => {
                     if !matches!(value.as_str(), "fjord" | "rdkafka") {
                         bail!("--client is fjord or rdkafka");

@@ -73,16 +73,17 @@ fn producer(
 fn send(
     p: &BaseProducer<LatencyContext>,
     topic: &str,
-    partition: i32,
+    partition: Option<i32>,
     value: &[u8],
     opaque: usize,
 ) -> Result<()> {
     loop {
-        match p.send(
-            BaseRecord::<(), [u8], usize>::with_opaque_to(topic, opaque)
-                .partition(partition)
-                .payload(value),
-        ) {
+        let mut record =
+            BaseRecord::<(), [u8], usize>::with_opaque_to(topic, opaque).payload(value);
+        if let Some(partition) = partition {
+            record = record.partition(partition);
+        }
+        match p.send(record) {
             Ok(()) => return Ok(()),
             Err((e, _))
                 if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
@@ -117,13 +118,7 @@ pub(crate) fn produce(
         } else {
             0
         };
-        send(
-            &p,
-            &o.topic,
-            (n % o.partitions as u64) as i32,
-            value,
-            opaque,
-        )?;
+        send(&p, &o.topic, o.partition_of(n), value, opaque)?;
     }
     p.flush(Duration::from_secs(300)).context("flush")?;
     Ok(Outcome::new(o.records, value.len(), start.elapsed()))
@@ -216,7 +211,7 @@ pub(crate) fn e2e(
     let p = producer(bootstrap, o, &Samples::default(), start)?;
     let mut value = vec![b'x'; o.record_size.max(8)];
     e2e_value(&mut value, WARM_UP);
-    send(&p, &o.topic, 0, &value, 0)?;
+    send(&p, &o.topic, Some(0), &value, 0)?;
     let ready = Instant::now() + Duration::from_secs(60);
     while !warmed.load(std::sync::atomic::Ordering::Acquire) {
         anyhow::ensure!(Instant::now() < ready, "the warm-up record never arrived");
@@ -232,7 +227,7 @@ pub(crate) fn e2e(
             progress.add(if n == 0 { 0 } else { 256 });
         }
         e2e_value(&mut value, start.elapsed().as_micros() as u64);
-        send(&p, &o.topic, (n % o.partitions as u64) as i32, &value, 0)?;
+        send(&p, &o.topic, o.partition_of(n), &value, 0)?;
     }
     p.flush(Duration::from_secs(300)).context("flush")?;
     reader

@@ -10,6 +10,8 @@ pub(crate) struct Report {
     pub(crate) records: u64,
     pub(crate) record_size: usize,
     pub(crate) partitions: i32,
+    /// `default` or `round-robin` (see `--partitioner`).
+    pub(crate) partitioner: &'static str,
     pub(crate) compression: String,
     pub(crate) records_per_sec: f64,
     pub(crate) bytes_per_sec: f64,
@@ -52,12 +54,13 @@ impl Report {
             },
         );
         format!(
-            "{{\"command\":\"{}\",\"client\":\"{}\",\"records\":{},\"record_size\":{},\"partitions\":{},\"compression\":\"{}\",\"records_per_sec\":{},\"mb_per_sec\":{},\"latency_ms\":{},\"limit\":{},\"limit_mb_per_sec\":{},\"limit_ratio\":{},\"client_cpu_s_per_gb\":{},\"broker_cpu_s_per_gb\":{}}}",
+            "{{\"command\":\"{}\",\"client\":\"{}\",\"records\":{},\"record_size\":{},\"partitions\":{},\"partitioner\":\"{}\",\"compression\":\"{}\",\"records_per_sec\":{},\"mb_per_sec\":{},\"latency_ms\":{},\"limit\":{},\"limit_mb_per_sec\":{},\"limit_ratio\":{},\"client_cpu_s_per_gb\":{},\"broker_cpu_s_per_gb\":{}}}",
             self.command,
             self.client,
             self.records,
             self.record_size,
             self.partitions,
+            self.partitioner,
             self.compression,
             num(self.records_per_sec),
             num(self.bytes_per_sec / 1e6),
@@ -73,12 +76,13 @@ impl Report {
     /// The human table.
     pub(crate) fn table(&self) -> String {
         let mut out = format!(
-            "{} ({}): {} records of {} B, {} partition(s), compression {}\n",
+            "{} ({}): {} records of {} B, {} partition(s) ({} partitioner), compression {}\n",
             self.command,
             self.client,
             self.records,
             self.record_size,
             self.partitions,
+            self.partitioner,
             self.compression
         );
         out += &format!("  records/s          {:>12.0}\n", self.records_per_sec);

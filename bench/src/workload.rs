@@ -133,6 +133,7 @@ pub(crate) fn run_one(
         records: outcome.records,
         record_size: o.record_size,
         partitions: o.partitions,
+        partitioner: o.partitioner.name(),
         compression: o.compression.clone(),
         records_per_sec: rps,
         bytes_per_sec: bps,

@@ -34,6 +34,12 @@ fn every_workload_reports_json_with_both_clients() {
         ("produce", &[][..]),
         ("consume", &[][..]),
         ("e2e", &["--rate", "20000"][..]),
+        // Every record read back from several partitions, whoever picked them.
+        ("produce", &["--partitions", "3"][..]),
+        (
+            "consume",
+            &["--partitions", "3", "--partitioner", "round-robin"][..],
+        ),
     ] {
         for client in ["fjord", "rdkafka"] {
             let out = Command::new(bench())
@@ -78,4 +84,42 @@ fn every_workload_reports_json_with_both_clients() {
             }
         }
     }
+}
+
+#[test]
+fn storage_benchmarks_print_each_figure_next_to_its_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(bench())
+        .args([
+            "storage",
+            "--quick",
+            "--only",
+            "lookup",
+            "--only",
+            "partitions",
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .output()
+        .expect("fjord-bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lookup = stdout
+        .lines()
+        .find(|l| l.starts_with("random read lookup"))
+        .unwrap_or_else(|| panic!("no lookup line: {stdout}"));
+    assert!(lookup.contains("p99 ratio lookup/pread"), "{lookup}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("1000 partitions: open")),
+        "{stdout}"
+    );
+    // Its data is gone afterwards.
+    let left: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").collect();
+    assert!(left.is_empty(), "{left:?}");
 }
