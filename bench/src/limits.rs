@@ -79,15 +79,16 @@ pub(crate) fn print_all(json: bool) -> Result<()> {
     let loopback = loopback_bytes_per_sec(4 << 30)?;
     let write = file_write_bytes_per_sec(2 << 30, false)?;
     let write_sync = file_write_bytes_per_sec(256 << 20, true)?;
-    let (sendfile, copy) = file_to_socket_limits()?;
+    let (sendfile, copy, mapped) = file_to_socket_limits()?;
     if json {
         println!(
-            "{{\"loopback_mb_per_sec\":{:.1},\"file_write_mb_per_sec\":{:.1},\"file_write_fdatasync_mb_per_sec\":{:.1},\"sendfile_mb_per_sec\":{:.1},\"pread_write_mb_per_sec\":{:.1}}}",
+            "{{\"loopback_mb_per_sec\":{:.1},\"file_write_mb_per_sec\":{:.1},\"file_write_fdatasync_mb_per_sec\":{:.1},\"sendfile_mb_per_sec\":{:.1},\"pread_write_mb_per_sec\":{:.1},\"mmap_write_mb_per_sec\":{:.1}}}",
             loopback / 1e6,
             write / 1e6,
             write_sync / 1e6,
             sendfile / 1e6,
-            copy / 1e6
+            copy / 1e6,
+            mapped / 1e6
         );
         return Ok(());
     }
@@ -111,13 +112,18 @@ pub(crate) fn print_all(json: bool) -> Result<()> {
         "pread+write, cached file to loopback (1 MiB):  {:>8.0} MB/s",
         copy / 1e6
     );
+    println!(
+        "write from mmap, cached file to loopback:      {:>8.0} MB/s",
+        mapped / 1e6
+    );
     Ok(())
 }
 
-/// Bytes/s of sending a page-cached file to a loopback socket: with `sendfile` (what a
-/// fetch does) and with `pread`+`write` (what it does with `fjord.fetch.sendfile=false`).
-pub(crate) fn file_to_socket_limits() -> Result<(f64, f64)> {
+/// Bytes/s of sending a page-cached file to a loopback socket in each of the ways a fetch
+/// can (`fjord.fetch.mode`): `sendfile`, `pread`+`write`, and `write` from a memory map.
+pub(crate) fn file_to_socket_limits() -> Result<(f64, f64, f64)> {
     let sendfile = crate::sendfile_limit::sendfile_bytes_per_sec(1 << 30, 2, 1 << 20)?;
     let copy = crate::sendfile_limit::read_write_bytes_per_sec(1 << 30, 2, 1 << 20)?;
-    Ok((sendfile, copy))
+    let mapped = crate::sendfile_limit::mapped_write_bytes_per_sec(1 << 30, 2, 1 << 20)?;
+    Ok((sendfile, copy, mapped))
 }

@@ -1,5 +1,6 @@
-//! The machine's sendfile limit: a page-cached file spliced to a loopback socket, the
-//! path a fetch takes, without a broker in between.
+//! The machine's file-to-socket limits: a page-cached file sent to a loopback socket the
+//! ways a fetch can (`sendfile`, `pread`+`write`, `write` from a memory map), without a
+//! broker in between.
 #![allow(unsafe_code)]
 
 use std::io::{Read, Write};
@@ -82,6 +83,28 @@ pub(crate) fn read_write_bytes_per_sec(file_size: u64, rounds: u32, chunk: usize
             let n = file.read_at(&mut buf, offset)?;
             socket.write_all(&buf[..n])?;
             offset += n as u64;
+        }
+    }
+    drop(socket);
+    let got = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("reader panicked"))??;
+    Ok(got as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Bytes/s of `write` straight from a read-only memory map of the file (what a fetch does
+/// with `fjord.fetch.mode=mmap`), `chunk` bytes per call.
+pub(crate) fn mapped_write_bytes_per_sec(file_size: u64, rounds: u32, chunk: usize) -> Result<f64> {
+    let file = cached_file(file_size)?;
+    let len = usize::try_from(file_size)?;
+    // SAFETY: the file is a private temp file of exactly `len` bytes, open for the map's
+    // life, and nothing truncates it; the map is read-only.
+    let map = unsafe { memmap2::MmapOptions::new().len(len).map(&file)? };
+    let (mut socket, reader) = drained_socket()?;
+    let start = Instant::now();
+    for _ in 0..rounds {
+        for piece in map.chunks(chunk) {
+            socket.write_all(piece)?;
         }
     }
     drop(socket);

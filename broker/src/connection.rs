@@ -18,8 +18,9 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
+use crate::config::FetchMode;
 use crate::handler::{self, Part, Response};
-use crate::sendfile::{copy_region, send_region};
+use crate::sendfile::{copy_region, send_region, write_mapped_region};
 use crate::state::Broker;
 
 /// Requests decoded ahead of the one being handled.
@@ -64,8 +65,12 @@ pub(crate) async fn serve(
         request_tx,
     ));
     let stall = Duration::from_millis(broker.config.connections_max_idle_ms);
-    let sendfile = broker.config.fetch_sendfile;
-    let writer = tokio::spawn(write_responses(write, peer, response_rx, stall, sendfile));
+    let mode = match broker.config.fetch_mode {
+        FetchMode::Auto if peer.ip().is_loopback() => FetchMode::Mmap,
+        FetchMode::Auto => FetchMode::Sendfile,
+        other => other,
+    };
+    let writer = tokio::spawn(write_responses(write, peer, response_rx, stall, mode));
     loop {
         let next = tokio::select! {
             next = request_rx.recv() => next,
@@ -159,11 +164,11 @@ async fn write_responses(
     peer: SocketAddr,
     mut responses: mpsc::Receiver<(Response, Held)>,
     stall: Duration,
-    sendfile: bool,
+    mode: FetchMode,
 ) {
     let mut copy_buf = Vec::new();
     while let Some((response, permit)) = responses.recv().await {
-        let written = write_one(&mut write, response, sendfile, &mut copy_buf);
+        let written = write_one(&mut write, response, mode, &mut copy_buf);
         match tokio::time::timeout(stall, written).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
@@ -180,12 +185,12 @@ async fn write_responses(
     let _ = write.shutdown().await;
 }
 
-/// Writes one response; fetch record bytes go by `sendfile`, or through `copy_buf` when
-/// `sendfile` is off.
+/// Writes one response; fetch record bytes go as `mode` says (never `Auto` here), through
+/// `copy_buf` when copied.
 async fn write_one(
     stream: &mut OwnedWriteHalf,
     response: Response,
-    sendfile: bool,
+    mode: FetchMode,
     copy_buf: &mut Vec<u8>,
 ) -> std::io::Result<()> {
     match response {
@@ -195,10 +200,13 @@ async fn write_one(
             for part in &fetch.parts {
                 match part {
                     Part::Bytes(bytes) => stream.write_all(bytes).await?,
-                    Part::Region(region) if sendfile => {
-                        send_region(stream.as_ref(), region).await?;
-                    }
-                    Part::Region(region) => copy_region(stream, region, copy_buf).await?,
+                    Part::Region(region) => match mode {
+                        FetchMode::Sendfile | FetchMode::Auto => {
+                            send_region(stream.as_ref(), region).await?;
+                        }
+                        FetchMode::Mmap => write_mapped_region(stream, region, copy_buf).await?,
+                        FetchMode::Copy => copy_region(stream, region, copy_buf).await?,
+                    },
                 }
             }
             Ok(())
