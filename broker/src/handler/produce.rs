@@ -79,7 +79,7 @@ fn append_all(slots: &mut [Slot]) {
                 slot.appended = true;
             }
             Err(e) => {
-                tracing::debug!(partition = partition.index, error = %e, "produce rejected");
+                tracing::info!(partition = partition.index, error = %e, "produce rejected");
                 slot.error_code = storage_error_code(&e);
             }
         }
