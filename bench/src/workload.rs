@@ -66,7 +66,9 @@ pub(crate) fn payload(size: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Creates `topic` with `partitions` partitions (an existing one is left as it is).
+/// Creates `topic` with `partitions` partitions. An existing one is used as it is if it
+/// has that many: with another count, records the client's partitioner places would go
+/// where the bench's consumers do not read.
 pub(crate) fn ensure_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -75,12 +77,29 @@ pub(crate) fn ensure_topic(bootstrap: &str, topic: &str, partitions: i32) -> Res
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        let name = topic;
+        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(120)));
         let result = admin.create_topics(&[topic], &options).await?;
         match &result[0] {
             Ok(_) => Ok(()),
-            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => Ok(()),
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {
+                let metadata = admin
+                    .inner()
+                    .fetch_metadata(Some(name), Duration::from_secs(30))?;
+                let has = metadata
+                    .topics()
+                    .iter()
+                    .find(|t| t.name() == name)
+                    .map_or(0, |t| t.partitions().len());
+                if has != partitions as usize {
+                    anyhow::bail!(
+                        "topic {} exists with {has} partitions, not --partitions {partitions}: delete it or choose another --topic",
+                        name
+                    );
+                }
+                Ok(())
+            }
             Err((t, e)) => anyhow::bail!("create topic {t}: {e}"),
         }
     })

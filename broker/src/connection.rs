@@ -65,8 +65,14 @@ pub(crate) async fn serve(
         request_tx,
     ));
     let stall = Duration::from_millis(broker.config.connections_max_idle_ms);
+    let loopback = match peer.ip() {
+        std::net::IpAddr::V4(v4) => v4.is_loopback(),
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
+    };
     let mode = match broker.config.fetch_mode {
-        FetchMode::Auto if peer.ip().is_loopback() => FetchMode::Mmap,
+        FetchMode::Auto if loopback => FetchMode::Copy,
         FetchMode::Auto => FetchMode::Sendfile,
         other => other,
     };

@@ -34,14 +34,20 @@ pub fn limit() -> Option<u64> {
     getrlimit(Resource::Nofile).current
 }
 
-/// Descriptors open now (0 where `/proc` is missing).
-pub fn open_count() -> u64 {
-    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64)
+/// Descriptors open now; `None` when they cannot be counted (no `/proc`, or no
+/// descriptor left to list it with).
+pub fn open_count() -> Option<u64> {
+    std::fs::read_dir("/proc/self/fd")
+        .ok()
+        .map(|d| d.count() as u64)
 }
 
 /// Whether `open` descriptors are past the share of `limit` where idle files must go.
-pub fn under_pressure(open: u64, limit: Option<u64>) -> bool {
-    limit.is_some_and(|l| open.saturating_mul(100) > l.saturating_mul(PRESSURE_PERCENT))
+/// Not knowing counts as pressure: failing to list `/proc/self/fd` is what EMFILE looks
+/// like.
+pub fn under_pressure(open: Option<u64>, limit: Option<u64>) -> bool {
+    let Some(limit) = limit else { return false };
+    open.is_none_or(|n| n.saturating_mul(100) > limit.saturating_mul(PRESSURE_PERCENT))
 }
 
 /// Whether partitions opened now should start with their files closed: holding
@@ -56,13 +62,17 @@ mod tests {
 
     #[test]
     fn pressure_and_start_closed_follow_the_limit() {
-        assert!(!under_pressure(799, Some(1000)));
-        assert!(under_pressure(801, Some(1000)));
-        assert!(!under_pressure(u64::MAX / 2, None));
+        assert!(!under_pressure(Some(799), Some(1000)));
+        assert!(under_pressure(Some(801), Some(1000)));
+        assert!(under_pressure(None, Some(1000)), "uncountable is pressure");
+        assert!(!under_pressure(Some(u64::MAX / 2), None));
         assert!(!start_closed(500, Some(1000)));
         assert!(start_closed(501, Some(1000)));
         assert!(!start_closed(1_000_000, None));
-        assert!(open_count() > 0, "this process has descriptors");
+        assert!(
+            open_count().is_some_and(|n| n > 0),
+            "this process has descriptors"
+        );
         assert!(limit().is_none_or(|l| l > 0));
     }
 }

@@ -98,18 +98,23 @@ const FD_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// before `fjord.segment.idle.close.ms`: better a reopen than EMFILE on the next
 /// append, accept or topic creation.
 async fn relieve_fd_pressure(broker: &Arc<Broker>) {
-    let open = crate::fd_budget::open_count();
-    if !crate::fd_budget::under_pressure(open, broker.fd_limit) {
-        return;
-    }
     let b = Arc::clone(broker);
-    match tokio::task::spawn_blocking(move || b.close_idle_files(Duration::from_secs(1))).await {
-        Ok(closed) => tracing::info!(
+    // Listing /proc/self/fd and closing files both block: off the reactor.
+    let relieved = tokio::task::spawn_blocking(move || {
+        let open = crate::fd_budget::open_count();
+        if !crate::fd_budget::under_pressure(open, b.fd_limit) {
+            return None;
+        }
+        Some((open, b.close_idle_files(Duration::from_secs(1))))
+    });
+    match relieved.await {
+        Ok(Some((open, closed))) if closed > 0 => tracing::info!(
             open,
             limit = broker.fd_limit,
             closed,
             "descriptors near the limit: closed idle segment files"
         ),
+        Ok(_) => {}
         Err(e) => tracing::error!(error = %e, "closing idle files failed"),
     }
 }

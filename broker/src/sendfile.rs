@@ -49,9 +49,13 @@ pub(crate) async fn send_region(stream: &TcpStream, region: &FileRegion) -> std:
 /// and page-table work that a small `pread` does not.
 const MMAP_MIN: u64 = 64 << 10;
 
-/// Sends `region` by writing straight from a read-only map of its file: the page cache is
-/// copied once, into the socket, with no buffer in between. Small regions go through
-/// [`copy_region`].
+/// The most bytes one map covers: bounds how long populating it (reading pages in, on
+/// this worker) can take, as [`COPY_CHUNK`] does for copies.
+const MMAP_CHUNK: u64 = 4 << 20;
+
+/// Sends `region` by writing straight from read-only maps of its file, at most
+/// [`MMAP_CHUNK`] at a time: the page cache is copied once, into the socket, with no
+/// buffer in between. Small regions go through [`copy_region`].
 pub(crate) async fn write_mapped_region(
     stream: &mut tokio::net::tcp::OwnedWriteHalf,
     region: &FileRegion,
@@ -61,30 +65,40 @@ pub(crate) async fn write_mapped_region(
         return copy_region(stream, region, buf).await;
     }
     let page = rustix::param::page_size() as u64;
-    let start = region.position - region.position % page;
-    let skip = usize::try_from(region.position - start).map_err(std::io::Error::other)?;
-    let len = usize::try_from(region.len).map_err(std::io::Error::other)?;
-    if region.file.metadata()?.len() < region.position.saturating_add(region.len) {
+    let end = region.position.saturating_add(region.len);
+    if region.file.metadata()?.len() < end {
         return Err(std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,
             "segment shorter than the region",
         ));
     }
-    // SAFETY: the file is open for the map's life (the region holds its Arc) and was
-    // just checked to cover the range. The range is committed log data, which the broker
-    // never shortens while it serves: truncation happens only in recovery, before any
-    // fetch, and a failed append cuts back only to the committed end; retention unlinks
-    // whole files, which keeps mapped pages valid. The map is read-only and private, so
-    // nothing here writes through it. A disk error while paging in would raise SIGBUS,
-    // as for the mmap'd indexes; recent data is in the page cache.
-    let map = unsafe {
-        memmap2::MmapOptions::new()
-            .offset(start)
-            .len(skip + len)
-            .populate()
-            .map(&*region.file)?
-    };
-    stream.write_all(&map[skip..]).await
+    let mut position = region.position;
+    while position < end {
+        let piece_end = end.min(position + MMAP_CHUNK);
+        let start = position - position % page;
+        let skip = usize::try_from(position - start).map_err(std::io::Error::other)?;
+        let len = usize::try_from(piece_end - start).map_err(std::io::Error::other)?;
+        // SAFETY: the file stays open for the map's life (the region holds its Arc) and
+        // was just checked to cover the range, which is committed log data. Nothing
+        // shortens or rewrites committed bytes of a segment while the broker serves
+        // fetches: a failed append cuts back only to the committed end; a sealed segment
+        // is recovered (and possibly cut) when its metadata is first loaded, before any
+        // region into it exists, and that metadata is never dropped; retention unlinks
+        // whole files, which keeps mapped pages valid; `Log::truncate_to` is not called
+        // by the broker (see its doc). The map is read-only; memmap2 maps it shared, so
+        // it sees the page cache as appends left it. A disk error while paging in raises
+        // SIGBUS, which is why `auto` never picks this mode.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(start)
+                .len(len)
+                .populate()
+                .map(&*region.file)?
+        };
+        stream.write_all(&map[skip..]).await?;
+        position = piece_end;
+    }
+    Ok(())
 }
 
 /// The most bytes [`copy_region`] reads per `pread`.

@@ -17,7 +17,7 @@ use crate::groups::{GroupCoordinator, OffsetStore};
 use crate::producer_state::ProducerStates;
 
 mod dynamic_config;
-pub use dynamic_config::{AlterError, ConfigChange, ConfigOp};
+pub use dynamic_config::{AlterError, ConfigChange, ConfigOp, DynamicConfigs};
 
 /// Producer ids are reserved on disk in blocks of this many.
 const PRODUCER_ID_BLOCK: i64 = 1000;
@@ -109,7 +109,7 @@ pub struct Broker {
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     /// Broker settings changed at runtime (IncrementalAlterConfigs / AlterConfigs), by
     /// Kafka broker name; they win over the static config and survive restarts.
-    dynamic: RwLock<BTreeMap<String, String>>,
+    dynamic: RwLock<dynamic_config::DynamicConfigs>,
     /// Serializes topic creation, growth and deletion, so that the slow part (opening
     /// partitions on disk) runs without the topics lock every request reads.
     admin: std::sync::Mutex<()>,
@@ -194,6 +194,12 @@ impl Broker {
                 .remove("fjord.partitions")
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(1);
+            if let Err(e) = broker
+                .config
+                .check_new_settings(&broker.dynamic_configs(), &props)
+            {
+                tracing::warn!(topic = %name, error = %format!("{e:#}"), "topic saved with settings Fjord does not honour; serving it with cleanup.policy=delete");
+            }
             let topic = broker.open_topic(&name, id, count, props)?;
             broker.topics_mut().insert(name, Arc::new(topic));
         }
@@ -339,7 +345,8 @@ impl Broker {
                 "unknown or malformed topic config {k}={v:?}"
             )));
         }
-        self.log_config(&overrides)
+        self.config
+            .check_new_settings(&self.dynamic_configs(), &overrides)
             .map_err(|e| CreateError::InvalidConfig(format!("{e:#}")))?;
         let _admin = self.admin_lock();
         if self.topics().contains_key(name) {

@@ -236,6 +236,49 @@ async fn configs_change_at_runtime_from_the_cli_and_librdkafka() {
             && v == "false"),
         "{out}"
     );
+    // The cluster-wide defaults are a scope of their own, which this broker's settings
+    // win over.
+    let (ok, _, err) = cli(
+        &b,
+        &[
+            "configs",
+            "alter",
+            "--broker-defaults",
+            "--add-config",
+            "log.retention.ms=5000,log.segment.bytes=2097152",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        rdkafka_config(&b, "events", "segment.bytes").await,
+        (
+            Some("2097152".to_string()),
+            "DynamicDefaultBroker".to_string()
+        )
+    );
+    assert_eq!(
+        rdkafka_config(&b, "events", "retention.ms").await,
+        (Some("7200000".to_string()), "DynamicBroker".to_string())
+    );
+    let (ok, out, _) = cli(&b, &["configs", "describe", "--broker-defaults"]);
+    assert!(ok);
+    assert_eq!(rows(&out).len(), 2, "{out}");
+    let (ok, _, err) = cli(
+        &b,
+        &[
+            "configs",
+            "alter",
+            "--broker",
+            "1",
+            "--delete-config",
+            "log.retention.ms",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        rdkafka_config(&b, "events", "retention.ms").await,
+        (Some("5000".to_string()), "DynamicDefaultBroker".to_string())
+    );
     let (ok, _, err) = cli(
         &b,
         &[
@@ -243,7 +286,7 @@ async fn configs_change_at_runtime_from_the_cli_and_librdkafka() {
             "alter",
             "--broker-defaults",
             "--delete-config",
-            "log.retention.ms",
+            "log.retention.ms,log.segment.bytes",
         ],
     );
     assert!(ok, "{err}");

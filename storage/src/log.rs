@@ -589,6 +589,10 @@ impl Log {
     /// `offset`, or at the start of the batch holding it when `offset` falls inside one
     /// (batches are never split). Truncating to or below the first segment empties the
     /// log and restarts it at `offset`.
+    ///
+    /// Shortens segment files: no [`FileRegion`](crate::FileRegion) from an earlier
+    /// [`Log::read`] may still be in use past the new end (a reader that maps regions
+    /// would fault).
     pub fn truncate_to(&mut self, offset: u64) -> Result<()> {
         if offset >= self.log_end_offset() {
             return Ok(());

@@ -101,11 +101,12 @@ async fn describe(conn: &Connection, target: &ConfigsTarget, all: bool) -> Resul
         .configs
         .iter()
         // Without --all: what was set on this resource at runtime, as kafka-configs
-        // shows (a topic's overrides; a broker's dynamic settings).
+        // shows (a topic's overrides; one broker's settings; the cluster defaults).
         .filter(|c| {
-            all || match kind {
-                TOPIC => c.config_source == 1,
-                _ => matches!(c.config_source, 2 | 3),
+            all || match (kind, name.is_empty()) {
+                (TOPIC, _) => c.config_source == 1,
+                (_, false) => c.config_source == 2,
+                (_, true) => c.config_source == 3,
             }
         })
         .collect();

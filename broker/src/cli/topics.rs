@@ -79,7 +79,8 @@ async fn sizes(
         };
         for dir in resp.results.iter().filter(|d| d.error_code == 0) {
             for t in dir.topics.iter().filter(|t| t.name.0.as_str() == topic) {
-                for p in &t.partitions {
+                // A future log dir (a move in progress) holds a copy, not more data.
+                for p in t.partitions.iter().filter(|p| !p.is_future_key) {
                     *out.entry(p.partition_index).or_insert(0) += p.partition_size;
                 }
             }
@@ -201,10 +202,14 @@ pub(crate) async fn run(cmd: TopicsCommand) -> Result<()> {
                     .collect();
                 let sizes = sizes(&conn, &md.brokers, name, &leaders).await;
                 let total: i64 = sizes.values().sum();
+                let size = if sizes.is_empty() && !leaders.is_empty() {
+                    "unknown".to_string()
+                } else {
+                    format!("{total} ({})", human_bytes(total))
+                };
                 println!(
-                    "Topic: {name}\tPartitions: {}\tSize: {total} ({})\tConfigs: {}",
+                    "Topic: {name}\tPartitions: {}\tSize: {size}\tConfigs: {}",
                     t.partitions.len(),
-                    human_bytes(total),
                     configs.join(",")
                 );
                 let offs = offsets(&conn, name, &ids).await?;

@@ -2,7 +2,6 @@
 //! (per-config set, delete, append, subtract) or the older AlterConfigs (the request is
 //! the whole new set of overrides).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use fjord_protocol::kafka_protocol::messages::alter_configs_request::AlterConfigsRequest;
@@ -21,7 +20,7 @@ use fjord_protocol::kafka_protocol::ResponseError as E;
 
 use super::{encode, s, Ctx, Fatal, Response};
 use crate::config::{default_value, is_dynamic_setting, is_known_setting, TOPIC_CONFIGS};
-use crate::state::{AlterError, Broker, ConfigChange, ConfigOp};
+use crate::state::{AlterError, Broker, ConfigChange, ConfigOp, DynamicConfigs};
 
 /// Config resource types.
 const TOPIC: i8 = 2;
@@ -29,6 +28,7 @@ const BROKER: i8 = 4;
 /// Config sources, as DescribeConfigs reports them.
 const DYNAMIC_TOPIC_CONFIG: i8 = 1;
 const DYNAMIC_BROKER_CONFIG: i8 = 2;
+const DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
 const STATIC_BROKER_CONFIG: i8 = 4;
 const DEFAULT_CONFIG: i8 = 5;
 
@@ -46,11 +46,13 @@ fn entry(
     c
 }
 
-/// Where a broker setting's value comes from: changed at runtime, set at start, or the
-/// built-in default.
-fn broker_source(broker: &Broker, dynamic: &BTreeMap<String, String>, name: &str) -> i8 {
-    if dynamic.contains_key(name) {
+/// Where a broker setting's value comes from: changed at runtime for this broker or for
+/// all, set at start, or the built-in default.
+fn broker_source(broker: &Broker, scopes: &DynamicConfigs, name: &str) -> i8 {
+    if scopes.node.contains_key(name) {
         DYNAMIC_BROKER_CONFIG
+    } else if scopes.default.contains_key(name) {
+        DYNAMIC_DEFAULT_BROKER_CONFIG
     } else if broker.config.values.get(name).map(String::as_str) != default_value(name) {
         STATIC_BROKER_CONFIG
     } else {
@@ -64,7 +66,8 @@ pub(super) fn describe_configs(
     req: DescribeConfigsRequest,
 ) -> Result<Response, Fatal> {
     let mut resp = DescribeConfigsResponse::default();
-    let dynamic = broker.dynamic_configs();
+    let scopes = broker.dynamic_scopes();
+    let dynamic = scopes.effective();
     for resource in req.resources {
         let mut r = DescribeConfigsResult::default();
         r.resource_type = resource.resource_type;
@@ -84,7 +87,7 @@ pub(super) fn describe_configs(
                         let source = if topic.overrides.contains_key(*name) {
                             DYNAMIC_TOPIC_CONFIG
                         } else {
-                            broker_source(broker, &dynamic, broker_key)
+                            broker_source(broker, &scopes, broker_key)
                         };
                         r.configs.push(entry(
                             name,
@@ -103,6 +106,9 @@ pub(super) fn describe_configs(
                 if !own {
                     r.error_code = E::InvalidRequest.code();
                 } else {
+                    // The cluster-default entity shows its own settings where it has them;
+                    // this broker, what applies to it.
+                    let default_entity = resource.resource_name.is_empty();
                     // Only settings the broker knows: unknown `--set` keys may hold anything.
                     for (name, value) in broker
                         .config
@@ -110,10 +116,17 @@ pub(super) fn describe_configs(
                         .iter()
                         .filter(|(n, _)| wanted(n) && is_known_setting(n))
                     {
+                        let (value, source) = match scopes.default.get(name) {
+                            Some(v) if default_entity => (v, DYNAMIC_DEFAULT_BROKER_CONFIG),
+                            _ => (
+                                dynamic.get(name).unwrap_or(value),
+                                broker_source(broker, &scopes, name),
+                            ),
+                        };
                         r.configs.push(entry(
                             name,
-                            Some(dynamic.get(name).unwrap_or(value).clone()),
-                            broker_source(broker, &dynamic, name),
+                            Some(value.clone()),
+                            source,
                             !is_dynamic_setting(name),
                         ));
                     }
@@ -127,6 +140,21 @@ pub(super) fn describe_configs(
         resp.results.push(r);
     }
     encode(ctx, &resp)
+}
+
+/// Resources named more than once in one request (Kafka refuses each of them).
+fn repeated_resources<'a>(
+    resources: impl Iterator<Item = (i8, &'a fjord_protocol::kafka_protocol::protocol::StrBytes)>,
+) -> std::collections::HashSet<(i8, String)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut repeated = std::collections::HashSet::new();
+    for (kind, name) in resources {
+        let key = (kind, name.to_string());
+        if !seen.insert(key.clone()) {
+            repeated.insert(key);
+        }
+    }
+    repeated
 }
 
 /// Applies one resource's changes; the error code and message when refused.
@@ -172,24 +200,36 @@ pub(super) fn incremental_alter_configs(
     req: IncrementalAlterConfigsRequest,
 ) -> Result<Response, Fatal> {
     let mut resp = IncrementalAlterConfigsResponse::default();
-    for resource in req.resources {
-        let changes = resource
-            .configs
+    let repeated = repeated_resources(
+        req.resources
             .iter()
-            .map(|c| {
-                let op = ConfigOp::from_code(c.config_operation).ok_or_else(|| {
-                    AlterError::InvalidRequest(format!(
-                        "unknown config operation {}",
-                        c.config_operation
-                    ))
-                })?;
-                Ok(ConfigChange {
-                    name: c.name.to_string(),
-                    op,
-                    value: c.value.as_ref().map(ToString::to_string),
-                })
-            })
-            .collect();
+            .map(|r| (r.resource_type, &r.resource_name)),
+    );
+    for resource in req.resources {
+        let changes =
+            if repeated.contains(&(resource.resource_type, resource.resource_name.to_string())) {
+                Err(AlterError::InvalidRequest(
+                    "the resource appears more than once".into(),
+                ))
+            } else {
+                resource
+                    .configs
+                    .iter()
+                    .map(|c| {
+                        let op = ConfigOp::from_code(c.config_operation).ok_or_else(|| {
+                            AlterError::InvalidRequest(format!(
+                                "unknown config operation {}",
+                                c.config_operation
+                            ))
+                        })?;
+                        Ok(ConfigChange {
+                            name: c.name.to_string(),
+                            op,
+                            value: c.value.as_ref().map(ToString::to_string),
+                        })
+                    })
+                    .collect()
+            };
         let mut r = AlterConfigsResourceResponse::default();
         r.resource_type = resource.resource_type;
         r.resource_name = resource.resource_name.clone();
@@ -217,16 +257,31 @@ pub(super) fn alter_configs(
     req: AlterConfigsRequest,
 ) -> Result<Response, Fatal> {
     let mut resp = AlterConfigsResponse::default();
-    for resource in req.resources {
-        let changes = Ok(resource
-            .configs
+    let repeated = repeated_resources(
+        req.resources
             .iter()
-            .map(|c| ConfigChange {
-                name: c.name.to_string(),
-                op: ConfigOp::Set,
-                value: c.value.as_ref().map(ToString::to_string),
-            })
-            .collect());
+            .map(|r| (r.resource_type, &r.resource_name)),
+    );
+    for resource in req.resources {
+        // A null value leaves the config out of the new set, which removes it (Kafka).
+        let changes =
+            if repeated.contains(&(resource.resource_type, resource.resource_name.to_string())) {
+                Err(AlterError::InvalidRequest(
+                    "the resource appears more than once".into(),
+                ))
+            } else {
+                Ok(resource
+                    .configs
+                    .iter()
+                    .filter_map(|c| {
+                        c.value.as_ref().map(|v| ConfigChange {
+                            name: c.name.to_string(),
+                            op: ConfigOp::Set,
+                            value: Some(v.to_string()),
+                        })
+                    })
+                    .collect())
+            };
         let mut r = LegacyResult::default();
         r.resource_type = resource.resource_type;
         r.resource_name = resource.resource_name.clone();

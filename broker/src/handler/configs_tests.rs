@@ -312,17 +312,18 @@ fn broker_defaults_apply_to_topics_without_overrides() {
         incremental(&broker, BROKER, "", &[("no.such", SET, Some("1"))], false),
         E::InvalidConfig.code()
     );
-    // The cluster default (empty name) is this broker's setting on a single node.
+    // The cluster default (empty name) is a scope of its own, under this broker's.
+    let five_s = &[("log.retention.ms", SET, Some("5000"))];
+    assert_eq!(incremental(&broker, BROKER, "", five_s, false), 0);
+    assert_eq!(retention_ms(&broker, "plain"), Some(3_600_000));
+    let delete = &[("log.retention.ms", DELETE, None)];
+    assert_eq!(incremental(&broker, BROKER, "1", delete, false), 0);
+    assert_eq!(retention_ms(&broker, "plain"), Some(5000));
     assert_eq!(
-        incremental(
-            &broker,
-            BROKER,
-            "",
-            &[("log.retention.ms", DELETE, None)],
-            false
-        ),
-        0
+        described(&broker, BROKER, "1", "log.retention.ms"),
+        (Some("5000".to_string()), 3, false)
     );
+    assert_eq!(incremental(&broker, BROKER, "", delete, false), 0);
     assert_eq!(retention_ms(&broker, "plain"), Some(604_800_000));
 }
 
@@ -440,4 +441,94 @@ pub(super) fn exercise(
         }
         _ => return None,
     })
+}
+
+#[test]
+fn repeated_resources_are_refused_and_null_values_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = open(dir.path());
+    let own = [("retention.ms".to_string(), "1000".to_string())];
+    broker
+        .create_topic("t", 1, own.into_iter().collect(), false)
+        .expect("topic");
+    let mut req = incremental_request(
+        TOPIC,
+        "t",
+        &[("segment.bytes", SET, Some("1048576"))],
+        false,
+    );
+    req.resources.push(req.resources[0].clone());
+    let r =
+        configs::incremental_alter_configs(&broker, ctx(ApiKey::IncrementalAlterConfigs, 0), req)
+            .expect("handled");
+    let resp = IncrementalAlterConfigsResponse::decode(&mut body(r), 0).expect("decode");
+    let codes: Vec<i16> = resp.responses.iter().map(|r| r.error_code).collect();
+    assert_eq!(codes, vec![E::InvalidRequest.code(); 2]);
+    assert!(!broker
+        .topic("t")
+        .expect("topic")
+        .overrides
+        .contains_key("segment.bytes"));
+
+    // AlterConfigs: a null value leaves the config out of the new set.
+    let mut gone = LegacyConfig::default();
+    gone.name = s("retention.ms");
+    gone.value = None;
+    let mut kept = LegacyConfig::default();
+    kept.name = s("segment.bytes");
+    kept.value = Some(s("1048576"));
+    let mut r = LegacyResource::default();
+    r.resource_type = TOPIC;
+    r.resource_name = s("t");
+    r.configs = vec![gone, kept];
+    let mut req = AlterConfigsRequest::default();
+    req.resources = vec![r];
+    let r = configs::alter_configs(&broker, ctx(ApiKey::AlterConfigs, 0), req).expect("handled");
+    let resp = AlterConfigsResponse::decode(&mut body(r), 0).expect("decode");
+    assert_eq!(resp.responses[0].error_code, 0);
+    let overrides = broker.topic("t").expect("topic").overrides.clone();
+    assert_eq!(overrides.keys().collect::<Vec<_>>(), vec!["segment.bytes"]);
+}
+
+#[test]
+fn topics_saved_with_settings_now_refused_still_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = open(dir.path());
+    broker
+        .create_topic("streams-changelog", 1, Default::default(), false)
+        .expect("topic");
+    broker.close();
+    drop(broker);
+    // As an older version saved it: compaction and an unknown timestamp type.
+    let meta = dir.path().join("fjord-topics/streams-changelog");
+    let mut text = std::fs::read_to_string(&meta).expect("meta");
+    text.push_str("cleanup.policy=compact\nmessage.timestamp.type=Whenever\n");
+    std::fs::write(&meta, text).expect("write meta");
+    let broker = open(dir.path());
+    let topic = broker
+        .topic("streams-changelog")
+        .expect("topic still served");
+    assert_eq!(
+        topic.overrides.get("cleanup.policy").map(String::as_str),
+        Some("compact")
+    );
+    // New changes to it are held to the rules, and fixing it is allowed.
+    assert_eq!(
+        incremental(
+            &broker,
+            TOPIC,
+            "streams-changelog",
+            &[("retention.ms", SET, Some("1"))],
+            false
+        ),
+        E::InvalidConfig.code()
+    );
+    let fix = &[
+        ("cleanup.policy", DELETE, None),
+        ("message.timestamp.type", DELETE, None),
+    ];
+    assert_eq!(
+        incremental(&broker, TOPIC, "streams-changelog", fix, false),
+        0
+    );
 }

@@ -13,8 +13,30 @@ use fjord_storage::{write_durably, LogConfig};
 use super::{Broker, Topic};
 use crate::config::{is_dynamic_setting, is_known_setting, parse_properties, TOPIC_CONFIGS};
 
-/// Broker settings changed at runtime, as properties, in the log directory.
-const FILE: &str = "fjord-dynamic-config";
+/// This broker's own settings changed at runtime, as properties, in the log directory.
+const NODE_FILE: &str = "fjord-dynamic-config";
+/// The cluster-wide defaults changed at runtime (resource name ""), likewise.
+const DEFAULT_FILE: &str = "fjord-dynamic-default-config";
+
+/// Broker settings changed at runtime, in Kafka's two scopes: the cluster-wide defaults
+/// (DYNAMIC_DEFAULT_BROKER_CONFIG) and this broker's own (DYNAMIC_BROKER_CONFIG), which
+/// win.
+#[derive(Debug, Clone, Default)]
+pub struct DynamicConfigs {
+    /// Set for every broker (resource name "").
+    pub default: BTreeMap<String, String>,
+    /// Set for this broker (resource name = its node id).
+    pub node: BTreeMap<String, String>,
+}
+
+impl DynamicConfigs {
+    /// What applies: this broker's settings over the cluster defaults.
+    pub fn effective(&self) -> BTreeMap<String, String> {
+        let mut all = self.default.clone();
+        all.extend(self.node.iter().map(|(k, v)| (k.clone(), v.clone())));
+        all
+    }
+}
 
 /// Configs whose value is a comma-separated list, the only ones APPEND and SUBTRACT take.
 const LIST_CONFIGS: &[&str] = &["cleanup.policy", "log.cleanup.policy"];
@@ -69,10 +91,17 @@ pub enum AlterError {
     Io(String),
 }
 
-/// The broker settings changed at runtime, as saved; unknown names are dropped with a
-/// warning.
-pub(super) fn load(log_dir: &Path) -> Result<BTreeMap<String, String>> {
-    let path = log_dir.join(FILE);
+/// The broker settings changed at runtime, as saved.
+pub(super) fn load(log_dir: &Path) -> Result<DynamicConfigs> {
+    Ok(DynamicConfigs {
+        default: load_file(log_dir, DEFAULT_FILE)?,
+        node: load_file(log_dir, NODE_FILE)?,
+    })
+}
+
+/// One scope's saved settings; unknown names are dropped with a warning.
+fn load_file(log_dir: &Path, name: &str) -> Result<BTreeMap<String, String>> {
+    let path = log_dir.join(name);
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
@@ -171,8 +200,14 @@ fn invalid(e: anyhow::Error) -> AlterError {
 }
 
 impl Broker {
-    /// Broker settings changed at runtime, by Kafka broker name.
+    /// Broker settings changed at runtime that apply here (this broker's over the
+    /// cluster defaults), by Kafka broker name.
     pub fn dynamic_configs(&self) -> BTreeMap<String, String> {
+        self.dynamic_scopes().effective()
+    }
+
+    /// Broker settings changed at runtime, by scope (for DescribeConfigs' sources).
+    pub fn dynamic_scopes(&self) -> DynamicConfigs {
         self.dynamic
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -181,8 +216,8 @@ impl Broker {
 
     /// The log settings of a topic with `overrides`, over the broker's current settings.
     pub fn log_config(&self, overrides: &BTreeMap<String, String>) -> Result<LogConfig> {
-        let dynamic = self.dynamic.read().unwrap_or_else(PoisonError::into_inner);
-        self.config.log_config_with(&dynamic, overrides)
+        self.config
+            .log_config_with(&self.dynamic_configs(), overrides)
     }
 
     /// Changes a topic's config overrides and applies them to its live partitions. With
@@ -194,6 +229,8 @@ impl Broker {
         replace: bool,
         validate_only: bool,
     ) -> Result<(), AlterError> {
+        let _admin = self.admin_lock();
+        let topic = self.topic(name).ok_or(AlterError::UnknownTopic)?;
         if let Some(c) = changes
             .iter()
             .find(|c| !TOPIC_CONFIGS.iter().any(|(t, _)| *t == c.name))
@@ -203,13 +240,14 @@ impl Broker {
                 c.name
             )));
         }
-        let _admin = self.admin_lock();
-        let topic = self.topic(name).ok_or(AlterError::UnknownTopic)?;
         let dynamic = self.dynamic_configs();
         let overrides = changed(&topic.overrides, changes, replace, |n| {
             self.config
                 .topic_config_value(n, &dynamic, &BTreeMap::new())
         })?;
+        self.config
+            .check_new_settings(&dynamic, &overrides)
+            .map_err(invalid)?;
         let log_config = self
             .config
             .log_config_with(&dynamic, &overrides)
@@ -236,10 +274,11 @@ impl Broker {
         Ok(())
     }
 
-    /// Changes broker settings at runtime (`resource` is this broker's id, or empty for
-    /// the cluster default, the same thing on a single node) and applies them to every
-    /// topic that does not override them. Only the defaults of topic configs change at
-    /// runtime; others answer INVALID_REQUEST, as Kafka does for static settings.
+    /// Changes broker settings at runtime (`resource` is this broker's id for its own
+    /// settings, or empty for the cluster-wide defaults, which this broker's own win over)
+    /// and applies them to every topic that does not override them. Only the defaults of
+    /// topic configs change at runtime; others answer INVALID_REQUEST, as Kafka does for
+    /// static settings. With `replace`, only the named scope is replaced.
     pub fn alter_broker_configs(
         &self,
         resource: &str,
@@ -268,12 +307,26 @@ impl Broker {
             }
         }
         let _admin = self.admin_lock();
-        let current = self.dynamic_configs();
-        let next = changed(&current, changes, replace, |n| {
-            self.config.values.get(n).cloned()
+        let scopes = self.dynamic_scopes();
+        let cluster_default = resource.is_empty();
+        let current = if cluster_default {
+            &scopes.default
+        } else {
+            &scopes.node
+        };
+        let before = scopes.effective();
+        let changed_scope = changed(current, changes, replace, |n| {
+            before.get(n).or_else(|| self.config.values.get(n)).cloned()
         })?;
+        let mut after = scopes.clone();
+        if cluster_default {
+            after.default = changed_scope.clone();
+        } else {
+            after.node = changed_scope.clone();
+        }
+        let next = after.effective();
         self.config
-            .log_config_with(&next, &BTreeMap::new())
+            .check_new_settings(&next, &BTreeMap::new())
             .map_err(invalid)?;
         let topics = self.all_topics();
         let mut configs = Vec::with_capacity(topics.len());
@@ -287,10 +340,18 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
-        let text: String = next.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
-        write_durably(&self.config.log_dir, FILE, text.as_bytes())
+        let text: String = changed_scope
+            .iter()
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect();
+        let file = if cluster_default {
+            DEFAULT_FILE
+        } else {
+            NODE_FILE
+        };
+        write_durably(&self.config.log_dir, file, text.as_bytes())
             .map_err(|e| AlterError::Io(e.to_string()))?;
-        *self.dynamic.write().unwrap_or_else(PoisonError::into_inner) = next.clone();
+        *self.dynamic.write().unwrap_or_else(PoisonError::into_inner) = after;
         for (t, config) in topics.iter().zip(configs) {
             for p in &t.partitions {
                 if let Err(e) = p.write().set_config(config.clone()) {
@@ -298,7 +359,7 @@ impl Broker {
                 }
             }
         }
-        tracing::info!(dynamic = ?next, "broker configs changed");
+        tracing::info!(scope = if cluster_default { "cluster default" } else { "this broker" }, settings = ?changed_scope, "broker configs changed");
         Ok(())
     }
 }
