@@ -61,6 +61,9 @@ pub struct Log {
     unflushed_messages: u64,
     oldest_unflushed: Option<Instant>,
     rolled_flushes: Vec<FlushTicket>,
+    /// The index size grew at runtime: the active segment's index files keep the size
+    /// they were made with, so the next append that finds data starts a new segment.
+    roll_for_index_size: bool,
     /// A failed background flush of a rolled segment, reported by the next `flush`.
     flush_failure: Option<StorageError>,
 }
@@ -141,6 +144,7 @@ impl Log {
             unflushed_messages: 0,
             oldest_unflushed: None,
             rolled_flushes: Vec::new(),
+            roll_for_index_size: false,
             flush_failure: None,
         };
         let first_base = log.segments.keys().next().copied().unwrap_or(0);
@@ -192,9 +196,13 @@ impl Log {
         &self.config
     }
 
-    /// Changes settings; size and index settings apply from the next segment roll.
+    /// Changes settings; size and index settings apply from the next segment roll (a
+    /// larger index size rolls at the next append, since the active index cannot grow).
     pub fn set_config(&mut self, config: LogConfig) -> Result<()> {
         config.validate()?;
+        if config.segment_index_bytes > self.config.segment_index_bytes {
+            self.roll_for_index_size = true;
+        }
         self.config = config;
         Ok(())
     }
@@ -325,8 +333,9 @@ impl Log {
             (Some(ms), Some(first)) => max_timestamp.saturating_sub(first) > ms as i64,
             _ => false,
         };
-        if too_big || index_full || offsets_overflow || too_old {
+        if too_big || index_full || offsets_overflow || too_old || self.roll_for_index_size {
             self.roll(meta.next_offset)?;
+            self.roll_for_index_size = false;
         }
         Ok(())
     }

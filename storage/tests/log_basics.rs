@@ -672,3 +672,33 @@ fn record_validation_levels() {
         .expect("good batch passes the full check");
     assert_eq!(log.log_end_offset(), 5);
 }
+
+#[test]
+fn a_larger_index_size_at_runtime_starts_a_new_segment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = LogConfig {
+        index_interval_bytes: 1,
+        segment_index_bytes: 4096,
+        ..LogConfig::default()
+    };
+    let mut log = open(dir.path(), config.clone());
+    log.append(&batch(1, 100, -1)).expect("append");
+    // Smaller or equal index sizes keep the segment: its index has room for them.
+    log.set_config(config.clone()).expect("same config");
+    log.append(&batch(1, 100, -1)).expect("append");
+    assert_eq!(log.segment_count(), 1);
+    // A larger one cannot be given to the active index's preallocated file: the next
+    // append goes to a new segment made at the new size, so no index entry is dropped.
+    log.set_config(LogConfig {
+        segment_index_bytes: 1 << 20,
+        ..config
+    })
+    .expect("larger index");
+    log.append(&batch(1, 100, -1)).expect("append rolls");
+    assert_eq!(log.segment_count(), 2);
+    log.append(&batch(1, 100, -1)).expect("append");
+    assert_eq!(log.segment_count(), 2, "only one roll");
+    let active = log.active_segment_base();
+    let index = dir.path().join(format!("{active:020}.index"));
+    assert_eq!(std::fs::metadata(index).expect("index").len(), 1 << 20);
+}
