@@ -158,14 +158,23 @@ fn repeated_resources<'a>(
 }
 
 /// Applies one resource's changes; the error code and message when refused.
+/// `repeated`: the request names this resource more than once (Kafka refuses it).
 fn alter(
     broker: &Broker,
     resource_type: i8,
     resource_name: &str,
+    repeated: bool,
     changes: Result<Vec<ConfigChange>, AlterError>,
     replace: bool,
     validate_only: bool,
 ) -> Result<(), (i16, String)> {
+    let changes = if repeated {
+        Err(AlterError::InvalidRequest(
+            "the resource appears more than once".into(),
+        ))
+    } else {
+        changes
+    };
     let outcome = changes.and_then(|changes| {
         let mut names: Vec<&str> = changes.iter().map(|c| c.name.as_str()).collect();
         names.sort_unstable();
@@ -183,14 +192,18 @@ fn alter(
             ))),
         }
     });
-    outcome.map_err(|e| match e {
-        AlterError::UnknownTopic => (
-            E::UnknownTopicOrPartition.code(),
-            format!("no topic '{resource_name}'"),
-        ),
-        AlterError::InvalidConfig(m) => (E::InvalidConfig.code(), m),
-        AlterError::InvalidRequest(m) => (E::InvalidRequest.code(), m),
-        AlterError::Io(m) => (E::KafkaStorageError.code(), m),
+    outcome.map_err(|e| {
+        let (code, message) = match e {
+            AlterError::UnknownTopic => (
+                E::UnknownTopicOrPartition.code(),
+                format!("no topic '{resource_name}'"),
+            ),
+            AlterError::InvalidConfig(m) => (E::InvalidConfig.code(), m),
+            AlterError::InvalidRequest(m) => (E::InvalidRequest.code(), m),
+            AlterError::Io(m) => (E::KafkaStorageError.code(), m),
+        };
+        tracing::info!(resource = resource_name, error = %message, "config change refused");
+        (code, message)
     })
 }
 
@@ -206,43 +219,36 @@ pub(super) fn incremental_alter_configs(
             .map(|r| (r.resource_type, &r.resource_name)),
     );
     for resource in req.resources {
-        let changes =
-            if repeated.contains(&(resource.resource_type, resource.resource_name.to_string())) {
-                Err(AlterError::InvalidRequest(
-                    "the resource appears more than once".into(),
-                ))
-            } else {
-                resource
-                    .configs
-                    .iter()
-                    .map(|c| {
-                        let op = ConfigOp::from_code(c.config_operation).ok_or_else(|| {
-                            AlterError::InvalidRequest(format!(
-                                "unknown config operation {}",
-                                c.config_operation
-                            ))
-                        })?;
-                        Ok(ConfigChange {
-                            name: c.name.to_string(),
-                            op,
-                            value: c.value.as_ref().map(ToString::to_string),
-                        })
-                    })
-                    .collect()
-            };
+        let changes = resource
+            .configs
+            .iter()
+            .map(|c| {
+                let op = ConfigOp::from_code(c.config_operation).ok_or_else(|| {
+                    AlterError::InvalidRequest(format!(
+                        "unknown config operation {}",
+                        c.config_operation
+                    ))
+                })?;
+                Ok(ConfigChange {
+                    name: c.name.to_string(),
+                    op,
+                    value: c.value.as_ref().map(ToString::to_string),
+                })
+            })
+            .collect();
+        let key = (resource.resource_type, resource.resource_name.to_string());
         let mut r = AlterConfigsResourceResponse::default();
         r.resource_type = resource.resource_type;
-        r.resource_name = resource.resource_name.clone();
-        let name = resource.resource_name.as_str();
+        r.resource_name = resource.resource_name;
         if let Err((code, message)) = alter(
             broker,
-            resource.resource_type,
-            name,
+            r.resource_type,
+            r.resource_name.as_str(),
+            repeated.contains(&key),
             changes,
             false,
             req.validate_only,
         ) {
-            tracing::info!(resource = name, error = %message, "config change refused");
             r.error_code = code;
             r.error_message = Some(s(message));
         }
@@ -264,37 +270,30 @@ pub(super) fn alter_configs(
     );
     for resource in req.resources {
         // A null value leaves the config out of the new set, which removes it (Kafka).
-        let changes =
-            if repeated.contains(&(resource.resource_type, resource.resource_name.to_string())) {
-                Err(AlterError::InvalidRequest(
-                    "the resource appears more than once".into(),
-                ))
-            } else {
-                Ok(resource
-                    .configs
-                    .iter()
-                    .filter_map(|c| {
-                        c.value.as_ref().map(|v| ConfigChange {
-                            name: c.name.to_string(),
-                            op: ConfigOp::Set,
-                            value: Some(v.to_string()),
-                        })
-                    })
-                    .collect())
-            };
+        let changes = Ok(resource
+            .configs
+            .iter()
+            .filter_map(|c| {
+                c.value.as_ref().map(|v| ConfigChange {
+                    name: c.name.to_string(),
+                    op: ConfigOp::Set,
+                    value: Some(v.to_string()),
+                })
+            })
+            .collect());
+        let key = (resource.resource_type, resource.resource_name.to_string());
         let mut r = LegacyResult::default();
         r.resource_type = resource.resource_type;
-        r.resource_name = resource.resource_name.clone();
-        let name = resource.resource_name.as_str();
+        r.resource_name = resource.resource_name;
         if let Err((code, message)) = alter(
             broker,
-            resource.resource_type,
-            name,
+            r.resource_type,
+            r.resource_name.as_str(),
+            repeated.contains(&key),
             changes,
             true,
             req.validate_only,
         ) {
-            tracing::info!(resource = name, error = %message, "config change refused");
             r.error_code = code;
             r.error_message = Some(s(message));
         }

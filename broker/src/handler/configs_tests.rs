@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes};
+use bytes::Buf;
 use fjord_protocol::compression::Compression;
 use fjord_protocol::kafka_protocol::messages::alter_configs_request::{
     AlterConfigsRequest, AlterConfigsResource as LegacyResource, AlterableConfig as LegacyConfig,
@@ -27,37 +27,12 @@ use fjord_protocol::kafka_protocol::protocol::Decodable;
 use fjord_protocol::kafka_protocol::ResponseError as E;
 use fjord_protocol::record_batch::{BatchBuilder, RecordSpec};
 
+use super::test_support::*;
 use super::{configs, log_dirs, s, Ctx, Fatal, Response};
-use crate::config::BrokerConfig;
 use crate::state::Broker;
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
-
-fn ctx(key: ApiKey, version: i16) -> Ctx {
-    Ctx {
-        correlation_id: 1,
-        version,
-        response_header_version: key.response_header_version(version),
-    }
-}
-
-/// The response body of a non-flexible response.
-fn body(r: Response) -> Bytes {
-    let Response::Frame(frame) = r else {
-        panic!("not a frame: {r:?}");
-    };
-    let mut b = Bytes::copy_from_slice(&frame[..]);
-    b.advance(8);
-    b
-}
-
-fn open(dir: &std::path::Path) -> Arc<Broker> {
-    let sets = vec![("log.dirs".to_string(), dir.display().to_string())];
-    Arc::new(
-        Broker::open(BrokerConfig::from_sources(None, &sets).expect("config")).expect("broker"),
-    )
-}
 
 /// (config name, operation code, value).
 type Op<'a> = (&'a str, i8, Option<&'a str>);

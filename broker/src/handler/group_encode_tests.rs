@@ -31,19 +31,12 @@ use fjord_protocol::kafka_protocol::messages::sync_group_request::{
 use fjord_protocol::kafka_protocol::messages::{ApiKey, GroupId, TopicName};
 use fjord_protocol::kafka_protocol::protocol::{Decodable, StrBytes};
 
-use super::{groups, offsets, Ctx, Fatal, Response};
+use super::test_support::*;
+use super::{groups, offsets, Fatal, Response};
 use crate::state::Broker;
 
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
-}
-
-fn ctx(key: ApiKey, version: i16) -> Ctx {
-    Ctx {
-        correlation_id: 1,
-        version,
-        response_header_version: key.response_header_version(version),
-    }
 }
 
 fn join_request(group: &str, member: &str) -> JoinGroupRequest {

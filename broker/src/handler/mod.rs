@@ -22,6 +22,8 @@ mod offsets;
 #[cfg(test)]
 mod offsets_tests;
 mod produce;
+#[cfg(test)]
+mod test_support;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -400,17 +402,10 @@ mod tests {
     use fjord_protocol::record_batch::{BatchBuilder, RecordSpec};
 
     use crate::config::BrokerConfig;
+    use test_support::ctx;
 
     fn name(n: &str) -> TopicName {
         TopicName(StrBytes::from_string(n.to_string()))
-    }
-
-    fn ctx(key: ApiKey, version: i16) -> Ctx {
-        Ctx {
-            correlation_id: 1,
-            version,
-            response_header_version: key.response_header_version(version),
-        }
     }
 
     fn assert_frame(r: Result<Response, Fatal>, key: ApiKey, version: i16) {

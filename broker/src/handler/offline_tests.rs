@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use fjord_protocol::compression::Compression;
 use fjord_protocol::kafka_protocol::messages::fetch_request::{
     FetchPartition, FetchRequest, FetchTopic,
@@ -23,7 +23,8 @@ use fjord_protocol::kafka_protocol::protocol::{Decodable, StrBytes};
 use fjord_protocol::kafka_protocol::ResponseError as E;
 use fjord_protocol::record_batch::{BatchBuilder, RecordSpec};
 
-use super::{fetch, list_offsets, produce, Ctx, Part, Response};
+use super::test_support::*;
+use super::{fetch, list_offsets, produce};
 use crate::config::BrokerConfig;
 use crate::state::Broker;
 
@@ -31,34 +32,6 @@ const STORAGE_ERROR: i16 = 56;
 
 fn name(n: &str) -> TopicName {
     TopicName(StrBytes::from_string(n.to_string()))
-}
-
-fn ctx(key: ApiKey, version: i16) -> Ctx {
-    Ctx {
-        correlation_id: 1,
-        version,
-        response_header_version: key.response_header_version(version),
-    }
-}
-
-/// The body of a response frame: size and (non-flexible, v0) header skipped.
-fn body(response: Response) -> Bytes {
-    let mut all = BytesMut::new();
-    match response {
-        Response::Frame(b) => all.extend_from_slice(&b),
-        Response::Fetch(f) => {
-            for part in f.parts {
-                match part {
-                    Part::Bytes(b) => all.extend_from_slice(&b),
-                    Part::Region(_) => panic!("an offline partition sent records"),
-                }
-            }
-        }
-        Response::None => panic!("no response"),
-    }
-    let mut all = all.freeze();
-    all.advance(8); // size, correlation id
-    all
 }
 
 fn produce_request(records: &Bytes) -> ProduceRequest {

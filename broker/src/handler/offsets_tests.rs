@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes};
 use fjord_protocol::kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequest, OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
@@ -16,36 +15,12 @@ use fjord_protocol::kafka_protocol::messages::{ApiKey, GroupId, TopicName};
 use fjord_protocol::kafka_protocol::protocol::{Decodable, StrBytes};
 use fjord_protocol::kafka_protocol::ResponseError as E;
 
-use super::{offsets, Ctx, Response};
-use crate::config::BrokerConfig;
+use super::offsets;
+use super::test_support::*;
 use crate::state::Broker;
 
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
-}
-
-fn ctx(key: ApiKey, version: i16) -> Ctx {
-    Ctx {
-        correlation_id: 1,
-        version,
-        response_header_version: key.response_header_version(version),
-    }
-}
-
-fn body(r: Response) -> Bytes {
-    let Response::Frame(frame) = r else {
-        panic!("not a frame: {r:?}");
-    };
-    let mut b = Bytes::copy_from_slice(&frame[..]);
-    b.advance(8);
-    b
-}
-
-fn open(dir: &std::path::Path) -> Arc<Broker> {
-    let sets = vec![("log.dirs".to_string(), dir.display().to_string())];
-    Arc::new(
-        Broker::open(BrokerConfig::from_sources(None, &sets).expect("config")).expect("broker"),
-    )
 }
 
 fn commit(broker: &Arc<Broker>, generation: i32, parts: &[(i32, i64, &str)]) -> Vec<i16> {
