@@ -21,6 +21,15 @@ fn pass(broker: &Broker, retention: bool, idle: Option<Duration>) {
     let now = now_ms();
     for topic in broker.all_topics() {
         for partition in &topic.partitions {
+            // Most ticks only flush logs with `flush.ms`: a read lock tells, so the other
+            // partitions' appends are not stopped 5 times a second for nothing.
+            let timed_flush = matches!(
+                partition.read().config().durability,
+                fjord_storage::Durability::Interval { ms: Some(_), .. }
+            );
+            if !timed_flush && !retention && idle.is_none() {
+                continue;
+            }
             let mut log = partition.write();
             if let Err(e) = log.maybe_flush() {
                 tracing::error!(topic = %topic.name, "flush failed");
