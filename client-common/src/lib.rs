@@ -8,6 +8,7 @@
 pub mod connection;
 pub mod error;
 pub mod metadata;
+pub mod settings;
 
 pub use connection::Connection;
 pub use error::{kafka_error_name, ClientError};

@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use fjord_client_common::settings::{boolean, millis, number, servers, BadSetting};
+
 use crate::error::ConsumeError;
 
 /// Where to start when a partition has no committed offset (or it is out of range).
@@ -89,29 +91,7 @@ impl Default for ConsumerConfig {
 }
 
 fn bad(key: &str, value: &str, why: &str) -> ConsumeError {
-    ConsumeError::Config(format!("{key}={value}: {why}"))
-}
-
-fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConsumeError> {
-    value
-        .trim()
-        .parse()
-        .map_err(|_| bad(key, value, "not a valid number"))
-}
-
-fn millis(key: &str, value: &str) -> Result<Duration, ConsumeError> {
-    let ms: i64 = number(key, value)?;
-    u64::try_from(ms)
-        .map(Duration::from_millis)
-        .map_err(|_| bad(key, value, "must not be negative"))
-}
-
-fn boolean(key: &str, value: &str) -> Result<bool, ConsumeError> {
-    match value.trim() {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(bad(key, value, "expected true or false")),
-    }
+    BadSetting::new(key, value, why).into()
 }
 
 impl ConsumerConfig {
@@ -119,14 +99,7 @@ impl ConsumerConfig {
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConsumeError> {
         match key {
             "bootstrap.servers" => {
-                self.bootstrap_servers = value
-                    .split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect();
-                if self.bootstrap_servers.is_empty() {
-                    return Err(bad(key, value, "needs at least one host:port"));
-                }
+                self.bootstrap_servers = servers(key, value)?;
             }
             "client.id" => self.client_id = value.to_string(),
             "group.id" => self.group_id = Some(value.to_string()).filter(|g| !g.is_empty()),

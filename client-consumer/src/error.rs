@@ -67,3 +67,9 @@ pub enum ConsumeError {
 }
 
 pub(crate) use fjord_client_common::kafka_error_name;
+
+impl From<fjord_client_common::settings::BadSetting> for ConsumeError {
+    fn from(e: fjord_client_common::settings::BadSetting) -> Self {
+        Self::Config(e.to_string())
+    }
+}

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use fjord_protocol::compression::Compression;
 
+use fjord_client_common::settings::{millis, number, servers, BadSetting};
+
 use crate::error::ProduceError;
 
 /// Which acknowledgement a produce waits for.
@@ -98,21 +100,7 @@ impl Default for ProducerConfig {
 }
 
 fn bad(key: &str, value: &str, why: &str) -> ProduceError {
-    ProduceError::Config(format!("{key}={value}: {why}"))
-}
-
-fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ProduceError> {
-    value
-        .trim()
-        .parse()
-        .map_err(|_| bad(key, value, "not a valid number"))
-}
-
-fn millis(key: &str, value: &str) -> Result<Duration, ProduceError> {
-    let ms: i64 = number(key, value)?;
-    u64::try_from(ms)
-        .map(Duration::from_millis)
-        .map_err(|_| bad(key, value, "must not be negative"))
+    BadSetting::new(key, value, why).into()
 }
 
 impl ProducerConfig {
@@ -121,14 +109,7 @@ impl ProducerConfig {
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ProduceError> {
         match key {
             "bootstrap.servers" => {
-                self.bootstrap_servers = value
-                    .split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect();
-                if self.bootstrap_servers.is_empty() {
-                    return Err(bad(key, value, "needs at least one host:port"));
-                }
+                self.bootstrap_servers = servers(key, value)?;
             }
             "client.id" => self.client_id = value.to_string(),
             "acks" => {

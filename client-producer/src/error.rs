@@ -77,3 +77,9 @@ impl ProduceError {
         ProduceError::Broker { code, name }
     }
 }
+
+impl From<fjord_client_common::settings::BadSetting> for ProduceError {
+    fn from(e: fjord_client_common::settings::BadSetting) -> Self {
+        Self::Config(e.to_string())
+    }
+}
