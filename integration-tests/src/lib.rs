@@ -49,6 +49,24 @@ pub fn fjord(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
     )
 }
 
+/// Creates `name` with `partitions` partitions through librdkafka's admin client,
+/// failing the test if the broker refuses.
+pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin");
+    let r = admin
+        .create_topics(
+            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .expect("create");
+    assert!(r.iter().all(Result::is_ok), "{r:?}");
+}
+
 /// A running broker process, killed on drop.
 #[derive(Debug)]
 pub struct BrokerProcess {

@@ -9,30 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fjord_consumer::{ConsumeError, Consumer, ConsumerRecord, TopicPartition};
-use fjord_integration_tests::BrokerProcess;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use fjord_integration_tests::{create_topic, BrokerProcess};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
 const SETS: &[&str] = &["group.initial.rebalance.delay.ms=0"];
-
-async fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("admin");
-    let r = admin
-        .create_topics(
-            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await
-        .expect("create");
-    assert!(r[0].is_ok(), "{r:?}");
-}
 
 /// librdkafka produces `count` records "v<i>" round-robin over `partitions`.
 async fn produce(

@@ -11,7 +11,7 @@ use fjord_protocol::kafka_protocol::messages::incremental_alter_configs_request:
 };
 use fjord_protocol::kafka_protocol::messages::ApiKey;
 
-use super::{connect, error_name, key_value, s, ConfigsCommand, ConfigsTarget};
+use super::{connect, ensure_ok, key_value, s, ConfigsCommand, ConfigsTarget};
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -90,13 +90,8 @@ async fn describe(conn: &Connection, target: &ConfigsTarget, all: bool) -> Resul
         .results
         .first()
         .context("empty DescribeConfigs answer")?;
-    if result.error_code != 0 {
-        bail!(
-            "cannot describe {label}: {} {}",
-            error_name(result.error_code),
-            result.error_message.as_deref().unwrap_or("")
-        );
-    }
+    let what = format!("cannot describe {label}");
+    ensure_ok(result.error_code, result.error_message.as_deref(), what)?;
     let mut rows: Vec<_> = result
         .configs
         .iter()
@@ -194,13 +189,8 @@ pub(super) async fn alter(
         .responses
         .first()
         .context("empty IncrementalAlterConfigs answer")?;
-    if result.error_code != 0 {
-        bail!(
-            "cannot change {label}: {} {}",
-            error_name(result.error_code),
-            result.error_message.as_deref().unwrap_or("")
-        );
-    }
+    let what = format!("cannot change {label}");
+    ensure_ok(result.error_code, result.error_message.as_deref(), what)?;
     let verb = if validate_only {
         "would change (validated only)"
     } else {

@@ -311,6 +311,18 @@ pub(crate) fn error_name(code: i16) -> String {
     fjord_client_common::kafka_error_name(code)
 }
 
+/// Fails with `what`, the error's name and the broker's message unless `code` is 0.
+pub(crate) fn ensure_ok(
+    code: i16,
+    message: Option<&str>,
+    what: impl std::fmt::Display,
+) -> anyhow::Result<()> {
+    if code != 0 {
+        anyhow::bail!("{what}: {} {}", error_name(code), message.unwrap_or(""));
+    }
+    Ok(())
+}
+
 /// A connection to the broker the tools were pointed at.
 pub(crate) async fn connect(bootstrap: &str) -> anyhow::Result<fjord_client_common::Connection> {
     use anyhow::Context as _;

@@ -20,7 +20,7 @@ use fjord_protocol::kafka_protocol::messages::describe_log_dirs_request::{
 };
 use fjord_protocol::kafka_protocol::messages::{ApiKey, TopicName};
 
-use super::{connect, error_name, offsets_at, s};
+use super::{connect, ensure_ok, error_name, offsets_at, s};
 use super::{key_value, TopicsCommand};
 
 /// (log start, log end) of every partition of `topic`, from its leader (`conn`).
@@ -157,14 +157,8 @@ pub(crate) async fn run(cmd: TopicsCommand) -> Result<()> {
             req.timeout_ms = 30_000;
             let resp = conn.request(&req, version).await?;
             for r in &resp.topics {
-                if r.error_code != 0 {
-                    bail!(
-                        "cannot create {}: {} {}",
-                        r.name.0,
-                        error_name(r.error_code),
-                        r.error_message.as_deref().unwrap_or("")
-                    );
-                }
+                let what = format!("cannot create {}", r.name.0);
+                ensure_ok(r.error_code, r.error_message.as_deref(), what)?;
                 println!("created topic {}", r.name.0);
             }
         }
@@ -257,14 +251,8 @@ pub(crate) async fn run(cmd: TopicsCommand) -> Result<()> {
             req.timeout_ms = 30_000;
             let resp = conn.request(&req, version).await?;
             for r in &resp.results {
-                if r.error_code != 0 {
-                    bail!(
-                        "cannot grow {}: {} {}",
-                        r.name.0,
-                        error_name(r.error_code),
-                        r.error_message.as_deref().unwrap_or("")
-                    );
-                }
+                let what = format!("cannot grow {}", r.name.0);
+                ensure_ok(r.error_code, r.error_message.as_deref(), what)?;
                 println!("topic {} now has {partitions} partitions", r.name.0);
             }
         }
