@@ -147,7 +147,8 @@ impl Chunk {
             let max_timestamp = be_i64(&batch, 35);
             let count = be_i32(&batch, 57);
             let control = attributes & 0x20 != 0;
-            if control || base_offset + i64::from(last_offset_delta) < self.min_offset {
+            if control || base_offset.saturating_add(i64::from(last_offset_delta)) < self.min_offset
+            {
                 continue;
             }
             let compression = Compression::from_attributes(attributes)
@@ -202,7 +203,7 @@ impl Chunk {
         Ok(ConsumerRecord {
             topic: Arc::clone(&self.partition.tp.topic),
             partition: self.partition.tp.partition,
-            offset: self.base_offset + i64::from(offset_delta),
+            offset: self.base_offset.saturating_add(i64::from(offset_delta)),
             timestamp: self
                 .log_append_time
                 .unwrap_or(self.base_timestamp.wrapping_add(timestamp_delta)),

@@ -219,7 +219,7 @@ impl Consumer {
                         chunk
                             .partition
                             .position
-                            .store(record.offset + 1, Ordering::Release);
+                            .store(record.offset.saturating_add(1), Ordering::Release);
                         return Poll::Ready(Ok(record));
                     }
                     Some(Err(e)) => {

@@ -35,7 +35,7 @@ fn next_fetch_offset(records: &Bytes) -> Option<i64> {
             break;
         }
         let last_delta = i32::from_be_bytes(rest[23..27].try_into().ok()?);
-        next = Some(base + i64::from(last_delta) + 1);
+        next = Some(base.checked_add(i64::from(last_delta))?.checked_add(1)?);
         rest = &rest[total..];
     }
     next
@@ -239,5 +239,9 @@ mod tests {
         let cut = Bytes::from(whole[..whole.len() - 5].to_vec());
         assert_eq!(next_fetch_offset(&cut), Some(13));
         assert_eq!(next_fetch_offset(&Bytes::from(one[..30].to_vec())), None);
+        // A broker's base offset at the end of the range: no offset after it, no panic.
+        let mut last = one.clone();
+        last[0..8].copy_from_slice(&(i64::MAX - 1).to_be_bytes());
+        assert_eq!(next_fetch_offset(&Bytes::from(last)), None);
     }
 }
