@@ -88,3 +88,38 @@ async fn metrics_move_with_traffic() {
     let (status, _) = get(&addr, "/nothing-here");
     assert!(status.contains("404"), "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produces_without_acks_are_counted_too() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let broker = BrokerProcess::start(&[&format!("metrics.listener={addr}")]);
+    let p: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .set("acks", "0")
+        .set("enable.idempotence", "false")
+        .create()
+        .expect("producer");
+    for i in 0..5 {
+        p.send(
+            FutureRecord::<(), String>::to("fire").payload(&format!("value-{i}")),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("sent");
+    }
+    // No answer says when the broker appended: wait for the counter.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, text) = get(&addr, "/metrics");
+        let records = sample(&text, "fjord_topic_records_in_total{topic=\"fire\"}");
+        if records == Some(5.0) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{records:?}\n{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

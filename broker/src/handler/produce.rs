@@ -166,9 +166,6 @@ pub(super) async fn handle(
             }
         }
     }
-    if acks == 0 {
-        return Ok(Response::None);
-    }
     let outcomes: Vec<(i32, Slot)> = indexes.into_iter().zip(work).collect();
     // Per-topic counters for /metrics: what was appended (duplicates excluded).
     let mut at = 0;
@@ -185,6 +182,10 @@ pub(super) async fn handle(
         if bytes > 0 {
             broker.metrics.produced(name.0.as_str(), records, bytes);
         }
+    }
+    // acks=0 is counted above like any other produce, and answered with nothing.
+    if acks == 0 {
+        return Ok(Response::None);
     }
     let mut outcomes = outcomes.into_iter();
     let mut resp = ProduceResponse::default();
