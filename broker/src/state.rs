@@ -44,6 +44,16 @@ impl Partition {
         self.log.read().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Read access if no writer holds the log or waits for it, for callers that must not
+    /// block (a poisoned lock is taken, as in [`Partition::read`]).
+    pub fn try_read(&self) -> Option<std::sync::RwLockReadGuard<'_, Log>> {
+        match self.log.try_read() {
+            Ok(log) => Some(log),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
     /// Whether an fsync failure took this partition offline.
     pub fn is_offline(&self) -> bool {
         self.offline.load(std::sync::atomic::Ordering::Acquire)

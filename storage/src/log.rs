@@ -186,6 +186,15 @@ impl Log {
         *self.active().0
     }
 
+    /// Whether a [`Log::read`] from `from` stays in the active segment and finds its files
+    /// open: it reads what was just appended, whose index and record pages the page cache
+    /// holds, and opens, recovers or waits on no file. A broker answers such reads
+    /// without handing them to a thread that may block.
+    pub fn read_is_hot(&self, from: u64) -> bool {
+        let (&base, active) = self.active();
+        from >= base && active.is_open()
+    }
+
     /// The log's directory.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -702,3 +702,27 @@ fn a_larger_index_size_at_runtime_starts_a_new_segment() {
     let index = dir.path().join(format!("{active:020}.index"));
     assert_eq!(std::fs::metadata(index).expect("index").len(), 1 << 20);
 }
+
+#[test]
+fn only_reads_in_the_open_active_segment_are_hot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(dir.path(), small_config());
+    for i in 0..40 {
+        log.append(&batch(4, 30, i * 10)).expect("append");
+    }
+    assert!(log.segment_count() > 2, "the test needs sealed segments");
+    let end = log.log_end_offset();
+    // The last batch is in the active segment; the first is in the oldest sealed one.
+    assert!(log.read_is_hot(end - 1));
+    assert!(log.read_is_hot(end), "a read at the end reads nothing");
+    assert!(!log.read_is_hot(0));
+    // Closed files are opened by the next read: that is not hot either.
+    assert!(log.close_idle(std::time::Duration::ZERO).expect("close") > 0);
+    assert!(!log.read_is_hot(end - 1));
+    let bytes = log.read_to_vec(end - 1, 1 << 20).expect("read reopens");
+    assert_eq!(
+        batch_offsets(&bytes).last().map(|b| b.0 + i64::from(b.1)),
+        Some(end as i64)
+    );
+    assert!(log.read_is_hot(end - 1));
+}

@@ -37,12 +37,12 @@ pub struct FetchResponse {
 }
 
 /// One partition's answer.
-struct PartitionData {
+pub(super) struct PartitionData {
     index: i32,
     error_code: i16,
     high_watermark: i64,
     log_start_offset: i64,
-    regions: Vec<FileRegion>,
+    pub(super) regions: Vec<FileRegion>,
 }
 
 impl PartitionData {
@@ -51,8 +51,27 @@ impl PartitionData {
     }
 }
 
-/// Reads every requested partition once.
-fn collect(broker: &Broker, req: &FetchRequest) -> Vec<(String, Vec<PartitionData>)> {
+/// How [`collect`] may reach the logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Access {
+    /// Wait for locks, open and recover segments: only off the reactor.
+    Wait,
+    /// Only reads of just-appended data under a free lock ([`fjord_storage::Log::read_is_hot`]);
+    /// anything else gives up the whole collection.
+    HotOnly,
+}
+
+/// Fetches of more partitions than this are collected on the blocking pool even when
+/// every read is hot, so that one request cannot hold a reactor thread for long.
+const HOT_MAX_PARTITIONS: usize = 128;
+
+/// Reads every requested partition once. With [`Access::HotOnly`], `None` when some
+/// read would need more than memory and a free lock.
+pub(super) fn collect(
+    broker: &Broker,
+    req: &FetchRequest,
+    access: Access,
+) -> Option<Vec<(String, Vec<PartitionData>)>> {
     let cap = u64::try_from(broker.config.fetch_max_bytes).unwrap_or(u64::MAX);
     let mut budget = u64::try_from(req.max_bytes).unwrap_or(0).min(cap);
     let mut any = false;
@@ -84,7 +103,14 @@ fn collect(broker: &Broker, req: &FetchRequest) -> Vec<(String, Vec<PartitionDat
                 parts.push(data);
                 continue;
             }
-            let log = partition.read();
+            let offset = u64::try_from(p.fetch_offset).ok();
+            let log = match access {
+                Access::Wait => partition.read(),
+                Access::HotOnly => match partition.try_read() {
+                    Some(log) if offset.is_none_or(|o| log.read_is_hot(o)) => log,
+                    _ => return None,
+                },
+            };
             data.high_watermark = log.log_end_offset() as i64;
             data.log_start_offset = log.log_start_offset() as i64;
             let max = u64::try_from(p.partition_max_bytes)
@@ -92,7 +118,6 @@ fn collect(broker: &Broker, req: &FetchRequest) -> Vec<(String, Vec<PartitionDat
                 .min(budget);
             // KIP-74: the first non-empty partition may exceed the budget by one batch.
             let max = if any { max } else { max.max(1) };
-            let offset = u64::try_from(p.fetch_offset).ok();
             let result = match offset {
                 Some(o) if max > 0 => log.read(o, max),
                 Some(o) if o >= log.log_start_offset() && o <= log.log_end_offset() => {
@@ -118,7 +143,7 @@ fn collect(broker: &Broker, req: &FetchRequest) -> Vec<(String, Vec<PartitionDat
         }
         out.push((name.to_string(), parts));
     }
-    out
+    Some(out)
 }
 
 pub(super) async fn handle(
@@ -172,16 +197,26 @@ fn count_out(broker: &Broker, data: &[(String, Vec<PartitionData>)]) {
     }
 }
 
-/// [`collect`] on the blocking pool: finding regions may open a segment, recover a
-/// sealed one on first access, or wait for a writer's lock.
+/// [`collect`] right here when every read is of just-appended data under a free lock
+/// (the common case of consumers at the tail: no thread hop between request and
+/// response); otherwise on the blocking pool, since finding regions may then open a
+/// segment, recover a sealed one on first access, read cold pages or wait for a
+/// writer's lock.
 async fn collect_off_reactor(
     broker: &Arc<Broker>,
     req: &Arc<FetchRequest>,
 ) -> Result<Vec<(String, Vec<PartitionData>)>, Fatal> {
+    let partitions: usize = req.topics.iter().map(|t| t.partitions.len()).sum();
+    if partitions <= HOT_MAX_PARTITIONS {
+        if let Some(data) = collect(broker, req, Access::HotOnly) {
+            return Ok(data);
+        }
+    }
     let (broker, req) = (Arc::clone(broker), Arc::clone(req));
-    tokio::task::spawn_blocking(move || collect(&broker, &req))
+    tokio::task::spawn_blocking(move || collect(&broker, &req, Access::Wait))
         .await
-        .map_err(|e| Fatal::Internal(format!("fetch task failed: {e}")))
+        .map_err(|e| Fatal::Internal(format!("fetch task failed: {e}")))?
+        .ok_or_else(|| Fatal::Internal("a waiting fetch gave up".into()))
 }
 
 /// Lays out the response for versions 4 to 12 around the file regions.

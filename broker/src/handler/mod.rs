@@ -10,6 +10,8 @@ mod configs_tests;
 mod create_topics;
 mod fetch;
 #[cfg(test)]
+mod fetch_tests;
+#[cfg(test)]
 mod group_encode_tests;
 mod groups;
 mod init_producer_id;

@@ -1,0 +1,91 @@
+//! Where a fetch finds its regions: right on the reactor when every read is of the open
+//! active segment under a free lock, on the blocking pool otherwise, with the same
+//! answer either way.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use fjord_protocol::compression::Compression;
+use fjord_protocol::kafka_protocol::messages::fetch_request::{
+    FetchPartition, FetchRequest, FetchTopic,
+};
+use fjord_protocol::kafka_protocol::messages::TopicName;
+use fjord_protocol::kafka_protocol::protocol::StrBytes;
+use fjord_protocol::record_batch::{BatchBuilder, RecordSpec};
+
+use super::fetch::{collect, Access};
+use super::test_support::open;
+use crate::state::Broker;
+
+fn request(offset: i64) -> FetchRequest {
+    let mut p = FetchPartition::default();
+    p.fetch_offset = offset;
+    p.partition_max_bytes = 1 << 20;
+    let mut t = FetchTopic::default();
+    t.topic = TopicName(StrBytes::from_static_str("t"));
+    t.partitions = vec![p];
+    let mut req = FetchRequest::default();
+    req.max_bytes = 1 << 20;
+    req.topics = vec![t];
+    req
+}
+
+/// (position, length) of every region of the one partition's answer.
+fn regions(broker: &Broker, offset: i64, access: Access) -> Option<Vec<(u64, u64)>> {
+    let data = collect(broker, &request(offset), access)?;
+    Some(
+        data[0].1[0]
+            .regions
+            .iter()
+            .map(|r| (r.position, r.len))
+            .collect(),
+    )
+}
+
+/// A topic "t" of small segments, filled until some are sealed; returns its end offset.
+fn filled(broker: &Arc<Broker>) -> i64 {
+    let small = BTreeMap::from([("segment.bytes".to_string(), "2000".to_string())]);
+    broker.create_topic("t", 1, small, false).expect("topic");
+    let topic = broker.topic("t").expect("t");
+    let mut log = topic.partitions[0].log.write().expect("lock");
+    for i in 0..20 {
+        let mut b = BatchBuilder::new(Compression::None, i);
+        for _ in 0..4 {
+            b.push(RecordSpec::value(vec![b'v'; 100]));
+        }
+        log.append(&b.build().expect("batch")).expect("append");
+    }
+    assert!(log.segment_count() > 2, "the test needs sealed segments");
+    log.log_end_offset() as i64
+}
+
+#[test]
+fn tail_reads_are_collected_without_waiting_and_old_ones_are_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = open(dir.path());
+    let end = filled(&broker);
+
+    let tail = regions(&broker, end - 1, Access::HotOnly).expect("a hot read");
+    assert_eq!(tail.len(), 1);
+    assert!(tail[0].1 > 0);
+    assert_eq!(regions(&broker, end - 1, Access::Wait), Some(tail));
+    // At the end there is nothing to read, and nothing to wait for.
+    assert_eq!(regions(&broker, end, Access::HotOnly), Some(Vec::new()));
+
+    // The first batch is in a sealed segment: that goes to the blocking pool.
+    assert_eq!(regions(&broker, 0, Access::HotOnly), None);
+    let old = regions(&broker, 0, Access::Wait).expect("a waiting read");
+    assert_eq!(old.first().map(|r| r.0), Some(0));
+}
+
+#[test]
+fn a_held_write_lock_sends_the_fetch_to_the_pool() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = open(dir.path());
+    let end = filled(&broker);
+    let topic = broker.topic("t").expect("t");
+    let writer = topic.partitions[0].log.write().expect("lock");
+    assert_eq!(regions(&broker, end - 1, Access::HotOnly), None);
+    drop(writer);
+    assert!(regions(&broker, end - 1, Access::HotOnly).is_some());
+}
