@@ -150,7 +150,8 @@ pub struct BrokerConfig {
     pub max_partitions: usize,
     /// Consumer group coordinator settings (`group.*`, `offsets.*`).
     pub coordinator: crate::groups::CoordinatorConfig,
-    /// `fjord.fsync.on.ack` broker-wide: committed offsets wait for the disk too.
+    /// `fjord.fsync.on.ack` broker-wide, as set at start: committed offsets wait for the
+    /// disk too (see [`BrokerConfig::offsets_fsync`] for the value in force).
     pub fsync_on_ack: bool,
 }
 
@@ -330,6 +331,14 @@ impl BrokerConfig {
             .or_else(|| dynamic.get(*broker_key))
             .or_else(|| self.values.get(*broker_key))
             .cloned()
+    }
+
+    /// Whether committed offsets wait for the disk: `fjord.fsync.on.ack` as the broker's
+    /// dynamic configs (`dynamic`, in force) or else its static config set it.
+    pub fn offsets_fsync(&self, dynamic: &BTreeMap<String, String>) -> bool {
+        dynamic
+            .get("fjord.fsync.on.ack")
+            .map_or(self.fsync_on_ack, |v| v == "true")
     }
 
     /// Checks settings about to be made (a topic created or altered, broker defaults

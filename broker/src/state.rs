@@ -170,10 +170,14 @@ impl Broker {
         let request_budget = Arc::new(tokio::sync::Semaphore::new(
             config.queued_max_request_bytes.max(1),
         ));
-        let offsets = OffsetStore::open(&config.log_dir, flusher.clone(), config.fsync_on_ack)
-            .context("open committed offsets")?;
-        let groups = GroupCoordinator::new(config.coordinator.clone(), offsets);
         let dynamic = dynamic_config::load(&config.log_dir)?;
+        let offsets = OffsetStore::open(
+            &config.log_dir,
+            flusher.clone(),
+            config.offsets_fsync(&dynamic.effective()),
+        )
+        .context("open committed offsets")?;
+        let groups = GroupCoordinator::new(config.coordinator.clone(), offsets);
         let broker = Self {
             fd_limit: crate::fd_budget::limit(),
             dynamic: RwLock::new(dynamic),

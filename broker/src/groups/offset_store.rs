@@ -60,12 +60,30 @@ struct Inner {
     records: u64,
 }
 
+/// The settings of the store's log: large segments, no retention (snapshots compact it),
+/// and commits that wait for the disk with `fsync`.
+fn log_config(fsync: bool) -> LogConfig {
+    LogConfig {
+        segment_bytes: 100 << 20,
+        segment_ms: None,
+        retention_ms: None,
+        retention_bytes: None,
+        // A commit is one batch, however many partitions it names.
+        max_batch_bytes: i32::MAX as usize / 2,
+        durability: if fsync {
+            Durability::FsyncOnAck
+        } else {
+            Durability::PageCache
+        },
+        ..LogConfig::default()
+    }
+}
+
 /// The durable committed offsets of every group.
 #[derive(Debug)]
 pub struct OffsetStore {
     dir: PathBuf,
     flusher: Flusher,
-    config: LogConfig,
     inner: Mutex<Inner>,
 }
 
@@ -106,23 +124,9 @@ impl OffsetStore {
                 std::fs::remove_dir_all(entry.path()).map_err(io("remove", &entry.path()))?;
             }
         }
-        let config = LogConfig {
-            segment_bytes: 100 << 20,
-            segment_ms: None,
-            retention_ms: None,
-            retention_bytes: None,
-            // A commit is one batch, however many partitions it names.
-            max_batch_bytes: i32::MAX as usize / 2,
-            durability: if fsync {
-                Durability::FsyncOnAck
-            } else {
-                Durability::PageCache
-            },
-            ..LogConfig::default()
-        };
         let log = Log::open(
             dir.join(generation.to_string()),
-            config.clone(),
+            log_config(fsync),
             flusher.clone(),
         )?;
         let mut inner = Inner {
@@ -137,7 +141,6 @@ impl OffsetStore {
         let store = Self {
             dir,
             flusher,
-            config,
             inner: Mutex::new(inner),
         };
         store.maybe_snapshot(&mut store.lock())?;
@@ -146,6 +149,26 @@ impl OffsetStore {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether commits wait for the disk from now on (`fjord.fsync.on.ack` changed while
+    /// the broker runs). Later snapshot generations keep the setting.
+    pub fn set_fsync(&self, fsync: bool) -> Result<()> {
+        let mut inner = self.lock();
+        if let Some(log) = inner.log.as_mut() {
+            let mut config = log.config().clone();
+            config.durability = log_config(fsync).durability;
+            log.set_config(config)?;
+        }
+        Ok(())
+    }
+
+    /// Whether commits wait for the disk.
+    pub fn fsync(&self) -> bool {
+        self.lock()
+            .log
+            .as_ref()
+            .is_some_and(|log| log.config().durability == Durability::FsyncOnAck)
     }
 
     /// Records `entries` for `group` (a value of `None` deletes the entry). Returns the
@@ -248,7 +271,11 @@ impl OffsetStore {
         if next_dir.exists() {
             std::fs::remove_dir_all(&next_dir).map_err(io("remove", &next_dir))?;
         }
-        let mut log = Log::open(&next_dir, self.config.clone(), self.flusher.clone())?;
+        let config = inner
+            .log
+            .as_ref()
+            .map_or_else(|| log_config(false), |live| live.config().clone());
+        let mut log = Log::open(&next_dir, config, self.flusher.clone())?;
         let now = now_ms();
         let entries: Vec<(OffsetKey, &Committed)> = inner
             .groups
@@ -426,6 +453,25 @@ mod tests {
         assert_eq!(store.committed("g", "a", 1), committed(7));
         assert_eq!(store.committed("h", "b", 0), None);
         assert_eq!(store.groups(), vec!["g".to_string()]);
+    }
+
+    #[test]
+    fn commits_wait_for_the_disk_once_fsync_is_turned_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let flusher = Flusher::new("test").expect("flusher");
+        let store = OffsetStore::open(dir.path(), flusher, false).expect("open");
+        let first = store.write("g", &[(tp("a", 0), committed(1))]);
+        assert!(first.expect("commit").is_none(), "page cache only");
+        store.set_fsync(true).expect("set");
+        let ticket = store.write("g", &[(tp("a", 0), committed(2))]);
+        ticket
+            .expect("commit")
+            .expect("a flush ticket")
+            .wait()
+            .expect("on disk");
+        store.set_fsync(false).expect("set");
+        let last = store.write("g", &[(tp("a", 0), committed(3))]);
+        assert!(last.expect("commit").is_none());
     }
 
     #[test]

@@ -507,3 +507,24 @@ fn topics_saved_with_settings_now_refused_still_open() {
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fsync_on_ack_as_a_broker_default_reaches_committed_offsets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = open(dir.path());
+    assert!(!broker.groups.offsets.fsync());
+    let set = &[("fjord.fsync.on.ack", SET, Some("true"))];
+    assert_eq!(incremental(&broker, BROKER, "", set, false), 0);
+    assert!(
+        broker.groups.offsets.fsync(),
+        "commits now wait for the disk"
+    );
+    drop(broker);
+
+    // The dynamic setting is read back before the store opens.
+    let broker = open(dir.path());
+    assert!(broker.groups.offsets.fsync(), "still after a restart");
+    let delete = &[("fjord.fsync.on.ack", DELETE, None)];
+    assert_eq!(incremental(&broker, BROKER, "", delete, false), 0);
+    assert!(!broker.groups.offsets.fsync(), "back to the static setting");
+}

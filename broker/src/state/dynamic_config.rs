@@ -359,6 +359,13 @@ impl Broker {
                 }
             }
         }
+        if let Err(e) = self
+            .groups
+            .offsets
+            .set_fsync(self.config.offsets_fsync(&next))
+        {
+            tracing::error!(error = %e, "applying fjord.fsync.on.ack to committed offsets failed");
+        }
         tracing::info!(scope = if cluster_default { "cluster default" } else { "this broker" }, settings = ?changed_scope, "broker configs changed");
         Ok(())
     }
