@@ -105,19 +105,23 @@ pub(crate) async fn write_mapped_region(
 const COPY_CHUNK: usize = 1 << 20;
 
 /// Sends `region` by reading it into `buf` (grown to at most 1 MiB and kept for the next
-/// call) and writing it. The reads hit the page cache for recent data, as `sendfile`'s do.
+/// call) and writing it. Recent data is read right here from the page cache; what is not
+/// cached (a consumer catching up from disk) is read on the blocking pool, so a disk
+/// wait never stalls this reactor thread.
 pub(crate) async fn copy_region(
     stream: &mut tokio::net::tcp::OwnedWriteHalf,
     region: &FileRegion,
     buf: &mut Vec<u8>,
 ) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt;
     let mut position = region.position;
     let end = region.position.saturating_add(region.len);
     while position < end {
         let want = usize::try_from(end - position).map_or(COPY_CHUNK, |n| n.min(COPY_CHUNK));
         buf.resize(want, 0);
-        let n = region.file.read_at(&mut buf[..want], position)?;
+        let n = match read_cached(region, &mut buf[..want], position)? {
+            Some(n) => n,
+            None => read_off_reactor(region, buf, want, position).await?,
+        };
         if n == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
@@ -128,4 +132,109 @@ pub(crate) async fn copy_region(
         position += n as u64;
     }
     Ok(())
+}
+
+/// Reads what the page cache holds at `position` without waiting for the disk
+/// (`RWF_NOWAIT`): `None` when the first bytes are not cached, or when the file system
+/// cannot tell.
+fn read_cached(
+    region: &FileRegion,
+    buf: &mut [u8],
+    position: u64,
+) -> std::io::Result<Option<usize>> {
+    use rustix::io::{preadv2, Errno, ReadWriteFlags};
+    let mut slices = [std::io::IoSliceMut::new(buf)];
+    match preadv2(&*region.file, &mut slices, position, ReadWriteFlags::NOWAIT) {
+        Ok(n) => Ok(Some(n)),
+        Err(Errno::AGAIN | Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A plain `pread` of `want` bytes into `buf` on the blocking pool.
+async fn read_off_reactor(
+    region: &FileRegion,
+    buf: &mut Vec<u8>,
+    want: usize,
+    position: u64,
+) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let file = std::sync::Arc::clone(&region.file);
+    let mut owned = std::mem::take(buf);
+    let (read, owned) = tokio::task::spawn_blocking(move || {
+        let read = file.read_at(&mut owned[..want], position);
+        (read, owned)
+    })
+    .await
+    .map_err(std::io::Error::other)?;
+    *buf = owned;
+    read
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::num::NonZeroU64;
+    use std::sync::Arc;
+
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    /// A clean (synced) file of `len` patterned bytes, in the crate's directory: tmpfs
+    /// would keep pages that `DONTNEED` is asked to drop.
+    fn synced_file(len: usize) -> (tempfile::NamedTempFile, Vec<u8>) {
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let mut file = tempfile::NamedTempFile::new_in(env!("CARGO_MANIFEST_DIR")).expect("file");
+        file.write_all(&data).expect("write");
+        file.as_file().sync_all().expect("sync");
+        (file, data)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn uncached_bytes_are_read_off_the_reactor_and_sent_whole() {
+        let (file, data) = synced_file(3 << 20);
+        let region = FileRegion {
+            file: Arc::new(file.reopen().expect("reopen")),
+            position: 1000,
+            len: data.len() as u64 - 1000,
+            first_offset: 0,
+        };
+        // Drop the file's pages: a read now needs the disk, which NOWAIT refuses.
+        rustix::fs::fadvise(
+            &*region.file,
+            0,
+            NonZeroU64::new(0),
+            rustix::fs::Advice::DontNeed,
+        )
+        .expect("fadvise");
+        let mut probe = vec![0u8; 4096];
+        assert_eq!(read_cached(&region, &mut probe, 1000).expect("probe"), None);
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let client = tokio::net::TcpStream::connect(listener.local_addr().expect("addr"));
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (_, mut write) = accepted.expect("accept").0.into_split();
+        let mut client = client.expect("connect");
+        let sending = {
+            let region = region.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                copy_region(&mut write, &region, &mut buf).await
+            })
+        };
+        let mut got = vec![0u8; data.len() - 1000];
+        client.read_exact(&mut got).await.expect("read");
+        sending.await.expect("task").expect("copy");
+        assert!(got == data[1000..], "the bytes of the region, in order");
+
+        // The copy left the pages cached: now the read needs no disk.
+        assert_eq!(
+            read_cached(&region, &mut probe, 1000).expect("probe"),
+            Some(4096)
+        );
+        assert_eq!(probe[..], data[1000..1000 + 4096]);
+    }
 }
