@@ -4,6 +4,7 @@
 #![allow(unsafe_code)]
 
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use fjord_storage::FileRegion;
 use tokio::io::{AsyncWriteExt, Interest};
@@ -118,10 +119,7 @@ pub(crate) async fn copy_region(
     while position < end {
         let want = usize::try_from(end - position).map_or(COPY_CHUNK, |n| n.min(COPY_CHUNK));
         buf.resize(want, 0);
-        let n = match read_cached(region, &mut buf[..want], position)? {
-            Some(n) => n,
-            None => read_off_reactor(region, buf, want, position).await?,
-        };
+        let n = read_chunk(region, buf, want, position).await?;
         if n == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
@@ -134,58 +132,93 @@ pub(crate) async fn copy_region(
     Ok(())
 }
 
+/// What a read that must not wait for the disk found.
+#[derive(Debug, PartialEq, Eq)]
+enum NoWaitRead {
+    /// This many bytes were in the page cache and are in the buffer (0 at the file's end).
+    Read(usize),
+    /// The first bytes need the disk (or a lock an append holds, on some file systems).
+    NeedsDisk,
+    /// The file system cannot read without waiting (no `RWF_NOWAIT`).
+    Unknown,
+}
+
+/// Set once a file system refused `RWF_NOWAIT`: later reads skip the probe.
+static NOWAIT_UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+
 /// Reads what the page cache holds at `position` without waiting for the disk
-/// (`RWF_NOWAIT`): `None` when the first bytes are not cached, or when the file system
-/// cannot tell.
-fn read_cached(
-    region: &FileRegion,
-    buf: &mut [u8],
-    position: u64,
-) -> std::io::Result<Option<usize>> {
+/// (`RWF_NOWAIT`).
+fn read_cached(region: &FileRegion, buf: &mut [u8], position: u64) -> std::io::Result<NoWaitRead> {
     use rustix::io::{preadv2, Errno, ReadWriteFlags};
+    if NOWAIT_UNSUPPORTED.load(Ordering::Relaxed) {
+        return Ok(NoWaitRead::Unknown);
+    }
     let mut slices = [std::io::IoSliceMut::new(buf)];
     match preadv2(&*region.file, &mut slices, position, ReadWriteFlags::NOWAIT) {
-        Ok(n) => Ok(Some(n)),
-        Err(Errno::AGAIN | Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL) => Ok(None),
+        Ok(n) => Ok(NoWaitRead::Read(n)),
+        Err(Errno::AGAIN) => Ok(NoWaitRead::NeedsDisk),
+        Err(Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL) => {
+            if !NOWAIT_UNSUPPORTED.swap(true, Ordering::Relaxed) {
+                tracing::info!("the file system cannot read without waiting (RWF_NOWAIT); copy-mode fetches read in place, as sendfile does");
+            }
+            Ok(NoWaitRead::Unknown)
+        }
         Err(e) => Err(e.into()),
     }
 }
 
-/// A plain `pread` of `want` bytes into `buf` on the blocking pool.
-async fn read_off_reactor(
+/// Reads `want` bytes of `region` at `position` into `buf` without stalling the reactor
+/// on the disk: in place from the page cache when it holds them, on the blocking pool
+/// when it does not.
+async fn read_chunk(
     region: &FileRegion,
     buf: &mut Vec<u8>,
     want: usize,
     position: u64,
 ) -> std::io::Result<usize> {
     use std::os::unix::fs::FileExt;
-    let file = std::sync::Arc::clone(&region.file);
-    let mut owned = std::mem::take(buf);
-    let (read, owned) = tokio::task::spawn_blocking(move || {
-        let read = file.read_at(&mut owned[..want], position);
-        (read, owned)
-    })
-    .await
-    .map_err(std::io::Error::other)?;
-    *buf = owned;
-    read
+    match read_cached(region, &mut buf[..want], position)? {
+        NoWaitRead::Read(n) => Ok(n),
+        NoWaitRead::Unknown => region.file.read_at(&mut buf[..want], position),
+        NoWaitRead::NeedsDisk => {
+            #[cfg(test)]
+            tests::OFF_REACTOR_READS.fetch_add(1, Ordering::Relaxed);
+            let file = std::sync::Arc::clone(&region.file);
+            let mut owned = std::mem::take(buf);
+            let (read, owned) = tokio::task::spawn_blocking(move || {
+                let read = file.read_at(&mut owned[..want], position);
+                (read, owned)
+            })
+            .await
+            .map_err(std::io::Error::other)?;
+            *buf = owned;
+            read
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use std::io::Write;
     use std::num::NonZeroU64;
+    use std::sync::atomic::AtomicUsize;
     use std::sync::Arc;
 
     use tokio::io::AsyncReadExt;
 
     use super::*;
 
-    /// A clean (synced) file of `len` patterned bytes, in the crate's directory: tmpfs
-    /// would keep pages that `DONTNEED` is asked to drop.
+    /// Chunks [`read_chunk`] sent to the blocking pool.
+    pub(super) static OFF_REACTOR_READS: AtomicUsize = AtomicUsize::new(0);
+
+    /// A clean (synced) file of `len` patterned bytes next to the test binary, in the
+    /// build directory: a disk-backed file system there, where /tmp may be tmpfs (whose
+    /// pages `DONTNEED` cannot drop).
     fn synced_file(len: usize) -> (tempfile::NamedTempFile, Vec<u8>) {
         let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-        let mut file = tempfile::NamedTempFile::new_in(env!("CARGO_MANIFEST_DIR")).expect("file");
+        let exe = std::env::current_exe().expect("test binary");
+        let dir = exe.parent().expect("its directory");
+        let mut file = tempfile::NamedTempFile::new_in(dir).expect("file");
         file.write_all(&data).expect("write");
         file.as_file().sync_all().expect("sync");
         (file, data)
@@ -209,7 +242,12 @@ mod tests {
         )
         .expect("fadvise");
         let mut probe = vec![0u8; 4096];
-        assert_eq!(read_cached(&region, &mut probe, 1000).expect("probe"), None);
+        assert_eq!(
+            read_cached(&region, &mut probe, 1000).expect("probe"),
+            NoWaitRead::NeedsDisk,
+            "needs a disk-backed file system with RWF_NOWAIT (ext4, xfs, btrfs)"
+        );
+        let before = OFF_REACTOR_READS.load(Ordering::Relaxed);
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -229,12 +267,38 @@ mod tests {
         client.read_exact(&mut got).await.expect("read");
         sending.await.expect("task").expect("copy");
         assert!(got == data[1000..], "the bytes of the region, in order");
+        let pooled = OFF_REACTOR_READS.load(Ordering::Relaxed) - before;
+        assert!(pooled >= 1, "uncached chunks go to the blocking pool");
 
-        // The copy left the pages cached: now the read needs no disk.
+        // The copy left the pages cached: now the reads need no disk and stay in place.
         assert_eq!(
             read_cached(&region, &mut probe, 1000).expect("probe"),
-            Some(4096)
+            NoWaitRead::Read(4096)
         );
         assert_eq!(probe[..], data[1000..1000 + 4096]);
+        let before = OFF_REACTOR_READS.load(Ordering::Relaxed);
+        let mut buf = Vec::new();
+        let (mut write, mut read) = {
+            let client = tokio::net::TcpStream::connect(listener.local_addr().expect("addr"));
+            let (client, accepted) = tokio::join!(client, listener.accept());
+            (
+                accepted.expect("accept").0.into_split().1,
+                client.expect("connect"),
+            )
+        };
+        let reader = tokio::spawn(async move {
+            let mut all = Vec::new();
+            read.read_to_end(&mut all).await.map(|_| all)
+        });
+        copy_region(&mut write, &region, &mut buf)
+            .await
+            .expect("copy");
+        drop(write);
+        assert!(reader.await.expect("task").expect("read") == data[1000..]);
+        assert_eq!(
+            OFF_REACTOR_READS.load(Ordering::Relaxed),
+            before,
+            "all cached"
+        );
     }
 }

@@ -44,8 +44,9 @@ impl Partition {
         self.log.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Read access if no writer holds the log or waits for it, for callers that must not
-    /// block (a poisoned lock is taken, as in [`Partition::read`]).
+    /// Read access if no writer holds the log (nor, where the platform's lock favours
+    /// writers, waits for it), for callers that must not block (a poisoned lock is taken,
+    /// as in [`Partition::read`]).
     pub fn try_read(&self) -> Option<std::sync::RwLockReadGuard<'_, Log>> {
         match self.log.try_read() {
             Ok(log) => Some(log),

@@ -17,6 +17,10 @@ use memmap2::{Advice, Mmap, MmapMut};
 
 use crate::error::{IoContext, Result};
 
+/// The tail of an index that lookups try first (Kafka's "warm section": 8 KiB, two
+/// pages, enough for the entries of the last few MiB of a segment).
+const WARM_BYTES: usize = 8192;
+
 #[derive(Debug)]
 enum Map {
     /// No entries and nothing mapped (empty sealed index).
@@ -132,9 +136,31 @@ impl IndexFile {
     }
 
     /// Largest `i` in `0..len` with `key(entry(i)) <= target`, by binary search. Keys
-    /// must not decrease with `i`.
+    /// must not decrease with `i`. Targets in the last [`WARM_BYTES`] of entries, the
+    /// ones readers at the tail look up, are searched there alone, so their lookups touch
+    /// only the pages appends keep in memory (as Kafka's indexes do).
     pub(crate) fn floor(&self, target: i64, key: impl Fn(&[u8]) -> i64) -> Option<usize> {
-        let (mut lo, mut hi) = (0, self.len);
+        let warm_start = self.len - (WARM_BYTES / self.entry_size).min(self.len);
+        if warm_start > 0 && key(self.entry(warm_start)) <= target {
+            return self.floor_in(warm_start, self.len, target, &key);
+        }
+        let hi = if warm_start == 0 {
+            self.len
+        } else {
+            warm_start
+        };
+        self.floor_in(0, hi, target, &key)
+    }
+
+    /// Largest `i` in `lo..hi` with `key(entry(i)) <= target`, or `lo - 1` if none is
+    /// (`None` when `lo` is 0).
+    fn floor_in(
+        &self,
+        mut lo: usize,
+        mut hi: usize,
+        target: i64,
+        key: impl Fn(&[u8]) -> i64,
+    ) -> Option<usize> {
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             if key(self.entry(mid)) <= target {
@@ -228,6 +254,27 @@ mod tests {
         let ro = IndexFile::open_read_only(&path, 8).expect("reopen");
         assert_eq!(ro.len(), 3);
         assert_eq!(ro.floor(25, key), Some(1));
+    }
+
+    #[test]
+    fn floor_finds_the_same_entry_in_and_outside_the_warm_tail() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("x.index");
+        // 3,000 entries of 8 bytes: the last 1,024 (8 KiB) are the warm tail.
+        let mut idx = IndexFile::open_writable(&path, 8, 0, 4096).expect("open");
+        let keys: Vec<u32> = (0..3000u32).map(|i| 10 + i * 3).collect();
+        for k in &keys {
+            let mut e = [0u8; 8];
+            e[..4].copy_from_slice(&k.to_be_bytes());
+            idx.push(&e);
+        }
+        for target in (0..9100i64).chain([i64::MIN, i64::MAX]) {
+            let expected = keys.iter().rposition(|k| i64::from(*k) <= target);
+            assert_eq!(idx.floor(target, key), expected, "target {target}");
+        }
+        // A small index is all warm.
+        let small = IndexFile::open_writable(&dir.path().join("y.index"), 8, 0, 16).expect("open");
+        assert_eq!(small.floor(5, key), None);
     }
 
     #[test]

@@ -66,6 +66,43 @@ pub struct Log {
     roll_for_index_size: bool,
     /// A failed background flush of a rolled segment, reported by the next `flush`.
     flush_failure: Option<StorageError>,
+    /// Where the bytes this process appended recently begin (see [`Log::read_hot`]).
+    hot: HotWindow,
+}
+
+/// How far back from the end reads count as hot: between this and twice this many bytes
+/// of the active segment, all appended by this process moments ago, so their pages (and
+/// the index entries and batch headers a read looks up) are in memory.
+const HOT_BYTES: u64 = 32 << 20;
+
+/// The start of the recently appended bytes of the active segment: `floor` is the
+/// first hot offset; `mark` (at byte `mark_position`) becomes the floor once
+/// [`HOT_BYTES`] more have been appended after it.
+#[derive(Debug, Clone, Copy)]
+struct HotWindow {
+    floor: u64,
+    mark: u64,
+    mark_position: u64,
+}
+
+impl HotWindow {
+    /// Nothing hot yet: only what is appended from `end` (at byte `position`) on.
+    fn from_end(end: u64, position: u64) -> Self {
+        Self {
+            floor: end,
+            mark: end,
+            mark_position: position,
+        }
+    }
+
+    /// An append of the batches from `first_offset`, written at byte `position`.
+    fn appended(&mut self, first_offset: u64, position: u64) {
+        if position.saturating_sub(self.mark_position) >= HOT_BYTES {
+            self.floor = self.mark;
+            self.mark = first_offset;
+            self.mark_position = position;
+        }
+    }
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -146,7 +183,10 @@ impl Log {
             rolled_flushes: Vec::new(),
             roll_for_index_size: false,
             flush_failure: None,
+            hot: HotWindow::from_end(0, 0),
         };
+        // After a restart nothing is known to be in memory.
+        log.hot = HotWindow::from_end(log.log_end_offset(), log.active().1.size());
         let first_base = log.segments.keys().next().copied().unwrap_or(0);
         log.log_start_offset = persisted_start
             .unwrap_or(0)
@@ -186,13 +226,32 @@ impl Log {
         *self.active().0
     }
 
-    /// Whether a [`Log::read`] from `from` stays in the active segment and finds its files
-    /// open: it reads what was just appended, whose index and record pages the page cache
-    /// holds, and opens, recovers or waits on no file. A broker answers such reads
-    /// without handing them to a thread that may block.
-    pub fn read_is_hot(&self, from: u64) -> bool {
+    /// [`Log::read`] for a reader at the tail, only if it cannot block: `from` is among
+    /// the bytes this process appended last (the active segment's most recent
+    /// [`HOT_BYTES`] to twice that, whose pages, index entries and batch headers are in
+    /// memory), the segment's files are open and no other thread holds it. `None`
+    /// otherwise: the caller reads with [`Log::read`] where waiting is allowed. Also
+    /// gives the log end offset the read saw.
+    ///
+    /// With `max_bytes` 0 nothing is read, only `from` checked against the log's bounds,
+    /// wherever it is.
+    pub fn read_hot(&self, from: u64, max_bytes: u64) -> Option<(u64, Result<Vec<FileRegion>>)> {
         let (&base, active) = self.active();
-        from >= base && active.is_open()
+        let reads = max_bytes > 0 && from >= self.log_start_offset;
+        if reads && (from < base || from < self.hot.floor) {
+            return None;
+        }
+        let (end, found) = active.try_read_open(from, if reads { max_bytes } else { 0 })?;
+        let result = if from < self.log_start_offset || from > end {
+            Err(StorageError::OffsetOutOfRange {
+                offset: from,
+                log_start_offset: self.log_start_offset,
+                log_end_offset: end,
+            })
+        } else {
+            found.map(|region| region.map(|(r, _)| r).into_iter().collect())
+        };
+        Some((end, result))
     }
 
     /// The log's directory.
@@ -312,8 +371,10 @@ impl Log {
             last_offset,
             append_time.unwrap_or(max_timestamp),
         )?;
+        let position = self.active().1.size();
         let (ctx, active) = self.active_mut();
         active.append(ctx, &parsed, first_offset, append_time)?;
+        self.hot.appended(first_offset, position);
         let durable = self.after_append(records_count)?;
         Ok(AppendInfo {
             first_offset,
@@ -362,6 +423,8 @@ impl Log {
         self.rolled_flushes
             .push(self.flusher.request_dir(std::sync::Arc::new(dir)));
         self.segments.insert(next_offset, segment);
+        // Reads below the new segment are not hot (they are in a sealed one).
+        self.hot = HotWindow::from_end(next_offset, 0);
         tracing::debug!(dir = %self.dir.display(), base = next_offset, "rolled segment");
         Ok(())
     }
@@ -641,6 +704,7 @@ impl Log {
                 .collect();
             self.delete_segments(&others)?;
             self.log_start_offset = offset;
+            self.hot = HotWindow::from_end(offset, self.active().1.size());
             return write_log_start(&self.dir, offset);
         }
         // Newest first: a crash midway must not leave a later segment to become active.
@@ -653,6 +717,7 @@ impl Log {
         self.delete_segments(&doomed)?;
         let (ctx, active) = self.active_mut();
         active.truncate_to(ctx, offset)?;
+        self.hot = HotWindow::from_end(self.log_end_offset(), self.active().1.size());
         let start = self.log_start_offset.min(self.log_end_offset());
         if start != self.log_start_offset {
             self.log_start_offset = start;

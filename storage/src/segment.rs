@@ -9,7 +9,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{IoSlice, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use fjord_protocol::record_batch::{BatchHeader, BATCH_HEADER_LEN};
@@ -133,6 +133,9 @@ pub(crate) struct SegmentState {
     size_hint: u64,
     last_used: Instant,
 }
+
+/// A region read from a segment, and whether it reaches the segment's end.
+pub(crate) type RegionRead = (FileRegion, bool);
 
 /// A batch found by a lookup.
 #[derive(Debug, Clone, Copy)]
@@ -322,33 +325,35 @@ impl Segment {
     ) -> Result<Option<(FileRegion, bool)>> {
         let base = self.base_offset;
         self.with_open(ctx, active, |meta, files| {
-            let Some(first) = locate_in(base, meta, files, offset)? else {
-                return Ok(None);
-            };
-            let start = first.position;
-            let first_len = first.header.total_len() as u64;
-            let end = if first_len > max_bytes {
-                if !first_may_exceed {
-                    return Ok(None);
-                }
-                start + first_len
-            } else {
-                end_of_region(
-                    meta,
-                    files,
-                    start,
-                    first_len,
-                    start.saturating_add(max_bytes).min(meta.size),
-                )?
-            };
-            let region = FileRegion {
-                file: Arc::clone(&files.log),
-                position: start,
-                len: end - start,
-                first_offset: first.header.base_offset as u64,
-            };
-            Ok(Some((region, end >= meta.size)))
+            read_open(base, meta, files, offset, max_bytes, first_may_exceed)
         })
+    }
+
+    /// [`Segment::read`] (first batch allowed past `max_bytes`) only if it can start at
+    /// once: `None` when another thread holds the segment or its files are closed.
+    /// Otherwise also gives the next offset, read under the same lock; from there on,
+    /// and with `max_bytes` 0, nothing is read.
+    pub(crate) fn try_read_open(
+        &self,
+        offset: u64,
+        max_bytes: u64,
+    ) -> Option<(u64, Result<Option<RegionRead>>)> {
+        let mut guard = match self.state.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        let state = &mut *guard;
+        let (Some(meta), Some(files)) = (state.meta.as_ref(), state.files.as_ref()) else {
+            return None;
+        };
+        state.last_used = Instant::now();
+        let end = meta.next_offset;
+        if offset >= end || max_bytes == 0 {
+            return Some((end, Ok(None)));
+        }
+        let found = read_open(self.base_offset, meta, files, offset, max_bytes, true);
+        Some((end, found))
     }
 
     /// Seals the active segment: a last time-index entry for its largest timestamp, then
@@ -532,6 +537,45 @@ pub(crate) fn index_batch(
 }
 
 /// Index lookup plus a short header walk to the batch holding `offset`.
+/// The region of whole batches from the one holding `offset`, at most `max_bytes` long
+/// (the first batch alone may exceed it if `first_may_exceed`), and whether it reaches
+/// the segment's end; `None` if no batch holds `offset` here.
+fn read_open(
+    base: u64,
+    meta: &SegmentMeta,
+    files: &SegmentFiles,
+    offset: u64,
+    max_bytes: u64,
+    first_may_exceed: bool,
+) -> Result<Option<RegionRead>> {
+    let Some(first) = locate_in(base, meta, files, offset)? else {
+        return Ok(None);
+    };
+    let start = first.position;
+    let first_len = first.header.total_len() as u64;
+    let end = if first_len > max_bytes {
+        if !first_may_exceed {
+            return Ok(None);
+        }
+        start + first_len
+    } else {
+        end_of_region(
+            meta,
+            files,
+            start,
+            first_len,
+            start.saturating_add(max_bytes).min(meta.size),
+        )?
+    };
+    let region = FileRegion {
+        file: Arc::clone(&files.log),
+        position: start,
+        len: end - start,
+        first_offset: first.header.base_offset as u64,
+    };
+    Ok(Some((region, end >= meta.size)))
+}
+
 fn locate_in(
     base: u64,
     meta: &SegmentMeta,

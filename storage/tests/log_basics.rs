@@ -703,8 +703,13 @@ fn a_larger_index_size_at_runtime_starts_a_new_segment() {
     assert_eq!(std::fs::metadata(index).expect("index").len(), 1 << 20);
 }
 
+/// (position, length) of each region.
+fn spans(regions: &[fjord_storage::FileRegion]) -> Vec<(u64, u64)> {
+    regions.iter().map(|r| (r.position, r.len)).collect()
+}
+
 #[test]
-fn only_reads_in_the_open_active_segment_are_hot() {
+fn hot_reads_are_tail_reads_of_the_open_active_segment() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut log = open(dir.path(), small_config());
     for i in 0..40 {
@@ -712,17 +717,74 @@ fn only_reads_in_the_open_active_segment_are_hot() {
     }
     assert!(log.segment_count() > 2, "the test needs sealed segments");
     let end = log.log_end_offset();
-    // The last batch is in the active segment; the first is in the oldest sealed one.
-    assert!(log.read_is_hot(end - 1));
-    assert!(log.read_is_hot(end), "a read at the end reads nothing");
-    assert!(!log.read_is_hot(0));
-    // Closed files are opened by the next read: that is not hot either.
-    assert!(log.close_idle(std::time::Duration::ZERO).expect("close") > 0);
-    assert!(!log.read_is_hot(end - 1));
-    let bytes = log.read_to_vec(end - 1, 1 << 20).expect("read reopens");
+
+    // The last batch: the same regions as a plain read, and the end offset.
+    let (seen_end, hot) = log.read_hot(end - 1, 1 << 20).expect("hot");
+    assert_eq!(seen_end, end);
+    let hot = hot.expect("read");
+    assert!(!hot.is_empty());
     assert_eq!(
-        batch_offsets(&bytes).last().map(|b| b.0 + i64::from(b.1)),
-        Some(end as i64)
+        spans(&hot),
+        spans(&log.read(end - 1, 1 << 20).expect("read"))
     );
-    assert!(log.read_is_hot(end - 1));
+    // At the end there is nothing to read; past it is out of range.
+    assert!(log
+        .read_hot(end, 1 << 20)
+        .expect("hot")
+        .1
+        .expect("read")
+        .is_empty());
+    assert!(matches!(
+        log.read_hot(end + 1, 1 << 20).expect("hot").1,
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
+    // A sealed segment is not hot, unless nothing is to be read.
+    assert!(log.read_hot(0, 1 << 20).is_none());
+    assert!(log
+        .read_hot(0, 0)
+        .expect("bounds only")
+        .1
+        .expect("read")
+        .is_empty());
+
+    // Closed files would have to be opened: not hot, until a read opens them.
+    assert!(log.close_idle(std::time::Duration::ZERO).expect("close") > 0);
+    assert!(log.read_hot(end - 1, 1 << 20).is_none());
+    log.read(end - 1, 1 << 20).expect("read reopens");
+    assert!(log.read_hot(end - 1, 1 << 20).is_some());
+
+    // After a restart nothing is known to be in memory; new appends are.
+    log.close().expect("close");
+    let mut log = open(dir.path(), small_config());
+    assert!(log.read_hot(end - 1, 1 << 20).is_none());
+    log.append(&batch(4, 30, 1_000)).expect("append");
+    assert!(log.read_hot(end, 1 << 20).is_some());
+}
+
+#[test]
+fn the_hot_window_follows_the_end_of_a_large_segment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(dir.path(), LogConfig::default());
+    let big = batch(1, 512 << 10, 0);
+    // 70 MiB in one segment: more than twice the hot window.
+    for _ in 0..140 {
+        log.append(&big).expect("append");
+    }
+    assert_eq!(log.segment_count(), 1);
+    let end = log.log_end_offset();
+    assert!(log.read_hot(0, 1 << 20).is_none(), "the start went cold");
+    assert!(log.read_hot(end - 1, 1 << 20).is_some());
+    assert!(
+        log.read_hot(end - 40, 1 << 20).is_some(),
+        "the last 20 MiB are hot"
+    );
+
+    // After a restart only what is appended from then on is hot, though the segment's
+    // files are open again.
+    log.close().expect("close");
+    let mut log = open(dir.path(), LogConfig::default());
+    log.append(&batch(2, 10, 0)).expect("append");
+    assert_eq!(log.segment_count(), 1);
+    assert!(log.read_hot(end - 1, 1 << 20).is_none());
+    assert!(log.read_hot(end, 1 << 20).is_some());
 }

@@ -58,6 +58,8 @@ struct Inner {
     live: u64,
     /// Records in the current log (live or superseded).
     records: u64,
+    /// Whether commits wait for the disk (`fjord.fsync.on.ack`).
+    fsync: bool,
 }
 
 /// The settings of the store's log: large segments, no retention (snapshots compact it),
@@ -135,6 +137,7 @@ impl OffsetStore {
             groups: BTreeMap::new(),
             live: 0,
             records: 0,
+            fsync,
         };
         replay(&log, &mut inner)?;
         inner.log = Some(log);
@@ -155,6 +158,7 @@ impl OffsetStore {
     /// the broker runs). Later snapshot generations keep the setting.
     pub fn set_fsync(&self, fsync: bool) -> Result<()> {
         let mut inner = self.lock();
+        inner.fsync = fsync;
         if let Some(log) = inner.log.as_mut() {
             let mut config = log.config().clone();
             config.durability = log_config(fsync).durability;
@@ -165,10 +169,7 @@ impl OffsetStore {
 
     /// Whether commits wait for the disk.
     pub fn fsync(&self) -> bool {
-        self.lock()
-            .log
-            .as_ref()
-            .is_some_and(|log| log.config().durability == Durability::FsyncOnAck)
+        self.lock().fsync
     }
 
     /// Records `entries` for `group` (a value of `None` deletes the entry). Returns the
@@ -271,11 +272,7 @@ impl OffsetStore {
         if next_dir.exists() {
             std::fs::remove_dir_all(&next_dir).map_err(io("remove", &next_dir))?;
         }
-        let config = inner
-            .log
-            .as_ref()
-            .map_or_else(|| log_config(false), |live| live.config().clone());
-        let mut log = Log::open(&next_dir, config, self.flusher.clone())?;
+        let mut log = Log::open(&next_dir, log_config(inner.fsync), self.flusher.clone())?;
         let now = now_ms();
         let entries: Vec<(OffsetKey, &Committed)> = inner
             .groups

@@ -508,8 +508,8 @@ fn topics_saved_with_settings_now_refused_still_open() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fsync_on_ack_as_a_broker_default_reaches_committed_offsets() {
+#[test]
+fn fsync_on_ack_as_a_broker_default_reaches_committed_offsets() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = open(dir.path());
     assert!(!broker.groups.offsets.fsync());
@@ -524,7 +524,13 @@ async fn fsync_on_ack_as_a_broker_default_reaches_committed_offsets() {
     // The dynamic setting is read back before the store opens.
     let broker = open(dir.path());
     assert!(broker.groups.offsets.fsync(), "still after a restart");
+    // This broker's own setting wins over the cluster default.
+    let off = &[("fjord.fsync.on.ack", SET, Some("false"))];
+    assert_eq!(incremental(&broker, BROKER, "1", off, false), 0);
+    assert!(!broker.groups.offsets.fsync());
     let delete = &[("fjord.fsync.on.ack", DELETE, None)];
+    assert_eq!(incremental(&broker, BROKER, "1", delete, false), 0);
+    assert!(broker.groups.offsets.fsync(), "the cluster default again");
     assert_eq!(incremental(&broker, BROKER, "", delete, false), 0);
     assert!(!broker.groups.offsets.fsync(), "back to the static setting");
 }

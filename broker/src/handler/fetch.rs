@@ -38,10 +38,10 @@ pub struct FetchResponse {
 
 /// One partition's answer.
 pub(super) struct PartitionData {
-    index: i32,
-    error_code: i16,
-    high_watermark: i64,
-    log_start_offset: i64,
+    pub(super) index: i32,
+    pub(super) error_code: i16,
+    pub(super) high_watermark: i64,
+    pub(super) log_start_offset: i64,
     pub(super) regions: Vec<FileRegion>,
 }
 
@@ -54,10 +54,10 @@ impl PartitionData {
 /// How [`collect`] may reach the logs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Access {
-    /// Wait for locks, open and recover segments: only off the reactor.
+    /// Wait for locks, open and recover segments, read from disk: only off the reactor.
     Wait,
-    /// Only reads of just-appended data under a free lock ([`fjord_storage::Log::read_is_hot`]);
-    /// anything else gives up the whole collection.
+    /// Only reads that cannot block ([`fjord_storage::Log::read_hot`]: recently appended
+    /// data, open files, free locks); anything else gives up the whole collection.
     HotOnly,
 }
 
@@ -104,31 +104,35 @@ pub(super) fn collect(
                 continue;
             }
             let offset = u64::try_from(p.fetch_offset).ok();
-            let log = match access {
-                Access::Wait => partition.read(),
-                Access::HotOnly => match partition.try_read() {
-                    Some(log) if offset.is_none_or(|o| log.read_is_hot(o)) => log,
-                    _ => return None,
-                },
-            };
-            data.high_watermark = log.log_end_offset() as i64;
-            data.log_start_offset = log.log_start_offset() as i64;
             let max = u64::try_from(p.partition_max_bytes)
                 .unwrap_or(0)
                 .min(budget);
             // KIP-74: the first non-empty partition may exceed the budget by one batch.
             let max = if any { max } else { max.max(1) };
-            let result = match offset {
-                Some(o) if max > 0 => log.read(o, max),
-                Some(o) if o >= log.log_start_offset() && o <= log.log_end_offset() => {
-                    Ok(Vec::new())
+            let (log_start, log_end, result) = match access {
+                Access::Wait => {
+                    let log = partition.read();
+                    let result = match offset {
+                        Some(o) if max > 0 => log.read(o, max),
+                        Some(o) if o >= log.log_start_offset() && o <= log.log_end_offset() => {
+                            Ok(Vec::new())
+                        }
+                        _ => Err(StorageError::OffsetOutOfRange {
+                            offset: offset.unwrap_or(0),
+                            log_start_offset: log.log_start_offset(),
+                            log_end_offset: log.log_end_offset(),
+                        }),
+                    };
+                    (log.log_start_offset(), log.log_end_offset(), result)
                 }
-                _ => Err(StorageError::OffsetOutOfRange {
-                    offset: offset.unwrap_or(0),
-                    log_start_offset: log.log_start_offset(),
-                    log_end_offset: log.log_end_offset(),
-                }),
+                Access::HotOnly => {
+                    let log = partition.try_read()?;
+                    let (end, result) = log.read_hot(offset?, max)?;
+                    (log.log_start_offset(), end, result)
+                }
             };
+            data.high_watermark = log_end as i64;
+            data.log_start_offset = log_start as i64;
             match result {
                 // KIP-74 lets only the first non-empty partition exceed its limit (by one
                 // batch, which storage returns whole); later ones stay within it.
@@ -158,7 +162,7 @@ pub(super) async fn handle(
     let req = Arc::new(req);
     loop {
         appends.borrow_and_update();
-        let data = collect_off_reactor(broker, &req).await?;
+        let data = collect_regions(broker, &req).await?;
         let total: u64 = data
             .iter()
             .flat_map(|(_, ps)| ps.iter().map(PartitionData::bytes))
@@ -181,7 +185,7 @@ pub(super) async fn handle(
         let waited = tokio::time::timeout_at(deadline, appends.changed()).await;
         broker.metrics.fetch_waiting.fetch_sub(1, Ordering::Relaxed);
         if waited.is_err() {
-            let data = collect_off_reactor(broker, &req).await?;
+            let data = collect_regions(broker, &req).await?;
             count_out(broker, &data);
             return Ok(Response::Fetch(write_response(ctx, &data)));
         }
@@ -197,12 +201,11 @@ fn count_out(broker: &Broker, data: &[(String, Vec<PartitionData>)]) {
     }
 }
 
-/// [`collect`] right here when every read is of just-appended data under a free lock
-/// (the common case of consumers at the tail: no thread hop between request and
-/// response); otherwise on the blocking pool, since finding regions may then open a
-/// segment, recover a sealed one on first access, read cold pages or wait for a
-/// writer's lock.
-async fn collect_off_reactor(
+/// [`collect`] right here when no read can block (the common case of consumers at the
+/// tail: no thread hop between request and response); otherwise on the blocking pool,
+/// since finding regions may then open a segment, recover a sealed one on first access,
+/// read cold pages or wait for a lock.
+async fn collect_regions(
     broker: &Arc<Broker>,
     req: &Arc<FetchRequest>,
 ) -> Result<Vec<(String, Vec<PartitionData>)>, Fatal> {

@@ -42,21 +42,54 @@ fn regions(broker: &Broker, offset: i64, access: Access) -> Option<Vec<(u64, u64
     )
 }
 
-/// A topic "t" of small segments, filled until some are sealed; returns its end offset.
-fn filled(broker: &Arc<Broker>) -> i64 {
+/// A topic "t" of `partitions` partitions of small segments, each filled until some
+/// are sealed; returns the end offset (the same in every partition).
+fn filled_partitions(broker: &Arc<Broker>, partitions: i32) -> i64 {
     let small = BTreeMap::from([("segment.bytes".to_string(), "2000".to_string())]);
-    broker.create_topic("t", 1, small, false).expect("topic");
+    broker
+        .create_topic("t", partitions, small, false)
+        .expect("topic");
     let topic = broker.topic("t").expect("t");
-    let mut log = topic.partitions[0].log.write().expect("lock");
-    for i in 0..20 {
-        let mut b = BatchBuilder::new(Compression::None, i);
-        for _ in 0..4 {
-            b.push(RecordSpec::value(vec![b'v'; 100]));
+    let mut end = 0;
+    for partition in &topic.partitions {
+        let mut log = partition.log.write().expect("lock");
+        for i in 0..20 {
+            let mut b = BatchBuilder::new(Compression::None, i);
+            for _ in 0..4 {
+                b.push(RecordSpec::value(vec![b'v'; 100]));
+            }
+            log.append(&b.build().expect("batch")).expect("append");
         }
-        log.append(&b.build().expect("batch")).expect("append");
+        assert!(log.segment_count() > 2, "the test needs sealed segments");
+        end = log.log_end_offset() as i64;
     }
-    assert!(log.segment_count() > 2, "the test needs sealed segments");
-    log.log_end_offset() as i64
+    end
+}
+
+fn filled(broker: &Arc<Broker>) -> i64 {
+    filled_partitions(broker, 1)
+}
+
+/// Everything a partition's answer says, regions as (position, length).
+type Answer = Vec<(i32, i16, i64, i64, Vec<(u64, u64)>)>;
+
+fn answer(broker: &Broker, req: &FetchRequest, access: Access) -> Option<Answer> {
+    let data = collect(broker, req, access)?;
+    Some(
+        data.iter()
+            .flat_map(|(_, parts)| parts)
+            .map(|p| {
+                let spans = p.regions.iter().map(|r| (r.position, r.len)).collect();
+                (
+                    p.index,
+                    p.error_code,
+                    p.high_watermark,
+                    p.log_start_offset,
+                    spans,
+                )
+            })
+            .collect(),
+    )
 }
 
 #[test]
@@ -76,6 +109,57 @@ fn tail_reads_are_collected_without_waiting_and_old_ones_are_not() {
     assert_eq!(regions(&broker, 0, Access::HotOnly), None);
     let old = regions(&broker, 0, Access::Wait).expect("a waiting read");
     assert_eq!(old.first().map(|r| r.0), Some(0));
+}
+
+#[test]
+fn both_ways_give_the_same_answer_within_the_request_budget() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = open(dir.path());
+    let end = filled_partitions(&broker, 3);
+    // Three tail reads of two batches (of 4 records) each, a budget for three batches:
+    // the first partition gets both, the second one (whole batches only), the third none.
+    let mut req = request(end - 8);
+    let template = req.topics[0].partitions[0].clone();
+    req.topics[0].partitions = (0..3)
+        .map(|i| {
+            let mut p = template.clone();
+            p.partition = i;
+            p
+        })
+        .collect();
+    let batch = regions(&broker, end - 1, Access::Wait).expect("read")[0].1;
+    req.max_bytes = i32::try_from(batch * 3).expect("small");
+    let hot = answer(&broker, &req, Access::HotOnly).expect("all hot");
+    assert_eq!(Some(hot.clone()), answer(&broker, &req, Access::Wait));
+    let sizes: Vec<u64> = hot.iter().map(|p| p.4.iter().map(|r| r.1).sum()).collect();
+    assert_eq!(sizes, vec![batch * 2, batch, 0]);
+    assert!(hot.iter().all(|p| p.1 == 0 && p.2 == end));
+
+    // Out of range and unknown partitions answer the same both ways too.
+    req.topics[0].partitions[1].fetch_offset = end + 5;
+    req.topics[0].partitions[2].partition = 9;
+    let hot = answer(&broker, &req, Access::HotOnly).expect("all hot");
+    assert_eq!(Some(hot.clone()), answer(&broker, &req, Access::Wait));
+    assert_eq!((hot[1].1, hot[2].1), (1, 3));
+}
+
+#[test]
+fn closed_segment_files_send_the_fetch_to_the_pool() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = open(dir.path());
+    let end = filled(&broker);
+    let topic = broker.topic("t").expect("t");
+    let closed = topic.partitions[0]
+        .read()
+        .close_idle(std::time::Duration::ZERO)
+        .expect("close");
+    assert!(closed > 0);
+    assert_eq!(regions(&broker, end - 1, Access::HotOnly), None);
+    assert!(regions(&broker, end - 1, Access::Wait).is_some());
+    assert!(
+        regions(&broker, end - 1, Access::HotOnly).is_some(),
+        "open again"
+    );
 }
 
 #[test]
