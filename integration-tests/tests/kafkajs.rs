@@ -1,0 +1,30 @@
+//! KafkaJS (a pure-JavaScript client with its own protocol code, the third independent
+//! implementation the broker is checked against after librdkafka and kafka-python):
+//! admin, plain, gzip and idempotent produce, a consumer group with commits, resuming,
+//! growing partitions. scripts/test installs KafkaJS from integration-tests/node's lock
+//! file.
+
+use std::process::Command;
+
+use fjord_integration_tests::BrokerProcess;
+
+#[test]
+fn kafkajs_round_trip() {
+    let broker = BrokerProcess::start(&["group.initial.rebalance.delay.ms=0"]);
+    let script = format!("{}/node/round_trip.js", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("node")
+        .arg(script)
+        .arg(&broker.bootstrap)
+        .output()
+        .expect("node runs (scripts/test installs it)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "KafkaJS failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("kafkajs round trip ok: 332 records"),
+        "{stdout}"
+    );
+}
