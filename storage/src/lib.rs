@@ -63,4 +63,6 @@ pub use config::{Durability, LogConfig};
 pub use error::{Result, StorageError};
 pub use file_region::FileRegion;
 pub use flusher::{FlushTicket, Flusher};
-pub use log::{write_durably, AppendInfo, Log, RetentionOutcome, TimestampOffset};
+pub use log::{
+    replace_file, sync_dir, write_durably, AppendInfo, Log, RetentionOutcome, TimestampOffset,
+};

@@ -867,18 +867,26 @@ const TMP_SUFFIX: &str = "~tmp";
 /// Replaces `dir/name` with `contents` so that a crash leaves the old file or the new
 /// one, never a torn one: temp file, fsync, rename, directory fsync.
 pub fn write_durably(dir: &Path, name: &str, contents: &[u8]) -> Result<()> {
+    replace_file(dir, name, contents)?;
+    sync_dir(dir)
+}
+
+/// [`write_durably`] without its last step: the new contents are synced and renamed
+/// into place, so from here on anyone reading the file (a restart included) sees them,
+/// but only [`sync_dir`] makes the rename survive a crash. For callers whose state must
+/// follow the file once it is renamed, even if that last step fails.
+pub fn replace_file(dir: &Path, name: &str, contents: &[u8]) -> Result<()> {
     let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
     let mut file = std::fs::File::create(&tmp).io_context("create", &tmp)?;
     std::io::Write::write_all(&mut file, contents)
         .and_then(|()| file.sync_all())
         .io_context("write", &tmp)?;
     let path = dir.join(name);
-    std::fs::rename(&tmp, &path).io_context("rename", &path)?;
-    sync_dir(dir)
+    std::fs::rename(&tmp, &path).io_context("rename", &path)
 }
 
 /// Makes file creations, renames and deletions in `dir` durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+pub fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .io_context("sync log dir", dir)

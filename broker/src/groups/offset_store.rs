@@ -14,7 +14,7 @@ use std::sync::{Mutex, PoisonError};
 
 use fjord_protocol::compression::Compression;
 use fjord_protocol::record_batch::{batches, BatchBuilder, RecordIter, RecordSpec};
-use fjord_storage::{write_durably, Durability, FlushTicket, Flusher, Log, LogConfig};
+use fjord_storage::{replace_file, sync_dir, Durability, FlushTicket, Flusher, Log, LogConfig};
 
 use super::offset_records::{Committed, OffsetKey};
 
@@ -306,8 +306,11 @@ impl OffsetStore {
             log.append(&bytes)?;
         }
         log.flush()?;
-        write_durably(&self.dir, "CURRENT", next.to_string().as_bytes())?;
-        // From here the new generation is the store, whatever happens to the old one.
+        replace_file(&self.dir, "CURRENT", next.to_string().as_bytes())?;
+        // From here the new generation is the store, whatever happens to the old one or
+        // to the directory sync below: CURRENT names it, and a restart opens it, so a
+        // commit appended to the old generation now would be lost.
+        let synced = sync_dir(&self.dir);
         let old_dir = self.dir.join(inner.generation.to_string());
         let superseded = inner.records - inner.live;
         inner.generation = next;
@@ -333,7 +336,7 @@ impl OffsetStore {
             generation = next,
             "offsets snapshot written"
         );
-        Ok(())
+        Ok(synced?)
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, PoisonError};
 
 use anyhow::{Context, Result};
-use fjord_storage::{write_durably, LogConfig};
+use fjord_storage::{replace_file, sync_dir, LogConfig};
 
 use super::{Broker, Topic};
 use crate::config::{is_dynamic_setting, is_known_setting, parse_properties, TOPIC_CONFIGS};
@@ -349,8 +349,11 @@ impl Broker {
         } else {
             NODE_FILE
         };
-        write_durably(&self.config.log_dir, file, text.as_bytes())
+        replace_file(&self.config.log_dir, file, text.as_bytes())
             .map_err(|e| AlterError::Io(e.to_string()))?;
+        // Renamed into place, the file is what a restart loads: apply it now whether or
+        // not the directory sync succeeds, and report a failed sync afterwards.
+        let synced = sync_dir(&self.config.log_dir);
         *self.dynamic.write().unwrap_or_else(PoisonError::into_inner) = after;
         for (t, config) in topics.iter().zip(configs) {
             for p in &t.partitions {
@@ -367,7 +370,11 @@ impl Broker {
             tracing::error!(error = %e, "applying fjord.fsync.on.ack to committed offsets failed");
         }
         tracing::info!(scope = if cluster_default { "cluster default" } else { "this broker" }, settings = ?changed_scope, "broker configs changed");
-        Ok(())
+        synced.map_err(|e| {
+            AlterError::Io(format!(
+                "the change is applied but may not survive a crash: {e}"
+            ))
+        })
     }
 }
 
