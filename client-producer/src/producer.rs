@@ -21,8 +21,31 @@ use crate::partitioner::{DefaultPartitioner, Partitioner};
 use crate::record::ProducerRecord;
 use crate::sender;
 
-/// Bytes a new batch buffer starts with (it grows up to `batch.size` as records come).
+/// Bytes a partition's first batch buffer starts with (it grows up to `batch.size` as
+/// records come).
 const INITIAL_BATCH_CAPACITY: usize = 16 << 10;
+
+/// The least a later batch buffer starts with.
+const MIN_BATCH_CAPACITY: usize = 1 << 10;
+
+/// Room a new batch buffer starts with, for a record of `size` bytes: 16 KiB for a
+/// partition's first batch, then as much as its last batch took (rounded up to a power
+/// of two), never more than `batch_size` unless the record needs it. Thousands of quiet
+/// partitions must not each hold a large buffer: with records spread over 10,000
+/// partitions, batches hold a record or two, and 16 KiB buffers for each cost a page
+/// fault and a cleared page per batch. A busy partition does not regrow its buffer for
+/// every batch.
+fn batch_room(last_batch_bytes: usize, batch_size: usize, size: usize) -> usize {
+    let room = if last_batch_bytes == 0 {
+        INITIAL_BATCH_CAPACITY
+    } else {
+        last_batch_bytes
+            .checked_next_power_of_two()
+            .unwrap_or(last_batch_bytes)
+            .max(MIN_BATCH_CAPACITY)
+    };
+    room.min(batch_size).max(size)
+}
 
 /// Room a Produce request needs around its batches (header, topic name, fields).
 const REQUEST_OVERHEAD: usize = 128;
@@ -238,14 +261,7 @@ impl Producer {
                 }
             }
             let new_batch = q.open.is_none();
-            // As much room as this partition's last batch took (at least 16 KiB, at most
-            // batch.size): thousands of quiet partitions must not each hold a batch.size
-            // buffer, and a busy one should not regrow its buffer for every batch.
-            let room = q
-                .last_batch_bytes
-                .max(INITIAL_BATCH_CAPACITY)
-                .min(inner.config.batch_size)
-                .max(size);
+            let room = batch_room(q.last_batch_bytes, inner.config.batch_size, size);
             let open = q.open.get_or_insert_with(|| OpenBatch {
                 writer: BatchWriter::new(room, timestamp),
                 completion: Arc::new(Completion::default()),
@@ -599,5 +615,25 @@ async fn metadata_loop(inner: std::sync::Weak<Inner>, wanted: Arc<Notify>) {
         if let Err(e) = i.refresh_metadata(&[]).await {
             tracing::debug!(error = %e, "metadata refresh failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batch_room;
+
+    #[test]
+    fn batch_buffers_start_as_large_as_the_partitions_last_batch() {
+        // First batch of a partition.
+        assert_eq!(batch_room(0, 1 << 20, 100), 16 << 10);
+        assert_eq!(batch_room(0, 4096, 100), 4096, "never past batch.size");
+        // Quiet partitions: small buffers, at least 1 KiB.
+        assert_eq!(batch_room(180, 1 << 20, 100), 1024);
+        assert_eq!(batch_room(3000, 1 << 20, 100), 4096);
+        // A busy one gets what it filled last time, up to batch.size.
+        assert_eq!(batch_room(1 << 20, 1 << 20, 100), 1 << 20);
+        assert_eq!(batch_room(600_000, 1 << 20, 100), 1 << 20);
+        // A record larger than all that still fits.
+        assert_eq!(batch_room(180, 1 << 20, 50_000), 50_000);
     }
 }
