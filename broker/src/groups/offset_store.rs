@@ -60,6 +60,9 @@ struct Inner {
     records: u64,
     /// Whether commits wait for the disk (`fjord.fsync.on.ack`).
     fsync: bool,
+    /// The previous generation, kept while the switch away from it is not yet durable
+    /// (its directory sync failed).
+    unsynced_old: Option<PathBuf>,
 }
 
 /// The settings of the store's log: large segments, no retention (snapshots compact it),
@@ -138,6 +141,7 @@ impl OffsetStore {
             live: 0,
             records: 0,
             fsync,
+            unsynced_old: None,
         };
         replay(&log, &mut inner)?;
         inner.log = Some(log);
@@ -201,6 +205,7 @@ impl OffsetStore {
             .build()
             .map_err(|e| OffsetStoreError::Batch(e.to_string()))?;
         let mut inner = self.lock();
+        self.finish_switch(&mut inner)?;
         let Some(log) = inner.log.as_mut() else {
             return Err(OffsetStoreError::Batch("offsets store is closed".into()));
         };
@@ -216,7 +221,11 @@ impl OffsetStore {
         }
         // The commit is written; a failed snapshot only postpones compaction.
         if let Err(e) = self.maybe_snapshot(&mut inner) {
-            tracing::error!(error = %e, "offsets snapshot failed; will retry");
+            if inner.unsynced_old.is_some() {
+                tracing::error!(error = %e, "offsets generation switched, but the directory sync failed; commits wait for it");
+            } else {
+                tracing::error!(error = %e, "offsets snapshot failed; will retry");
+            }
         }
         Ok(info.durable)
     }
@@ -307,36 +316,58 @@ impl OffsetStore {
         }
         log.flush()?;
         replace_file(&self.dir, "CURRENT", next.to_string().as_bytes())?;
-        // From here the new generation is the store, whatever happens to the old one or
-        // to the directory sync below: CURRENT names it, and a restart opens it, so a
-        // commit appended to the old generation now would be lost.
-        let synced = sync_dir(&self.dir);
+        // From here the new generation is the store: CURRENT names it and a restart opens
+        // it, so a commit appended to the old one now would be lost.
         let old_dir = self.dir.join(inner.generation.to_string());
         let superseded = inner.records - inner.live;
         inner.generation = next;
         inner.records = inner.live;
-        let removed = match inner.log.replace(log) {
-            Some(old) => old.delete().map_err(OffsetStoreError::from),
-            None => Ok(()),
+        let old = inner.log.replace(log);
+        if let Err(e) = sync_dir(&self.dir) {
+            // Until the rename is durable a crash leaves CURRENT naming the old generation:
+            // keep it, and take no commit before the sync succeeds (`finish_switch`).
+            drop(old);
+            inner.unsynced_old = Some(old_dir);
+            return Err(e.into());
         }
-        .and_then(|()| {
-            if old_dir.exists() {
-                std::fs::remove_dir_all(&old_dir).map_err(io("remove", &old_dir))
-            } else {
-                Ok(())
+        if let Some(old) = old {
+            if let Err(e) = old.delete() {
+                tracing::warn!(error = %e, "removing the old offsets generation failed");
             }
-        });
-        if let Err(e) = removed {
-            // The next open removes every generation but the current one.
-            tracing::warn!(error = %e, "removing the old offsets generation failed");
         }
+        remove_generation(&old_dir);
         tracing::debug!(
             live = inner.live,
             superseded,
             generation = next,
             "offsets snapshot written"
         );
-        Ok(synced?)
+        Ok(())
+    }
+
+    /// Finishes a generation switch whose directory sync failed: syncs again, then
+    /// removes the old generation. Until then commits are refused, since a crash could
+    /// still bring back the old generation without them.
+    fn finish_switch(&self, inner: &mut Inner) -> Result<()> {
+        let Some(old_dir) = inner.unsynced_old.take() else {
+            return Ok(());
+        };
+        if let Err(e) = sync_dir(&self.dir) {
+            inner.unsynced_old = Some(old_dir);
+            return Err(e.into());
+        }
+        remove_generation(&old_dir);
+        Ok(())
+    }
+}
+
+/// Removes a superseded generation's directory, if still there (the next open removes
+/// it otherwise).
+fn remove_generation(dir: &Path) {
+    if dir.exists() {
+        if let Err(e) = std::fs::remove_dir_all(dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "removing the old offsets generation failed");
+        }
     }
 }
 
