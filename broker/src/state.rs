@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use anyhow::{Context, Result};
-use fjord_storage::{write_durably, Flusher, Log, LogConfig};
+use fjord_storage::{replace_file, sync_dir, write_durably, Flusher, Log, LogConfig};
 use tokio::sync::watch;
 
 use crate::config::{parse_properties, BrokerConfig};
@@ -138,12 +138,6 @@ pub struct Broker {
     pub metrics: crate::metrics::Metrics,
     /// The process's descriptor limit (`None`: unlimited), read at open.
     pub fd_limit: Option<u64>,
-}
-
-/// Makes renames and removals in `dir` durable.
-fn sync_dir(dir: &std::path::Path) -> Result<()> {
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(())
 }
 
 /// Kafka's rule for topic names.
@@ -390,16 +384,24 @@ impl Broker {
         let topic = self
             .open_topic(name, id, partitions, overrides)
             .map_err(io)?;
-        self.write_topic_meta(name, id, partitions as usize, &topic.overrides)
+        self.replace_topic_meta(name, id, partitions as usize, &topic.overrides)
             .map_err(io)?;
         let topic = Arc::new(topic);
         self.topics_mut()
             .insert(name.to_string(), Arc::clone(&topic));
         tracing::info!(topic = name, partitions, "created topic");
+        self.sync_topic_meta().map_err(|e| {
+            CreateError::Io(format!(
+                "topic created, but it may not survive a crash: {e:#}"
+            ))
+        })?;
         Ok(topic)
     }
 
-    fn write_topic_meta(
+    /// Replaces a topic's metadata file. Once renamed into place it is what a restart
+    /// loads, so the caller applies the change in memory before [`Broker::sync_topic_meta`]
+    /// makes it durable, and a failed sync leaves memory and file alike.
+    pub(crate) fn replace_topic_meta(
         &self,
         name: &str,
         id: uuid::Uuid,
@@ -412,7 +414,13 @@ impl Broker {
         }
         let dir = self.config.log_dir.join("fjord-topics");
         // The temp file's '~' is not legal in topic names: never read back as a topic.
-        write_durably(&dir, name, text.as_bytes())?;
+        replace_file(&dir, name, text.as_bytes())?;
+        Ok(())
+    }
+
+    /// Makes the topic metadata files replaced so far durable.
+    pub(crate) fn sync_topic_meta(&self) -> Result<()> {
+        sync_dir(&self.config.log_dir.join("fjord-topics"))?;
         Ok(())
     }
 
@@ -424,7 +432,9 @@ impl Broker {
         let meta = self.config.log_dir.join("fjord-topics").join(name);
         if let Err(e) = std::fs::remove_file(&meta)
             .map_err(anyhow::Error::from)
-            .and_then(|()| sync_dir(meta.parent().unwrap_or(&self.config.log_dir)))
+            .and_then(|()| {
+                sync_dir(meta.parent().unwrap_or(&self.config.log_dir)).map_err(Into::into)
+            })
         {
             tracing::error!(topic = name, error = %e, "removing topic metadata failed");
         }
@@ -467,7 +477,7 @@ impl Broker {
             .map_err(io)?;
         let partitions: Vec<Arc<Partition>> =
             topic.partitions.iter().cloned().chain(more).collect();
-        self.write_topic_meta(name, topic.id, partitions.len(), &topic.overrides)
+        self.replace_topic_meta(name, topic.id, partitions.len(), &topic.overrides)
             .map_err(io)?;
         let grown = Topic {
             name: topic.name.clone(),
@@ -477,7 +487,11 @@ impl Broker {
         };
         self.topics_mut().insert(name.to_string(), Arc::new(grown));
         tracing::info!(topic = name, from = current, to = count, "added partitions");
-        Ok(())
+        self.sync_topic_meta().map_err(|e| {
+            CreateError::Io(format!(
+                "partitions added, but they may not survive a crash: {e:#}"
+            ))
+        })
     }
 
     /// The topic, created with defaults if it is unknown and auto-creation is on.

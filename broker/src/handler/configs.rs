@@ -201,6 +201,11 @@ fn alter(
             AlterError::InvalidConfig(m) => (E::InvalidConfig.code(), m),
             AlterError::InvalidRequest(m) => (E::InvalidRequest.code(), m),
             AlterError::Io(m) => (E::KafkaStorageError.code(), m),
+            AlterError::AppliedNotDurable(m) => {
+                let message = format!("the change is applied but may not survive a crash: {m}");
+                tracing::warn!(resource = resource_name, error = %message, "config change not durable");
+                return (E::KafkaStorageError.code(), message);
+            }
         };
         tracing::info!(resource = resource_name, error = %message, "config change refused");
         (code, message)

@@ -1,7 +1,8 @@
 //! Configs changed while the broker runs: topic overrides and broker-wide defaults of
 //! topic configs (IncrementalAlterConfigs, AlterConfigs). A change is checked against
-//! every log it touches, written durably, then applied to the live logs, so a restart
-//! sees the same settings.
+//! every log it touches, written to its file (renamed into place: what a restart
+//! loads), applied to the live logs, then made durable, so a restart sees the same
+//! settings; a failed last sync is reported as [`AlterError::AppliedNotDurable`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -78,7 +79,8 @@ pub struct ConfigChange {
     pub value: Option<String>,
 }
 
-/// Why a change was refused; nothing was changed.
+/// Why a change was refused (nothing was changed), or, for
+/// [`AlterError::AppliedNotDurable`], why it may not last.
 #[derive(Debug)]
 pub enum AlterError {
     /// No such topic.
@@ -89,6 +91,9 @@ pub enum AlterError {
     InvalidRequest(String),
     /// Writing the change to disk failed.
     Io(String),
+    /// The change is saved and applied, but the save may not survive a crash: the sync
+    /// of its directory failed.
+    AppliedNotDurable(String),
 }
 
 /// The broker settings changed at runtime, as saved.
@@ -255,7 +260,7 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
-        self.write_topic_meta(name, topic.id, topic.partitions.len(), &overrides)
+        self.replace_topic_meta(name, topic.id, topic.partitions.len(), &overrides)
             .map_err(|e| AlterError::Io(format!("{e:#}")))?;
         for p in &topic.partitions {
             if let Err(e) = p.write().set_config(log_config.clone()) {
@@ -271,7 +276,8 @@ impl Broker {
         };
         self.topics_mut()
             .insert(name.to_string(), Arc::new(altered));
-        Ok(())
+        self.sync_topic_meta()
+            .map_err(|e| AlterError::AppliedNotDurable(format!("{e:#}")))
     }
 
     /// Changes broker settings at runtime (`resource` is this broker's id for its own
@@ -370,11 +376,7 @@ impl Broker {
             tracing::error!(error = %e, "applying fjord.fsync.on.ack to committed offsets failed");
         }
         tracing::info!(scope = if cluster_default { "cluster default" } else { "this broker" }, settings = ?changed_scope, "broker configs changed");
-        synced.map_err(|e| {
-            AlterError::Io(format!(
-                "the change is applied but may not survive a crash: {e}"
-            ))
-        })
+        synced.map_err(|e| AlterError::AppliedNotDurable(e.to_string()))
     }
 }
 
