@@ -73,9 +73,9 @@ pub(crate) struct PartitionQueue {
     pub(crate) in_flight: Vec<Arc<Completion>>,
     /// Next base sequence, for `seq_producer`'s id and epoch.
     pub(crate) next_sequence: i32,
-    /// Size of the last batch this partition closed: the next one starts with that much
-    /// room, so a busy partition does not regrow its buffer every batch and an idle one
-    /// does not hold `batch.size` it never fills.
+    /// Size of the last batch this partition closed: the next one starts with about that
+    /// much room (see `batch_room`), so a busy partition does not regrow its buffer every
+    /// batch and an idle one does not hold `batch.size` it never fills.
     pub(crate) last_batch_bytes: usize,
     pub(crate) seq_producer: (i64, i16),
 }

@@ -29,8 +29,8 @@ const INITIAL_BATCH_CAPACITY: usize = 16 << 10;
 const MIN_BATCH_CAPACITY: usize = 1 << 10;
 
 /// Room a new batch buffer starts with, for a record of `size` bytes: 16 KiB for a
-/// partition's first batch, then as much as its last batch took (rounded up to a power
-/// of two), never more than `batch_size` unless the record needs it. Thousands of quiet
+/// partition's first batch, then a quarter more than its last batch took (in 1 KiB
+/// steps, at least 1 KiB), never more than `batch_size` unless the record needs it. Thousands of quiet
 /// partitions must not each hold a large buffer: with records spread over 10,000
 /// partitions, batches hold a record or two, and 16 KiB buffers for each cost a page
 /// fault and a cleared page per batch. A busy partition does not regrow its buffer for
@@ -40,9 +40,9 @@ fn batch_room(last_batch_bytes: usize, batch_size: usize, size: usize) -> usize 
         INITIAL_BATCH_CAPACITY
     } else {
         last_batch_bytes
-            .checked_next_power_of_two()
-            .unwrap_or(last_batch_bytes)
+            .saturating_add(last_batch_bytes / 4)
             .max(MIN_BATCH_CAPACITY)
+            .next_multiple_of(MIN_BATCH_CAPACITY)
     };
     room.min(batch_size).max(size)
 }
@@ -632,7 +632,9 @@ mod tests {
         assert_eq!(batch_room(3000, 1 << 20, 100), 4096);
         // A busy one gets what it filled last time, up to batch.size.
         assert_eq!(batch_room(1 << 20, 1 << 20, 100), 1 << 20);
-        assert_eq!(batch_room(600_000, 1 << 20, 100), 1 << 20);
+        assert_eq!(batch_room(600_000, 1 << 20, 100), 750_592);
+        // One 1 MiB record a batch: not twice that.
+        assert_eq!(batch_room(1_048_700, 2_000_000, 100), 1_311_744);
         // A record larger than all that still fits.
         assert_eq!(batch_room(180, 1 << 20, 50_000), 50_000);
     }
