@@ -10,12 +10,58 @@ use fjord_storage::FileRegion;
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
+/// The most bytes [`send_region`] hands one `sendfile` call, and the unit in which it
+/// checks the page cache first.
+const SENDFILE_CHUNK: u64 = 1 << 20;
+
 /// Sends `region` from its file to `stream` without copying it through user space.
-/// Loops over partial sends; waits for writability on `WouldBlock`. A file that got
-/// shorter under us (a truncation) is an error: the response's size promised the bytes.
+/// `sendfile` reads the file inside the call, on this reactor thread, so each chunk whose
+/// ends are not in the page cache (a consumer catching up from disk) is read into it on
+/// the blocking pool first. Loops over partial sends; waits for writability on
+/// `WouldBlock`. A file that got shorter under us (a truncation) is an error: the
+/// response's size promised the bytes.
 pub(crate) async fn send_region(stream: &TcpStream, region: &FileRegion) -> std::io::Result<()> {
-    let mut offset = libc::off_t::try_from(region.position).map_err(std::io::Error::other)?;
-    let mut left = usize::try_from(region.len).map_err(std::io::Error::other)?;
+    let end = region.position.saturating_add(region.len);
+    let mut position = region.position;
+    let mut scratch = Vec::new();
+    while position < end {
+        let chunk_end = end.min(position.saturating_add(SENDFILE_CHUNK));
+        warm(region, position, chunk_end, &mut scratch).await?;
+        let len = usize::try_from(chunk_end - position).map_err(std::io::Error::other)?;
+        send_chunk(stream, region, position, len).await?;
+        position = chunk_end;
+    }
+    Ok(())
+}
+
+/// Reads `from..to` of the region's file into the page cache on the blocking pool if its
+/// first or last byte is not there, so that `sendfile` finds it in memory.
+async fn warm(
+    region: &FileRegion,
+    from: u64,
+    to: u64,
+    scratch: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    let mut byte = [0u8; 1];
+    let first = read_cached(region, &mut byte, from)?;
+    let last = read_cached(region, &mut byte, to.saturating_sub(1).max(from))?;
+    if first == NoWaitRead::NeedsDisk || last == NoWaitRead::NeedsDisk {
+        let want = usize::try_from(to - from).map_err(std::io::Error::other)?;
+        scratch.resize(want, 0);
+        read_on_pool(region, scratch, want, from).await?;
+    }
+    Ok(())
+}
+
+/// `sendfile` of `len` bytes of the region's file from `position`.
+async fn send_chunk(
+    stream: &TcpStream,
+    region: &FileRegion,
+    position: u64,
+    len: usize,
+) -> std::io::Result<()> {
+    let mut offset = libc::off_t::try_from(position).map_err(std::io::Error::other)?;
+    let mut left = len;
     let file_fd = region.file.as_raw_fd();
     while left > 0 {
         stream.writable().await?;
@@ -180,21 +226,30 @@ async fn read_chunk(
     match read_cached(region, &mut buf[..want], position)? {
         NoWaitRead::Read(n) => Ok(n),
         NoWaitRead::Unknown => region.file.read_at(&mut buf[..want], position),
-        NoWaitRead::NeedsDisk => {
-            #[cfg(test)]
-            tests::OFF_REACTOR_READS.fetch_add(1, Ordering::Relaxed);
-            let file = std::sync::Arc::clone(&region.file);
-            let mut owned = std::mem::take(buf);
-            let (read, owned) = tokio::task::spawn_blocking(move || {
-                let read = file.read_at(&mut owned[..want], position);
-                (read, owned)
-            })
-            .await
-            .map_err(std::io::Error::other)?;
-            *buf = owned;
-            read
-        }
+        NoWaitRead::NeedsDisk => read_on_pool(region, buf, want, position).await,
     }
+}
+
+/// A plain `pread` of `want` bytes into `buf`, on the blocking pool.
+async fn read_on_pool(
+    region: &FileRegion,
+    buf: &mut Vec<u8>,
+    want: usize,
+    position: u64,
+) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    #[cfg(test)]
+    tests::OFF_REACTOR_READS.fetch_add(1, Ordering::Relaxed);
+    let file = std::sync::Arc::clone(&region.file);
+    let mut owned = std::mem::take(buf);
+    let (read, owned) = tokio::task::spawn_blocking(move || {
+        let read = file.read_at(&mut owned[..want], position);
+        (read, owned)
+    })
+    .await
+    .map_err(std::io::Error::other)?;
+    *buf = owned;
+    read
 }
 
 #[cfg(test)]
@@ -208,8 +263,11 @@ mod tests {
 
     use super::*;
 
-    /// Chunks [`read_chunk`] sent to the blocking pool.
+    /// Reads [`read_on_pool`] made.
     pub(super) static OFF_REACTOR_READS: AtomicUsize = AtomicUsize::new(0);
+
+    /// Held by each test that counts [`OFF_REACTOR_READS`], so that they run one at a time.
+    static COUNTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
     /// A clean (synced) file of `len` patterned bytes next to the test binary, in the
     /// build directory: a disk-backed file system there, where /tmp may be tmpfs (whose
@@ -226,6 +284,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn uncached_bytes_are_read_off_the_reactor_and_sent_whole() {
+        let _counting = COUNTING.lock().await;
         let (file, data) = synced_file(3 << 20);
         let region = FileRegion {
             file: Arc::new(file.reopen().expect("reopen")),
@@ -295,6 +354,61 @@ mod tests {
             .expect("copy");
         drop(write);
         assert!(reader.await.expect("task").expect("read") == data[1000..]);
+        assert_eq!(
+            OFF_REACTOR_READS.load(Ordering::Relaxed),
+            before,
+            "all cached"
+        );
+    }
+
+    /// A loopback pair: the accepted side and the connecting side.
+    async fn pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let client = tokio::net::TcpStream::connect(listener.local_addr().expect("addr"));
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        (accepted.expect("accept").0, client.expect("connect"))
+    }
+
+    /// What `send_region` of `region` delivers to the other end.
+    async fn sendfile_through_socket(region: &FileRegion) -> Vec<u8> {
+        let (server, mut client) = pair().await;
+        let reader = tokio::spawn(async move {
+            let mut all = Vec::new();
+            client.read_to_end(&mut all).await.map(|_| all)
+        });
+        send_region(&server, region).await.expect("sendfile");
+        drop(server);
+        reader.await.expect("task").expect("read")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sendfile_reads_uncached_chunks_into_the_cache_off_the_reactor_first() {
+        let _counting = COUNTING.lock().await;
+        let (file, data) = synced_file(3 << 20);
+        let region = FileRegion {
+            file: Arc::new(file.reopen().expect("reopen")),
+            position: 10,
+            len: data.len() as u64 - 10,
+            first_offset: 0,
+        };
+        rustix::fs::fadvise(
+            &*region.file,
+            0,
+            NonZeroU64::new(0),
+            rustix::fs::Advice::DontNeed,
+        )
+        .expect("fadvise");
+        let before = OFF_REACTOR_READS.load(Ordering::Relaxed);
+        assert!(sendfile_through_socket(&region).await == data[10..]);
+        let pooled = OFF_REACTOR_READS.load(Ordering::Relaxed) - before;
+        // At least the first chunk; the kernel's readahead may bring in later ones.
+        assert!(pooled >= 1, "uncached chunks are warmed on the pool");
+
+        // Cached now: straight to sendfile.
+        let before = OFF_REACTOR_READS.load(Ordering::Relaxed);
+        assert!(sendfile_through_socket(&region).await == data[10..]);
         assert_eq!(
             OFF_REACTOR_READS.load(Ordering::Relaxed),
             before,
