@@ -208,7 +208,7 @@ async fn write_one(
                     Part::Bytes(bytes) => stream.write_all(bytes).await?,
                     Part::Region(region) => match mode {
                         FetchMode::Sendfile | FetchMode::Auto => {
-                            send_region(stream.as_ref(), region).await?;
+                            send_region(stream.as_ref(), region, copy_buf).await?;
                         }
                         FetchMode::Mmap => write_mapped_region(stream, region, copy_buf).await?,
                         FetchMode::Copy => copy_region(stream, region, copy_buf).await?,

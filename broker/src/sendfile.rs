@@ -17,16 +17,23 @@ const SENDFILE_CHUNK: u64 = 1 << 20;
 /// Sends `region` from its file to `stream` without copying it through user space.
 /// `sendfile` reads the file inside the call, on this reactor thread, so each chunk whose
 /// ends are not in the page cache (a consumer catching up from disk) is read into it on
-/// the blocking pool first. Loops over partial sends; waits for writability on
-/// `WouldBlock`. A file that got shorter under us (a truncation) is an error: the
-/// response's size promised the bytes.
-pub(crate) async fn send_region(stream: &TcpStream, region: &FileRegion) -> std::io::Result<()> {
-    let end = region.position.saturating_add(region.len);
+/// the blocking pool first, through `scratch` (the connection's copy buffer). Loops over
+/// partial sends; waits for writability on `WouldBlock`. A file that got shorter under us
+/// (a truncation) is an error: the response's size promised the bytes.
+pub(crate) async fn send_region(
+    stream: &TcpStream,
+    region: &FileRegion,
+    scratch: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    let end = region
+        .position
+        .checked_add(region.len)
+        .filter(|end| i64::try_from(*end).is_ok())
+        .ok_or_else(|| std::io::Error::other("region past the largest file offset"))?;
     let mut position = region.position;
-    let mut scratch = Vec::new();
     while position < end {
-        let chunk_end = end.min(position.saturating_add(SENDFILE_CHUNK));
-        warm(region, position, chunk_end, &mut scratch).await?;
+        let chunk_end = end.min(position + SENDFILE_CHUNK);
+        warm(region, position, chunk_end, scratch).await?;
         let len = usize::try_from(chunk_end - position).map_err(std::io::Error::other)?;
         send_chunk(stream, region, position, len).await?;
         position = chunk_end;
@@ -43,9 +50,13 @@ async fn warm(
     scratch: &mut Vec<u8>,
 ) -> std::io::Result<()> {
     let mut byte = [0u8; 1];
-    let first = read_cached(region, &mut byte, from)?;
-    let last = read_cached(region, &mut byte, to.saturating_sub(1).max(from))?;
-    if first == NoWaitRead::NeedsDisk || last == NoWaitRead::NeedsDisk {
+    let page = rustix::param::page_size() as u64;
+    let mut cold = read_cached(region, &mut byte, from)? == NoWaitRead::NeedsDisk;
+    let last = to - 1;
+    if !cold && last / page != from / page {
+        cold = read_cached(region, &mut byte, last)? == NoWaitRead::NeedsDisk;
+    }
+    if cold {
         let want = usize::try_from(to - from).map_err(std::io::Error::other)?;
         scratch.resize(want, 0);
         read_on_pool(region, scratch, want, from).await?;
@@ -378,7 +389,9 @@ mod tests {
             let mut all = Vec::new();
             client.read_to_end(&mut all).await.map(|_| all)
         });
-        send_region(&server, region).await.expect("sendfile");
+        send_region(&server, region, &mut Vec::new())
+            .await
+            .expect("sendfile");
         drop(server);
         reader.await.expect("task").expect("read")
     }
@@ -400,6 +413,12 @@ mod tests {
             rustix::fs::Advice::DontNeed,
         )
         .expect("fadvise");
+        let mut probe = [0u8; 1];
+        assert_eq!(
+            read_cached(&region, &mut probe, 10).expect("probe"),
+            NoWaitRead::NeedsDisk,
+            "needs a disk-backed file system with RWF_NOWAIT (ext4, xfs, btrfs)"
+        );
         let before = OFF_REACTOR_READS.load(Ordering::Relaxed);
         assert!(sendfile_through_socket(&region).await == data[10..]);
         let pooled = OFF_REACTOR_READS.load(Ordering::Relaxed) - before;
