@@ -371,9 +371,8 @@ impl Log {
             last_offset,
             append_time.unwrap_or(max_timestamp),
         )?;
-        let position = self.active().1.size();
         let (ctx, active) = self.active_mut();
-        active.append(ctx, &parsed, first_offset, append_time)?;
+        let position = active.append(ctx, &parsed, first_offset, append_time)?;
         self.hot.appended(first_offset, position);
         let durable = self.after_append(records_count)?;
         Ok(AppendInfo {

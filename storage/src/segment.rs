@@ -251,14 +251,15 @@ impl Segment {
 
     /// Appends validated batches with offsets from `first_offset` on, in one vectored
     /// write of the original bytes with each 61-byte header patched (base offset, and the
-    /// LogAppendTime fields when `append_time` is set). On error nothing is kept.
+    /// LogAppendTime fields when `append_time` is set). Returns the byte position the
+    /// batches start at. On error nothing is kept.
     pub(crate) fn append(
         &mut self,
         ctx: SegmentCtx<'_>,
         batches: &[(BatchHeader, &[u8])],
         first_offset: u64,
         append_time: Option<i64>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let base = self.base_offset;
         let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
         let (meta, files) = opened(state, ctx, base, true)?;
@@ -289,7 +290,8 @@ impl Segment {
                 source: e,
             });
         }
-        let mut position = meta.size;
+        let start = meta.size;
+        let mut position = start;
         let mut offset = first_offset;
         for (header, bytes) in batches {
             let last = offset + u64::from(header.last_offset_delta.unsigned_abs());
@@ -308,7 +310,7 @@ impl Segment {
             position += bytes.len() as u64;
             offset = last + 1;
         }
-        Ok(())
+        Ok(start)
     }
 
     /// A region of whole batches starting at the batch holding `offset`, at most
