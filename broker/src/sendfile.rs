@@ -293,17 +293,17 @@ mod tests {
         (file, data)
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn uncached_bytes_are_read_off_the_reactor_and_sent_whole() {
-        let _counting = COUNTING.lock().await;
+    /// A region of a synced 3 MiB file from byte `from` to its end, with the file's pages
+    /// dropped (checked: a read of it now needs the disk), and the file's bytes. Keep the
+    /// temp file alive while the region is used.
+    fn uncached_region(from: u64) -> (tempfile::NamedTempFile, FileRegion, Vec<u8>) {
         let (file, data) = synced_file(3 << 20);
         let region = FileRegion {
             file: Arc::new(file.reopen().expect("reopen")),
-            position: 1000,
-            len: data.len() as u64 - 1000,
+            position: from,
+            len: data.len() as u64 - from,
             first_offset: 0,
         };
-        // Drop the file's pages: a read now needs the disk, which NOWAIT refuses.
         rustix::fs::fadvise(
             &*region.file,
             0,
@@ -311,65 +311,13 @@ mod tests {
             rustix::fs::Advice::DontNeed,
         )
         .expect("fadvise");
-        let mut probe = vec![0u8; 4096];
+        let mut probe = [0u8; 1];
         assert_eq!(
-            read_cached(&region, &mut probe, 1000).expect("probe"),
+            read_cached(&region, &mut probe, from).expect("probe"),
             NoWaitRead::NeedsDisk,
             "needs a disk-backed file system with RWF_NOWAIT (ext4, xfs, btrfs)"
         );
-        let before = OFF_REACTOR_READS.load(Ordering::Relaxed);
-
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let client = tokio::net::TcpStream::connect(listener.local_addr().expect("addr"));
-        let (client, accepted) = tokio::join!(client, listener.accept());
-        let (_, mut write) = accepted.expect("accept").0.into_split();
-        let mut client = client.expect("connect");
-        let sending = {
-            let region = region.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                copy_region(&mut write, &region, &mut buf).await
-            })
-        };
-        let mut got = vec![0u8; data.len() - 1000];
-        client.read_exact(&mut got).await.expect("read");
-        sending.await.expect("task").expect("copy");
-        assert!(got == data[1000..], "the bytes of the region, in order");
-        let pooled = OFF_REACTOR_READS.load(Ordering::Relaxed) - before;
-        assert!(pooled >= 1, "uncached chunks go to the blocking pool");
-
-        // The copy left the pages cached: now the reads need no disk and stay in place.
-        assert_eq!(
-            read_cached(&region, &mut probe, 1000).expect("probe"),
-            NoWaitRead::Read(4096)
-        );
-        assert_eq!(probe[..], data[1000..1000 + 4096]);
-        let before = OFF_REACTOR_READS.load(Ordering::Relaxed);
-        let mut buf = Vec::new();
-        let (mut write, mut read) = {
-            let client = tokio::net::TcpStream::connect(listener.local_addr().expect("addr"));
-            let (client, accepted) = tokio::join!(client, listener.accept());
-            (
-                accepted.expect("accept").0.into_split().1,
-                client.expect("connect"),
-            )
-        };
-        let reader = tokio::spawn(async move {
-            let mut all = Vec::new();
-            read.read_to_end(&mut all).await.map(|_| all)
-        });
-        copy_region(&mut write, &region, &mut buf)
-            .await
-            .expect("copy");
-        drop(write);
-        assert!(reader.await.expect("task").expect("read") == data[1000..]);
-        assert_eq!(
-            OFF_REACTOR_READS.load(Ordering::Relaxed),
-            before,
-            "all cached"
-        );
+        (file, region, data)
     }
 
     /// A loopback pair: the accepted side and the connecting side.
@@ -382,52 +330,76 @@ mod tests {
         (accepted.expect("accept").0, client.expect("connect"))
     }
 
-    /// What `send_region` of `region` delivers to the other end.
-    async fn sendfile_through_socket(region: &FileRegion) -> Vec<u8> {
+    /// Everything the other end of a fresh loopback pair reads while `send` writes to it.
+    async fn through_socket<F>(send: impl FnOnce(tokio::net::TcpStream) -> F) -> Vec<u8>
+    where
+        F: std::future::Future<Output = std::io::Result<()>>,
+    {
         let (server, mut client) = pair().await;
         let reader = tokio::spawn(async move {
             let mut all = Vec::new();
             client.read_to_end(&mut all).await.map(|_| all)
         });
-        send_region(&server, region, &mut Vec::new())
-            .await
-            .expect("sendfile");
-        drop(server);
+        send(server).await.expect("send");
         reader.await.expect("task").expect("read")
+    }
+
+    /// What `copy_region` of `region` delivers.
+    async fn copied(region: &FileRegion) -> Vec<u8> {
+        through_socket(|server| async move {
+            let (_, mut write) = server.into_split();
+            copy_region(&mut write, region, &mut Vec::new()).await
+        })
+        .await
+    }
+
+    /// What `send_region` of `region` delivers.
+    async fn sendfiled(region: &FileRegion) -> Vec<u8> {
+        through_socket(|server| async move { send_region(&server, region, &mut Vec::new()).await })
+            .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn uncached_bytes_are_read_off_the_reactor_and_sent_whole() {
+        let _counting = COUNTING.lock().await;
+        let (_file, region, data) = uncached_region(1000);
+        let before = OFF_REACTOR_READS.load(Ordering::Relaxed);
+        assert!(
+            copied(&region).await == data[1000..],
+            "the bytes of the region, in order"
+        );
+        let pooled = OFF_REACTOR_READS.load(Ordering::Relaxed) - before;
+        assert!(pooled >= 1, "uncached chunks go to the blocking pool");
+
+        // The copy left the pages cached: now the reads need no disk and stay in place.
+        let mut probe = vec![0u8; 4096];
+        assert_eq!(
+            read_cached(&region, &mut probe, 1000).expect("probe"),
+            NoWaitRead::Read(4096)
+        );
+        assert_eq!(probe[..], data[1000..1000 + 4096]);
+        let before = OFF_REACTOR_READS.load(Ordering::Relaxed);
+        assert!(copied(&region).await == data[1000..]);
+        assert_eq!(
+            OFF_REACTOR_READS.load(Ordering::Relaxed),
+            before,
+            "all cached"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sendfile_reads_uncached_chunks_into_the_cache_off_the_reactor_first() {
         let _counting = COUNTING.lock().await;
-        let (file, data) = synced_file(3 << 20);
-        let region = FileRegion {
-            file: Arc::new(file.reopen().expect("reopen")),
-            position: 10,
-            len: data.len() as u64 - 10,
-            first_offset: 0,
-        };
-        rustix::fs::fadvise(
-            &*region.file,
-            0,
-            NonZeroU64::new(0),
-            rustix::fs::Advice::DontNeed,
-        )
-        .expect("fadvise");
-        let mut probe = [0u8; 1];
-        assert_eq!(
-            read_cached(&region, &mut probe, 10).expect("probe"),
-            NoWaitRead::NeedsDisk,
-            "needs a disk-backed file system with RWF_NOWAIT (ext4, xfs, btrfs)"
-        );
+        let (_file, region, data) = uncached_region(10);
         let before = OFF_REACTOR_READS.load(Ordering::Relaxed);
-        assert!(sendfile_through_socket(&region).await == data[10..]);
+        assert!(sendfiled(&region).await == data[10..]);
         let pooled = OFF_REACTOR_READS.load(Ordering::Relaxed) - before;
         // At least the first chunk; the kernel's readahead may bring in later ones.
         assert!(pooled >= 1, "uncached chunks are warmed on the pool");
 
         // Cached now: straight to sendfile.
         let before = OFF_REACTOR_READS.load(Ordering::Relaxed);
-        assert!(sendfile_through_socket(&region).await == data[10..]);
+        assert!(sendfiled(&region).await == data[10..]);
         assert_eq!(
             OFF_REACTOR_READS.load(Ordering::Relaxed),
             before,
