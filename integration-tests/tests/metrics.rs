@@ -31,14 +31,20 @@ fn sample(text: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_move_with_traffic() {
+/// A broker serving /metrics on a free port, and that port's address.
+fn broker_with_metrics() -> (BrokerProcess, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
     let addr = format!("127.0.0.1:{port}");
     let broker = BrokerProcess::start(&[&format!("metrics.listener={addr}")]);
+    (broker, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_with_traffic() {
+    let (broker, addr) = broker_with_metrics();
     let (status, body) = get(&addr, "/health");
     assert!(status.contains("200"), "{status}");
     assert_eq!(body.trim(), "ok");
@@ -91,12 +97,7 @@ async fn metrics_move_with_traffic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produces_without_acks_are_counted_too() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let broker = BrokerProcess::start(&[&format!("metrics.listener={addr}")]);
+    let (broker, addr) = broker_with_metrics();
     let p: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &broker.bootstrap)
         .set("acks", "0")
