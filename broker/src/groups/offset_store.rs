@@ -84,12 +84,17 @@ fn log_config(fsync: bool) -> LogConfig {
     }
 }
 
+/// Makes renames in a directory durable: [`sync_dir`], replaced in tests by one that can
+/// be made to fail, since a real directory `fsync` fails only on a failing disk.
+type SyncDir = fn(&Path) -> fjord_storage::Result<()>;
+
 /// The durable committed offsets of every group.
 #[derive(Debug)]
 pub struct OffsetStore {
     dir: PathBuf,
     flusher: Flusher,
     inner: Mutex<Inner>,
+    sync_dir: SyncDir,
 }
 
 fn io<'a>(
@@ -149,6 +154,7 @@ impl OffsetStore {
             dir,
             flusher,
             inner: Mutex::new(inner),
+            sync_dir,
         };
         store.maybe_snapshot(&mut store.lock())?;
         Ok(store)
@@ -323,7 +329,7 @@ impl OffsetStore {
         inner.generation = next;
         inner.records = inner.live;
         let old = inner.log.replace(log);
-        if let Err(e) = sync_dir(&self.dir) {
+        if let Err(e) = (self.sync_dir)(&self.dir) {
             // Until the rename is durable a crash leaves CURRENT naming the old generation:
             // keep it, and take no commit before the sync succeeds (`finish_switch`).
             drop(old);
@@ -352,7 +358,7 @@ impl OffsetStore {
         let Some(old_dir) = inner.unsynced_old.take() else {
             return Ok(());
         };
-        if let Err(e) = sync_dir(&self.dir) {
+        if let Err(e) = (self.sync_dir)(&self.dir) {
             inner.unsynced_old = Some(old_dir);
             return Err(e.into());
         }
@@ -541,6 +547,100 @@ mod tests {
             );
         }
         assert_eq!(store.lock().live, 100);
+    }
+
+    thread_local! {
+        /// Whether [`flaky_sync_dir`] fails, per test thread.
+        static SYNC_FAILS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    /// A directory sync that fails while this thread's [`SYNC_FAILS`] is set.
+    fn flaky_sync_dir(dir: &Path) -> fjord_storage::Result<()> {
+        if SYNC_FAILS.with(std::cell::Cell::get) {
+            return Err(fjord_storage::StorageError::Io {
+                op: "sync log dir (injected failure)",
+                path: dir.to_path_buf(),
+                source: std::io::Error::from_raw_os_error(5),
+            });
+        }
+        sync_dir(dir)
+    }
+
+    /// Copies the store's directory tree, as a crash would leave it on disk.
+    fn copy_tree(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for entry in std::fs::read_dir(from).expect("list") {
+            let entry = entry.expect("entry");
+            let target = to.join(entry.file_name());
+            if entry.path().is_dir() {
+                copy_tree(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), &target).expect("copy");
+            }
+        }
+    }
+
+    #[test]
+    fn a_failed_directory_sync_keeps_the_old_generation_and_holds_commits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("fjord-offsets");
+        let flusher = Flusher::new("test").expect("flusher");
+        let mut store = OffsetStore::open(dir.path(), flusher.clone(), false).expect("open");
+        store.sync_dir = flaky_sync_dir;
+        SYNC_FAILS.with(|f| f.set(true));
+        // Commit rounds until one triggers a snapshot: its own commit is taken (it went
+        // to the old generation first), the switch is made, and its sync fails.
+        let mut acknowledged = 0;
+        for round in 1..=200 {
+            let entries: Vec<_> = (0..100).map(|p| (tp("t", p), committed(round))).collect();
+            store
+                .write("g", &entries)
+                .expect("the commit before the switch");
+            acknowledged = round;
+            if store.lock().generation != 0 {
+                break;
+            }
+        }
+        assert_eq!(
+            store.lock().generation,
+            1,
+            "no snapshot switch in 200 rounds"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("CURRENT")).expect("CURRENT"),
+            "1"
+        );
+        assert!(root.join("0").is_dir(), "the old generation is kept");
+        // While the switch is not durable, commits are refused and change nothing.
+        let refused: Vec<_> = (0..100).map(|p| (tp("t", p), committed(-7))).collect();
+        assert!(store.write("g", &refused).is_err());
+        assert!(store.write("g", &refused).is_err());
+        assert_eq!(store.committed("g", "t", 0), committed(acknowledged));
+        // A crash now: whichever CURRENT the disk kept, every acknowledged commit is there.
+        for current in ["0", "1"] {
+            let crashed = tempfile::tempdir().expect("tempdir");
+            copy_tree(dir.path(), crashed.path());
+            std::fs::write(crashed.path().join("fjord-offsets/CURRENT"), current).expect("CURRENT");
+            let reopened =
+                OffsetStore::open(crashed.path(), flusher.clone(), false).expect("reopen");
+            for p in 0..100 {
+                assert_eq!(
+                    reopened.committed("g", "t", p),
+                    committed(acknowledged),
+                    "CURRENT {current}, partition {p}"
+                );
+            }
+        }
+        // Once the sync succeeds, the old generation goes and commits are taken again.
+        SYNC_FAILS.with(|f| f.set(false));
+        let entries: Vec<_> = (0..100).map(|p| (tp("t", p), committed(99_999))).collect();
+        store
+            .write("g", &entries)
+            .expect("commit after the sync recovered");
+        assert!(!root.join("0").exists(), "the old generation is removed");
+        drop(store);
+        let store = OffsetStore::open(dir.path(), flusher, false).expect("reopen");
+        assert_eq!(store.committed("g", "t", 42), committed(99_999));
     }
 
     #[test]
