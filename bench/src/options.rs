@@ -37,7 +37,8 @@ Flags (defaults in brackets):
   --batch-size BYTES      [1000000]
   --rate N                target records/s, 0 for as fast as possible [0]
   --json                  one JSON object on stdout, no progress line
-  --property K=V          client setting, applied last (repeatable)
+  --property K=V          setting of the measured client, applied last (repeatable;
+                          e2e: both clients; consume: not the producer that loads)
   --broker-set K=V        setting for --spawn-broker (repeatable)
   --out DIR               where sweep writes [bench-results]
   --quick                 storage: every size 16x smaller

@@ -199,12 +199,7 @@ pub(crate) fn run(o: &Options) -> Result<()> {
         _ => None,
     };
     if o.command == "consume" && o.spawn_broker {
-        // Load the topic with Fjord's producer first.
-        let mut load = o.clone();
-        load.command = "produce".into();
-        load.client = "fjord".into();
-        load.json = true;
-        run_one(&bootstrap, &load, &Samples::default(), None).context("loading the topic")?;
+        run_one(&bootstrap, &loader(&o), &Samples::default(), None).context("loading the topic")?;
     }
     let samples = Samples::default();
     let mut report = run_one(&bootstrap, &o, &samples, spawned.as_ref())?;
@@ -215,4 +210,38 @@ pub(crate) fn run(o: &Options) -> Result<()> {
         print!("{}", report.table());
     }
     Ok(())
+}
+
+/// The run that loads the topic for `consume --spawn-broker`: Fjord's producer with the
+/// workload's records, and without the `--property` settings, which are the measured
+/// consumer's (`check.crcs`, `fetch.max.bytes`, ...) and which a producer would refuse.
+fn loader(o: &Options) -> Options {
+    let mut load = o.clone();
+    load.command = "produce".into();
+    load.client = "fjord".into();
+    load.json = true;
+    load.properties.clear();
+    load
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_loader_of_a_consume_run_leaves_the_consumer_settings_out() {
+        let o = Options {
+            command: "consume".into(),
+            client: "rdkafka".into(),
+            record_size: 1 << 20,
+            properties: vec![("check.crcs".into(), "false".into())],
+            ..Options::default()
+        };
+        let load = loader(&o);
+        assert_eq!(load.command, "produce");
+        assert_eq!(load.client, "fjord");
+        assert!(load.properties.is_empty());
+        assert_eq!(load.record_size, 1 << 20);
+        assert_eq!(load.records, o.records);
+    }
 }
