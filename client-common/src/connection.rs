@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use fjord_protocol::block_crc::{BlockCrcBuilder, BlockCrcs};
 use fjord_protocol::frame::decode_frame;
 use fjord_protocol::kafka_protocol::messages::api_versions_request::ApiVersionsRequest;
 use fjord_protocol::kafka_protocol::messages::{ApiKey, RequestHeader};
@@ -22,7 +23,14 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::ClientError;
 
-type Reply = oneshot::Sender<Result<Bytes, ClientError>>;
+/// A response body, with the CRCs of its blocks when the request asked for them.
+#[derive(Debug)]
+struct Answer {
+    body: Bytes,
+    crcs: Option<BlockCrcs>,
+}
+
+type Reply = oneshot::Sender<Result<Answer, ClientError>>;
 
 /// A request on its way to the writer task.
 struct Outgoing {
@@ -34,10 +42,24 @@ struct Outgoing {
     response_header_version: i16,
     /// Where the answer goes; `None` for requests the broker does not answer (acks=0).
     reply: Option<Reply>,
+    /// Whether the reader checksums the answer in blocks as it arrives (fetches).
+    block_crcs: bool,
+}
+
+/// A request written and not answered yet.
+struct Awaited {
+    correlation: i32,
+    response_header_version: i16,
+    block_crcs: bool,
+    reply: Reply,
 }
 
 /// Answers awaited, in the order their requests were written.
-type Pending = Arc<Mutex<VecDeque<(i32, i16, Reply)>>>;
+type Pending = Arc<Mutex<VecDeque<Awaited>>>;
+
+/// The most bytes one socket read takes: bytes checksummed right after the read are
+/// still in the CPU cache.
+const READ_CHUNK: usize = 256 << 10;
 
 /// Settings of a connection.
 #[derive(Debug, Clone)]
@@ -219,6 +241,20 @@ impl Connection {
             .map_err(|e| ClientError::Protocol(format!("decode response {}: {e}", R::KEY)))
     }
 
+    /// [`Connection::request`] for answers whose record batches the caller checks: the
+    /// reader also checksums the answer in blocks while each block is in the CPU cache,
+    /// and [`BlockCrcs::crc32c`] then gives a batch's CRC without reading it all again.
+    pub async fn request_with_block_crcs<R: Request>(
+        &self,
+        req: &R,
+        version: i16,
+    ) -> Result<(R::Response, Option<BlockCrcs>), ClientError> {
+        let Answer { mut body, crcs } = self.answer(req, version, true).await?;
+        let response = R::Response::decode(&mut body, version)
+            .map_err(|e| ClientError::Protocol(format!("decode response {}: {e}", R::KEY)))?;
+        Ok((response, crcs))
+    }
+
     /// Sends `req` and returns the response body undecoded (for callers that parse it
     /// themselves, such as a fetch that keeps record bytes zero-copy).
     pub async fn request_bytes<R: Request>(
@@ -226,6 +262,15 @@ impl Connection {
         req: &R,
         version: i16,
     ) -> Result<Bytes, ClientError> {
+        Ok(self.answer(req, version, false).await?.body)
+    }
+
+    async fn answer<R: Request>(
+        &self,
+        req: &R,
+        version: i16,
+        block_crcs: bool,
+    ) -> Result<Answer, ClientError> {
         let frame = encode_frame(req, version, &self.options.client_id)?;
         let (tx, rx) = oneshot::channel();
         let outgoing = Outgoing {
@@ -233,6 +278,7 @@ impl Connection {
             tail: Vec::new(),
             response_header_version: R::Response::header_version(version),
             reply: Some(tx),
+            block_crcs,
         };
         self.tx
             .send(outgoing)
@@ -284,6 +330,7 @@ impl Connection {
             tail,
             response_header_version,
             reply: Some(tx),
+            block_crcs: false,
         };
         self.tx
             .send(outgoing)
@@ -309,6 +356,7 @@ impl Connection {
             tail,
             response_header_version: 0,
             reply: None,
+            block_crcs: false,
         };
         self.tx
             .send(outgoing)
@@ -324,6 +372,7 @@ impl Connection {
             tail: Vec::new(),
             response_header_version: 0,
             reply: None,
+            block_crcs: false,
         };
         self.tx
             .send(outgoing)
@@ -335,7 +384,7 @@ impl Connection {
 /// The answer to a request queued with [`Connection::submit`].
 #[derive(Debug)]
 pub struct PendingResponse<T: Decodable> {
-    rx: oneshot::Receiver<Result<Bytes, ClientError>>,
+    rx: oneshot::Receiver<Result<Answer, ClientError>>,
     version: i16,
     conn: Connection,
     _response: std::marker::PhantomData<fn() -> T>,
@@ -352,7 +401,7 @@ impl<T: Decodable> PendingResponse<T> {
                 return Err(ClientError::Timeout(addr));
             }
             Ok(Err(_)) => return Err(ClientError::Closed(addr)),
-            Ok(Ok(result)) => result?,
+            Ok(Ok(result)) => result?.body,
         };
         T::decode(&mut body, self.version)
             .map_err(|e| ClientError::Protocol(format!("decode response: {e}")))
@@ -400,8 +449,8 @@ fn fail_all(pending: &Pending, error: &ClientError) {
         .unwrap_or_else(PoisonError::into_inner)
         .drain(..)
         .collect();
-    for (_, _, reply) in drained {
-        let _ = reply.send(Err(error.clone()));
+    for awaited in drained {
+        let _ = awaited.reply.send(Err(error.clone()));
     }
 }
 
@@ -421,7 +470,12 @@ async fn write_loop(
             pending
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .push_back((correlation, out.response_header_version, reply));
+                .push_back(Awaited {
+                    correlation,
+                    response_header_version: out.response_header_version,
+                    block_crcs: out.block_crcs,
+                    reply,
+                });
         }
         if let Err(e) = write_all_parts(&mut write, &out.frame, &out.tail).await {
             tracing::debug!(%addr, error = %e, "write failed");
@@ -492,15 +546,18 @@ async fn read_loop(
     max_frame: usize,
 ) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
+    // Block CRCs of the frame at the front of `buf`, when its request asked for them.
+    let mut crcs: Option<BlockCrcBuilder> = None;
     let error = loop {
         let frame = match decode_frame(&mut buf, max_frame) {
             Ok(Some(frame)) => frame,
             Ok(None) => {
-                match read.read_buf(&mut buf).await {
+                match read.read_buf(&mut (&mut buf).limit(READ_CHUNK)).await {
                     Ok(0) => break ClientError::Closed(addr.to_string()),
                     Ok(_) => {}
                     Err(e) => break io_error(&addr, e),
                 }
+                checksum_blocks(&buf, &pending, &mut crcs);
                 continue;
             }
             Err(e) => break ClientError::Protocol(format!("response frame: {e}")),
@@ -509,15 +566,21 @@ async fn read_loop(
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop_front();
-        let Some((correlation, header_version, reply)) = next else {
+        let Some(awaited) = next else {
             break ClientError::Protocol("an answer nobody asked for".into());
         };
-        match strip_header(frame, correlation, header_version) {
+        // A frame that arrived whole with an earlier read has no builder yet.
+        let crcs = awaited.block_crcs.then(|| {
+            let mut builder = crcs.take().unwrap_or_default();
+            builder.update(&frame);
+            builder.finish(frame.clone())
+        });
+        match strip_header(frame, awaited.correlation, awaited.response_header_version) {
             Ok(body) => {
-                let _ = reply.send(Ok(body));
+                let _ = awaited.reply.send(Ok(Answer { body, crcs }));
             }
             Err(e) => {
-                let _ = reply.send(Err(e.clone()));
+                let _ = awaited.reply.send(Err(e.clone()));
                 break e;
             }
         }
@@ -525,6 +588,27 @@ async fn read_loop(
     tracing::debug!(%addr, %error, "connection ended");
     closed.store(true, Ordering::Release);
     fail_all(&pending, &error);
+}
+
+/// Checksums the whole blocks that just arrived of the frame at the front of `buf`, if
+/// the request it answers asked for block CRCs.
+fn checksum_blocks(buf: &BytesMut, pending: &Pending, crcs: &mut Option<BlockCrcBuilder>) {
+    let Some(size) = buf.get(..4) else {
+        return;
+    };
+    let wanted = pending
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .front()
+        .is_some_and(|a| a.block_crcs);
+    if !wanted {
+        return;
+    }
+    // decode_frame has checked the size against the limit before this read.
+    let len = u32::from_be_bytes([size[0], size[1], size[2], size[3]]) as usize;
+    let body = &buf[4..buf.len().min(len.saturating_add(4))];
+    crcs.get_or_insert_with(BlockCrcBuilder::default)
+        .update(body);
 }
 
 /// Checks the correlation id and skips the response header.

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use fjord_protocol::block_crc::BlockCrcs;
 use fjord_protocol::compression::Compression;
 use fjord_protocol::varint::{read_varint, read_varlong};
 
@@ -26,7 +27,7 @@ pub(crate) struct Chunk {
     pub(crate) size: usize,
     rest: Bytes,
     min_offset: i64,
-    check_crcs: bool,
+    check_crcs: CrcCheck,
     payload: Bytes,
     pos: usize,
     remaining: i32,
@@ -37,6 +38,18 @@ pub(crate) struct Chunk {
 
 struct Failure(String);
 
+/// Whether and how batch CRCs are checked.
+#[derive(Debug, Clone)]
+pub(crate) enum CrcCheck {
+    /// `check.crcs=false`.
+    Off,
+    /// Each batch checksummed in full.
+    Direct,
+    /// With the block CRCs the connection computed over the response the records came
+    /// in: only the ends of each batch are read again.
+    Blocks(Arc<BlockCrcs>),
+}
+
 impl Chunk {
     /// Records of `records` (a partition's record set) at or after `min_offset`.
     pub(crate) fn new(
@@ -44,7 +57,7 @@ impl Chunk {
         epoch: u64,
         records: Bytes,
         min_offset: i64,
-        check_crcs: bool,
+        check_crcs: CrcCheck,
     ) -> Self {
         Self {
             partition,
@@ -131,9 +144,13 @@ impl Chunk {
                     format!("message format v{magic} is not supported"),
                 ));
             }
-            if self.check_crcs {
+            let actual = match &self.check_crcs {
+                CrcCheck::Off => None,
+                CrcCheck::Direct => Some(fjord_protocol::crc::crc32c(&batch[21..])),
+                CrcCheck::Blocks(blocks) => Some(blocks.crc32c(&batch[21..])),
+            };
+            if let Some(actual) = actual {
                 let stored = u32::from_be_bytes(batch[17..21].try_into().unwrap_or_default());
-                let actual = fjord_protocol::crc::crc32c(&batch[21..]);
                 if stored != actual {
                     return Err((
                         base_offset,
@@ -250,7 +267,7 @@ mod tests {
 
     fn chunk(bytes: Vec<u8>, min_offset: i64) -> Chunk {
         let p = Arc::new(PartitionState::new(TopicPartition::new("t", 0), 1));
-        Chunk::new(p, 0, Bytes::from(bytes), min_offset, true)
+        Chunk::new(p, 0, Bytes::from(bytes), min_offset, CrcCheck::Direct)
     }
 
     fn drain(c: &mut Chunk) -> Vec<Result<i64, String>> {
@@ -292,5 +309,46 @@ mod tests {
         let got = drain(&mut chunk(unknown, 0));
         assert_eq!(got.len(), 1);
         assert!(got[0].is_err(), "{got:?}");
+    }
+
+    /// Two batches of 100 KiB records inside a response frame, block CRCs as the
+    /// connection builds them, and the chunk over the records' slice of that frame.
+    fn framed(corrupt_at: Option<usize>) -> Chunk {
+        let big = |base: i64| {
+            let mut b = BatchBuilder::new(Compression::None, 1_000);
+            b.push(RecordSpec::value(vec![base as u8; 100 << 10]));
+            let mut out = b.build().expect("batch");
+            out[0..8].copy_from_slice(&base.to_be_bytes());
+            out
+        };
+        let records = [big(0), big(1)].concat();
+        let mut frame = vec![9u8; 37]; // the response's fields before the records
+        frame.extend(&records);
+        if let Some(at) = corrupt_at {
+            frame[37 + at] ^= 0x10; // changed after the producer's CRC was computed
+        }
+        let mut builder = fjord_protocol::block_crc::BlockCrcBuilder::default();
+        for read in (0..=frame.len()).step_by(5000).chain([frame.len()]) {
+            builder.update(&frame[..read]);
+        }
+        let frame = Bytes::from(frame);
+        let blocks = builder.finish(frame.clone());
+        let p = Arc::new(PartitionState::new(TopicPartition::new("t", 0), 1));
+        let records = frame.slice(37..);
+        Chunk::new(p, 0, records, 0, CrcCheck::Blocks(Arc::new(blocks)))
+    }
+
+    #[test]
+    fn block_crcs_pass_good_batches_and_catch_a_changed_byte_anywhere() {
+        assert_eq!(drain(&mut framed(None)), vec![Ok(0), Ok(1)]);
+        let second = (100 << 10) + 61 + 20; // the first batch is a little over 100 KiB
+        for at in [70, 50 << 10, (100 << 10) - 3, second + (60 << 10)] {
+            let got = drain(&mut framed(Some(at)));
+            assert!(
+                got.iter()
+                    .any(|r| r.as_ref().is_err_and(|e| e.contains("crc"))),
+                "byte {at}: {got:?}"
+            );
+        }
     }
 }

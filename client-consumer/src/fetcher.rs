@@ -14,7 +14,7 @@ use fjord_protocol::kafka_protocol::messages::fetch_request::{
 use fjord_protocol::kafka_protocol::messages::{ApiKey, BrokerId, TopicName};
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 
-use crate::chunk::Chunk;
+use crate::chunk::{Chunk, CrcCheck};
 use crate::config::OffsetReset;
 use crate::consumer::{Inner, Item};
 use crate::error::ConsumeError;
@@ -123,8 +123,15 @@ pub(crate) async fn run(inner: Arc<Inner>, node: i32) {
                 }
             }
         }
-        let resp = match conn.request(&req, version).await {
-            Ok(r) => r,
+        let (resp, check) = match conn.request_with_block_crcs(&req, version).await {
+            Ok((r, crcs)) => {
+                let check = match crcs {
+                    _ if !inner.config.check_crcs => CrcCheck::Off,
+                    Some(crcs) => CrcCheck::Blocks(Arc::new(crcs)),
+                    None => CrcCheck::Direct,
+                };
+                (r, check)
+            }
             Err(e) => {
                 tracing::debug!(node, error = %e, "fetch failed");
                 tokio::time::sleep(inner.config.retry_backoff).await;
@@ -168,13 +175,7 @@ pub(crate) async fn run(inner: Arc<Inner>, node: i32) {
                 };
                 // Only this task moves the fetch position while the epoch holds.
                 p.fetch_position.store(next.max(*offset), Ordering::Release);
-                let chunk = Chunk::new(
-                    Arc::clone(p),
-                    *epoch,
-                    records,
-                    *offset,
-                    inner.config.check_crcs,
-                );
+                let chunk = Chunk::new(Arc::clone(p), *epoch, records, *offset, check.clone());
                 inner.buffered.fetch_add(chunk.size, Ordering::AcqRel);
                 if inner.items.send(Item::Chunk(chunk)).is_err() {
                     return; // the consumer is gone
@@ -243,5 +244,39 @@ mod tests {
         let mut last = one.clone();
         last[0..8].copy_from_slice(&(i64::MAX - 1).to_be_bytes());
         assert_eq!(next_fetch_offset(&Bytes::from(last)), None);
+    }
+
+    /// The block CRCs help only if decoded records are slices of the response, not
+    /// copies: [`fjord_protocol::block_crc::BlockCrcs::crc32c`] finds them by address.
+    #[test]
+    fn decoded_records_are_slices_of_the_response() {
+        use fjord_protocol::kafka_protocol::messages::fetch_response::{
+            FetchResponse, FetchableTopicResponse, PartitionData,
+        };
+        use fjord_protocol::kafka_protocol::protocol::{Decodable, Encodable};
+        let records = Bytes::from(vec![5u8; 70_000]);
+        for version in [4, 11, 12] {
+            let mut pd = PartitionData::default();
+            pd.records = Some(records.clone());
+            let mut topic = FetchableTopicResponse::default();
+            topic.topic = TopicName(StrBytes::from_static_str("t"));
+            topic.partitions.push(pd);
+            let mut resp = FetchResponse::default();
+            resp.responses.push(topic);
+            let mut encoded = bytes::BytesMut::new();
+            resp.encode(&mut encoded, version).expect("encode");
+            let body = encoded.freeze();
+            let decoded = FetchResponse::decode(&mut body.clone(), version).expect("decode");
+            let got = decoded.responses[0].partitions[0]
+                .records
+                .clone()
+                .expect("records");
+            assert_eq!(got, records);
+            let (start, base) = (got.as_ptr() as usize, body.as_ptr() as usize);
+            assert!(
+                start >= base && start + got.len() <= base + body.len(),
+                "v{version}: records were copied out of the response"
+            );
+        }
     }
 }

@@ -35,6 +35,7 @@
 //! 61 records
 //! ```
 
+pub mod block_crc;
 pub mod compression;
 pub mod crc;
 pub mod error;
