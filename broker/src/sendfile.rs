@@ -107,13 +107,16 @@ async fn send_chunk(
 /// and page-table work that a small `pread` does not.
 const MMAP_MIN: u64 = 64 << 10;
 
-/// The most bytes one map covers: bounds how long populating it (reading pages in, on
-/// this worker) can take, as [`COPY_CHUNK`] does for copies.
+/// The most bytes one map covers.
 const MMAP_CHUNK: u64 = 4 << 20;
 
 /// Sends `region` by writing straight from read-only maps of its file, at most
 /// [`MMAP_CHUNK`] at a time: the page cache is copied once, into the socket, with no
-/// buffer in between. Small regions go through [`copy_region`].
+/// buffer in between. Small regions go through [`copy_region`]. As with `sendfile`, a
+/// piece whose ends are not in the page cache is read into it on the blocking pool first
+/// (in 1 MiB reads through `buf`), so populating the map does not wait for the disk on
+/// this reactor thread, and a disk error there fails the response instead of raising
+/// SIGBUS under the map.
 pub(crate) async fn write_mapped_region(
     stream: &mut tokio::net::tcp::OwnedWriteHalf,
     region: &FileRegion,
@@ -136,6 +139,12 @@ pub(crate) async fn write_mapped_region(
         let start = position - position % page;
         let skip = usize::try_from(position - start).map_err(std::io::Error::other)?;
         let len = usize::try_from(piece_end - start).map_err(std::io::Error::other)?;
+        let mut warmed = position;
+        while warmed < piece_end {
+            let to = piece_end.min(warmed + SENDFILE_CHUNK);
+            warm(region, warmed, to, buf).await?;
+            warmed = to;
+        }
         // SAFETY: the file stays open for the map's life (the region holds its Arc) and
         // was just checked to cover the range, which is committed log data. Nothing
         // shortens or rewrites committed bytes of a segment while the broker serves
@@ -144,8 +153,10 @@ pub(crate) async fn write_mapped_region(
         // region into it exists, and that metadata is never dropped; retention unlinks
         // whole files, which keeps mapped pages valid; `Log::truncate_to` is not called
         // by the broker (see its doc). The map is read-only; memmap2 maps it shared, so
-        // it sees the page cache as appends left it. A disk error while paging in raises
-        // SIGBUS, which is why `auto` never picks this mode.
+        // it sees the page cache as appends left it. The pages were just found or read
+        // into the page cache; should memory pressure evict them before the copy and the
+        // disk then fail the read again, the access raises SIGBUS, which is why `auto`
+        // never picks this mode.
         let map = unsafe {
             memmap2::MmapOptions::new()
                 .offset(start)
@@ -353,6 +364,15 @@ mod tests {
         .await
     }
 
+    /// What `write_mapped_region` of `region` delivers.
+    async fn mapped(region: &FileRegion) -> Vec<u8> {
+        through_socket(|server| async move {
+            let (_, mut write) = server.into_split();
+            write_mapped_region(&mut write, region, &mut Vec::new()).await
+        })
+        .await
+    }
+
     /// What `send_region` of `region` delivers.
     async fn sendfiled(region: &FileRegion) -> Vec<u8> {
         through_socket(|server| async move { send_region(&server, region, &mut Vec::new()).await })
@@ -400,6 +420,24 @@ mod tests {
         // Cached now: straight to sendfile.
         let before = OFF_REACTOR_READS.load(Ordering::Relaxed);
         assert!(sendfiled(&region).await == data[10..]);
+        assert_eq!(
+            OFF_REACTOR_READS.load(Ordering::Relaxed),
+            before,
+            "all cached"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mapped_writes_read_uncached_pieces_into_the_cache_off_the_reactor_first() {
+        let _counting = COUNTING.lock().await;
+        let (_file, region, data) = uncached_region(4099);
+        let before = OFF_REACTOR_READS.load(Ordering::Relaxed);
+        assert!(mapped(&region).await == data[4099..]);
+        let pooled = OFF_REACTOR_READS.load(Ordering::Relaxed) - before;
+        assert!(pooled >= 1, "uncached pieces are warmed on the pool");
+
+        let before = OFF_REACTOR_READS.load(Ordering::Relaxed);
+        assert!(mapped(&region).await == data[4099..]);
         assert_eq!(
             OFF_REACTOR_READS.load(Ordering::Relaxed),
             before,
