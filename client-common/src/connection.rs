@@ -9,15 +9,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use fjord_protocol::block_crc::{BlockCrcBuilder, BlockCrcs};
+use fjord_protocol::block_crc::{BlockCrcBuilder, BlockCrcs, BLOCK};
 use fjord_protocol::frame::decode_frame;
 use fjord_protocol::kafka_protocol::messages::api_versions_request::ApiVersionsRequest;
 use fjord_protocol::kafka_protocol::messages::{ApiKey, RequestHeader};
 use fjord_protocol::kafka_protocol::protocol::{
     Decodable, Encodable, HeaderVersion, Request, StrBytes,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
@@ -248,10 +248,12 @@ impl Connection {
         &self,
         req: &R,
         version: i16,
-    ) -> Result<(R::Response, Option<BlockCrcs>), ClientError> {
+    ) -> Result<(R::Response, BlockCrcs), ClientError> {
         let Answer { mut body, crcs } = self.answer(req, version, true).await?;
         let response = R::Response::decode(&mut body, version)
             .map_err(|e| ClientError::Protocol(format!("decode response {}: {e}", R::KEY)))?;
+        // The reader always builds them when asked; none would mean direct checks.
+        let crcs = crcs.unwrap_or_else(|| BlockCrcBuilder::default().finish(Bytes::new()));
         Ok((response, crcs))
     }
 
@@ -540,14 +542,14 @@ async fn write_all_parts(
 
 async fn read_loop(
     addr: Arc<str>,
-    mut read: OwnedReadHalf,
+    mut read: impl AsyncRead + Unpin,
     pending: Pending,
     closed: Arc<AtomicBool>,
     max_frame: usize,
 ) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     // Block CRCs of the frame at the front of `buf`, when its request asked for them.
-    let mut crcs: Option<BlockCrcBuilder> = None;
+    let mut building: Option<BlockCrcBuilder> = None;
     let error = loop {
         let frame = match decode_frame(&mut buf, max_frame) {
             Ok(Some(frame)) => frame,
@@ -557,7 +559,7 @@ async fn read_loop(
                     Ok(_) => {}
                     Err(e) => break io_error(&addr, e),
                 }
-                checksum_blocks(&buf, &pending, &mut crcs);
+                checksum_blocks(&buf, &pending, &mut building);
                 continue;
             }
             Err(e) => break ClientError::Protocol(format!("response frame: {e}")),
@@ -569,12 +571,12 @@ async fn read_loop(
         let Some(awaited) = next else {
             break ClientError::Protocol("an answer nobody asked for".into());
         };
-        // A frame that arrived whole with an earlier read has no builder yet.
-        let crcs = awaited.block_crcs.then(|| {
-            let mut builder = crcs.take().unwrap_or_default();
-            builder.update(&frame);
-            builder.finish(frame.clone())
-        });
+        // Whatever was built belongs to this frame and goes with it; a frame that came
+        // whole with an earlier read has no builder yet, and `finish` checksums it all.
+        let builder = building.take();
+        let crcs = awaited
+            .block_crcs
+            .then(|| builder.unwrap_or_default().finish(frame.clone()));
         match strip_header(frame, awaited.correlation, awaited.response_header_version) {
             Ok(body) => {
                 let _ = awaited.reply.send(Ok(Answer { body, crcs }));
@@ -592,22 +594,30 @@ async fn read_loop(
 
 /// Checksums the whole blocks that just arrived of the frame at the front of `buf`, if
 /// the request it answers asked for block CRCs.
-fn checksum_blocks(buf: &BytesMut, pending: &Pending, crcs: &mut Option<BlockCrcBuilder>) {
+fn checksum_blocks(buf: &BytesMut, pending: &Pending, building: &mut Option<BlockCrcBuilder>) {
     let Some(size) = buf.get(..4) else {
         return;
     };
-    let wanted = pending
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .front()
-        .is_some_and(|a| a.block_crcs);
-    if !wanted {
-        return;
+    if buf.len() < 4 + BLOCK {
+        return; // no whole block yet
     }
-    // decode_frame has checked the size against the limit before this read.
-    let len = u32::from_be_bytes([size[0], size[1], size[2], size[3]]) as usize;
+    if building.is_none() {
+        let wanted = pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .front()
+            .is_some_and(|a| a.block_crcs);
+        if !wanted {
+            return;
+        }
+    }
+    // The size may be unchecked yet (it can have arrived with this read): bad sizes are
+    // refused by the next decode_frame, and this only bounds what is checksummed.
+    let len = usize::try_from(u32::from_be_bytes([size[0], size[1], size[2], size[3]]))
+        .unwrap_or(usize::MAX);
     let body = &buf[4..buf.len().min(len.saturating_add(4))];
-    crcs.get_or_insert_with(BlockCrcBuilder::default)
+    building
+        .get_or_insert_with(BlockCrcBuilder::default)
         .update(body);
 }
 
@@ -657,4 +667,87 @@ fn skip_tagged_fields(buf: &mut Bytes) -> Result<(), ClientError> {
         buf.advance(len);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noise(len: usize, seed: u32) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn block_crcs_go_with_the_answers_that_asked_for_them_across_uneven_reads() {
+        // A fetch-sized answer, a small one that did not ask, and another large one.
+        let bodies = [noise(300_000, 1), vec![1, 2, 3], noise(100_003, 2)];
+        let wants = [true, false, true];
+        let pending: Pending = Arc::default();
+        let mut replies = Vec::new();
+        for (i, wants) in wants.into_iter().enumerate() {
+            let (tx, rx) = oneshot::channel();
+            pending.lock().expect("lock").push_back(Awaited {
+                correlation: i as i32 + 1,
+                response_header_version: 0,
+                block_crcs: wants,
+                reply: tx,
+            });
+            replies.push(rx);
+        }
+        let mut wire = Vec::new();
+        for (i, body) in bodies.iter().enumerate() {
+            wire.extend((body.len() as i32 + 4).to_be_bytes());
+            wire.extend((i as i32 + 1).to_be_bytes());
+            wire.extend(body);
+        }
+        let (mut server, client) = tokio::io::duplex(64 << 10);
+        let reader = tokio::spawn(read_loop(
+            Arc::from("test"),
+            client,
+            Arc::clone(&pending),
+            Arc::new(AtomicBool::new(false)),
+            1 << 20,
+        ));
+        let mut at = 0;
+        for step in [3, 5000, 17, 40_000, 70_001, 1].into_iter().cycle() {
+            if at == wire.len() {
+                break;
+            }
+            let end = (at + step).min(wire.len());
+            server.write_all(&wire[at..end]).await.expect("write");
+            at = end;
+        }
+        for ((reply, body), wants) in replies.into_iter().zip(&bodies).zip(wants) {
+            let answer = reply.await.expect("answered").expect("ok");
+            assert_eq!(answer.body[..], body[..]);
+            let Some(crcs) = answer.crcs else {
+                assert!(!wants, "block CRCs were asked for");
+                continue;
+            };
+            assert!(wants, "block CRCs nobody asked for");
+            // The frame body is the correlation id and then the answer.
+            assert_eq!(crcs.blocks(), (body.len() + 4) / BLOCK);
+            for (from, to) in [
+                (0, body.len()),
+                (21, body.len() - 1),
+                (BLOCK, 5 * BLOCK + 3),
+            ] {
+                assert_eq!(
+                    crcs.crc32c(&answer.body[from..to]),
+                    fjord_protocol::crc::crc32c(&body[from..to]),
+                    "{from}..{to}"
+                );
+            }
+        }
+        drop(server);
+        reader.await.expect("reader ends");
+    }
 }

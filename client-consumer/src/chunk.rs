@@ -43,10 +43,9 @@ struct Failure(String);
 pub(crate) enum CrcCheck {
     /// `check.crcs=false`.
     Off,
-    /// Each batch checksummed in full.
-    Direct,
     /// With the block CRCs the connection computed over the response the records came
-    /// in: only the ends of each batch are read again.
+    /// in: only the ends of each batch are read again (bytes outside that response are
+    /// checksummed in full).
     Blocks(Arc<BlockCrcs>),
 }
 
@@ -146,7 +145,6 @@ impl Chunk {
             }
             let actual = match &self.check_crcs {
                 CrcCheck::Off => None,
-                CrcCheck::Direct => Some(fjord_protocol::crc::crc32c(&batch[21..])),
                 CrcCheck::Blocks(blocks) => Some(blocks.crc32c(&batch[21..])),
             };
             if let Some(actual) = actual {
@@ -267,7 +265,15 @@ mod tests {
 
     fn chunk(bytes: Vec<u8>, min_offset: i64) -> Chunk {
         let p = Arc::new(PartitionState::new(TopicPartition::new("t", 0), 1));
-        Chunk::new(p, 0, Bytes::from(bytes), min_offset, CrcCheck::Direct)
+        // Block CRCs of no response: every batch is checksummed in full.
+        let direct = fjord_protocol::block_crc::BlockCrcBuilder::default().finish(Bytes::new());
+        Chunk::new(
+            p,
+            0,
+            Bytes::from(bytes),
+            min_offset,
+            CrcCheck::Blocks(Arc::new(direct)),
+        )
     }
 
     fn drain(c: &mut Chunk) -> Vec<Result<i64, String>> {
@@ -333,6 +339,7 @@ mod tests {
         }
         let frame = Bytes::from(frame);
         let blocks = builder.finish(frame.clone());
+        assert!(blocks.blocks() >= 12, "the batches span whole blocks");
         let p = Arc::new(PartitionState::new(TopicPartition::new("t", 0), 1));
         let records = frame.slice(37..);
         Chunk::new(p, 0, records, 0, CrcCheck::Blocks(Arc::new(blocks)))

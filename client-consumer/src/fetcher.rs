@@ -123,15 +123,17 @@ pub(crate) async fn run(inner: Arc<Inner>, node: i32) {
                 }
             }
         }
-        let (resp, check) = match conn.request_with_block_crcs(&req, version).await {
-            Ok((r, crcs)) => {
-                let check = match crcs {
-                    _ if !inner.config.check_crcs => CrcCheck::Off,
-                    Some(crcs) => CrcCheck::Blocks(Arc::new(crcs)),
-                    None => CrcCheck::Direct,
-                };
-                (r, check)
-            }
+        let answer = if inner.config.check_crcs {
+            conn.request_with_block_crcs(&req, version)
+                .await
+                .map(|(r, crcs)| (r, CrcCheck::Blocks(Arc::new(crcs))))
+        } else {
+            conn.request(&req, version)
+                .await
+                .map(|r| (r, CrcCheck::Off))
+        };
+        let (resp, check) = match answer {
+            Ok(answer) => answer,
             Err(e) => {
                 tracing::debug!(node, error = %e, "fetch failed");
                 tokio::time::sleep(inner.config.retry_backoff).await;

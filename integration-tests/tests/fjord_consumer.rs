@@ -306,6 +306,82 @@ async fn a_corrupt_batch_is_an_error_not_a_skip() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_batches_pass_the_crc_check_whole_and_fail_it_with_one_byte_changed() {
+    // Batches of 300 KB span many of the 16 KiB blocks the consumer's connection
+    // checksums as they arrive; each batch's CRC is joined from those.
+    let broker = BrokerProcess::start(SETS);
+    let b = broker.bootstrap.clone();
+    create_topic(&b, "big", 1).await;
+    let p: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &b)
+        .set("linger.ms", "0")
+        .create()
+        .expect("producer");
+    let values: Vec<Vec<u8>> = (0..4u8)
+        .map(|i| (0..300_000u32).map(|n| (n % 251) as u8 ^ i).collect())
+        .collect();
+    for v in &values {
+        p.send(
+            FutureRecord::<(), _>::to("big").payload(v),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("acked");
+    }
+    let mut c = consumer(&b, "g-big", &[]);
+    c.assign(&[TopicPartition::new("big", 0)])
+        .await
+        .expect("assign");
+    let got = read(&mut c, 4, 20).await;
+    let got: Vec<Vec<u8>> = got
+        .iter()
+        .map(|r| r.value.as_deref().expect("value").to_vec())
+        .collect();
+    assert!(got == values, "the records' bytes as produced");
+    drop(c);
+
+    // One byte changed in the middle of the third batch, in place: the broker serves
+    // the changed bytes from the page cache, and only the consumer's check can notice.
+    let log = broker.data.join("big-0").join("00000000000000000000.log");
+    let len = std::fs::metadata(&log).expect("segment").len();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&log)
+        .expect("open");
+    let at = len / 4 * 2 + len / 8;
+    let mut byte = [0u8; 1];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut byte, at).expect("read");
+    std::os::unix::fs::FileExt::write_all_at(&file, &[byte[0] ^ 0x20], at).expect("write");
+    let mut c = consumer(&b, "g-big-2", &[]);
+    c.assign(&[TopicPartition::new("big", 0)])
+        .await
+        .expect("assign");
+    let mut good = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), c.recv())
+            .await
+            .expect("an answer")
+        {
+            Ok(r) => {
+                assert!(
+                    r.offset < 2,
+                    "record {} of the changed batch came out",
+                    r.offset
+                );
+                good += 1;
+            }
+            Err(ConsumeError::Corrupt { offset, .. }) => {
+                assert_eq!(offset, 2, "the changed batch");
+                break;
+            }
+            Err(e) => panic!("expected a corrupt-batch error, got {e}"),
+        }
+    }
+    assert_eq!(good, 2, "the batches before the changed one");
+}
+
 /// Polls both consumers until `done`, or panics after `secs`.
 async fn poll_both(
     a: &mut Consumer,

@@ -12,6 +12,14 @@ pub fn crc32c(bytes: &[u8]) -> u32 {
     crc_fast::checksum(CrcAlgorithm::Crc32Iscsi, bytes) as u32
 }
 
+/// The CRC-32C of `A ‖ bytes`, given `crc = crc32c(A)`.
+pub fn crc32c_append(crc: u32, bytes: &[u8]) -> u32 {
+    // The digest's state is the CRC before the final inversion.
+    let mut digest = Digest::new_with_init_state(CrcAlgorithm::Crc32Iscsi, u64::from(!crc));
+    digest.update(bytes);
+    digest.finalize() as u32
+}
+
 /// A CRC-32C computed over several pieces, for data that is not contiguous in memory.
 #[derive(Clone)]
 pub struct Crc32c(Digest);
@@ -60,6 +68,9 @@ mod tests {
             pieces.update(&bytes[..split]);
             pieces.update(&bytes[split..]);
             prop_assert_eq!(pieces.finish(), expected);
+            let head = super::crc32c(&bytes[..split]);
+            prop_assert_eq!(crc32c_append(head, &bytes[split..]), expected);
+            prop_assert_eq!(crc32c::crc32c_append(head, &bytes[split..]), expected);
         }
     }
 
