@@ -104,11 +104,12 @@ pub enum FetchMode {
     /// `pread` into a buffer, then write.
     Copy,
     /// Write straight from a read-only memory map of the segment (one copy, no buffer);
-    /// small regions are copied instead. Pieces not in the page cache are read into it on
-    /// the blocking pool before they are mapped, where a disk error fails the response;
-    /// but should the pages be evicted again before the copy and the disk then fail, the
-    /// access raises SIGBUS and stops the broker: for page-cache-resident workloads that
-    /// want the speed.
+    /// small regions are copied instead. Each 1 MiB whose first or last byte is not in
+    /// the page cache is read into it on the blocking pool before it is mapped, where a
+    /// disk error fails the response. A page the check misses (uncached in the middle of
+    /// a cached range, or evicted again before the copy) is read through the map, and a
+    /// disk error then raises SIGBUS and stops the broker: for page-cache-resident
+    /// workloads that want the speed.
     Mmap,
 }
 

@@ -112,11 +112,11 @@ const MMAP_CHUNK: u64 = 4 << 20;
 
 /// Sends `region` by writing straight from read-only maps of its file, at most
 /// [`MMAP_CHUNK`] at a time: the page cache is copied once, into the socket, with no
-/// buffer in between. Small regions go through [`copy_region`]. As with `sendfile`, a
-/// piece whose ends are not in the page cache is read into it on the blocking pool first
-/// (in 1 MiB reads through `buf`), so populating the map does not wait for the disk on
-/// this reactor thread, and a disk error there fails the response instead of raising
-/// SIGBUS under the map.
+/// buffer in between. Small regions go through [`copy_region`]. As with `sendfile`, each
+/// 1 MiB whose first or last byte is not in the page cache is read into it on the
+/// blocking pool first (through `buf`), so populating the map seldom waits for the disk
+/// on this reactor thread, and a disk error there fails the response. Pages the check
+/// misses are read through the map, where a disk error raises SIGBUS.
 pub(crate) async fn write_mapped_region(
     stream: &mut tokio::net::tcp::OwnedWriteHalf,
     region: &FileRegion,
@@ -153,10 +153,10 @@ pub(crate) async fn write_mapped_region(
         // region into it exists, and that metadata is never dropped; retention unlinks
         // whole files, which keeps mapped pages valid; `Log::truncate_to` is not called
         // by the broker (see its doc). The map is read-only; memmap2 maps it shared, so
-        // it sees the page cache as appends left it. The pages were just found or read
-        // into the page cache; should memory pressure evict them before the copy and the
-        // disk then fail the read again, the access raises SIGBUS, which is why `auto`
-        // never picks this mode.
+        // it sees the page cache as appends left it. The pieces' ends were just found or
+        // read into the page cache; a page that is not (a hole in a cached range, or
+        // evicted since) is read through the map, and a disk error there raises SIGBUS,
+        // which is why `auto` never picks this mode.
         let map = unsafe {
             memmap2::MmapOptions::new()
                 .offset(start)

@@ -685,6 +685,46 @@ mod tests {
             .collect()
     }
 
+    /// The queue holding one request that wants block CRCs or not.
+    fn awaiting(block_crcs: bool) -> Pending {
+        let (reply, _) = oneshot::channel();
+        let pending: Pending = Arc::default();
+        pending.lock().expect("lock").push_back(Awaited {
+            correlation: 1,
+            response_header_version: 0,
+            block_crcs,
+            reply,
+        });
+        pending
+    }
+
+    #[test]
+    fn blocks_are_checksummed_as_they_arrive_not_when_the_frame_is_whole() {
+        let body = noise(3 * BLOCK + 5, 3);
+        let mut wire = BytesMut::new();
+        wire.put_i32(body.len() as i32 + 1000); // more is still to come
+        wire.extend_from_slice(&body);
+        let pending = awaiting(true);
+        let mut building = None;
+        for (arrived, blocks) in [(3, None), (4 + BLOCK - 1, None), (4 + BLOCK, Some(1))] {
+            checksum_blocks(&BytesMut::from(&wire[..arrived]), &pending, &mut building);
+            assert_eq!(building.as_ref().map(BlockCrcBuilder::blocks), blocks);
+        }
+        checksum_blocks(&wire, &pending, &mut building);
+        assert_eq!(building.as_ref().map(BlockCrcBuilder::blocks), Some(3));
+        // Blocks of the frame body, which starts after the size.
+        let frame = Bytes::from(body.clone());
+        let crcs = building.take().expect("built").finish(frame.clone());
+        assert_eq!(
+            crcs.crc32c(&frame[7..3 * BLOCK]),
+            fjord_protocol::crc::crc32c(&body[7..3 * BLOCK])
+        );
+
+        // An answer that did not ask gets nothing built.
+        checksum_blocks(&wire, &awaiting(false), &mut building);
+        assert!(building.is_none());
+    }
+
     #[tokio::test]
     async fn block_crcs_go_with_the_answers_that_asked_for_them_across_uneven_reads() {
         // A fetch-sized answer, a small one that did not ask, and another large one.

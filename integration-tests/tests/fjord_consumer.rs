@@ -350,7 +350,16 @@ async fn large_batches_pass_the_crc_check_whole_and_fail_it_with_one_byte_change
         .write(true)
         .open(&log)
         .expect("open");
-    let at = len / 4 * 2 + len / 8;
+    // Four batches of one record each, the same size: the third starts at len / 2.
+    assert_eq!(len % 4, 0, "four equal batches");
+    let mut base = [0u8; 8];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut base, len / 2).expect("read");
+    assert_eq!(
+        i64::from_be_bytes(base),
+        2,
+        "the third batch starts halfway"
+    );
+    let at = len / 2 + len / 8;
     let mut byte = [0u8; 1];
     std::os::unix::fs::FileExt::read_exact_at(&file, &mut byte, at).expect("read");
     std::os::unix::fs::FileExt::write_all_at(&file, &[byte[0] ^ 0x20], at).expect("write");

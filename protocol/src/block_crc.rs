@@ -65,6 +65,11 @@ impl BlockCrcBuilder {
         }
     }
 
+    /// Whole blocks checksummed so far.
+    pub fn blocks(&self) -> usize {
+        self.crcs.len()
+    }
+
     /// The checksums, tied to `frame`, which must hold exactly the bytes given to
     /// [`BlockCrcBuilder::update`] (from the same first byte): block CRCs of other bytes
     /// would make [`BlockCrcs::crc32c`] answer for those.
