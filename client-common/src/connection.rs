@@ -267,6 +267,7 @@ impl Connection {
         Ok(self.answer(req, version, false).await?.body)
     }
 
+    /// Queues `req` and waits (up to the request timeout) for its answer.
     async fn answer<R: Request>(
         &self,
         req: &R,
