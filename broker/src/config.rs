@@ -105,11 +105,11 @@ pub enum FetchMode {
     Copy,
     /// Write straight from a read-only memory map of the segment (one copy, no buffer);
     /// small regions are copied instead. Each 1 MiB whose first or last byte is not in
-    /// the page cache is read into it on the blocking pool before it is mapped, where a
-    /// disk error fails the response. A page the check misses (uncached in the middle of
-    /// a cached range, or evicted again before the copy) is read through the map, and a
-    /// disk error then raises SIGBUS and stops the broker: for page-cache-resident
-    /// workloads that want the speed.
+    /// the page cache is read into it on the blocking pool before it is mapped, and the
+    /// map is populated with error reporting (`MADV_POPULATE_READ`), so a disk error
+    /// fails the response. A page evicted after that and unreadable when the copy faults
+    /// it in again raises SIGBUS and stops the broker: for page-cache-resident workloads
+    /// that want the speed.
     Mmap,
 }
 

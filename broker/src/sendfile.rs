@@ -115,8 +115,9 @@ const MMAP_CHUNK: u64 = 4 << 20;
 /// buffer in between. Small regions go through [`copy_region`]. As with `sendfile`, each
 /// 1 MiB whose first or last byte is not in the page cache is read into it on the
 /// blocking pool first (through `buf`), so populating the map seldom waits for the disk
-/// on this reactor thread, and a disk error there fails the response. Pages the check
-/// misses are read through the map, where a disk error raises SIGBUS.
+/// on this reactor thread. Populating reports a page the disk cannot deliver as an
+/// error, which fails the response; only a page evicted after that, and unreadable when
+/// the copy faults it in again, raises SIGBUS.
 pub(crate) async fn write_mapped_region(
     stream: &mut tokio::net::tcp::OwnedWriteHalf,
     region: &FileRegion,
@@ -153,17 +154,17 @@ pub(crate) async fn write_mapped_region(
         // region into it exists, and that metadata is never dropped; retention unlinks
         // whole files, which keeps mapped pages valid; `Log::truncate_to` is not called
         // by the broker (see its doc). The map is read-only; memmap2 maps it shared, so
-        // it sees the page cache as appends left it. The pieces' ends were just found or
-        // read into the page cache; a page that is not (a hole in a cached range, or
-        // evicted since) is read through the map, and a disk error there raises SIGBUS,
-        // which is why `auto` never picks this mode.
+        // it sees the page cache as appends left it. `populate` below faults every page
+        // in and reports a page that cannot be read as an error; a page evicted after
+        // that and unreadable when the copy faults it in again raises SIGBUS, which is
+        // why `auto` never picks this mode.
         let map = unsafe {
             memmap2::MmapOptions::new()
                 .offset(start)
                 .len(len)
-                .populate()
                 .map(&*region.file)?
         };
+        populate(&map)?;
         stream.write_all(&map[skip..]).await?;
         position = piece_end;
     }
@@ -209,6 +210,29 @@ enum NoWaitRead {
     NeedsDisk,
     /// The file system cannot read without waiting (no `RWF_NOWAIT`).
     Unknown,
+}
+
+/// Set once the kernel refused `MADV_POPULATE_READ` (before Linux 5.14).
+static POPULATE_UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+
+/// Faults in every page of `map` (`MADV_POPULATE_READ`), so that the copy from it finds
+/// them in memory, and so that a page the disk cannot deliver is an error here, where
+/// touching it would raise SIGBUS. Kernels without it leave the pages to fault in
+/// during the copy.
+fn populate(map: &memmap2::Mmap) -> std::io::Result<()> {
+    if POPULATE_UNSUPPORTED.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    match map.advise(memmap2::Advice::PopulateRead) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            if !POPULATE_UNSUPPORTED.swap(true, Ordering::Relaxed) {
+                tracing::warn!("the kernel cannot populate maps with error reporting (MADV_POPULATE_READ, Linux 5.14); mmap-mode fetches fault pages in as they copy, and an unreadable page raises SIGBUS");
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Set once a file system refused `RWF_NOWAIT`: later reads skip the probe.
@@ -443,5 +467,31 @@ mod tests {
             before,
             "all cached"
         );
+    }
+
+    #[test]
+    fn populating_a_page_that_cannot_be_read_is_an_error_not_a_sigbus() {
+        let (file, _) = synced_file(4096);
+        // SAFETY: the map covers two pages of a one-page file; the test never touches its
+        // bytes, and the second page is exactly what must not raise SIGBUS in populate.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .len(8192)
+                .map(file.as_file())
+                .expect("map")
+        };
+        assert!(
+            populate(&map).is_err(),
+            "a page past the end of the file (needs MADV_POPULATE_READ, Linux 5.14)"
+        );
+        // SAFETY: as above, one page, inside the file.
+        let inside = unsafe {
+            memmap2::MmapOptions::new()
+                .len(4096)
+                .map(file.as_file())
+                .expect("map")
+        };
+        populate(&inside).expect("a readable page");
+        assert_eq!(inside[4095], (4095 % 251) as u8);
     }
 }
