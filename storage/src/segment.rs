@@ -324,7 +324,7 @@ impl Segment {
         offset: u64,
         max_bytes: u64,
         first_may_exceed: bool,
-    ) -> Result<Option<(FileRegion, bool)>> {
+    ) -> Result<Option<RegionRead>> {
         let base = self.base_offset;
         self.with_open(ctx, active, |meta, files| {
             read_open(base, meta, files, offset, max_bytes, first_may_exceed)
@@ -538,7 +538,6 @@ pub(crate) fn index_batch(
     }
 }
 
-/// Index lookup plus a short header walk to the batch holding `offset`.
 /// The region of whole batches from the one holding `offset`, at most `max_bytes` long
 /// (the first batch alone may exceed it if `first_may_exceed`), and whether it reaches
 /// the segment's end; `None` if no batch holds `offset` here.
@@ -578,6 +577,7 @@ fn read_open(
     Ok(Some((region, end >= meta.size)))
 }
 
+/// Index lookup plus a short header walk to the batch holding `offset`.
 fn locate_in(
     base: u64,
     meta: &SegmentMeta,
