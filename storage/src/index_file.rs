@@ -140,16 +140,12 @@ impl IndexFile {
     /// ones readers at the tail look up, are searched there alone, so their lookups touch
     /// only the pages appends keep in memory (as Kafka's indexes do).
     pub(crate) fn floor(&self, target: i64, key: impl Fn(&[u8]) -> i64) -> Option<usize> {
-        let warm_start = self.len - (WARM_BYTES / self.entry_size).min(self.len);
-        if warm_start > 0 && key(self.entry(warm_start)) <= target {
-            return self.floor_in(warm_start, self.len, target, &key);
-        }
-        let hi = if warm_start == 0 {
-            self.len
-        } else {
-            warm_start
+        let (lo, hi) = match self.len - (WARM_BYTES / self.entry_size).min(self.len) {
+            0 => (0, self.len),
+            warm if key(self.entry(warm)) <= target => (warm, self.len),
+            warm => (0, warm),
         };
-        self.floor_in(0, hi, target, &key)
+        self.floor_in(lo, hi, target, &key)
     }
 
     /// Largest `i` in `lo..hi` with `key(entry(i)) <= target`, or `lo - 1` if none is
