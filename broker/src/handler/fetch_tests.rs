@@ -32,14 +32,8 @@ fn request(offset: i64) -> FetchRequest {
 
 /// (position, length) of every region of the one partition's answer.
 fn regions(broker: &Broker, offset: i64, access: Access) -> Option<Vec<(u64, u64)>> {
-    let data = collect(broker, &request(offset), access)?;
-    Some(
-        data[0].1[0]
-            .regions
-            .iter()
-            .map(|r| (r.position, r.len))
-            .collect(),
-    )
+    let mut answer = answer(broker, &request(offset), access)?;
+    Some(answer.swap_remove(0).4)
 }
 
 /// A topic "t" of `partitions` partitions of small segments, each filled until some
