@@ -30,11 +30,11 @@ const MIN_BATCH_CAPACITY: usize = 1 << 10;
 
 /// Room a new batch buffer starts with, for a record of `size` bytes: 16 KiB for a
 /// partition's first batch, then a quarter more than its last batch took (in 1 KiB
-/// steps, at least 1 KiB), never more than `batch_size` unless the record needs it. Thousands of quiet
-/// partitions must not each hold a large buffer: with records spread over 10,000
-/// partitions, batches hold a record or two, and 16 KiB buffers for each cost a page
-/// fault and a cleared page per batch. A busy partition does not regrow its buffer for
-/// every batch.
+/// steps, at least 1 KiB), never more than `batch_size` unless the record needs it.
+/// Thousands of quiet partitions must not each hold a large buffer: with records spread
+/// over 10,000 partitions, batches hold a record or two, and 16 KiB buffers for each
+/// cost a page fault and a cleared page per batch. A busy partition does not regrow its
+/// buffer for every batch.
 fn batch_room(last_batch_bytes: usize, batch_size: usize, size: usize) -> usize {
     let room = if last_batch_bytes == 0 {
         INITIAL_BATCH_CAPACITY
