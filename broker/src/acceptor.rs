@@ -1,5 +1,5 @@
-//! The acceptor: one listener, a task per connection, a cap on connections, and a clean
-//! stop on shutdown.
+//! The acceptor: every configured listener, a task per connection, one cap on
+//! connections over all listeners, and a clean stop on shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,26 +13,57 @@ use crate::config::BrokerConfig;
 use crate::connection;
 use crate::state::Broker;
 
-/// Binds the configured listener. With port 0 the OS picks one; the advertised port
-/// follows it unless `advertised.listeners` names one.
-pub async fn bind(config: &mut BrokerConfig) -> Result<TcpListener> {
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listen on {}", config.listen))?;
-    if config.advertised.1 == 0 {
-        config.advertised.1 = listener.local_addr()?.port();
+/// Binds every configured listener, in order, or fails: a broker never serves only
+/// some of the listeners its operator asked for. With port 0 the OS picks one; the
+/// advertised port follows it unless `advertised.listeners` names one.
+pub async fn bind(config: &mut BrokerConfig) -> Result<Vec<TcpListener>> {
+    let mut bound = Vec::with_capacity(config.listeners.len());
+    for l in &mut config.listeners {
+        let listener = TcpListener::bind(l.bind)
+            .await
+            .with_context(|| format!("listen on {} (listener {})", l.bind, l.name))?;
+        if l.advertised.1 == 0 {
+            l.advertised.1 = listener.local_addr()?.port();
+        }
+        bound.push(listener);
     }
-    Ok(listener)
+    Ok(bound)
 }
 
-/// Accepts connections until `stop` turns true, then waits (up to 10 s) for open
-/// connections to finish and answer the request each has in hand.
+/// Accepts connections on every listener until `stop` turns true, then waits (up to
+/// 10 s) for open connections to finish and answer the request each has in hand.
+/// `listeners[i]` is the bound socket of `broker.config.listeners[i]`.
 pub async fn run(
     broker: Arc<Broker>,
-    listener: TcpListener,
-    mut stop: watch::Receiver<bool>,
+    listeners: Vec<TcpListener>,
+    stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let limit = Arc::new(Semaphore::new(broker.config.max_connections));
+    let mut accepters = JoinSet::new();
+    for (index, listener) in listeners.into_iter().enumerate() {
+        accepters.spawn(accept(
+            Arc::clone(&broker),
+            listener,
+            index,
+            Arc::clone(&limit),
+            stop.clone(),
+        ));
+    }
+    while let Some(done) = accepters.join_next().await {
+        done.context("acceptor task")??;
+    }
+    Ok(())
+}
+
+/// One listener's accept loop; connections remember `index`, the listener they came in
+/// on, so Metadata tells them that listener's advertised address.
+async fn accept(
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    index: usize,
+    limit: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
     let mut connections = JoinSet::new();
     loop {
         let permit = tokio::select! {
@@ -56,7 +87,7 @@ pub async fn run(
         let broker = Arc::clone(&broker);
         let stop = stop.clone();
         connections.spawn(async move {
-            connection::serve(broker, stream, peer, stop).await;
+            connection::serve(broker, stream, peer, index, stop).await;
             drop(permit);
         });
         while connections.try_join_next().is_some() {}

@@ -44,6 +44,7 @@ pub(crate) async fn serve(
     broker: Arc<Broker>,
     stream: TcpStream,
     peer: SocketAddr,
+    listener: usize,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     tracing::info!(%peer, "connection opened");
@@ -87,7 +88,11 @@ pub(crate) async fn serve(
             .get(..2)
             .map_or(-1, |b| i16::from_be_bytes([b[0], b[1]]));
         let started = std::time::Instant::now();
-        let handled = handler::handle(&broker, frame, Some(peer)).await;
+        let origin = handler::Origin {
+            peer: Some(peer),
+            listener,
+        };
+        let handled = handler::handle(&broker, frame, origin).await;
         broker.metrics.request(api_key, started.elapsed());
         match handled {
             Ok(response) => {

@@ -98,7 +98,7 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     let broker = runtime.block_on(async move {
-        let listener = fjord_broker::acceptor::bind(&mut config).await?;
+        let listeners = fjord_broker::acceptor::bind(&mut config).await?;
         let broker = Arc::new(Broker::open(config)?);
         let (stop_tx, stop_rx) = watch::channel(false);
         // The metrics endpoint is bound before the broker announces itself, so whoever
@@ -121,13 +121,15 @@ fn main() -> Result<()> {
                 stop_tx.subscribe(),
             ));
         }
-        tracing::info!(address = %listener.local_addr()?, "fjord listening");
+        for (l, socket) in broker.config.listeners.iter().zip(&listeners) {
+            tracing::info!(address = %socket.local_addr()?, listener = %l.name, "fjord listening");
+        }
         if let Some(address) = metrics_address {
             tracing::info!(%address, "metrics listening");
         }
         let server = tokio::spawn(fjord_broker::acceptor::run(
             Arc::clone(&broker),
-            listener,
+            listeners,
             stop_rx,
         ));
         let upkeep = tokio::spawn(fjord_broker::maintenance::run(

@@ -347,9 +347,10 @@ impl Broker {
         if !(1..=100_000).contains(&partitions) {
             return Err(CreateError::InvalidPartitions);
         }
-        if let Some((k, v)) = overrides.iter().find(|(k, v)| {
-            !crate::config::TOPIC_CONFIGS.iter().any(|(t, _)| t == k) || v.contains(['\n', '\r'])
-        }) {
+        if let Some((k, v)) = overrides
+            .iter()
+            .find(|(k, v)| !crate::config::is_topic_config(k) || v.contains(['\n', '\r']))
+        {
             return Err(CreateError::InvalidConfig(format!(
                 "unknown or malformed topic config {k}={v:?}"
             )));

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use fjord_protocol::compression::Compression;
 
-use fjord_client_common::settings::{millis, number, servers, BadSetting};
+use fjord_client_common::settings::{boolean, millis, number, servers, BadSetting};
 
 use crate::error::ProduceError;
 
@@ -133,11 +133,7 @@ impl ProducerConfig {
                 }
             }
             "enable.idempotence" => {
-                self.idempotence = match value.trim() {
-                    "true" => true,
-                    "false" => false,
-                    _ => return Err(bad(key, value, "expected true or false")),
-                }
+                self.idempotence = boolean(key, value)?;
             }
             "max.in.flight.requests.per.connection" => {
                 self.max_in_flight = number(key, value)?;
@@ -155,7 +151,7 @@ impl ProducerConfig {
             "metadata.max.age.ms" => self.metadata_max_age = millis(key, value)?,
             "partitioner" | "partitioner.class" => self.partitioner = value.trim().to_string(),
             "allow.auto.create.topics" => {
-                self.allow_auto_create_topics = value.trim() == "true";
+                self.allow_auto_create_topics = boolean(key, value)?;
             }
             _ => {
                 return Err(ProduceError::Config(format!(
@@ -199,5 +195,25 @@ impl ProducerConfig {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn booleans_take_any_case_and_refuse_the_rest() {
+        let mut c = ProducerConfig::default();
+        c.set("allow.auto.create.topics", "FALSE").expect("FALSE");
+        assert!(!c.allow_auto_create_topics);
+        c.set("allow.auto.create.topics", "True").expect("True");
+        assert!(c.allow_auto_create_topics);
+        // A typo used to read as false, silently.
+        assert!(c.set("allow.auto.create.topics", "yes").is_err());
+        assert!(c.allow_auto_create_topics);
+        c.set("enable.idempotence", "FALSE").expect("FALSE");
+        assert!(!c.idempotence);
+        assert!(c.set("enable.idempotence", "1").is_err());
     }
 }

@@ -50,6 +50,21 @@ result = admin.alter_configs([topic({"cleanup.policy": "compact"})])
 assert "Error 40" in result["topic"]["pyc"], result
 assert described()["retention.ms"]["value"] == "120000"
 
+# Booleans: any case of true/false is taken; a typo is refused (INVALID_CONFIG), not
+# read as false (which once turned durability off silently).
+durable = ConfigResource(ConfigResourceType.BROKER, "1", configs={"fjord.fsync.on.ack": "yes"})
+result = admin.alter_configs([durable])
+assert "Error 40" in result["broker"]["1"], result
+got = admin.describe_configs([ConfigResource(ConfigResourceType.BROKER, "1")])["broker"]["1"]
+# kafka-python leaves out configs at their defaults: still the default (true).
+assert "fjord.fsync.on.ack" not in got, got["fjord.fsync.on.ack"]
+result = admin.alter_configs([topic({"fjord.fsync.on.ack": "FALSE"})])
+assert result == {"topic": {"pyc": "OK"}}, result
+assert described()["fjord.fsync.on.ack"]["value"] == "FALSE"
+result = admin.alter_configs([topic({"fjord.fsync.on.ack": "1"})])
+assert "Error 40" in result["topic"]["pyc"], result
+assert described()["fjord.fsync.on.ack"]["value"] == "FALSE"
+
 # Bytes on disk per partition.
 dirs = admin.describe_log_dirs(["pyc"])
 assert len(dirs) == 1 and dirs[0]["broker"] == 1, dirs

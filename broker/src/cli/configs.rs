@@ -208,8 +208,41 @@ pub(super) async fn alter(
     Ok(())
 }
 
+/// `fjord configs list-known`: the settings table, as aligned text or Markdown.
+fn list_known(markdown: bool, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    use fjord_broker::config::SETTINGS;
+    if markdown {
+        return out.write_all(fjord_broker::config::table::markdown().as_bytes());
+    }
+    let width = SETTINGS.iter().map(|s| s.name.len()).max().unwrap_or(0);
+    for s in SETTINGS {
+        let scope = match s.topic {
+            Some(t) => format!("dynamic, topic config {t}"),
+            None if s.dynamic => "dynamic".to_string(),
+            None => "restart".to_string(),
+        };
+        writeln!(
+            out,
+            "{:width$}  default {:?}  ({}; {scope})\n{:width$}  {}",
+            s.name,
+            s.default,
+            s.kind.describe(),
+            "",
+            s.doc
+        )?;
+    }
+    Ok(())
+}
+
 pub(crate) async fn run(cmd: ConfigsCommand) -> Result<()> {
     match cmd {
+        ConfigsCommand::ListKnown { markdown } => {
+            match list_known(markdown, &mut std::io::stdout().lock()) {
+                // `| head` closing the pipe is not an error.
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(()),
+            }
+        }
         ConfigsCommand::Describe {
             connect: c,
             target,

@@ -46,7 +46,9 @@ pub(crate) struct ServeArgs {
     /// Broker settings in Java properties format (Kafka's names).
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<std::path::PathBuf>,
-    /// One setting, `key=value` (repeatable; wins over the file).
+    /// One setting, `key=value` (repeatable; wins over the file). `fjord configs
+    /// list-known` lists every setting. acks=all produces are acknowledged once on disk
+    /// unless `fjord.fsync.on.ack=false`; acks=1 ones once in the page cache.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub(crate) sets: Vec<String>,
     /// Log lines as text, or as one JSON object per line for log collectors.
@@ -229,6 +231,13 @@ pub(crate) enum ConfigsCommand {
         /// Have the broker check the change without making it.
         #[arg(long)]
         validate_only: bool,
+    },
+    /// Every broker setting this `fjord` knows, with its values, default, whether it
+    /// changes at runtime and the topic config it is the default of (no broker needed).
+    ListKnown {
+        /// As the Markdown list the README holds.
+        #[arg(long)]
+        markdown: bool,
     },
 }
 

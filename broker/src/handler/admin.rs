@@ -126,8 +126,9 @@ pub(super) fn describe_cluster(
     }
     let mut me = DescribeClusterBroker::default();
     me.broker_id = BrokerId(broker.config.node_id);
-    me.host = s(broker.config.advertised.0.clone());
-    me.port = i32::from(broker.config.advertised.1);
+    let (host, port) = broker.config.advertised(ctx.listener);
+    me.host = s(host);
+    me.port = i32::from(port);
     resp.brokers.push(me);
     encode(ctx, &resp)
 }

@@ -19,8 +19,9 @@ use fjord_protocol::kafka_protocol::messages::incremental_alter_configs_response
 use fjord_protocol::kafka_protocol::ResponseError as E;
 
 use super::{encode, s, Ctx, Fatal, Response};
-use crate::config::{default_value, is_dynamic_setting, is_known_setting, TOPIC_CONFIGS};
+use crate::config::{default_value, table, Setting, SETTINGS};
 use crate::state::{AlterError, Broker, ConfigChange, ConfigOp, DynamicConfigs};
+use fjord_client_common::settings::Kind;
 
 /// Config resource types.
 const TOPIC: i8 = 2;
@@ -32,17 +33,43 @@ const DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
 const STATIC_BROKER_CONFIG: i8 = 4;
 const DEFAULT_CONFIG: i8 = 5;
 
+/// Kafka's config types, as DescribeConfigs v3+ reports them.
+fn config_type(kind: Kind) -> i8 {
+    const BOOLEAN: i8 = 1;
+    const STRING: i8 = 2;
+    const INT: i8 = 3;
+    const LONG: i8 = 5;
+    const LIST: i8 = 7;
+    match kind {
+        Kind::Bool => BOOLEAN,
+        Kind::Int { max, .. } | Kind::OptionalInt { max, .. } if max <= i64::from(i32::MAX) => INT,
+        Kind::Int { .. } | Kind::OptionalInt { .. } => LONG,
+        Kind::ChoiceList(_) => LIST,
+        Kind::Choice(_) | Kind::Text => STRING,
+    }
+}
+
+/// One DescribeConfigs entry; the type (v3+) and doc line (when asked) from the table.
 fn entry(
+    ctx: &Ctx,
+    include_documentation: bool,
     name: &str,
+    setting: &Setting,
     value: Option<String>,
     source: i8,
-    read_only: bool,
 ) -> DescribeConfigsResourceResult {
     let mut c = DescribeConfigsResourceResult::default();
     c.name = s(name);
     c.value = value.map(s);
     c.config_source = source;
-    c.read_only = read_only;
+    // Topic configs change at runtime, like the broker settings marked dynamic.
+    c.read_only = setting.topic != Some(name) && !setting.dynamic;
+    if ctx.version >= 3 {
+        c.config_type = config_type(setting.kind);
+        if include_documentation {
+            c.documentation = Some(s(setting.doc));
+        }
+    }
     c
 }
 
@@ -79,24 +106,23 @@ pub(super) fn describe_configs(
                 .as_ref()
                 .is_none_or(|keys| keys.is_empty() || keys.iter().any(|k| k.as_str() == name))
         };
+        let docs = req.include_documentation;
         match resource.resource_type {
             TOPIC => match broker.topic(resource.resource_name.as_str()) {
                 None => r.error_code = E::UnknownTopicOrPartition.code(),
                 Some(topic) => {
-                    for (name, broker_key) in TOPIC_CONFIGS.iter().filter(|(n, _)| wanted(n)) {
-                        let source = if topic.overrides.contains_key(*name) {
+                    for (name, setting) in table::topic_configs().filter(|(n, _)| wanted(n)) {
+                        let source = if topic.overrides.contains_key(name) {
                             DYNAMIC_TOPIC_CONFIG
                         } else {
-                            broker_source(broker, &scopes, broker_key)
+                            broker_source(broker, &scopes, setting.name)
                         };
-                        r.configs.push(entry(
-                            name,
+                        let value =
                             broker
                                 .config
-                                .topic_config_value(name, &dynamic, &topic.overrides),
-                            source,
-                            false,
-                        ));
+                                .topic_config_value(name, &dynamic, &topic.overrides);
+                        r.configs
+                            .push(entry(&ctx, docs, name, setting, value, source));
                     }
                 }
             },
@@ -109,26 +135,20 @@ pub(super) fn describe_configs(
                     // The cluster-default entity shows its own settings where it has them;
                     // this broker, what applies to it.
                     let default_entity = resource.resource_name.is_empty();
-                    // Only settings the broker knows: unknown `--set` keys may hold anything.
-                    for (name, value) in broker
-                        .config
-                        .values
-                        .iter()
-                        .filter(|(n, _)| wanted(n) && is_known_setting(n))
-                    {
+                    for setting in SETTINGS.iter().filter(|st| wanted(st.name)) {
+                        let name = setting.name;
+                        let static_value = broker.config.values.get(name).cloned();
                         let (value, source) = match scopes.default.get(name) {
-                            Some(v) if default_entity => (v, DYNAMIC_DEFAULT_BROKER_CONFIG),
+                            Some(v) if default_entity => {
+                                (Some(v.clone()), DYNAMIC_DEFAULT_BROKER_CONFIG)
+                            }
                             _ => (
-                                dynamic.get(name).unwrap_or(value),
+                                dynamic.get(name).cloned().or(static_value),
                                 broker_source(broker, &scopes, name),
                             ),
                         };
-                        r.configs.push(entry(
-                            name,
-                            Some(value.clone()),
-                            source,
-                            !is_dynamic_setting(name),
-                        ));
+                        r.configs
+                            .push(entry(&ctx, docs, name, setting, value, source));
                     }
                 }
             }

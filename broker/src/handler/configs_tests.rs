@@ -512,25 +512,39 @@ fn topics_saved_with_settings_now_refused_still_open() {
 fn fsync_on_ack_as_a_broker_default_reaches_committed_offsets() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = open(dir.path());
-    assert!(!broker.groups.offsets.fsync());
-    let set = &[("fjord.fsync.on.ack", SET, Some("true"))];
+    assert!(broker.groups.offsets.fsync(), "durable by default");
+    let set = &[("fjord.fsync.on.ack", SET, Some("false"))];
     assert_eq!(incremental(&broker, BROKER, "", set, false), 0);
     assert!(
-        broker.groups.offsets.fsync(),
-        "commits now wait for the disk"
+        !broker.groups.offsets.fsync(),
+        "commits no longer wait for the disk"
     );
     drop(broker);
 
     // The dynamic setting is read back before the store opens.
     let broker = open(dir.path());
-    assert!(broker.groups.offsets.fsync(), "still after a restart");
-    // This broker's own setting wins over the cluster default.
-    let off = &[("fjord.fsync.on.ack", SET, Some("false"))];
-    assert_eq!(incremental(&broker, BROKER, "1", off, false), 0);
-    assert!(!broker.groups.offsets.fsync());
+    assert!(!broker.groups.offsets.fsync(), "still after a restart");
+    // This broker's own setting wins over the cluster default; case does not matter.
+    let on = &[("fjord.fsync.on.ack", SET, Some("TRUE"))];
+    assert_eq!(incremental(&broker, BROKER, "1", on, false), 0);
+    assert!(broker.groups.offsets.fsync());
     let delete = &[("fjord.fsync.on.ack", DELETE, None)];
     assert_eq!(incremental(&broker, BROKER, "1", delete, false), 0);
-    assert!(broker.groups.offsets.fsync(), "the cluster default again");
+    assert!(!broker.groups.offsets.fsync(), "the cluster default again");
     assert_eq!(incremental(&broker, BROKER, "", delete, false), 0);
-    assert!(!broker.groups.offsets.fsync(), "back to the static setting");
+    assert!(broker.groups.offsets.fsync(), "back to the static setting");
+    // A typo is refused over the wire, not read as false.
+    let typo = &[("fjord.fsync.on.ack", SET, Some("yes"))];
+    assert_eq!(
+        incremental(&broker, BROKER, "", typo, false),
+        fjord_protocol::kafka_protocol::ResponseError::InvalidConfig.code()
+    );
+    broker
+        .create_topic("typo", 1, Default::default(), false)
+        .expect("create");
+    assert_eq!(
+        incremental(&broker, TOPIC, "typo", typo, false),
+        fjord_protocol::kafka_protocol::ResponseError::InvalidConfig.code()
+    );
+    assert!(broker.groups.offsets.fsync(), "unchanged");
 }

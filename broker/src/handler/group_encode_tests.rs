@@ -165,7 +165,8 @@ pub(super) async fn exercise(
             req.generation_id_or_member_epoch = -1;
             req.retention_time_ms = -1;
             req.topics = vec![t];
-            offsets::offset_commit(broker, c, req)
+            // As in production (off the reactor): a durable commit blocks for its sync.
+            tokio::task::block_in_place(|| offsets::offset_commit(broker, c, req))
         }
         ApiKey::OffsetFetch => {
             let mut req = OffsetFetchRequest::default();

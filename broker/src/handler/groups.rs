@@ -59,7 +59,7 @@ pub(super) fn find_coordinator(
     ctx: Ctx,
     req: FindCoordinatorRequest,
 ) -> Result<Response, Fatal> {
-    let (host, port) = broker.config.advertised.clone();
+    let (host, port) = broker.config.advertised(ctx.listener);
     let node = BrokerId(broker.config.node_id);
     // Fjord coordinates groups; transactions are not supported, as InitProducerId says.
     let error = match req.key_type {

@@ -49,8 +49,9 @@ pub(super) fn handle(
     let mut resp = MetadataResponse::default();
     let mut me = MetadataResponseBroker::default();
     me.node_id = BrokerId(node);
-    me.host = StrBytes::from_string(broker.config.advertised.0.clone());
-    me.port = i32::from(broker.config.advertised.1);
+    let (host, port) = broker.config.advertised(ctx.listener);
+    me.host = StrBytes::from_string(host);
+    me.port = i32::from(port);
     resp.brokers = vec![me];
     resp.cluster_id = Some(StrBytes::from_static_str("fjord-single-node"));
     resp.controller_id = BrokerId(node);

@@ -92,6 +92,18 @@ pub struct Ctx {
     pub version: i16,
     /// Response header version (0, or 1 for flexible versions).
     pub response_header_version: i16,
+    /// The listener the request came in on (index into the config's listeners): its
+    /// advertised address is the one Metadata and FindCoordinator answer with.
+    pub listener: usize,
+}
+
+/// Where a request came from.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Origin {
+    /// The client's address, shown by DescribeGroups.
+    pub peer: Option<std::net::SocketAddr>,
+    /// The listener it came in on.
+    pub listener: usize,
 }
 
 /// A protocol string from a Rust one.
@@ -210,6 +222,7 @@ pub fn decode_request(frame: Bytes) -> Result<(Ctx, Request), Fatal> {
             correlation_id,
             version: 0,
             response_header_version: 0,
+            listener: 0,
         };
         return Ok((ctx, Request::ApiVersionsFallback));
     }
@@ -227,6 +240,7 @@ pub fn decode_request(frame: Bytes) -> Result<(Ctx, Request), Fatal> {
         } else {
             key.response_header_version(api_version)
         },
+        listener: 0,
     };
     let v = api_version;
     let request = match key {
@@ -271,14 +285,11 @@ async fn off_reactor(
         .map_err(|e| Fatal::Internal(format!("handler task failed: {e}")))?
 }
 
-/// Handles one request frame.
-/// `peer` is the client's address, shown by DescribeGroups.
-pub async fn handle(
-    broker: &Arc<Broker>,
-    frame: Bytes,
-    peer: Option<std::net::SocketAddr>,
-) -> Result<Response, Fatal> {
-    let (ctx, request) = decode_request(frame)?;
+/// Handles one request frame that came from `origin`.
+pub async fn handle(broker: &Arc<Broker>, frame: Bytes, origin: Origin) -> Result<Response, Fatal> {
+    let (mut ctx, request) = decode_request(frame)?;
+    ctx.listener = origin.listener;
+    let peer = origin.peer;
     match request {
         Request::ApiVersions => api_versions::handle(ctx),
         Request::ApiVersionsFallback => Ok(api_versions::unsupported_version(ctx.correlation_id)),
@@ -581,7 +592,11 @@ mod robustness {
             let broker = Arc::new(Broker::open(BrokerConfig::from_sources(None, &sets).expect("config")).expect("broker"));
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             // A well-formed Fetch may long-poll; waiting is not what is tested here.
-            let request = handle(&broker, frame(key as i16, version, &body), None);
+            let request = handle(
+                &broker,
+                frame(key as i16, version, &body),
+                Origin::default(),
+            );
             let _ = rt.block_on(async { tokio::time::timeout(std::time::Duration::from_secs(1), request).await });
         }
     }

@@ -1,5 +1,6 @@
 //! Produce: append each partition's batches as sent; answer after the append (acks=1),
-//! after the fsync when the log is fsync-on-ack (acks=all), or not at all (acks=0).
+//! after the fsync when the log is fsync-on-ack (acks=all, the default), or not at all
+//! (acks=0).
 
 use std::sync::Arc;
 
@@ -86,6 +87,28 @@ fn append_all(slots: &mut [Slot]) {
     }
 }
 
+/// Waits for an append's sync; on failure the partition goes offline (a retry of the
+/// batch must not be acknowledged as a duplicate of bytes that may never reach the disk)
+/// and the error code to answer is returned.
+async fn await_durable(
+    broker: &Broker,
+    partition: Option<&Arc<Partition>>,
+    ticket: FlushTicket,
+) -> Result<(), i16> {
+    let started = std::time::Instant::now();
+    let waiting = &broker.metrics.produce_waiting;
+    waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let synced = ticket.await;
+    waiting.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    broker.metrics.fsync(started.elapsed());
+    synced.map_err(|e| {
+        if let Some(partition) = partition {
+            partition.mark_offline(&e);
+        }
+        E::KafkaStorageError.code()
+    })
+}
+
 pub(super) async fn handle(
     broker: &Arc<Broker>,
     ctx: Ctx,
@@ -144,26 +167,22 @@ pub(super) async fn handle(
     .map_err(|e| Fatal::Internal(format!("append task failed: {e}")))?;
     broker.notify_appended();
     for slot in &mut work {
-        if let Some(ticket) = slot.durable.take() {
-            let started = std::time::Instant::now();
-            broker
-                .metrics
-                .produce_waiting
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let synced = ticket.await;
-            broker
-                .metrics
-                .produce_waiting
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-            broker.metrics.fsync(started.elapsed());
-            if let Err(e) = synced {
-                // A retry of this batch must not be acknowledged as a duplicate of bytes
-                // that may never reach the disk: the partition goes offline.
-                if let Some(partition) = &slot.partition {
-                    partition.mark_offline(&e);
-                }
-                slot.error_code = E::KafkaStorageError.code();
+        let Some(ticket) = slot.durable.take() else {
+            continue;
+        };
+        if acks == -1 {
+            if let Err(code) = await_durable(broker, slot.partition.as_ref(), ticket).await {
+                slot.error_code = code;
             }
+        } else {
+            // acks=0 and acks=1 are page-cache acknowledgements, as in Kafka: answer now,
+            // and let the sync finish behind the answer. Its failure still takes the
+            // partition offline, so no later retry is acknowledged over lost bytes.
+            let broker = Arc::clone(broker);
+            let partition = slot.partition.clone();
+            tokio::spawn(async move {
+                let _ = await_durable(&broker, partition.as_ref(), ticket).await;
+            });
         }
     }
     let outcomes: Vec<(i32, Slot)> = indexes.into_iter().zip(work).collect();

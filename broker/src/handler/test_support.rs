@@ -16,6 +16,7 @@ pub(super) fn ctx(key: ApiKey, version: i16) -> Ctx {
         correlation_id: 1,
         version,
         response_header_version: key.response_header_version(version),
+        listener: 0,
     }
 }
 

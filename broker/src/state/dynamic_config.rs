@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use fjord_storage::{replace_file, sync_dir, LogConfig};
 
 use super::{Broker, Topic};
-use crate::config::{is_dynamic_setting, is_known_setting, parse_properties, TOPIC_CONFIGS};
+use crate::config::{is_dynamic_setting, is_known_setting, is_topic_config, parse_properties};
 
 /// This broker's own settings changed at runtime, as properties, in the log directory.
 const NODE_FILE: &str = "fjord-dynamic-config";
@@ -236,10 +236,7 @@ impl Broker {
     ) -> Result<(), AlterError> {
         let _admin = self.admin_lock();
         let topic = self.topic(name).ok_or(AlterError::UnknownTopic)?;
-        if let Some(c) = changes
-            .iter()
-            .find(|c| !TOPIC_CONFIGS.iter().any(|(t, _)| *t == c.name))
-        {
+        if let Some(c) = changes.iter().find(|c| !is_topic_config(&c.name)) {
             return Err(AlterError::InvalidConfig(format!(
                 "unknown topic config {}",
                 c.name
@@ -310,6 +307,9 @@ impl Broker {
                     "{} cannot change while the broker runs; set it in the config file",
                     c.name
                 )));
+            }
+            if let (ConfigOp::Set, Some(value)) = (c.op, c.value.as_deref()) {
+                crate::config::check_value(&c.name, value).map_err(invalid)?;
             }
         }
         let _admin = self.admin_lock();

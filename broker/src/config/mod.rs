@@ -2,93 +2,55 @@
 //! (`--config FILE`) and `--set key=value` (which wins).
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use fjord_client_common::settings::boolean;
 use fjord_protocol::record_batch::{RecordValidation, TimestampType};
 use fjord_storage::{Durability, LogConfig};
 
-/// Every setting with its default; what DescribeConfigs reports.
-const DEFAULTS: &[(&str, &str)] = &[
-    ("node.id", "1"),
-    ("listeners", "PLAINTEXT://127.0.0.1:9092"),
-    ("advertised.listeners", ""),
-    ("log.dirs", "./data"),
-    ("num.partitions", "1"),
-    ("default.replication.factor", "1"),
-    ("auto.create.topics.enable", "true"),
-    ("message.max.bytes", "1048588"),
-    ("socket.request.max.bytes", "104857600"),
-    ("max.connections", "10000"),
-    ("connections.max.idle.ms", "600000"),
-    ("queued.max.request.bytes", "104857600"),
-    ("fetch.max.bytes", "57671680"),
-    ("log.retention.check.interval.ms", "300000"),
-    ("fjord.segment.idle.close.ms", "600000"),
-    ("fjord.fetch.mode", "auto"),
-    ("fjord.fetch.sendfile", "true"),
-    ("fjord.max.partitions", "200000"),
-    ("metrics.listener", ""),
-    ("group.min.session.timeout.ms", "6000"),
-    ("group.max.session.timeout.ms", "1800000"),
-    ("group.initial.rebalance.delay.ms", "3000"),
-    ("group.max.size", "2147483647"),
-    ("offsets.retention.minutes", "10080"),
-    ("offsets.retention.check.interval.ms", "600000"),
-    ("offset.metadata.max.bytes", "4096"),
-    ("producer.id.expiration.ms", "86400000"),
-    ("log.segment.bytes", "1073741824"),
-    ("log.roll.ms", "604800000"),
-    ("log.retention.ms", "604800000"),
-    ("log.retention.bytes", "-1"),
-    ("log.index.size.max.bytes", "10485760"),
-    ("log.index.interval.bytes", "4096"),
-    ("log.flush.interval.messages", "9223372036854775807"),
-    ("log.flush.interval.ms", ""),
-    ("log.message.timestamp.type", "CreateTime"),
-    ("fjord.fsync.on.ack", "false"),
-    ("fjord.produce.validation", "lengths"),
-    ("log.cleanup.policy", "delete"),
-    ("compression.type", "producer"),
-    ("min.insync.replicas", "1"),
-];
+mod listeners;
+mod load;
+pub mod table;
+
+pub use load::parse_properties;
+
+pub use listeners::Listener;
+pub use table::{setting, Setting, SETTINGS};
 
 /// Whether `name` is a broker setting Fjord knows (DescribeConfigs shows only these).
 pub fn is_known_setting(name: &str) -> bool {
-    DEFAULTS.iter().any(|(k, _)| *k == name)
+    setting(name).is_some()
 }
 
 /// A setting's built-in default, if Fjord knows it.
 pub fn default_value(name: &str) -> Option<&'static str> {
-    DEFAULTS.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
+    setting(name).map(|s| s.default)
 }
 
 /// Whether a broker setting may change while the broker runs: the defaults of topic
 /// configs, as in Kafka's cluster-wide dynamic log configs. The rest (listeners, paths,
 /// limits sized at start) need a restart.
 pub fn is_dynamic_setting(name: &str) -> bool {
-    TOPIC_CONFIGS.iter().any(|(_, broker)| *broker == name)
+    setting(name).is_some_and(|s| s.dynamic)
 }
 
-/// Topic-level configs and the broker setting each defaults to (Kafka's pairs).
-pub const TOPIC_CONFIGS: &[(&str, &str)] = &[
-    ("cleanup.policy", "log.cleanup.policy"),
-    ("compression.type", "compression.type"),
-    ("segment.bytes", "log.segment.bytes"),
-    ("segment.ms", "log.roll.ms"),
-    ("segment.index.bytes", "log.index.size.max.bytes"),
-    ("index.interval.bytes", "log.index.interval.bytes"),
-    ("retention.ms", "log.retention.ms"),
-    ("retention.bytes", "log.retention.bytes"),
-    ("max.message.bytes", "message.max.bytes"),
-    ("message.timestamp.type", "log.message.timestamp.type"),
-    ("flush.messages", "log.flush.interval.messages"),
-    ("flush.ms", "log.flush.interval.ms"),
-    ("min.insync.replicas", "min.insync.replicas"),
-    ("fjord.fsync.on.ack", "fjord.fsync.on.ack"),
-    ("fjord.produce.validation", "fjord.produce.validation"),
-];
+/// Whether `name` is a topic config Fjord knows.
+pub fn is_topic_config(name: &str) -> bool {
+    table::for_topic_config(name).is_some()
+}
+
+/// Checks `value` for the broker setting or topic config `name` against its kind in the
+/// table; unknown names pass (callers refuse them where they must).
+pub fn check_value(name: &str, value: &str) -> Result<()> {
+    let kind = setting(name).or_else(|| table::for_topic_config(name));
+    if let Some(s) = kind {
+        s.kind
+            .check(name, value)
+            .map_err(|e| anyhow::anyhow!("{e} (accepts {})", s.kind.describe()))?;
+    }
+    Ok(())
+}
 
 /// How fetch responses send record bytes from segment files (`fjord.fetch.mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,10 +82,9 @@ pub struct BrokerConfig {
     pub values: BTreeMap<String, String>,
     /// This broker's id.
     pub node_id: i32,
-    /// Where to listen.
-    pub listen: SocketAddr,
-    /// Host and port clients are told to connect to.
-    pub advertised: (String, u16),
+    /// Every listener, each bound at start (`listeners`), with what clients coming in
+    /// on it are told (`advertised.listeners`). Never empty.
+    pub listeners: Vec<Listener>,
     /// The (first) log directory.
     pub log_dir: PathBuf,
     /// Partitions of auto-created topics and CreateTopics without a count.
@@ -159,166 +120,29 @@ pub struct BrokerConfig {
     pub fsync_on_ack: bool,
 }
 
-fn listener_address(value: &str) -> Result<(String, u16)> {
-    let first = value.split(',').next().unwrap_or_default().trim();
-    let hostport = first.split_once("://").map_or(first, |(_, rest)| rest);
-    let (host, port) = hostport
-        .rsplit_once(':')
-        .context("listener needs HOST:PORT")?;
-    let port: u16 = port.parse().context("listener port")?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    Ok((
-        if host.is_empty() {
-            "0.0.0.0".to_string()
-        } else {
-            host.to_string()
-        },
-        port,
-    ))
-}
-
-/// Parses Java-properties text: `key=value` or `key: value`, `#`/`!` comments.
-pub fn parse_properties(text: &str) -> Result<Vec<(String, String)>> {
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
-            continue;
-        }
-        let Some((k, v)) = line.split_once(['=', ':']) else {
-            bail!("line {}: expected key=value", n + 1);
-        };
-        out.push((k.trim().to_string(), v.trim().to_string()));
-    }
-    Ok(out)
+/// A durability flag as saved, possibly by an older version that took any text: what
+/// does not parse is read as `true`, the durable choice, and logged. New values never
+/// get here unchecked ([`BrokerConfig::check_new_settings`] refuses them).
+fn saved_flag(key: &str, value: &str) -> bool {
+    boolean(key, value).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "saved setting does not parse; taking true (durable)");
+        true
+    })
 }
 
 impl BrokerConfig {
-    /// Builds the config from a file's contents and `--set` pairs (later pairs win).
-    pub fn from_sources(file: Option<&str>, sets: &[(String, String)]) -> Result<Self> {
-        let mut values: BTreeMap<String, String> = DEFAULTS
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let from_file = file.map(parse_properties).transpose()?.unwrap_or_default();
-        for (k, v) in from_file.into_iter().chain(sets.iter().cloned()) {
-            if !values.contains_key(&k) {
-                tracing::warn!(key = %k, "unknown config key (kept, unused)");
-            }
-            values.insert(k, v);
-        }
-        if let Some(id) = values.get("broker.id").cloned() {
-            values.insert("node.id".into(), id);
-        }
-        if let Some(hours) = values.get("log.retention.hours").cloned() {
-            let ms = hours.parse::<i64>().context("log.retention.hours")? * 3_600_000;
-            values.insert("log.retention.ms".into(), ms.to_string());
-        }
-        let get = |k: &str| values.get(k).cloned().unwrap_or_default();
-        let num = |k: &str| -> Result<i64> {
-            get(k).parse::<i64>().with_context(|| format!("config {k}"))
-        };
-        let (host, port) = listener_address(&get("listeners"))?;
-        let listen = (host.as_str(), port)
-            .to_socket_addrs()
-            .context("resolve listeners")?
-            .next()
-            .context("listeners resolves to no address")?;
-        let advertised = match get("advertised.listeners").as_str() {
-            "" => {
-                let h = if host == "0.0.0.0" {
-                    "127.0.0.1".to_string()
-                } else {
-                    host.clone()
-                };
-                (h, port)
-            }
-            other => listener_address(other)?,
-        };
-        let dirs = get("log.dirs");
-        let log_dir = PathBuf::from(dirs.split(',').next().unwrap_or("./data").trim());
-        let config = Self {
-            node_id: num("node.id")? as i32,
-            listen,
-            advertised,
-            log_dir,
-            num_partitions: num("num.partitions")? as i32,
-            auto_create_topics: get("auto.create.topics.enable") == "true",
-            coordinator: {
-                let ms = |k: &str| -> Result<std::time::Duration> {
-                    Ok(std::time::Duration::from_millis(
-                        u64::try_from(num(k)?)
-                            .with_context(|| format!("{k} must not be negative"))?,
-                    ))
-                };
-                crate::groups::CoordinatorConfig {
-                    limits: crate::groups::GroupLimits {
-                        min_session: ms("group.min.session.timeout.ms")?,
-                        max_session: ms("group.max.session.timeout.ms")?,
-                        initial_delay: ms("group.initial.rebalance.delay.ms")?,
-                        max_size: usize::try_from(num("group.max.size")?)
-                            .ok()
-                            .filter(|n| *n > 0)
-                            .context("group.max.size must be positive")?,
-                    },
-                    offsets_retention: ms("offsets.retention.minutes")? * 60_000,
-                    offsets_retention_check: ms("offsets.retention.check.interval.ms")?,
-                    offset_metadata_max_bytes: usize::try_from(num("offset.metadata.max.bytes")?)
-                        .context(
-                        "offset.metadata.max.bytes must not be negative",
-                    )?,
-                }
-            },
-            fsync_on_ack: get("fjord.fsync.on.ack") == "true",
-            max_partitions: usize::try_from(num("fjord.max.partitions")?)
-                .context("fjord.max.partitions must not be negative")?,
-            fetch_mode: match (
-                get("fjord.fetch.mode").as_str(),
-                get("fjord.fetch.sendfile").as_str(),
-            ) {
-                (_, other) if other != "true" && other != "false" => {
-                    anyhow::bail!("fjord.fetch.sendfile must be true or false, not {other}")
-                }
-                // The older switch: false meant copying through a buffer.
-                ("auto", "false") => FetchMode::Copy,
-                ("auto", _) => FetchMode::Auto,
-                ("sendfile", _) => FetchMode::Sendfile,
-                ("copy", _) => FetchMode::Copy,
-                ("mmap", _) => FetchMode::Mmap,
-                (other, _) => anyhow::bail!(
-                    "fjord.fetch.mode must be auto, sendfile, copy or mmap, not {other}"
-                ),
-            },
-            socket_request_max_bytes: usize::try_from(num("socket.request.max.bytes")?)
-                .ok()
-                .filter(|n| *n > 0)
-                .context("socket.request.max.bytes must be positive")?,
-            max_connections: usize::try_from(num("max.connections")?)
-                .ok()
-                .filter(|n| *n > 0)
-                .context("max.connections must be positive")?,
-            connections_max_idle_ms: num("connections.max.idle.ms")? as u64,
-            retention_check_interval_ms: u64::try_from(num("log.retention.check.interval.ms")?)
-                .context("log.retention.check.interval.ms must not be negative")?,
-            producer_id_expiration_ms: u64::try_from(num("producer.id.expiration.ms")?)
-                .context("producer.id.expiration.ms must not be negative")?,
-            segment_idle_close_ms: u64::try_from(num("fjord.segment.idle.close.ms")?)
-                .context("fjord.segment.idle.close.ms must not be negative")?,
-            fetch_max_bytes: usize::try_from(num("fetch.max.bytes")?)
-                .ok()
-                .filter(|n| *n > 0)
-                .context("fetch.max.bytes must be positive")?,
-            // Kafka's -1 means "no limit"; a connection still needs a bound: 100 MiB.
-            queued_max_request_bytes: usize::try_from(num("queued.max.request.bytes")?)
-                .ok()
-                .filter(|n| *n > 0)
-                .unwrap_or(100 << 20),
-            values,
-        };
-        config
-            .check_new_settings(&BTreeMap::new(), &BTreeMap::new())
-            .context("topic defaults")?;
-        Ok(config)
+    /// The listener a connection came in on (index into [`BrokerConfig::listeners`]);
+    /// the first when out of range.
+    pub fn listener(&self, index: usize) -> &Listener {
+        self.listeners
+            .get(index)
+            .or_else(|| self.listeners.first())
+            .expect("a config always has at least one listener")
+    }
+
+    /// Host and port clients that came in on listener `index` are told to use.
+    pub fn advertised(&self, index: usize) -> (String, u16) {
+        self.listener(index).advertised.clone()
     }
 
     /// A topic config's effective value: the override, else the broker's dynamic
@@ -329,11 +153,11 @@ impl BrokerConfig {
         dynamic: &BTreeMap<String, String>,
         overrides: &BTreeMap<String, String>,
     ) -> Option<String> {
-        let (_, broker_key) = TOPIC_CONFIGS.iter().find(|(t, _)| *t == name)?;
+        let broker_key = table::for_topic_config(name)?.name;
         overrides
             .get(name)
-            .or_else(|| dynamic.get(*broker_key))
-            .or_else(|| self.values.get(*broker_key))
+            .or_else(|| dynamic.get(broker_key))
+            .or_else(|| self.values.get(broker_key))
             .cloned()
     }
 
@@ -342,7 +166,7 @@ impl BrokerConfig {
     pub fn offsets_fsync(&self, dynamic: &BTreeMap<String, String>) -> bool {
         dynamic
             .get("fjord.fsync.on.ack")
-            .map_or(self.fsync_on_ack, |v| v == "true")
+            .map_or(self.fsync_on_ack, |v| saved_flag("fjord.fsync.on.ack", v))
     }
 
     /// Checks settings about to be made (a topic created or altered, broker defaults
@@ -358,39 +182,19 @@ impl BrokerConfig {
             self.topic_config_value(topic_key, dynamic, overrides)
                 .unwrap_or_default()
         };
+        for (topic_key, setting) in table::topic_configs() {
+            setting
+                .kind
+                .check(topic_key, &value(topic_key))
+                .map_err(|e| anyhow::anyhow!("{e} (accepts {})", setting.kind.describe()))?;
+        }
         // Compaction is not implemented: a compacted topic deleted by time instead would
         // silently lose the latest value of old keys.
-        for policy in value("cleanup.policy").split(',') {
-            match policy.trim() {
-                "delete" => {}
-                "compact" => anyhow::bail!(
-                    "cleanup.policy=compact is not supported yet: Fjord does not compact logs"
-                ),
-                other => anyhow::bail!("cleanup.policy must be delete, not '{other}'"),
-            }
-        }
-        let timestamp_type = value("message.timestamp.type");
-        if !matches!(timestamp_type.as_str(), "CreateTime" | "LogAppendTime") {
-            anyhow::bail!(
-                "message.timestamp.type must be CreateTime or LogAppendTime, not '{timestamp_type}'"
-            );
-        }
-        let compression = value("compression.type");
-        if !matches!(
-            compression.as_str(),
-            "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd"
-        ) {
-            anyhow::bail!(
-                "compression.type must be producer, uncompressed, gzip, snappy, lz4 or zstd, not '{compression}'"
-            );
-        }
-        let flush_ms = value("flush.ms");
-        if !flush_ms.is_empty() && flush_ms.parse::<u64>().is_err() {
-            anyhow::bail!("flush.ms must be a number of milliseconds, not '{flush_ms}'");
-        }
-        let min_isr = value("min.insync.replicas");
-        if !min_isr.parse::<i32>().is_ok_and(|n| n >= 1) {
-            anyhow::bail!("min.insync.replicas must be at least 1, not '{min_isr}'");
+        if value("cleanup.policy")
+            .split(',')
+            .any(|p| p.trim() == "compact")
+        {
+            bail!("cleanup.policy=compact is not supported yet: Fjord does not compact logs");
         }
         self.log_config_with(dynamic, overrides)?;
         Ok(())
@@ -430,7 +234,10 @@ impl BrokerConfig {
         let opt = |v: i64| (v >= 0).then_some(v as u64);
         let flush_ms = pick("flush.ms", "log.flush.interval.ms");
         let flush_messages = int("flush.messages", "log.flush.interval.messages")?;
-        let durability = if pick("fjord.fsync.on.ack", "fjord.fsync.on.ack") == "true" {
+        let durability = if saved_flag(
+            "fjord.fsync.on.ack",
+            &pick("fjord.fsync.on.ack", "fjord.fsync.on.ack"),
+        ) {
             Durability::FsyncOnAck
         } else if flush_messages < i64::MAX || !flush_ms.is_empty() {
             Durability::Interval {
@@ -482,9 +289,10 @@ mod tests {
     #[test]
     fn defaults_listen_on_9092_with_data_under_dot_data() {
         let c = BrokerConfig::from_sources(None, &[]).expect("config");
-        assert_eq!(c.listen, "127.0.0.1:9092".parse().expect("addr"));
+        assert_eq!(c.listeners.len(), 1);
+        assert_eq!(c.listeners[0].bind, "127.0.0.1:9092".parse().expect("addr"));
         assert_eq!(c.log_dir, PathBuf::from("./data"));
-        assert_eq!(c.advertised, ("127.0.0.1".to_string(), 9092));
+        assert_eq!(c.advertised(0), ("127.0.0.1".to_string(), 9092));
     }
 
     #[test]
@@ -495,7 +303,7 @@ mod tests {
             "PLAINTEXT://127.0.0.1:2222".to_string(),
         )];
         let c = BrokerConfig::from_sources(Some(file), &sets).expect("config");
-        assert_eq!(c.listen.port(), 2222);
+        assert_eq!(c.listeners[0].bind.port(), 2222);
         assert_eq!(c.num_partitions, 3);
         let log = c.log_config(&BTreeMap::new()).expect("log config");
         assert_eq!(log.retention_ms, Some(7_200_000));
@@ -524,12 +332,16 @@ mod tests {
             ("compression.type", "brotli"),
             ("flush.ms", "soon"),
             ("min.insync.replicas", "0"),
+            ("fjord.fsync.on.ack", "yes"),
+            ("fjord.fsync.on.ack", "1"),
+            ("retention.ms", "-7"),
+            ("segment.bytes", "10"),
         ] {
             let bad = BTreeMap::from([(k.to_string(), v.to_string())]);
             let none = BTreeMap::new();
             assert!(c.check_new_settings(&none, &bad).is_err(), "{k}={v}");
             // A topic saved with it by an older version still opens.
-            if k != "flush.ms" {
+            if !matches!(k, "flush.ms" | "retention.ms" | "segment.bytes") {
                 assert!(c.log_config(&bad).is_ok(), "{k}={v}");
             }
         }
@@ -545,6 +357,16 @@ mod tests {
         // The static config is held to it at start.
         let sets = [("log.cleanup.policy".to_string(), "compact".to_string())];
         assert!(BrokerConfig::from_sources(None, &sets).is_err());
+    }
+
+    #[test]
+    fn a_saved_durability_flag_that_does_not_parse_reads_as_durable() {
+        let c = BrokerConfig::from_sources(None, &[]).expect("config");
+        for (v, durable) in [("yes", true), ("TRUE", true), ("False", false)] {
+            let saved = BTreeMap::from([("fjord.fsync.on.ack".to_string(), v.to_string())]);
+            let log = c.log_config(&saved).expect("opens");
+            assert_eq!(log.durability == Durability::FsyncOnAck, durable, "{v}");
+        }
     }
 }
 
