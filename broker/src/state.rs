@@ -16,8 +16,14 @@ use crate::config::{parse_properties, BrokerConfig};
 use crate::groups::{GroupCoordinator, OffsetStore};
 use crate::producer_state::ProducerStates;
 
+mod auto_create;
+mod creation;
 mod dynamic_config;
+mod quota;
+pub use auto_create::AutoCreated;
+pub use creation::NewTopic;
 pub use dynamic_config::{AlterError, ConfigChange, ConfigOp, DynamicConfigs};
+pub use quota::MutationQuota;
 
 /// Producer ids are reserved on disk in blocks of this many.
 const PRODUCER_ID_BLOCK: i64 = 1000;
@@ -138,6 +144,10 @@ pub struct Broker {
     pub metrics: crate::metrics::Metrics,
     /// The process's descriptor limit (`None`: unlimited), read at open.
     pub fd_limit: Option<u64>,
+    /// Topics queued for auto-creation.
+    auto_creation: auto_create::AutoCreateQueue,
+    /// Partitions created or deleted per second, broker-wide.
+    pub mutation_quota: MutationQuota,
 }
 
 /// Kafka's rule for topic names.
@@ -173,6 +183,7 @@ impl Broker {
         )
         .context("open committed offsets")?;
         let groups = GroupCoordinator::new(config.coordinator.clone(), offsets);
+        let mutation_quota = MutationQuota::new(config.controller_mutation_rate);
         let broker = Self {
             fd_limit: crate::fd_budget::limit(),
             dynamic: RwLock::new(dynamic),
@@ -181,6 +192,8 @@ impl Broker {
             config,
             topics: RwLock::new(HashMap::new()),
             admin: std::sync::Mutex::new(()),
+            auto_creation: auto_create::AutoCreateQueue::default(),
+            mutation_quota,
             flusher,
             appended: watch::channel(0).0,
             request_budget,
@@ -212,6 +225,8 @@ impl Broker {
             let topic = broker.open_topic(&name, id, count, props)?;
             broker.topics_mut().insert(name, Arc::new(topic));
         }
+        // A saved topic whose partition directory was missing has it again.
+        sync_dir(&broker.config.log_dir)?;
         tracing::info!(topics = broker.topics().len(), dir = %broker.config.log_dir.display(), "opened log directory");
         Ok(broker)
     }
@@ -276,7 +291,8 @@ impl Broker {
         log_config: &LogConfig,
         start_closed: bool,
     ) -> Result<Arc<Partition>> {
-        let log = Log::open(
+        // The caller syncs the log directory once for every partition it opened.
+        let log = Log::open_in_batch(
             self.partition_dir(name, index),
             log_config.clone(),
             self.flusher.clone(),
@@ -326,77 +342,6 @@ impl Broker {
         let mut all: Vec<_> = self.topics().values().cloned().collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
-    }
-
-    /// Creates a topic (or checks that it could be, with `validate_only`).
-    pub fn create_topic(
-        &self,
-        name: &str,
-        partitions: i32,
-        overrides: BTreeMap<String, String>,
-        validate_only: bool,
-    ) -> std::result::Result<Arc<Topic>, CreateError> {
-        if !valid_topic_name(name) {
-            return Err(CreateError::InvalidName(name.to_string()));
-        }
-        let partitions = if partitions == -1 {
-            self.config.num_partitions
-        } else {
-            partitions
-        };
-        if !(1..=100_000).contains(&partitions) {
-            return Err(CreateError::InvalidPartitions);
-        }
-        if let Some((k, v)) = overrides
-            .iter()
-            .find(|(k, v)| !crate::config::is_topic_config(k) || v.contains(['\n', '\r']))
-        {
-            return Err(CreateError::InvalidConfig(format!(
-                "unknown or malformed topic config {k}={v:?}"
-            )));
-        }
-        self.config
-            .check_new_settings(&self.dynamic_configs(), &overrides)
-            .map_err(|e| CreateError::InvalidConfig(format!("{e:#}")))?;
-        let _admin = self.admin_lock();
-        if self.topics().contains_key(name) {
-            return Err(CreateError::Exists);
-        }
-        self.check_partition_limit(partitions as usize)?;
-        let id = uuid::Uuid::new_v4();
-        if validate_only {
-            return Ok(Arc::new(Topic {
-                name: name.to_string(),
-                id,
-                overrides,
-                partitions: Vec::new(),
-            }));
-        }
-        let io = |e: anyhow::Error| CreateError::Io(format!("{e:#}"));
-        // Directories left by an earlier topic of this name (a failed delete or create)
-        // must not come back as this topic's data.
-        for index in 0..partitions {
-            let dir = self.partition_dir(name, index);
-            if dir.exists() {
-                tracing::warn!(dir = %dir.display(), "removing stale partition directory");
-                std::fs::remove_dir_all(&dir).map_err(|e| CreateError::Io(e.to_string()))?;
-            }
-        }
-        let topic = self
-            .open_topic(name, id, partitions, overrides)
-            .map_err(io)?;
-        self.replace_topic_meta(name, id, partitions as usize, &topic.overrides)
-            .map_err(io)?;
-        let topic = Arc::new(topic);
-        self.topics_mut()
-            .insert(name.to_string(), Arc::clone(&topic));
-        tracing::info!(topic = name, partitions, "created topic");
-        self.sync_topic_meta().map_err(|e| {
-            CreateError::Io(format!(
-                "topic created, but it may not survive a crash: {e:#}"
-            ))
-        })?;
-        Ok(topic)
     }
 
     /// Replaces a topic's metadata file. Once renamed into place it is what a restart
@@ -476,6 +421,7 @@ impl Broker {
             .map(|index| self.open_partition(name, index, &log_config, start_closed))
             .collect::<Result<Vec<_>>>()
             .map_err(io)?;
+        sync_dir(&self.config.log_dir).map_err(|e| CreateError::Io(e.to_string()))?;
         let partitions: Vec<Arc<Partition>> =
             topic.partitions.iter().cloned().chain(more).collect();
         self.replace_topic_meta(name, topic.id, partitions.len(), &topic.overrides)
@@ -493,24 +439,6 @@ impl Broker {
                 "partitions added, but they may not survive a crash: {e:#}"
             ))
         })
-    }
-
-    /// The topic, created with defaults if it is unknown and auto-creation is on.
-    pub fn topic_or_auto_create(&self, name: &str) -> Option<Arc<Topic>> {
-        if let Some(t) = self.topic(name) {
-            return Some(t);
-        }
-        if !self.config.auto_create_topics {
-            return None;
-        }
-        match self.create_topic(name, -1, BTreeMap::new(), false) {
-            Ok(t) => Some(t),
-            Err(CreateError::Exists) => self.topic(name),
-            Err(e) => {
-                tracing::warn!(topic = name, error = ?e, "auto-create failed");
-                None
-            }
-        }
     }
 
     /// A producer id never handed out before, even across restarts: ids are reserved on

@@ -122,11 +122,33 @@ impl Log {
     /// segment; after an unclean stop it rescans only the active segment's tail. Sealed
     /// segments are opened on first use.
     pub fn open(dir: impl AsRef<Path>, config: LogConfig, flusher: Flusher) -> Result<Self> {
+        Self::open_with(dir.as_ref(), config, flusher, true)
+    }
+
+    /// [`Log::open`] for one of many logs created together: when it creates `dir`, it
+    /// does not sync the parent directory, and the caller must call [`sync_dir`] on it
+    /// once for the whole batch before relying on any of them surviving a crash (one
+    /// directory sync for many new partitions instead of one each). The log's own
+    /// directory is still synced, so its segment names are durable once the parent is.
+    pub fn open_in_batch(
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+        flusher: Flusher,
+    ) -> Result<Self> {
+        Self::open_with(dir.as_ref(), config, flusher, false)
+    }
+
+    fn open_with(
+        dir: &Path,
+        config: LogConfig,
+        flusher: Flusher,
+        sync_parent: bool,
+    ) -> Result<Self> {
         config.validate()?;
-        let dir = dir.as_ref().to_path_buf();
+        let dir = dir.to_path_buf();
         let is_new = !dir.exists();
         std::fs::create_dir_all(&dir).io_context("create log dir", &dir)?;
-        if is_new {
+        if is_new && sync_parent {
             if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
                 sync_dir(parent)?;
             }

@@ -167,6 +167,14 @@ impl BrokerConfig {
             log_dir,
             num_partitions: i32::try_from(v.int("num.partitions")?).context("num.partitions")?,
             auto_create_topics: v.flag("auto.create.topics.enable")?,
+            auto_create_max_per_request: v.count("fjord.auto.create.max.per.request")?,
+            controller_mutation_rate: match v.text("fjord.controller.mutation.rate").trim() {
+                "" => None,
+                _ => Some(
+                    u32::try_from(v.int("fjord.controller.mutation.rate")?)
+                        .context("fjord.controller.mutation.rate")?,
+                ),
+            },
             coordinator: coordinator(&v)?,
             fsync_on_ack: v.flag("fjord.fsync.on.ack")?,
             max_partitions: v.count("fjord.max.partitions")?,

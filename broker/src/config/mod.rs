@@ -91,6 +91,10 @@ pub struct BrokerConfig {
     pub num_partitions: i32,
     /// Create unknown topics on Metadata/Produce.
     pub auto_create_topics: bool,
+    /// Unknown topics one Metadata or Produce request may queue for auto-creation.
+    pub auto_create_max_per_request: usize,
+    /// Partitions created or deleted per second, broker-wide (`None`: unlimited).
+    pub controller_mutation_rate: Option<u32>,
     /// Largest request frame accepted.
     pub socket_request_max_bytes: usize,
     /// Connections accepted at once.

@@ -40,6 +40,7 @@ pub(super) fn delete_topics(
         )
     }));
     let mut resp = DeleteTopicsResponse::default();
+    let mut throttle = std::time::Duration::ZERO;
     for (name, id) in wanted {
         let name = name.or_else(|| {
             broker
@@ -50,6 +51,23 @@ pub(super) fn delete_topics(
         });
         let mut r = DeletableTopicResult::default();
         r.topic_id = id;
+        let partitions = name
+            .as_deref()
+            .and_then(|n| broker.topic(n))
+            .map_or(0, |t| t.partitions.len() as i32);
+        if partitions > 0 {
+            if let Err((code, message)) =
+                super::create_topics::charge(broker, ctx.version >= 5, partitions, &mut throttle)
+            {
+                r.name = name.map(|n| TopicName(s(n)));
+                r.error_code = code;
+                if ctx.version >= 5 {
+                    r.error_message = Some(s(message));
+                }
+                resp.responses.push(r);
+                continue;
+            }
+        }
         match name.as_deref().and_then(|n| broker.delete_topic(n)) {
             Some(topic) => {
                 r.name = Some(TopicName(s(topic.name.clone())));
@@ -66,6 +84,7 @@ pub(super) fn delete_topics(
         }
         resp.responses.push(r);
     }
+    resp.throttle_time_ms = i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX);
     encode(ctx, &resp)
 }
 
@@ -75,6 +94,7 @@ pub(super) fn create_partitions(
     req: CreatePartitionsRequest,
 ) -> Result<Response, Fatal> {
     let mut resp = CreatePartitionsResponse::default();
+    let mut throttle = std::time::Duration::ZERO;
     for topic in req.topics {
         let name = topic.name.0.as_str().to_string();
         let mut r = CreatePartitionsTopicResult::default();
@@ -90,19 +110,29 @@ pub(super) fn create_partitions(
                 "manual assignment is not supported".to_string(),
             ))
         } else {
-            broker
-                .add_partitions(&name, topic.count, req.validate_only)
-                .map_err(|e| match e {
-                    CreateError::InvalidPartitions => (
-                        E::InvalidPartitions.code(),
-                        "the count must grow the topic, up to 100000".to_string(),
-                    ),
-                    CreateError::PartitionLimit { limit, current } => (
-                        E::InvalidPartitions.code(),
-                        partition_limit_message(limit, current),
-                    ),
-                    other => (E::KafkaStorageError.code(), format!("{other:?}")),
-                })
+            let more = broker
+                .topic(&name)
+                .map_or(0, |t| topic.count - t.partitions.len() as i32);
+            let charged = if more > 0 && !req.validate_only {
+                super::create_topics::charge(broker, ctx.version >= 3, more, &mut throttle)
+            } else {
+                Ok(())
+            };
+            charged.and_then(|()| {
+                broker
+                    .add_partitions(&name, topic.count, req.validate_only)
+                    .map_err(|e| match e {
+                        CreateError::InvalidPartitions => (
+                            E::InvalidPartitions.code(),
+                            "the count must grow the topic, up to 100000".to_string(),
+                        ),
+                        CreateError::PartitionLimit { limit, current } => (
+                            E::InvalidPartitions.code(),
+                            partition_limit_message(limit, current),
+                        ),
+                        other => (E::KafkaStorageError.code(), format!("{other:?}")),
+                    })
+            })
         };
         if let Err((code, message)) = outcome {
             r.error_code = code;
@@ -110,6 +140,7 @@ pub(super) fn create_partitions(
         }
         resp.results.push(r);
     }
+    resp.throttle_time_ms = i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX);
     encode(ctx, &resp)
 }
 

@@ -1,6 +1,9 @@
 //! Metadata: this one broker, and the topics asked for (all when the list is null).
+//! Unknown topics are queued for auto-creation (never created on the request path) and
+//! awaited for a moment.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use fjord_protocol::kafka_protocol::messages::metadata_request::MetadataRequest;
 use fjord_protocol::kafka_protocol::messages::metadata_response::{
@@ -11,7 +14,7 @@ use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::kafka_protocol::ResponseError;
 
 use super::{encode, Ctx, Fatal, Response};
-use crate::state::{valid_topic_name, Broker, Topic};
+use crate::state::{valid_topic_name, AutoCreated, Broker, Topic};
 
 fn topic_entry(topic: &Topic, node: i32) -> MetadataResponseTopic {
     let mut t = MetadataResponseTopic::default();
@@ -40,11 +43,72 @@ fn error_entry(name: &str, code: i16) -> MetadataResponseTopic {
     t
 }
 
-pub(super) fn handle(
+/// How long a Metadata request waits for the topics it queued for auto-creation
+/// before answering LEADER_NOT_AVAILABLE for those not there yet (clients retry).
+const AUTO_CREATE_WAIT: Duration = Duration::from_secs(1);
+
+/// Names a Metadata request asks for, and whether it may auto-create them.
+fn requested(req: &MetadataRequest, ctx: &Ctx) -> (Option<Vec<String>>, bool) {
+    // v1-v3 have no allow_auto_topic_creation field: Kafka treats them as allowing it.
+    let auto_create = req.allow_auto_topic_creation || ctx.version < 4;
+    let names = req.topics.as_ref().map(|topics| {
+        topics
+            .iter()
+            .map(|r| {
+                r.name
+                    .as_ref()
+                    .map(|n| n.0.as_str().to_string())
+                    .unwrap_or_default()
+            })
+            .collect()
+    });
+    (names, auto_create)
+}
+
+/// Queues the unknown topics among `names` for auto-creation, then waits (without
+/// holding a thread) until they exist or [`AUTO_CREATE_WAIT`] passes.
+async fn auto_create_and_wait(broker: &Arc<Broker>, names: &[String]) {
+    let unknown: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| valid_topic_name(n) && broker.topic(n).is_none())
+        .collect();
+    if unknown.is_empty() {
+        return;
+    }
+    let mut signal = broker.auto_created_signal();
+    let outcomes = broker.auto_create(&unknown);
+    let waiting: Vec<&str> = unknown
+        .into_iter()
+        .zip(outcomes)
+        .filter(|(_, o)| *o == AutoCreated::Pending)
+        .map(|(n, _)| n)
+        .collect();
+    let _ = tokio::time::timeout(AUTO_CREATE_WAIT, async {
+        while waiting.iter().any(|n| broker.auto_create_pending(n)) {
+            if signal.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+}
+
+/// Answers Metadata: auto-creation is queued and awaited first, then the response is
+/// built on the blocking pool (listing every topic sorts them all).
+pub(super) async fn handle(
     broker: &Arc<Broker>,
     ctx: Ctx,
     req: MetadataRequest,
 ) -> Result<Response, Fatal> {
+    let (names, auto_create) = requested(&req, &ctx);
+    if let (Some(names), true) = (&names, auto_create) {
+        auto_create_and_wait(broker, names).await;
+    }
+    super::off_reactor(broker, move |b| answer(b, ctx, names)).await
+}
+
+fn answer(broker: &Arc<Broker>, ctx: Ctx, names: Option<Vec<String>>) -> Result<Response, Fatal> {
     let node = broker.config.node_id;
     let mut resp = MetadataResponse::default();
     let mut me = MetadataResponseBroker::default();
@@ -55,33 +119,25 @@ pub(super) fn handle(
     resp.brokers = vec![me];
     resp.cluster_id = Some(StrBytes::from_static_str("fjord-single-node"));
     resp.controller_id = BrokerId(node);
-    // v1-v3 have no allow_auto_topic_creation field: Kafka treats them as allowing it.
-    let auto_create = req.allow_auto_topic_creation || ctx.version < 4;
-    resp.topics = match req.topics {
+    resp.topics = match names {
         None => broker
             .all_topics()
             .iter()
             .map(|t| topic_entry(t, node))
             .collect(),
-        Some(requested) => requested
+        Some(names) => names
             .iter()
-            .map(|r| {
-                let name = r
-                    .name
-                    .as_ref()
-                    .map(|n| n.0.as_str().to_string())
-                    .unwrap_or_default();
-                if !valid_topic_name(&name) {
-                    return error_entry(&name, ResponseError::InvalidTopicException.code());
+            .map(|name| {
+                if !valid_topic_name(name) {
+                    return error_entry(name, ResponseError::InvalidTopicException.code());
                 }
-                let topic = if auto_create {
-                    broker.topic_or_auto_create(&name)
-                } else {
-                    broker.topic(&name)
-                };
-                match topic {
+                match broker.topic(name) {
                     Some(t) => topic_entry(&t, node),
-                    None => error_entry(&name, ResponseError::UnknownTopicOrPartition.code()),
+                    // Being created: Kafka's answer, which clients retry.
+                    None if broker.auto_create_pending(name) => {
+                        error_entry(name, ResponseError::LeaderNotAvailable.code())
+                    }
+                    None => error_entry(name, ResponseError::UnknownTopicOrPartition.code()),
                 }
             })
             .collect(),

@@ -1,0 +1,229 @@
+//! Auto-creation off the request path: Metadata and Produce queue the unknown topics
+//! they name and never create one themselves. A task on the blocking pool drains the
+//! queue in batches through [`Broker::create_topics`] (many topics per directory sync),
+//! so a request naming 100,000 new topics holds no lock, no reactor thread and no
+//! other client's request while the disk works.
+//!
+//! The work one client can cause is bounded three ways: names queued per request
+//! (`fjord.auto.create.max.per.request`), the queue's length ([`MAX_QUEUED`]), and the
+//! controller mutation quota ([`super::MutationQuota`]), which each queued topic's
+//! partitions are charged to. What is not queued is answered as unknown (retriable).
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::watch;
+
+use super::{Broker, NewTopic};
+
+/// Topics waiting for creation at most; names past it are not queued.
+pub(super) const MAX_QUEUED: usize = 10_000;
+/// Topics created per batch (per pair of directory syncs).
+const BATCH: usize = 256;
+
+/// What became of one name asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoCreated {
+    /// The topic exists.
+    Exists,
+    /// Queued (now or by an earlier request) and not created yet.
+    Pending,
+    /// Not queued: auto-creation is off, or a bound (per request, queue, quota) is hit.
+    Refused,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    queue: VecDeque<String>,
+    queued: HashSet<String>,
+    draining: bool,
+}
+
+/// The queue of topics to auto-create, and a signal bumped after each batch.
+#[derive(Debug)]
+pub(super) struct AutoCreateQueue {
+    pending: Mutex<Pending>,
+    done: watch::Sender<u64>,
+}
+
+impl Default for AutoCreateQueue {
+    fn default() -> Self {
+        Self {
+            pending: Mutex::new(Pending::default()),
+            done: watch::channel(0).0,
+        }
+    }
+}
+
+impl AutoCreateQueue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether `name` waits for creation.
+    pub(super) fn is_queued(&self, name: &str) -> bool {
+        self.lock().queued.contains(name)
+    }
+}
+
+impl Broker {
+    /// Queues the unknown topics among `names` for creation with defaults (up to this
+    /// request's share), and says what became of each. Never blocks on the disk. Must
+    /// be called inside the tokio runtime (the batch runs on its blocking pool).
+    pub fn auto_create(self: &Arc<Self>, names: &[&str]) -> Vec<AutoCreated> {
+        let mut budget = self.config.auto_create_max_per_request;
+        let mut start = false;
+        let mut out = Vec::with_capacity(names.len());
+        let queue = &self.auto_creation;
+        let mut pending = queue.lock();
+        for name in names {
+            if self.topic(name).is_some() {
+                out.push(AutoCreated::Exists);
+            } else if pending.queued.contains(*name) {
+                out.push(AutoCreated::Pending);
+            } else if !self.config.auto_create_topics
+                || budget == 0
+                || pending.queue.len() >= MAX_QUEUED
+                || !super::valid_topic_name(name)
+                || self
+                    .mutation_quota
+                    .try_admit(self.num_partitions())
+                    .is_err()
+            {
+                out.push(AutoCreated::Refused);
+            } else {
+                budget -= 1;
+                pending.queue.push_back((*name).to_string());
+                pending.queued.insert((*name).to_string());
+                out.push(AutoCreated::Pending);
+                if !pending.draining {
+                    pending.draining = true;
+                    start = true;
+                }
+            }
+        }
+        drop(pending);
+        if start {
+            let broker = Arc::clone(self);
+            tokio::task::spawn_blocking(move || broker.drain_auto_creation());
+        }
+        out
+    }
+
+    /// Partitions of a topic created with defaults (what the quota is charged).
+    fn num_partitions(&self) -> u32 {
+        u32::try_from(self.config.num_partitions).unwrap_or(1)
+    }
+
+    /// A receiver that changes after each auto-creation batch.
+    pub fn auto_created_signal(&self) -> watch::Receiver<u64> {
+        self.auto_creation.done.subscribe()
+    }
+
+    /// Whether `name` waits for auto-creation.
+    pub fn auto_create_pending(&self, name: &str) -> bool {
+        self.auto_creation.is_queued(name)
+    }
+
+    /// Creates queued topics a batch at a time until the queue is empty.
+    fn drain_auto_creation(&self) {
+        let queue = &self.auto_creation;
+        loop {
+            let batch: Vec<String> = {
+                let mut pending = queue.lock();
+                if pending.queue.is_empty() {
+                    pending.draining = false;
+                    return;
+                }
+                let n = pending.queue.len().min(BATCH);
+                pending.queue.drain(..n).collect()
+            };
+            let topics = batch.iter().map(|n| NewTopic::with_defaults(n)).collect();
+            for (name, outcome) in batch.iter().zip(self.create_topics(topics, false)) {
+                match outcome {
+                    Ok(_) | Err(super::CreateError::Exists) => {}
+                    Err(e) => tracing::warn!(topic = %name, error = ?e, "auto-create failed"),
+                }
+            }
+            {
+                let mut pending = queue.lock();
+                for name in &batch {
+                    pending.queued.remove(name);
+                }
+            }
+            queue.done.send_modify(|n| *n += 1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BrokerConfig;
+
+    fn broker(dir: &std::path::Path, sets: &[(&str, &str)]) -> Arc<Broker> {
+        let mut all = vec![("log.dirs".to_string(), dir.display().to_string())];
+        all.extend(sets.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let config = BrokerConfig::from_sources(None, &all).expect("config");
+        Arc::new(Broker::open(config).expect("broker"))
+    }
+
+    async fn settled(b: &Arc<Broker>) {
+        let mut signal = b.auto_created_signal();
+        while b.auto_creation.lock().draining {
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_millis(50), signal.changed()).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn names_are_queued_once_and_created_in_the_background() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let b = broker(dir.path(), &[]);
+        let first = b.auto_create(&["a", "b", "a", "bad/name"]);
+        assert_eq!(
+            first,
+            [
+                AutoCreated::Pending,
+                AutoCreated::Pending,
+                AutoCreated::Pending,
+                AutoCreated::Refused
+            ]
+        );
+        settled(&b).await;
+        assert!(b.topic("a").is_some() && b.topic("b").is_some());
+        assert_eq!(b.auto_create(&["a"]), [AutoCreated::Exists]);
+        assert!(!b.auto_create_pending("a"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_queues_at_most_its_share_and_the_quota_bounds_all() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let b = broker(
+            dir.path(),
+            &[
+                ("fjord.auto.create.max.per.request", "3"),
+                ("fjord.controller.mutation.rate", "5"),
+            ],
+        );
+        let names: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let one = b.auto_create(&refs);
+        assert_eq!(
+            one.iter().filter(|o| **o == AutoCreated::Pending).count(),
+            3
+        );
+        // The next request gets its own share, but the quota (5 a second) stops it.
+        let two = b.auto_create(&refs[3..]);
+        assert_eq!(
+            two.iter().filter(|o| **o == AutoCreated::Pending).count(),
+            2
+        );
+        assert_eq!(b.auto_create(&["late"]), [AutoCreated::Refused]);
+        settled(&b).await;
+        assert_eq!(b.all_topics().len(), 5);
+        let off = tempfile::tempdir().expect("tempdir");
+        let b = broker(off.path(), &[("auto.create.topics.enable", "false")]);
+        assert_eq!(b.auto_create(&["x"]), [AutoCreated::Refused]);
+    }
+}
