@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use fjord_integration_tests::BrokerProcess;
+use fjord_integration_tests::{fjord, BrokerProcess};
 use fjord_protocol::compression::Compression;
 use fjord_protocol::record_batch::{BatchBuilder, RecordSpec};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -44,6 +44,23 @@ fn produce_v3(s: &mut TcpStream, correlation: i32, topic: &str, batch: &[u8]) ->
     (error, i64::from_be_bytes(off))
 }
 
+/// Creates `topic` with `fjord topics create`: a Produce never creates a topic itself
+/// (it queues an auto-creation and answers UNKNOWN_TOPIC_OR_PARTITION, as Kafka does).
+fn create(broker: &BrokerProcess, topic: &str) {
+    let (ok, _, err) = fjord(
+        &[
+            "topics",
+            "create",
+            "--topic",
+            topic,
+            "--bootstrap-server",
+            &broker.bootstrap,
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+}
+
 fn batch(pid: i64, epoch: i16, seq: i32, n: usize) -> Vec<u8> {
     let mut b = BatchBuilder::new(Compression::None, 1_000).with_producer(pid, epoch, seq);
     for i in 0..n {
@@ -55,10 +72,11 @@ fn batch(pid: i64, epoch: i16, seq: i32, n: usize) -> Vec<u8> {
 #[test]
 fn retried_batches_are_acknowledged_once_and_gaps_rejected() {
     let broker = BrokerProcess::start(&[]);
+    let t = "idem";
+    create(&broker, t);
     let mut s = TcpStream::connect(&broker.bootstrap).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
-    let t = "idem";
     assert_eq!(produce_v3(&mut s, 1, t, &batch(7, 0, 0, 3)), (0, 0));
     assert_eq!(produce_v3(&mut s, 2, t, &batch(7, 0, 3, 2)), (0, 3));
     // The first batch again (a retry after a lost response): same offset, nothing added.
@@ -86,6 +104,7 @@ fn duplicate_detection_survives_a_restart() {
     let mut broker = BrokerProcess::start(&[]);
     let keep = broker.take_data_dir().expect("data dir");
     let port = broker.port();
+    create(&broker, "idem");
     let mut s = TcpStream::connect(&broker.bootstrap).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
