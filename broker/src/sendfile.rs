@@ -152,8 +152,9 @@ pub(crate) async fn write_mapped_region(
         // fetches: a failed append cuts back only to the committed end; a sealed segment
         // is recovered (and possibly cut) when its metadata is first loaded, before any
         // region into it exists, and that metadata is never dropped; retention unlinks
-        // whole files, which keeps mapped pages valid; `Log::truncate_to` is not called
-        // by the broker (see its doc). The map is read-only; memmap2 maps it shared, so
+        // whole files, which keeps mapped pages valid; and a segment refuses
+        // `Log::truncate_to` (RegionsInUse) while any region read from it, this one
+        // included, is alive. The map is read-only; memmap2 maps it shared, so
         // it sees the page cache as appends left it. `populate` below faults every page
         // in and reports a page that cannot be read as an error; a page evicted after
         // that and unreadable when the copy faults it in again raises SIGBUS, which is
@@ -333,12 +334,12 @@ mod tests {
     /// temp file alive while the region is used.
     fn uncached_region(from: u64) -> (tempfile::NamedTempFile, FileRegion, Vec<u8>) {
         let (file, data) = synced_file(3 << 20);
-        let region = FileRegion {
-            file: Arc::new(file.reopen().expect("reopen")),
-            position: from,
-            len: data.len() as u64 - from,
-            first_offset: 0,
-        };
+        let region = FileRegion::new(
+            Arc::new(file.reopen().expect("reopen")),
+            from,
+            data.len() as u64 - from,
+            0,
+        );
         rustix::fs::fadvise(
             &*region.file,
             0,

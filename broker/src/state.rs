@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use anyhow::{Context, Result};
-use fjord_storage::{replace_file, sync_dir, write_durably, Flusher, Log, LogConfig};
+use fjord_storage::{Flusher, Io, Log, LogConfig};
 use tokio::sync::watch;
 
 use crate::config::{parse_properties, BrokerConfig};
@@ -164,10 +164,16 @@ pub fn valid_topic_name(name: &str) -> bool {
 impl Broker {
     /// Opens every topic found under the log directory.
     pub fn open(config: BrokerConfig) -> Result<Self> {
+        Self::open_with_io(config, Io::real())
+    }
+
+    /// [`Broker::open`] with every change to the disk going through `io` (a test's
+    /// fault injector).
+    pub fn open_with_io(config: BrokerConfig, io: Io) -> Result<Self> {
         let meta_dir = config.log_dir.join("fjord-topics");
-        std::fs::create_dir_all(&meta_dir)
+        io.create_dir_all(&meta_dir)
             .with_context(|| format!("create {}", meta_dir.display()))?;
-        let flusher = Flusher::new("broker").context("start flusher")?;
+        let flusher = Flusher::with_io("broker", io).context("start flusher")?;
         let reserved = std::fs::read_to_string(config.log_dir.join("fjord-producer-ids"))
             .ok()
             .and_then(|t| t.trim().parse::<i64>().ok())
@@ -226,7 +232,7 @@ impl Broker {
             broker.topics_mut().insert(name, Arc::new(topic));
         }
         // A saved topic whose partition directory was missing has it again.
-        sync_dir(&broker.config.log_dir)?;
+        broker.flusher.io().sync_dir_at(&broker.config.log_dir)?;
         tracing::info!(topics = broker.topics().len(), dir = %broker.config.log_dir.display(), "opened log directory");
         Ok(broker)
     }
@@ -360,13 +366,17 @@ impl Broker {
         }
         let dir = self.config.log_dir.join("fjord-topics");
         // The temp file's '~' is not legal in topic names: never read back as a topic.
-        replace_file(&dir, name, text.as_bytes())?;
+        self.flusher
+            .io()
+            .replace_file(&dir, name, text.as_bytes())?;
         Ok(())
     }
 
     /// Makes the topic metadata files replaced so far durable.
     pub(crate) fn sync_topic_meta(&self) -> Result<()> {
-        sync_dir(&self.config.log_dir.join("fjord-topics"))?;
+        self.flusher
+            .io()
+            .sync_dir_at(&self.config.log_dir.join("fjord-topics"))?;
         Ok(())
     }
 
@@ -376,17 +386,23 @@ impl Broker {
         let _admin = self.admin_lock();
         let topic = self.topics_mut().remove(name)?;
         let meta = self.config.log_dir.join("fjord-topics").join(name);
-        if let Err(e) = std::fs::remove_file(&meta)
+        if let Err(e) = self
+            .flusher
+            .io()
+            .remove_file(&meta)
             .map_err(anyhow::Error::from)
             .and_then(|()| {
-                sync_dir(meta.parent().unwrap_or(&self.config.log_dir)).map_err(Into::into)
+                self.flusher
+                    .io()
+                    .sync_dir_at(meta.parent().unwrap_or(&self.config.log_dir))
+                    .map_err(Into::into)
             })
         {
             tracing::error!(topic = name, error = %e, "removing topic metadata failed");
         }
         for p in &topic.partitions {
             let dir = self.partition_dir(name, p.index);
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if let Err(e) = self.flusher.io().remove_dir_all(&dir) {
                 tracing::error!(dir = %dir.display(), error = %e, "removing partition failed");
             }
         }
@@ -421,7 +437,10 @@ impl Broker {
             .map(|index| self.open_partition(name, index, &log_config, start_closed))
             .collect::<Result<Vec<_>>>()
             .map_err(io)?;
-        sync_dir(&self.config.log_dir).map_err(|e| CreateError::Io(e.to_string()))?;
+        self.flusher
+            .io()
+            .sync_dir_at(&self.config.log_dir)
+            .map_err(|e| CreateError::Io(e.to_string()))?;
         let partitions: Vec<Arc<Partition>> =
             topic.partitions.iter().cloned().chain(more).collect();
         self.replace_topic_meta(name, topic.id, partitions.len(), &topic.overrides)
@@ -450,7 +469,7 @@ impl Broker {
             .unwrap_or_else(PoisonError::into_inner);
         if ids.0 >= ids.1 {
             let end = ids.0 + PRODUCER_ID_BLOCK;
-            write_durably(
+            self.flusher.io().write_durably(
                 &self.config.log_dir,
                 "fjord-producer-ids",
                 format!("{end}\n").as_bytes(),

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result};
+use crate::io::Io;
 use crate::segment::{MaxTimestamp, SegmentMeta};
 
 const FILE_NAME: &str = ".clean-shutdown";
@@ -16,7 +17,7 @@ pub(crate) fn path(dir: &Path) -> PathBuf {
 }
 
 /// Writes the marker for active segment `base` durably (temp file, fsync, rename).
-pub(crate) fn write(dir: &Path, base: u64, meta: &SegmentMeta) -> Result<()> {
+pub(crate) fn write(io: &Io, dir: &Path, base: u64, meta: &SegmentMeta) -> Result<()> {
     let opt = |v: Option<i64>| v.map_or_else(|| "none".to_string(), |v| v.to_string());
     let text = format!(
         "{HEADER}\nactive_base={base}\nsize={}\nnext_offset={}\nmax_timestamp={}\nmax_timestamp_batch={}\noffset_entries={}\ntime_entries={}\nbytes_since_index={}\nfirst_batch_timestamp={}\n",
@@ -29,7 +30,7 @@ pub(crate) fn write(dir: &Path, base: u64, meta: &SegmentMeta) -> Result<()> {
         meta.bytes_since_index,
         opt(meta.first_batch_timestamp),
     );
-    crate::log::write_durably(dir, FILE_NAME, text.as_bytes())
+    io.write_durably(dir, FILE_NAME, text.as_bytes())
 }
 
 /// Reads the marker: the active segment's base offset and summary. `None` when absent or
@@ -82,9 +83,9 @@ pub(crate) fn read(dir: &Path) -> Option<(u64, SegmentMeta)> {
 /// Removes the marker (before the first change to a log opened clean). The directory is
 /// not synced here: if a power loss brings the marker back, its recorded size no longer
 /// matches the grown file and the open recovers anyway.
-pub(crate) fn remove(dir: &Path) -> Result<()> {
+pub(crate) fn remove(io: &Io, dir: &Path) -> Result<()> {
     let p = path(dir);
-    match std::fs::remove_file(&p) {
+    match io.remove_file(&p) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(e).io_context("remove marker", &p)
         }

@@ -66,6 +66,13 @@ pub enum StorageError {
     /// The flusher stopped before completing the request.
     #[error("flusher stopped")]
     FlusherStopped,
+    /// A truncation would shorten a segment file that a region read earlier still
+    /// covers (a fetch may be sending or mapping it): try again once reads finish.
+    #[error("segment {base_offset} cannot be truncated while reads of it are in flight")]
+    RegionsInUse {
+        /// The segment's base offset.
+        base_offset: u64,
+    },
 }
 
 /// Result with [`StorageError`].

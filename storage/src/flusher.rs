@@ -15,6 +15,7 @@ use std::task::{Context, Poll};
 use tokio::sync::oneshot;
 
 use crate::error::{Result, StorageError};
+use crate::io::Io;
 
 type Reply = std::result::Result<(), Arc<std::io::Error>>;
 
@@ -28,12 +29,25 @@ struct Queue {
     stopping: bool,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
+    io: Io,
     queue: Mutex<Queue>,
     wake: Condvar,
     syncs: AtomicU64,
     requests: AtomicU64,
+}
+
+impl Shared {
+    fn with_io(io: Io) -> Self {
+        Self {
+            io,
+            queue: Mutex::default(),
+            wake: Condvar::new(),
+            syncs: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+        }
+    }
 }
 
 /// Tells the thread to finish once every handle is gone.
@@ -62,7 +76,13 @@ pub struct Flusher {
 impl Flusher {
     /// Starts a flusher thread named `name` (one per log directory is the usual choice).
     pub fn new(name: &str) -> std::io::Result<Self> {
-        let shared = Arc::new(Shared::default());
+        Self::with_io(name, Io::real())
+    }
+
+    /// A flusher whose syncs, and the file operations of every log given it, go
+    /// through `io` (a test's fault injector; [`Flusher::new`] uses the OS).
+    pub fn with_io(name: &str, io: Io) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared::with_io(io));
         let worker = Arc::clone(&shared);
         std::thread::Builder::new()
             .name(format!("flush-{name}"))
@@ -107,6 +127,11 @@ impl Flusher {
         self.shared.wake.notify_one();
     }
 
+    /// The file-system seam this flusher and its logs use.
+    pub fn io(&self) -> &Io {
+        &self.shared.io
+    }
+
     /// `fdatasync` calls made so far (fewer than requests when group commit works).
     pub fn syncs(&self) -> u64 {
         self.shared.syncs.load(Ordering::Relaxed)
@@ -148,11 +173,7 @@ fn sync_batch(shared: &Shared, mut batch: Vec<Request>) {
     let mut i = 0;
     while i < batch.len() {
         let file = Arc::clone(&batch[i].0);
-        let result = if batch[i].1 {
-            file.sync_all()
-        } else {
-            file.sync_data()
-        };
+        let result = shared.io.sync(&file, batch[i].1);
         let result = result.map_err(Arc::new);
         shared.syncs.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = &result {
@@ -218,7 +239,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let a = Arc::new(File::create(dir.path().join("a")).expect("create"));
         let b = Arc::new(File::create(dir.path().join("b")).expect("create"));
-        let shared = Shared::default();
+        let shared = Shared::with_io(Io::real());
         let mut batch = Vec::new();
         let mut receivers = Vec::new();
         for i in 0..200 {

@@ -13,6 +13,8 @@
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
+use crate::io::{Io, OpenMode};
+
 use memmap2::{Advice, Mmap, MmapMut};
 
 use crate::error::{IoContext, Result};
@@ -32,6 +34,7 @@ enum Map {
 /// One mapped index file.
 #[derive(Debug)]
 pub(crate) struct IndexFile {
+    io: Io,
     path: PathBuf,
     entry_size: usize,
     len: usize,
@@ -45,22 +48,19 @@ impl IndexFile {
     /// by cutting the file there and extending it again: the kernel supplies zero pages,
     /// so preallocation touches no memory and writes nothing.
     pub(crate) fn open_writable(
+        io: &Io,
         path: &Path,
         entry_size: usize,
         len: usize,
         capacity: usize,
     ) -> Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
+        let file = io
+            .open(path, OpenMode::ReadWrite)
             .io_context("open index", path)?;
         let capacity = capacity.max(len).max(1);
-        file.set_len((len * entry_size) as u64)
+        io.set_len(path, &file, (len * entry_size) as u64)
             .io_context("trim index", path)?;
-        file.set_len((capacity * entry_size) as u64)
+        io.set_len(path, &file, (capacity * entry_size) as u64)
             .io_context("preallocate index", path)?;
         // SAFETY: the mapping covers exactly the file's length, set just above. The file is
         // private to this log directory and only this process writes it while the log is
@@ -73,6 +73,7 @@ impl IndexFile {
         map.advise(Advice::Random)
             .io_context("advise index", path)?;
         Ok(Self {
+            io: io.clone(),
             path: path.to_path_buf(),
             entry_size,
             len,
@@ -83,7 +84,7 @@ impl IndexFile {
 
     /// Opens a sealed index read-only; every whole entry in the file counts as an entry.
     /// A missing file is an error the caller turns into a rebuild.
-    pub(crate) fn open_read_only(path: &Path, entry_size: usize) -> Result<Self> {
+    pub(crate) fn open_read_only(io: &Io, path: &Path, entry_size: usize) -> Result<Self> {
         let file = OpenOptions::new()
             .read(true)
             .open(path)
@@ -103,6 +104,7 @@ impl IndexFile {
             Map::ReadOnly(map)
         };
         Ok(Self {
+            io: io.clone(),
             path: path.to_path_buf(),
             entry_size,
             len,
@@ -186,7 +188,9 @@ impl IndexFile {
     /// Writes dirty pages back (for a writable map).
     pub(crate) fn flush(&self) -> Result<()> {
         if let Map::Writable(map) = &self.map {
-            map.flush().io_context("flush index", &self.path)?;
+            self.io
+                .sync_map(&self.path, map)
+                .io_context("flush index", &self.path)?;
         }
         Ok(())
     }
@@ -211,13 +215,14 @@ impl IndexFile {
     fn trim_and_remap(&mut self) -> Result<()> {
         let len = self.len;
         self.map = Map::Empty;
-        let file = OpenOptions::new()
-            .write(true)
-            .open(&self.path)
+        let file = self
+            .io
+            .open(&self.path, OpenMode::WriteExisting)
             .io_context("open index", &self.path)?;
-        file.set_len((len * self.entry_size) as u64)
+        self.io
+            .set_len(&self.path, &file, (len * self.entry_size) as u64)
             .io_context("trim index", &self.path)?;
-        *self = Self::open_read_only(&self.path, self.entry_size)?;
+        *self = Self::open_read_only(&self.io, &self.path, self.entry_size)?;
         Ok(())
     }
 }
@@ -234,7 +239,7 @@ mod tests {
     fn append_floor_seal_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("x.index");
-        let mut idx = IndexFile::open_writable(&path, 8, 0, 4).expect("open");
+        let mut idx = IndexFile::open_writable(&Io::real(), &path, 8, 0, 4).expect("open");
         for k in [10u32, 20, 30] {
             let mut e = [0u8; 8];
             e[..4].copy_from_slice(&k.to_be_bytes());
@@ -247,7 +252,7 @@ mod tests {
         assert_eq!(std::fs::metadata(&path).expect("stat").len(), 32);
         idx.seal().expect("seal");
         assert_eq!(std::fs::metadata(&path).expect("stat").len(), 24);
-        let ro = IndexFile::open_read_only(&path, 8).expect("reopen");
+        let ro = IndexFile::open_read_only(&Io::real(), &path, 8).expect("reopen");
         assert_eq!(ro.len(), 3);
         assert_eq!(ro.floor(25, key), Some(1));
     }
@@ -257,7 +262,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("x.index");
         // 3,000 entries of 8 bytes: the last 1,024 (8 KiB) are the warm tail.
-        let mut idx = IndexFile::open_writable(&path, 8, 0, 4096).expect("open");
+        let mut idx = IndexFile::open_writable(&Io::real(), &path, 8, 0, 4096).expect("open");
         let keys: Vec<u32> = (0..3000u32).map(|i| 10 + i * 3).collect();
         for k in &keys {
             let mut e = [0u8; 8];
@@ -269,7 +274,8 @@ mod tests {
             assert_eq!(idx.floor(target, key), expected, "target {target}");
         }
         // A small index is all warm.
-        let small = IndexFile::open_writable(&dir.path().join("y.index"), 8, 0, 16).expect("open");
+        let small = IndexFile::open_writable(&Io::real(), &dir.path().join("y.index"), 8, 0, 16)
+            .expect("open");
         assert_eq!(small.floor(5, key), None);
     }
 
@@ -277,14 +283,14 @@ mod tests {
     fn reopening_writable_discards_entries_past_len_without_touching_pages() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("x.index");
-        let mut idx = IndexFile::open_writable(&path, 8, 0, 1024).expect("open");
+        let mut idx = IndexFile::open_writable(&Io::real(), &path, 8, 0, 1024).expect("open");
         for k in 1u32..=5 {
             let mut e = [0u8; 8];
             e[..4].copy_from_slice(&k.to_be_bytes());
             idx.push(&e);
         }
         drop(idx);
-        let idx = IndexFile::open_writable(&path, 8, 2, 1024).expect("reopen");
+        let idx = IndexFile::open_writable(&Io::real(), &path, 8, 2, 1024).expect("reopen");
         assert_eq!(std::fs::metadata(&path).expect("stat").len(), 8 * 1024);
         drop(idx);
         let bytes = std::fs::read(&path).expect("read");

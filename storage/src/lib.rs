@@ -42,15 +42,20 @@
 //! - `timestamp_search`: record-level timestamp lookups inside one batch.
 //! - `clean_shutdown`: the marker that lets a cleanly closed log open without scanning.
 //! - [`flusher`]: group commit, one `fdatasync` for every append waiting on it.
+//! - [`io`]: the one seam every change to the disk goes through, so tests can inject
+//!   faults and power losses.
 //! - [`config`], [`error`], [`file_region`]: settings, errors, and the zero-copy read result.
 
 mod batch_scan;
 mod clean_shutdown;
 pub mod config;
 pub mod error;
+#[cfg(any(test, feature = "fault-injection"))]
+pub mod fault;
 pub mod file_region;
 pub mod flusher;
 mod index_file;
+pub mod io;
 pub mod log;
 mod offset_index;
 mod recovery;
@@ -63,6 +68,5 @@ pub use config::{Durability, LogConfig};
 pub use error::{Result, StorageError};
 pub use file_region::FileRegion;
 pub use flusher::{FlushTicket, Flusher};
-pub use log::{
-    replace_file, sync_dir, write_durably, AppendInfo, Log, RetentionOutcome, TimestampOffset,
-};
+pub use io::{FileIo, Io, OpenMode, RealIo};
+pub use log::{AppendInfo, Log, RetentionOutcome, TimestampOffset};

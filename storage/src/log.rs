@@ -16,6 +16,7 @@ use crate::config::{Durability, LogConfig};
 use crate::error::{IoContext, Result, StorageError};
 use crate::file_region::FileRegion;
 use crate::flusher::{FlushTicket, Flusher};
+use crate::io::{Io, OpenMode, TMP_SUFFIX};
 use crate::recovery::recover_segment;
 pub use crate::retention::RetentionOutcome;
 use crate::segment::{segment_path, Segment, SegmentCtx};
@@ -126,7 +127,7 @@ impl Log {
     }
 
     /// [`Log::open`] for one of many logs created together: when it creates `dir`, it
-    /// does not sync the parent directory, and the caller must call [`sync_dir`] on it
+    /// does not sync the parent directory, and the caller must call [`Io::sync_dir_at`] on it
     /// once for the whole batch before relying on any of them surviving a crash (one
     /// directory sync for many new partitions instead of one each). The log's own
     /// directory is still synced, so its segment names are durable once the parent is.
@@ -146,27 +147,29 @@ impl Log {
     ) -> Result<Self> {
         config.validate()?;
         let dir = dir.to_path_buf();
+        let io = flusher.io().clone();
         let is_new = !dir.exists();
-        std::fs::create_dir_all(&dir).io_context("create log dir", &dir)?;
+        io.create_dir_all(&dir).io_context("create log dir", &dir)?;
         if is_new && sync_parent {
             if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                sync_dir(parent)?;
+                io.sync_dir_at(parent)?;
             }
         }
-        let listed = list_segments(&dir)?;
+        let listed = list_segments(&io, &dir)?;
         let persisted_start = read_log_start(&dir)?;
         let marker = clean_shutdown::read(&dir);
         let mut marker_present = clean_shutdown::path(&dir).exists();
         let ctx = SegmentCtx {
             dir: &dir,
             config: &config,
+            io: &io,
         };
         let mut segments = BTreeMap::new();
         match listed.split_last() {
             None => {
                 let base = persisted_start.unwrap_or(0);
                 segments.insert(base, Segment::create(ctx, base)?);
-                sync_dir(&dir)?;
+                io.sync_dir_at(&dir)?;
             }
             Some((&(active_base, active_size), sealed)) => {
                 for &(base, size) in sealed {
@@ -183,7 +186,7 @@ impl Log {
                     None => {
                         if marker_present {
                             tracing::warn!(dir = %dir.display(), "clean-shutdown marker does not match the files; recovering");
-                            clean_shutdown::remove(&dir)?;
+                            clean_shutdown::remove(&io, &dir)?;
                             marker_present = false;
                         }
                         let (meta, files) = recover_segment(ctx, active_base, true)?;
@@ -210,10 +213,18 @@ impl Log {
         // After a restart nothing is known to be in memory.
         log.hot = HotWindow::from_end(log.log_end_offset(), log.active().1.size());
         let first_base = log.segments.keys().next().copied().unwrap_or(0);
-        log.log_start_offset = persisted_start
-            .unwrap_or(0)
-            .max(first_base)
-            .min(log.log_end_offset());
+        match persisted_start.filter(|s| *s > log.log_end_offset()) {
+            // Records up to a durable log start were lost (a power loss took unsynced
+            // appends): start again there, as Kafka does, so offsets deleted once are
+            // never handed out again and later records are not hidden below the start.
+            Some(start) => log.restart_at(start)?,
+            None => {
+                log.log_start_offset = persisted_start
+                    .unwrap_or(0)
+                    .max(first_base)
+                    .min(log.log_end_offset());
+            }
+        }
         Ok(log)
     }
 
@@ -221,6 +232,7 @@ impl Log {
         SegmentCtx {
             dir: &self.dir,
             config: &self.config,
+            io: self.flusher.io(),
         }
     }
 
@@ -235,6 +247,7 @@ impl Log {
         let ctx = SegmentCtx {
             dir: &self.dir,
             config: &self.config,
+            io: self.flusher.io(),
         };
         let active = self
             .segments
@@ -330,7 +343,7 @@ impl Log {
 
     fn mark_dirty(&mut self) -> Result<()> {
         if self.clean_marker {
-            clean_shutdown::remove(&self.dir)?;
+            clean_shutdown::remove(self.flusher.io(), &self.dir)?;
             self.clean_marker = false;
         }
         Ok(())
@@ -440,7 +453,11 @@ impl Log {
         let segment = Segment::create(self.ctx(), next_offset)?;
         // The new file's directory entry is made durable by the flusher, not here under
         // the log's write lock; tickets for bytes in the new segment complete after it.
-        let dir = std::fs::File::open(&self.dir).io_context("open dir", &self.dir)?;
+        let dir = self
+            .flusher
+            .io()
+            .open(&self.dir, OpenMode::Read)
+            .io_context("open dir", &self.dir)?;
         self.rolled_flushes
             .push(self.flusher.request_dir(std::sync::Arc::new(dir)));
         self.segments.insert(next_offset, segment);
@@ -692,12 +709,19 @@ impl Log {
     /// (batches are never split). Truncating to or below the first segment empties the
     /// log and restarts it at `offset`.
     ///
-    /// Shortens segment files: no [`FileRegion`](crate::FileRegion) from an earlier
-    /// [`Log::read`] may still be in use past the new end (a reader that maps regions
-    /// would fault).
+    /// Shortens segment files, so it refuses with [`StorageError::RegionsInUse`], before
+    /// changing anything, while a [`FileRegion`](crate::FileRegion) read from a segment
+    /// it would shorten is alive (a reader that maps regions would fault).
     pub fn truncate_to(&mut self, offset: u64) -> Result<()> {
         if offset >= self.log_end_offset() {
             return Ok(());
+        }
+        // Segments from the one holding `offset` on are cut or deleted; deleting keeps
+        // mapped pages valid, cutting does not.
+        if let Some((base, segment)) = self.segments.range(..=offset).next_back() {
+            if segment.has_readers() {
+                return Err(StorageError::RegionsInUse { base_offset: *base });
+            }
         }
         self.mark_dirty()?;
         let first_base = self.segments.keys().next().copied().unwrap_or(0);
@@ -712,6 +736,7 @@ impl Log {
                 let ctx = SegmentCtx {
                     dir: &self.dir,
                     config: &self.config,
+                    io: self.flusher.io(),
                 };
                 let first = self.segments.values_mut().next().expect("first segment");
                 first.truncate_to(ctx, first_base)?;
@@ -726,7 +751,7 @@ impl Log {
             self.delete_segments(&others)?;
             self.log_start_offset = offset;
             self.hot = HotWindow::from_end(offset, self.active().1.size());
-            return write_log_start(&self.dir, offset);
+            return write_log_start(self.flusher.io(), &self.dir, offset);
         }
         // Newest first: a crash midway must not leave a later segment to become active.
         let doomed: Vec<u64> = self
@@ -742,7 +767,7 @@ impl Log {
         let start = self.log_start_offset.min(self.log_end_offset());
         if start != self.log_start_offset {
             self.log_start_offset = start;
-            write_log_start(&self.dir, start)?;
+            write_log_start(self.flusher.io(), &self.dir, start)?;
         }
         Ok(())
     }
@@ -762,7 +787,7 @@ impl Log {
             return Ok(self.log_start_offset);
         }
         self.mark_dirty()?;
-        write_log_start(&self.dir, offset)?;
+        write_log_start(self.flusher.io(), &self.dir, offset)?;
         self.log_start_offset = offset;
         let bases: Vec<u64> = self.segments.keys().copied().collect();
         let doomed: Vec<u64> = bases
@@ -774,18 +799,33 @@ impl Log {
         Ok(offset)
     }
 
+    /// Empties the log and starts it at `start`, past its end: a new empty segment there,
+    /// the others deleted.
+    fn restart_at(&mut self, start: u64) -> Result<()> {
+        tracing::warn!(dir = %self.dir.display(), start, end = self.log_end_offset(), "records below the log start offset were lost; restarting the log at it");
+        self.mark_dirty()?;
+        let segment = Segment::create(self.ctx(), start)?;
+        self.flusher.io().sync_dir_at(&self.dir)?;
+        let others: Vec<u64> = self.segments.keys().copied().collect();
+        self.segments.insert(start, segment);
+        self.delete_segments(&others)?;
+        self.log_start_offset = start;
+        self.hot = HotWindow::from_end(start, 0);
+        Ok(())
+    }
+
     /// Removes segments (never the active one) from memory and disk.
     /// Deletes in the order given, then makes the deletions durable.
     pub(crate) fn delete_segments(&mut self, bases: &[u64]) -> Result<()> {
         for base in bases {
             if let Some(segment) = self.segments.remove(base) {
-                segment.delete_files(&self.dir)?;
+                segment.delete_files(self.flusher.io(), &self.dir)?;
             }
         }
         if bases.is_empty() {
             return Ok(());
         }
-        sync_dir(&self.dir)
+        self.flusher.io().sync_dir_at(&self.dir)
     }
 
     /// Closes the files of segments unused for `idle` (the active one included; it
@@ -806,25 +846,26 @@ impl Log {
         }
         self.flush()?;
         for segment in self.segments.values() {
-            segment.sync_all()?;
+            segment.sync_all(self.flusher.io())?;
         }
         let ctx = self.ctx();
         let (base, active) = self.active();
         let meta = active.meta(ctx, true)?;
-        clean_shutdown::write(&self.dir, *base, &meta)
+        clean_shutdown::write(self.flusher.io(), &self.dir, *base, &meta)
     }
 
     /// Deletes the log and its directory (DeleteTopics).
     pub fn delete(self) -> Result<()> {
         let dir = self.dir.clone();
+        let io = self.flusher.io().clone();
         drop(self);
-        std::fs::remove_dir_all(&dir).io_context("delete log dir", &dir)
+        io.remove_dir_all(&dir).io_context("delete log dir", &dir)
     }
 }
 
 /// `.log` files in `dir` as (base offset, size), sorted; removes leftovers that belong to
 /// no segment (temporary files, orphan indexes).
-fn list_segments(dir: &Path) -> Result<Vec<(u64, u64)>> {
+fn list_segments(io: &Io, dir: &Path) -> Result<Vec<(u64, u64)>> {
     let mut logs = Vec::new();
     let mut others = Vec::new();
     for entry in std::fs::read_dir(dir).io_context("list log dir", dir)? {
@@ -852,7 +893,7 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, u64)>> {
         if orphan || name.ends_with(TMP_SUFFIX) || name.ends_with(".tmp") {
             let path = dir.join(&name);
             tracing::info!(file = %path.display(), "removing leftover file");
-            std::fs::remove_file(&path).io_context("remove leftover", &path)?;
+            io.remove_file(&path).io_context("remove leftover", &path)?;
         }
     }
     Ok(logs)
@@ -877,38 +918,6 @@ fn read_log_start(dir: &Path) -> Result<Option<u64>> {
 
 /// Persists the log start offset durably (temp file, fsync, rename, directory fsync):
 /// segments below it may be deleted right after.
-fn write_log_start(dir: &Path, offset: u64) -> Result<()> {
-    write_durably(dir, LOG_START_FILE, format!("{offset}\n").as_bytes())
-}
-
-/// Suffix of the temporary files [`write_durably`] leaves after a crash; `~` appears in
-/// no topic or segment name, so a leftover is never mistaken for one.
-const TMP_SUFFIX: &str = "~tmp";
-
-/// Replaces `dir/name` with `contents` so that a crash leaves the old file or the new
-/// one, never a torn one: temp file, fsync, rename, directory fsync.
-pub fn write_durably(dir: &Path, name: &str, contents: &[u8]) -> Result<()> {
-    replace_file(dir, name, contents)?;
-    sync_dir(dir)
-}
-
-/// [`write_durably`] without its last step: the new contents are synced and renamed
-/// into place, so from here on anyone reading the file (a restart included) sees them,
-/// but only [`sync_dir`] makes the rename survive a crash. For callers whose state must
-/// follow the file once it is renamed, even if that last step fails.
-pub fn replace_file(dir: &Path, name: &str, contents: &[u8]) -> Result<()> {
-    let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
-    let mut file = std::fs::File::create(&tmp).io_context("create", &tmp)?;
-    std::io::Write::write_all(&mut file, contents)
-        .and_then(|()| file.sync_all())
-        .io_context("write", &tmp)?;
-    let path = dir.join(name);
-    std::fs::rename(&tmp, &path).io_context("rename", &path)
-}
-
-/// Makes file creations, renames and deletions in `dir` durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .io_context("sync log dir", dir)
+fn write_log_start(io: &Io, dir: &Path, offset: u64) -> Result<()> {
+    io.write_durably(dir, LOG_START_FILE, format!("{offset}\n").as_bytes())
 }

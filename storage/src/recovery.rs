@@ -36,7 +36,7 @@ pub(crate) fn recover_segment(
     let mut limit = None;
     loop {
         match recover_once(ctx, base, active, limit)? {
-            Recovered::Done(meta, files) => return Ok((*meta, files)),
+            Recovered::Done(done) => return Ok(*done),
             // The batch at the last trusted index entry was itself damaged (and is now cut
             // off): trust one entry fewer and rescan from the one before it. With no entry
             // left this is a full scan, which never retries.
@@ -47,7 +47,7 @@ pub(crate) fn recover_segment(
 
 #[derive(Debug)]
 enum Recovered {
-    Done(Box<SegmentMeta>, SegmentFiles),
+    Done(Box<(SegmentMeta, SegmentFiles)>),
     Retry { entries_used: usize },
 }
 
@@ -57,17 +57,19 @@ fn recover_once(
     active: bool,
     limit: Option<usize>,
 ) -> Result<Recovered> {
-    let (dir, config) = (ctx.dir, ctx.config);
+    let (dir, config, io) = (ctx.dir, ctx.config, ctx.io);
     let log_path = segment_path(dir, base, "log");
-    let log = open_log_file(dir, base, false)?;
+    let log = open_log_file(io, dir, base, false)?;
     let size = log.metadata().io_context("stat segment", &log_path)?.len();
     let trusted = trusted_prefix(ctx, base, &log, size, limit)?;
     let offset_index = OffsetIndex::open_writable(
+        io,
         &segment_path(dir, base, "index"),
         trusted.offset_entries,
         config.offset_index_capacity(),
     )?;
     let time_index = TimeIndex::open_writable(
+        io,
         &segment_path(dir, base, "timeindex"),
         trusted.time_entries,
         config.time_index_capacity(),
@@ -88,6 +90,8 @@ fn recover_once(
     }
     let mut files = SegmentFiles {
         log: Arc::clone(&log),
+        log_path: log_path.clone(),
+        readers: Arc::new(()),
         offset_index,
         time_index,
     };
@@ -118,7 +122,7 @@ fn recover_once(
             %reason,
             "damaged batch; truncating the segment to its last valid batch"
         );
-        log.set_len(position)
+        io.set_len(&log_path, &log, position)
             .io_context("truncate segment", &log_path)?;
         if position == trusted.scan_position && position > 0 {
             return Ok(Recovered::Retry {
@@ -133,7 +137,7 @@ fn recover_once(
     if !active {
         seal_files(&mut meta, &mut files, base)?;
     }
-    Ok(Recovered::Done(Box::new(meta), files))
+    Ok(Recovered::Done(Box::new((meta, files))))
 }
 
 /// How much of a segment's indexes recovery keeps, and where it rescans from.
@@ -169,8 +173,8 @@ fn trusted_prefix(
         }
         return Ok(rebuild);
     }
-    let offset_index = OffsetIndex::open_read_only(&index_path)?;
-    let time_index = TimeIndex::open_read_only(&time_path)?;
+    let offset_index = OffsetIndex::open_read_only(ctx.io, &index_path)?;
+    let time_index = TimeIndex::open_read_only(ctx.io, &time_path)?;
     let consistent =
         consistent_offset_entries(&offset_index, size).min(limit.unwrap_or(usize::MAX));
     let valid = verify_last_entry(log, &offset_index, base, consistent)?;

@@ -6,8 +6,8 @@
 //! use. A sealed segment is not even looked at until something reads it: its in-memory
 //! summary ([`SegmentMeta`]) is filled in by recovery on first access.
 
-use std::fs::{File, OpenOptions};
-use std::io::{IoSlice, Write};
+use std::fs::File;
+use std::io::IoSlice;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
@@ -18,6 +18,7 @@ use crate::batch_scan::{BatchScanner, Scanned};
 use crate::config::LogConfig;
 use crate::error::{IoContext, Result, StorageError};
 use crate::file_region::FileRegion;
+use crate::io::{Io, OpenMode};
 use crate::offset_index::OffsetIndex;
 use crate::recovery;
 use crate::time_index::TimeIndex;
@@ -71,6 +72,11 @@ impl SegmentMeta {
 #[derive(Debug)]
 pub(crate) struct SegmentFiles {
     pub(crate) log: Arc<File>,
+    /// The `.log`'s path, kept so appends name it to the I/O seam without formatting it.
+    pub(crate) log_path: PathBuf,
+    /// Cloned into every region read from the segment: more than one holder means a
+    /// read may be in flight, and the file must not be shortened.
+    pub(crate) readers: Arc<()>,
     pub(crate) offset_index: OffsetIndex,
     pub(crate) time_index: TimeIndex,
 }
@@ -78,21 +84,23 @@ pub(crate) struct SegmentFiles {
 impl SegmentFiles {
     /// Opens the files of a segment whose state is known (`meta`).
     pub(crate) fn open(
-        dir: &Path,
+        ctx: SegmentCtx<'_>,
         base: u64,
         meta: &SegmentMeta,
-        config: &LogConfig,
         active: bool,
     ) -> Result<Self> {
-        let log = open_log_file(dir, base, false)?;
+        let (io, dir, config) = (ctx.io, ctx.dir, ctx.config);
+        let log = open_log_file(io, dir, base, false)?;
         let (offset_index, time_index) = if active {
             (
                 OffsetIndex::open_writable(
+                    io,
                     &segment_path(dir, base, "index"),
                     meta.offset_entries,
                     config.offset_index_capacity(),
                 )?,
                 TimeIndex::open_writable(
+                    io,
                     &segment_path(dir, base, "timeindex"),
                     meta.time_entries,
                     config.time_index_capacity(),
@@ -100,12 +108,14 @@ impl SegmentFiles {
             )
         } else {
             (
-                OffsetIndex::open_read_only(&segment_path(dir, base, "index"))?,
-                TimeIndex::open_read_only(&segment_path(dir, base, "timeindex"))?,
+                OffsetIndex::open_read_only(io, &segment_path(dir, base, "index"))?,
+                TimeIndex::open_read_only(io, &segment_path(dir, base, "timeindex"))?,
             )
         };
         Ok(Self {
             log: Arc::new(log),
+            log_path: segment_path(dir, base, "log"),
+            readers: Arc::new(()),
             offset_index,
             time_index,
         })
@@ -113,14 +123,9 @@ impl SegmentFiles {
 }
 
 /// Opens a segment's `.log` for reading and appending (creating it empty if `create`).
-pub(crate) fn open_log_file(dir: &Path, base: u64, create: bool) -> Result<File> {
+pub(crate) fn open_log_file(io: &Io, dir: &Path, base: u64, create: bool) -> Result<File> {
     let path = segment_path(dir, base, "log");
-    OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(create)
-        .truncate(false)
-        .open(&path)
+    io.open(&path, OpenMode::Append { create })
         .io_context("open segment", &path)
 }
 
@@ -149,6 +154,7 @@ pub(crate) struct Located {
 pub(crate) struct SegmentCtx<'a> {
     pub(crate) dir: &'a Path,
     pub(crate) config: &'a LogConfig,
+    pub(crate) io: &'a Io,
 }
 
 /// One segment of a log.
@@ -162,10 +168,12 @@ impl Segment {
     /// Creates the files of a new, empty, active segment.
     pub(crate) fn create(ctx: SegmentCtx<'_>, base_offset: u64) -> Result<Self> {
         let path = segment_path(ctx.dir, base_offset, "log");
-        let file = open_log_file(ctx.dir, base_offset, true)?;
-        file.set_len(0).io_context("truncate new segment", &path)?;
+        let file = open_log_file(ctx.io, ctx.dir, base_offset, true)?;
+        ctx.io
+            .set_len(&path, &file, 0)
+            .io_context("truncate new segment", &path)?;
         let meta = SegmentMeta::empty(base_offset);
-        let files = SegmentFiles::open(ctx.dir, base_offset, &meta, ctx.config, true)?;
+        let files = SegmentFiles::open(ctx, base_offset, &meta, true)?;
         Ok(Self::loaded(base_offset, meta, Some(files)))
     }
 
@@ -234,7 +242,13 @@ impl Segment {
     /// Closes the files if unused for `idle`. Returns whether it closed anything.
     pub(crate) fn close_if_idle(&self, idle: Duration) -> Result<bool> {
         let mut state = self.lock();
-        if state.files.is_none() || state.last_used.elapsed() < idle {
+        // A segment with regions in flight stays open: its reader count is what keeps
+        // truncation away from them.
+        let pinned = state
+            .files
+            .as_ref()
+            .is_none_or(|f| Arc::strong_count(&f.readers) > 1);
+        if pinned || state.last_used.elapsed() < idle {
             return Ok(false);
         }
         if let Some(files) = state.files.take() {
@@ -280,13 +294,13 @@ impl Segment {
             slices.push(IoSlice::new(patched));
             slices.push(IoSlice::new(&bytes[BATCH_HEADER_LEN..]));
         }
-        let path = || segment_path(ctx.dir, base, "log");
-        if let Err(e) = write_all_vectored(&files.log, &mut slices) {
+        let path = &files.log_path;
+        if let Err(e) = ctx.io.write_all_vectored(path, &files.log, &mut slices) {
             // Take back a partial write so the file ends at a batch boundary.
-            let _ = files.log.set_len(meta.size);
+            let _ = ctx.io.set_len(path, &files.log, meta.size);
             return Err(StorageError::Io {
                 op: "append",
-                path: path(),
+                path: path.clone(),
                 source: e,
             });
         }
@@ -375,11 +389,15 @@ impl Segment {
         let base = self.base_offset;
         let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
         let (meta, files) = opened(state, ctx, base, true)?;
+        // A region read earlier may be mapped or in a sendfile: shortening the file
+        // under it would make a mapped reader fault (SIGBUS). Refuse instead.
+        if Arc::strong_count(&files.readers) > 1 {
+            return Err(StorageError::RegionsInUse { base_offset: base });
+        }
         if let Some(cut) = locate_in(base, meta, files, offset)? {
             let path = segment_path(ctx.dir, base, "log");
-            files
-                .log
-                .set_len(cut.position)
+            ctx.io
+                .set_len(&path, &files.log, cut.position)
                 .io_context("truncate segment", &path)?;
         }
         state.files = None;
@@ -391,11 +409,11 @@ impl Segment {
     }
 
     /// Deletes the segment's files. Open regions keep reading the unlinked `.log`.
-    pub(crate) fn delete_files(&self, dir: &Path) -> Result<()> {
+    pub(crate) fn delete_files(&self, io: &Io, dir: &Path) -> Result<()> {
         self.lock().files = None;
         for ext in ["log", "index", "timeindex"] {
             let path = segment_path(dir, self.base_offset, ext);
-            match std::fs::remove_file(&path) {
+            match io.remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
@@ -410,17 +428,26 @@ impl Segment {
         Ok(())
     }
 
+    /// Whether a region read from this segment may still be in use.
+    pub(crate) fn has_readers(&self) -> bool {
+        self.lock()
+            .files
+            .as_ref()
+            .is_some_and(|f| Arc::strong_count(&f.readers) > 1)
+    }
+
     /// Syncs the index mappings and the `.log` (clean shutdown).
-    pub(crate) fn sync_all(&self) -> Result<()> {
+    pub(crate) fn sync_all(&self, io: &Io) -> Result<()> {
         let state = self.lock();
         if let Some(files) = &state.files {
             files.offset_index.flush()?;
             files.time_index.flush()?;
-            files.log.sync_data().map_err(|source| StorageError::Io {
-                op: "fdatasync",
-                path: PathBuf::from(format!("segment {}", self.base_offset)),
-                source,
-            })?;
+            io.sync(&files.log, false)
+                .map_err(|source| StorageError::Io {
+                    op: "fdatasync",
+                    path: PathBuf::from(format!("segment {}", self.base_offset)),
+                    source,
+                })?;
         }
         Ok(())
     }
@@ -458,7 +485,7 @@ fn open_state(
     }
     match &state.meta {
         Some(meta) => {
-            state.files = Some(SegmentFiles::open(ctx.dir, base, meta, ctx.config, active)?);
+            state.files = Some(SegmentFiles::open(ctx, base, meta, active)?);
         }
         None => {
             let (meta, files) = recovery::recover_segment(ctx, base, active)?;
@@ -568,12 +595,13 @@ fn read_open(
             start.saturating_add(max_bytes).min(meta.size),
         )?
     };
-    let region = FileRegion {
-        file: Arc::clone(&files.log),
-        position: start,
-        len: end - start,
-        first_offset: first.header.base_offset as u64,
-    };
+    let region = FileRegion::pinned(
+        Arc::clone(&files.log),
+        start,
+        end - start,
+        first.header.base_offset as u64,
+        &files.readers,
+    );
     Ok(Some((region, end >= meta.size)))
 }
 
@@ -662,18 +690,4 @@ fn io_err(op: &'static str, base: u64, source: std::io::Error) -> StorageError {
         path: PathBuf::from(format!("segment {base:020}")),
         source,
     }
-}
-
-/// Writes every slice, looping over short writes.
-fn write_all_vectored(mut file: &File, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
-    IoSlice::advance_slices(&mut slices, 0);
-    while !slices.is_empty() {
-        match file.write_vectored(slices) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut slices, n),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }

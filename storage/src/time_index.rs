@@ -9,6 +9,7 @@ use std::path::Path;
 
 use crate::error::Result;
 use crate::index_file::IndexFile;
+use crate::io::Io;
 
 /// Size of one entry.
 pub(crate) const ENTRY_SIZE: usize = 12;
@@ -38,15 +39,15 @@ pub(crate) struct TimeIndex {
 }
 
 impl TimeIndex {
-    pub(crate) fn open_writable(path: &Path, len: usize, capacity: usize) -> Result<Self> {
+    pub(crate) fn open_writable(io: &Io, path: &Path, len: usize, capacity: usize) -> Result<Self> {
         Ok(Self {
-            file: IndexFile::open_writable(path, ENTRY_SIZE, len, capacity)?,
+            file: IndexFile::open_writable(io, path, ENTRY_SIZE, len, capacity)?,
         })
     }
 
-    pub(crate) fn open_read_only(path: &Path) -> Result<Self> {
+    pub(crate) fn open_read_only(io: &Io, path: &Path) -> Result<Self> {
         Ok(Self {
-            file: IndexFile::open_read_only(path, ENTRY_SIZE)?,
+            file: IndexFile::open_read_only(io, path, ENTRY_SIZE)?,
         })
     }
 

@@ -747,7 +747,9 @@ fn hot_reads_are_tail_reads_of_the_open_active_segment() {
         .expect("read")
         .is_empty());
 
-    // Closed files would have to be opened: not hot, until a read opens them.
+    // Closed files would have to be opened: not hot, until a read opens them. (A
+    // segment stays open while regions read from it are alive.)
+    drop(hot);
     assert!(log.close_idle(std::time::Duration::ZERO).expect("close") > 0);
     assert!(log.read_hot(end - 1, 1 << 20).is_none());
     log.read(end - 1, 1 << 20).expect("read reopens");
@@ -787,4 +789,35 @@ fn the_hot_window_follows_the_end_of_a_large_segment() {
     assert_eq!(log.segment_count(), 1);
     assert!(log.read_hot(end - 1, 1 << 20).is_none());
     assert!(log.read_hot(end, 1 << 20).is_some());
+}
+
+#[test]
+fn a_segment_with_regions_in_flight_refuses_truncation_until_they_are_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(dir.path(), small_config());
+    for ts in 0..3 {
+        log.append(&batch(2, 50, ts)).expect("append");
+    }
+    let regions = log.read(2, 1 << 20).expect("read");
+    assert!(!regions.is_empty());
+    let end = log.log_end_offset();
+    let refused = log.truncate_to(1);
+    assert!(
+        matches!(
+            refused,
+            Err(fjord_storage::StorageError::RegionsInUse { .. })
+        ),
+        "{refused:?}"
+    );
+    // Nothing changed, and the region still reads what it covered.
+    assert_eq!(log.log_end_offset(), end);
+    assert!(!regions[0].read_to_vec().expect("read region").is_empty());
+    // An idle close does not drop the segment's reader count either.
+    log.close_idle(std::time::Duration::ZERO)
+        .expect("close idle");
+    assert!(log.truncate_to(1).is_err());
+    drop(regions);
+    log.truncate_to(1)
+        .expect("truncate once the reads are done");
+    assert_eq!(log.log_end_offset(), 0);
 }

@@ -14,7 +14,7 @@ use std::sync::{Mutex, PoisonError};
 
 use fjord_protocol::compression::Compression;
 use fjord_protocol::record_batch::{batches, BatchBuilder, RecordIter, RecordSpec};
-use fjord_storage::{replace_file, sync_dir, Durability, FlushTicket, Flusher, Log, LogConfig};
+use fjord_storage::{Durability, FlushTicket, Flusher, Log, LogConfig};
 
 use super::offset_records::{Committed, OffsetKey};
 
@@ -84,17 +84,12 @@ fn log_config(fsync: bool) -> LogConfig {
     }
 }
 
-/// Makes renames in a directory durable: [`sync_dir`], replaced in tests by one that can
-/// be made to fail, since a real directory `fsync` fails only on a failing disk.
-type SyncDir = fn(&Path) -> fjord_storage::Result<()>;
-
 /// The durable committed offsets of every group.
 #[derive(Debug)]
 pub struct OffsetStore {
     dir: PathBuf,
     flusher: Flusher,
     inner: Mutex<Inner>,
-    sync_dir: SyncDir,
 }
 
 fn io<'a>(
@@ -154,7 +149,6 @@ impl OffsetStore {
             dir,
             flusher,
             inner: Mutex::new(inner),
-            sync_dir,
         };
         store.maybe_snapshot(&mut store.lock())?;
         Ok(store)
@@ -287,7 +281,9 @@ impl OffsetStore {
         if next_dir.exists() {
             std::fs::remove_dir_all(&next_dir).map_err(io("remove", &next_dir))?;
         }
-        let mut log = Log::open(&next_dir, log_config(inner.fsync), self.flusher.clone())?;
+        // The new generation's directory entry is made durable by the same directory sync
+        // as the CURRENT rename below: both or neither survive a crash.
+        let mut log = Log::open_in_batch(&next_dir, log_config(inner.fsync), self.flusher.clone())?;
         let now = now_ms();
         let entries: Vec<(OffsetKey, &Committed)> = inner
             .groups
@@ -321,7 +317,9 @@ impl OffsetStore {
             log.append(&bytes)?;
         }
         log.flush()?;
-        replace_file(&self.dir, "CURRENT", next.to_string().as_bytes())?;
+        self.flusher
+            .io()
+            .replace_file(&self.dir, "CURRENT", next.to_string().as_bytes())?;
         // From here the new generation is the store: CURRENT names it and a restart opens
         // it, so a commit appended to the old one now would be lost.
         let old_dir = self.dir.join(inner.generation.to_string());
@@ -329,7 +327,7 @@ impl OffsetStore {
         inner.generation = next;
         inner.records = inner.live;
         let old = inner.log.replace(log);
-        if let Err(e) = (self.sync_dir)(&self.dir) {
+        if let Err(e) = self.flusher.io().sync_dir_at(&self.dir) {
             // Until the rename is durable a crash leaves CURRENT naming the old generation:
             // keep it, and take no commit before the sync succeeds (`finish_switch`).
             drop(old);
@@ -358,7 +356,7 @@ impl OffsetStore {
         let Some(old_dir) = inner.unsynced_old.take() else {
             return Ok(());
         };
-        if let Err(e) = (self.sync_dir)(&self.dir) {
+        if let Err(e) = self.flusher.io().sync_dir_at(&self.dir) {
             inner.unsynced_old = Some(old_dir);
             return Err(e.into());
         }
@@ -549,23 +547,6 @@ mod tests {
         assert_eq!(store.lock().live, 100);
     }
 
-    thread_local! {
-        /// Whether [`flaky_sync_dir`] fails, per test thread.
-        static SYNC_FAILS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    }
-
-    /// A directory sync that fails while this thread's [`SYNC_FAILS`] is set.
-    fn flaky_sync_dir(dir: &Path) -> fjord_storage::Result<()> {
-        if SYNC_FAILS.with(std::cell::Cell::get) {
-            return Err(fjord_storage::StorageError::Io {
-                op: "sync log dir (injected failure)",
-                path: dir.to_path_buf(),
-                source: std::io::Error::from_raw_os_error(5),
-            });
-        }
-        sync_dir(dir)
-    }
-
     /// Copies the store's directory tree, as a crash would leave it on disk.
     fn copy_tree(from: &Path, to: &Path) {
         std::fs::create_dir_all(to).expect("mkdir");
@@ -584,10 +565,12 @@ mod tests {
     fn a_failed_directory_sync_keeps_the_old_generation_and_holds_commits() {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().join("fjord-offsets");
-        let flusher = Flusher::new("test").expect("flusher");
-        let mut store = OffsetStore::open(dir.path(), flusher.clone(), false).expect("open");
-        store.sync_dir = flaky_sync_dir;
-        SYNC_FAILS.with(|f| f.set(true));
+        let fault = std::sync::Arc::new(fjord_storage::fault::FaultIo::new());
+        let flusher =
+            Flusher::with_io("test", fjord_storage::Io::new(fault.clone())).expect("flusher");
+        let store = OffsetStore::open(dir.path(), flusher.clone(), false).expect("open");
+        // The offsets directory's own sync fails (not the syncs of files in it).
+        fault.fail_exact(fjord_storage::fault::Op::Sync, &root, libc::EIO, false);
         // Commit rounds until one triggers a snapshot: its own commit is taken (it went
         // to the old generation first), the switch is made, and its sync fails.
         let mut acknowledged = 0;
@@ -632,7 +615,7 @@ mod tests {
             }
         }
         // Once the sync succeeds, the old generation goes and commits are taken again.
-        SYNC_FAILS.with(|f| f.set(false));
+        fault.clear();
         let entries: Vec<_> = (0..100).map(|p| (tp("t", p), committed(99_999))).collect();
         store
             .write("g", &entries)

@@ -10,8 +10,6 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use fjord_storage::sync_dir;
-
 use super::{valid_topic_name, Broker, CreateError, Topic};
 
 /// A topic to create.
@@ -160,7 +158,10 @@ impl Broker {
             let dir = self.partition_dir(&c.name, index);
             if dir.exists() {
                 tracing::warn!(dir = %dir.display(), "removing stale partition directory");
-                std::fs::remove_dir_all(&dir).map_err(|e| CreateError::Io(e.to_string()))?;
+                self.flusher
+                    .io()
+                    .remove_dir_all(&dir)
+                    .map_err(|e| CreateError::Io(e.to_string()))?;
             }
         }
         let id = uuid::Uuid::new_v4();
@@ -183,7 +184,10 @@ impl Broker {
         if !opened.iter().any(Result::is_ok) {
             return opened.into_iter().map(|t| t.map(Arc::new)).collect();
         }
-        let synced = sync_dir(&self.config.log_dir)
+        let synced = self
+            .flusher
+            .io()
+            .sync_dir_at(&self.config.log_dir)
             .map_err(anyhow::Error::from)
             .and_then(|()| self.sync_topic_meta());
         if let Err(e) = synced {

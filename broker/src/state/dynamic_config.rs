@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, PoisonError};
 
 use anyhow::{Context, Result};
-use fjord_storage::{replace_file, sync_dir, LogConfig};
+use fjord_storage::LogConfig;
 
 use super::{Broker, Topic};
 use crate::config::{is_dynamic_setting, is_known_setting, is_topic_config, parse_properties};
@@ -355,11 +355,13 @@ impl Broker {
         } else {
             NODE_FILE
         };
-        replace_file(&self.config.log_dir, file, text.as_bytes())
+        self.flusher
+            .io()
+            .replace_file(&self.config.log_dir, file, text.as_bytes())
             .map_err(|e| AlterError::Io(e.to_string()))?;
         // Renamed into place, the file is what a restart loads: apply it now whether or
         // not the directory sync succeeds, and report a failed sync afterwards.
-        let synced = sync_dir(&self.config.log_dir);
+        let synced = self.flusher.io().sync_dir_at(&self.config.log_dir);
         *self.dynamic.write().unwrap_or_else(PoisonError::into_inner) = after;
         for (t, config) in topics.iter().zip(configs) {
             for p in &t.partitions {
