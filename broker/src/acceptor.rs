@@ -66,10 +66,8 @@ async fn accept(
 ) -> Result<()> {
     let mut connections = JoinSet::new();
     loop {
-        let permit = tokio::select! {
-            _ = stop.changed() => break,
-            permit = Arc::clone(&limit).acquire_owned() => permit.context("connection limiter closed")?,
-        };
+        // Accept first, then wait for a slot: a listener waiting idle must not hold one
+        // of the slots the listeners share (and starve the others).
         let accepted = tokio::select! {
             _ = stop.changed() => break,
             accepted = listener.accept() => accepted,
@@ -82,6 +80,10 @@ async fn accept(
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
+        };
+        let permit = tokio::select! {
+            _ = stop.changed() => break,
+            permit = Arc::clone(&limit).acquire_owned() => permit.context("connection limiter closed")?,
         };
         let _ = stream.set_nodelay(true);
         let broker = Arc::clone(&broker);

@@ -445,6 +445,13 @@ impl Broker {
             topic.partitions.iter().cloned().chain(more).collect();
         self.replace_topic_meta(name, topic.id, partitions.len(), &topic.overrides)
             .map_err(io)?;
+        // Durable before served: an acks=all write to a new partition must not be
+        // acknowledged while a crash could still bring back the old partition count.
+        self.sync_topic_meta().map_err(|e| {
+            CreateError::Io(format!(
+                "partitions added on disk, but their metadata may not survive a crash: {e:#}"
+            ))
+        })?;
         let grown = Topic {
             name: topic.name.clone(),
             id: topic.id,
@@ -453,11 +460,7 @@ impl Broker {
         };
         self.topics_mut().insert(name.to_string(), Arc::new(grown));
         tracing::info!(topic = name, from = current, to = count, "added partitions");
-        self.sync_topic_meta().map_err(|e| {
-            CreateError::Io(format!(
-                "partitions added, but they may not survive a crash: {e:#}"
-            ))
-        })
+        Ok(())
     }
 
     /// A producer id never handed out before, even across restarts: ids are reserved on

@@ -168,7 +168,7 @@ fn listening_ports(pid: u32) -> Vec<u16> {
 /// errors), so the refusal of a typo is checked here through DescribeConfigs: the value
 /// must stay as it was. kafka-python's configs.py checks the INVALID_CONFIG answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_boolean_typo_over_the_wire_changes_nothing_and_any_case_true_is_taken() {
+async fn a_boolean_typo_over_the_wire_changes_nothing_and_any_case_false_is_taken() {
     let b = BrokerProcess::start(&[]);
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &b.bootstrap)

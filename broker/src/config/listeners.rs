@@ -120,13 +120,18 @@ pub(super) fn parse(listeners: &str, advertised: &str, map: &str) -> Result<Vec<
             .with_context(|| format!("resolve listener {name} ({bind_host}:{port})"))?
             .next()
             .with_context(|| format!("listener {name} resolves to no address"))?;
+        // No host (or every interface): clients on this machine can use loopback. Set
+        // advertised.listeners for clients elsewhere.
+        let own_host = if host.is_empty() || host == "0.0.0.0" || host == "::" {
+            "127.0.0.1".to_string()
+        } else {
+            host.clone()
+        };
         let advertised = match advertised.iter().find(|(n, _, _)| *n == name) {
             Some((_, h, p)) if !h.is_empty() => (h.clone(), *p),
-            // No host (or every interface): clients on this machine can use loopback.
-            _ if host.is_empty() || host == "0.0.0.0" || host == "::" => {
-                ("127.0.0.1".to_string(), port)
-            }
-            _ => (host.clone(), port),
+            // An advertised entry without a host still names the port.
+            Some((_, _, p)) => (own_host, *p),
+            None => (own_host, port),
         };
         out.push(Listener {
             name,
@@ -157,6 +162,9 @@ mod tests {
         assert_eq!(l[0].advertised, ("127.0.0.1".to_string(), 9092));
         assert_eq!(l[1].bind, "0.0.0.0:9093".parse().expect("addr"));
         assert_eq!(l[1].advertised, ("broker.example".to_string(), 19093));
+        // An advertised entry with no host keeps its port.
+        let l = parse("PLAINTEXT://127.0.0.1:9092", "PLAINTEXT://:19092", MAP).expect("listeners");
+        assert_eq!(l[0].advertised, ("127.0.0.1".to_string(), 19092));
     }
 
     #[test]

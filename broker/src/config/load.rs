@@ -34,10 +34,10 @@ fn apply_aliases(values: &mut BTreeMap<String, String>) -> Result<()> {
         int_in("broker.id", &id, 0, i64::from(i32::MAX))?;
         values.insert("node.id".into(), id);
     }
-    // Kafka's precedence: ms over minutes over hours.
+    // Kafka's precedence: ms over minutes over hours (the first one set wins).
     for (alias, factor) in [
-        ("log.retention.hours", 3_600_000),
         ("log.retention.minutes", 60_000),
+        ("log.retention.hours", 3_600_000),
     ] {
         if let Some(v) = values.remove(alias) {
             let n = int_in(alias, &v, -1, i64::MAX / factor)?;
@@ -63,7 +63,8 @@ fn merged(file: Option<&str>, sets: &[(String, String)]) -> Result<BTreeMap<Stri
         .collect();
     let mut values: BTreeMap<String, String> = BTreeMap::new();
     for (k, v) in given {
-        if is_security_setting(&k) {
+        // An empty value asks for nothing (Kafka's own default of authorizer.class.name).
+        if is_security_setting(&k) && !v.trim().is_empty() {
             bail!(
                 "{k} is a security setting, and Fjord has no TLS, SASL or ACLs yet: \
                  refusing to start rather than run unprotected"
@@ -275,6 +276,9 @@ mod tests {
         }
         let file = "listeners=PLAINTEXT://127.0.0.1:0\nssl.truststore.location=/x\n";
         assert!(BrokerConfig::from_sources(Some(file), &[]).is_err());
+        // Empty values ask for no security: Kafka's defaults, as a copied file holds them.
+        let empty = sets(&[("authorizer.class.name", ""), ("super.users", " ")]);
+        assert!(BrokerConfig::from_sources(None, &empty).is_ok());
     }
 
     #[test]
@@ -292,5 +296,11 @@ mod tests {
         )
         .expect("ms wins");
         assert_eq!(c.values["log.retention.ms"], "5");
+        let c = BrokerConfig::from_sources(
+            None,
+            &sets(&[("log.retention.hours", "2"), ("log.retention.minutes", "3")]),
+        )
+        .expect("minutes win over hours");
+        assert_eq!(c.values["log.retention.ms"], "180000");
     }
 }

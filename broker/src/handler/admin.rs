@@ -74,6 +74,10 @@ pub(super) fn delete_topics(
                 r.topic_id = topic.id;
             }
             None => {
+                // Deleted meanwhile by another request: nothing done here, nothing owed.
+                if partitions > 0 {
+                    broker.mutation_quota.refund(partitions as u32);
+                }
                 r.name = name.map(|n| TopicName(s(n)));
                 r.error_code = if ctx.version >= 6 && r.name.is_none() {
                     E::UnknownTopicId.code()
@@ -113,7 +117,11 @@ pub(super) fn create_partitions(
             let more = broker
                 .topic(&name)
                 .map_or(0, |t| topic.count - t.partitions.len() as i32);
-            let charged = if more > 0 && !req.validate_only {
+            // Only a growth that can happen is charged (at most the 100,000 cap), and
+            // one that then fails is refunded.
+            let more = more.min(100_000);
+            let chargeable = more > 0 && topic.count <= 100_000 && !req.validate_only;
+            let charged = if chargeable {
                 super::create_topics::charge(broker, ctx.version >= 3, more, &mut throttle)
             } else {
                 Ok(())
@@ -121,6 +129,11 @@ pub(super) fn create_partitions(
             charged.and_then(|()| {
                 broker
                     .add_partitions(&name, topic.count, req.validate_only)
+                    .inspect_err(|_| {
+                        if chargeable {
+                            broker.mutation_quota.refund(more as u32);
+                        }
+                    })
                     .map_err(|e| match e {
                         CreateError::InvalidPartitions => (
                             E::InvalidPartitions.code(),

@@ -102,32 +102,65 @@ pub(super) fn charge(
     })
 }
 
+/// Names the request gives more than once: Kafka refuses every copy (INVALID_REQUEST).
+fn repeated_names(req: &CreateTopicsRequest) -> std::collections::HashSet<&str> {
+    let mut seen = std::collections::HashSet::new();
+    req.topics
+        .iter()
+        .map(|t| t.name.0.as_str())
+        .filter(|n| !seen.insert(*n))
+        .collect()
+}
+
 pub(super) fn handle(
     broker: &Arc<Broker>,
     ctx: Ctx,
     req: CreateTopicsRequest,
 ) -> Result<Response, Fatal> {
     let mut throttle = Duration::ZERO;
+    let repeated = repeated_names(&req);
     // Every topic is checked and charged first, then the admitted ones are created as
-    // one batch (one pair of directory syncs for the request).
-    let asked: Vec<Result<NewTopic, Refusal>> = req
+    // one batch (one pair of directory syncs for the request). Only what could be
+    // created is charged, and what then fails is refunded: the quota counts creations.
+    let asked: Vec<Result<(NewTopic, u32), Refusal>> = req
         .topics
         .iter()
         .map(|t| {
-            let new = requested(t)?;
-            if !req.validate_only {
-                let partitions = if new.partitions == -1 {
-                    broker.config.num_partitions
-                } else {
-                    new.partitions
-                };
-                charge(broker, ctx.version >= 6, partitions, &mut throttle)?;
+            if repeated.contains(t.name.0.as_str()) {
+                return Err((
+                    E::InvalidRequest.code(),
+                    format!(
+                        "topic '{}' appears more than once in the request",
+                        t.name.0.as_str()
+                    ),
+                ));
             }
-            Ok(new)
+            let new = requested(t)?;
+            let partitions = if new.partitions == -1 {
+                broker.config.num_partitions
+            } else {
+                new.partitions
+            };
+            let chargeable = !req.validate_only
+                && (1..=100_000).contains(&partitions)
+                && broker.topic(&new.name).is_none();
+            if !chargeable {
+                return Ok((new, 0));
+            }
+            charge(broker, ctx.version >= 6, partitions, &mut throttle)?;
+            Ok((new, partitions as u32))
         })
         .collect();
-    let batch: Vec<NewTopic> = asked.iter().flatten().cloned().collect();
-    let mut created = broker.create_topics(batch, req.validate_only).into_iter();
+    let batch: Vec<NewTopic> = asked.iter().flatten().map(|(t, _)| t.clone()).collect();
+    let outcomes = broker.create_topics(batch, req.validate_only);
+    for ((_, charged), outcome) in asked.iter().flatten().zip(&outcomes) {
+        if outcome.is_err() && *charged > 0 {
+            broker.mutation_quota.refund(*charged);
+        }
+    }
+    let asked: Vec<Result<NewTopic, Refusal>> =
+        asked.into_iter().map(|a| a.map(|(t, _)| t)).collect();
+    let mut created = outcomes.into_iter();
     let mut resp = CreateTopicsResponse::default();
     resp.throttle_time_ms = i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX);
     for (topic, asked) in req.topics.iter().zip(asked) {
@@ -159,4 +192,98 @@ pub(super) fn handle(
         resp.topics.push(result);
     }
     encode(ctx, &resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use fjord_protocol::kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use fjord_protocol::kafka_protocol::messages::{ApiKey, TopicName};
+    use fjord_protocol::kafka_protocol::protocol::Decodable;
+
+    use super::super::test_support::{body, ctx};
+    use super::*;
+    use crate::config::BrokerConfig;
+
+    fn broker(dir: &std::path::Path, rate: &str) -> Arc<Broker> {
+        let sets = vec![
+            ("log.dirs".to_string(), dir.display().to_string()),
+            (
+                "fjord.controller.mutation.rate".to_string(),
+                rate.to_string(),
+            ),
+        ];
+        Arc::new(
+            Broker::open(BrokerConfig::from_sources(None, &sets).expect("config")).expect("broker"),
+        )
+    }
+
+    fn create(broker: &Arc<Broker>, version: i16, topics: &[(&str, i32)]) -> CreateTopicsResponse {
+        let mut req = CreateTopicsRequest::default();
+        req.timeout_ms = 1000;
+        req.topics = topics
+            .iter()
+            .map(|(name, partitions)| {
+                let mut t = CreatableTopic::default();
+                t.name = TopicName(StrBytes::from_string(name.to_string()));
+                t.num_partitions = *partitions;
+                t.replication_factor = -1;
+                t
+            })
+            .collect();
+        let r = handle(broker, ctx(ApiKey::CreateTopics, version), req).expect("handled");
+        let mut bytes = body(r);
+        if version >= 5 {
+            // Flexible versions: the response header's (empty) tagged fields.
+            bytes = bytes.slice(1..);
+        }
+        CreateTopicsResponse::decode(&mut bytes, version).expect("decode")
+    }
+
+    fn codes(resp: &CreateTopicsResponse) -> Vec<i16> {
+        resp.topics.iter().map(|t| t.error_code).collect()
+    }
+
+    #[test]
+    fn over_the_quota_v6_refuses_and_older_versions_are_told_to_back_off() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let b = broker(dir.path(), "10");
+        // Ten a second, one second banked: the first request is admitted (and goes into
+        // debt), the next is refused with the time to wait.
+        let first = create(&b, 7, &[("a", 8), ("b", 8)]);
+        assert_eq!(codes(&first), [0, 0]);
+        let refused = create(&b, 7, &[("c", 1)]);
+        assert_eq!(codes(&refused), [E::ThrottlingQuotaExceeded.code()]);
+        assert!(refused.throttle_time_ms > 0);
+        assert!(b.topic("c").is_none());
+        // v5 has no THROTTLING_QUOTA_EXCEEDED: created, and throttled afterwards.
+        let old = create(&b, 5, &[("d", 1)]);
+        assert_eq!(codes(&old), [0]);
+        assert!(old.throttle_time_ms > 0);
+    }
+
+    #[test]
+    fn refused_topics_cost_nothing_and_repeated_names_are_invalid_requests() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let b = broker(dir.path(), "10");
+        // Bad counts and existing topics are not charged: nothing was created.
+        for _ in 0..3 {
+            let resp = create(&b, 7, &[("huge", 2_000_000_000), ("bad/name", 1)]);
+            assert_eq!(
+                codes(&resp),
+                [E::InvalidPartitions.code(), E::InvalidTopicException.code()]
+            );
+        }
+        assert_eq!(codes(&create(&b, 7, &[("x", 5)])), [0]);
+        assert_eq!(
+            codes(&create(&b, 7, &[("x", 5)])),
+            [E::TopicAlreadyExists.code()]
+        );
+        assert_eq!(codes(&create(&b, 7, &[("y", 4)])), [0]);
+        let twice = create(&b, 7, &[("z", 1), ("z", 1)]);
+        assert_eq!(
+            codes(&twice),
+            [E::InvalidRequest.code(), E::InvalidRequest.code()]
+        );
+        assert!(b.topic("z").is_none());
+    }
 }

@@ -109,28 +109,6 @@ async fn await_durable(
     })
 }
 
-/// The topics a Produce names, `None` for those not there. Unknown ones are queued for
-/// auto-creation and answered UNKNOWN_TOPIC_OR_PARTITION (retriable): a produce never
-/// waits for a topic to be created, as in Kafka, where only Metadata creates topics.
-fn known_topics(broker: &Arc<Broker>, req: &ProduceRequest) -> Vec<Option<Arc<Topic>>> {
-    let found: Vec<Option<Arc<Topic>>> = req
-        .topic_data
-        .iter()
-        .map(|t| broker.topic(t.name.0.as_str()))
-        .collect();
-    let unknown: Vec<&str> = req
-        .topic_data
-        .iter()
-        .zip(&found)
-        .filter(|(_, f)| f.is_none())
-        .map(|(t, _)| t.name.0.as_str())
-        .collect();
-    if !unknown.is_empty() {
-        broker.auto_create(&unknown);
-    }
-    found
-}
-
 pub(super) async fn handle(
     broker: &Arc<Broker>,
     ctx: Ctx,
@@ -140,11 +118,17 @@ pub(super) async fn handle(
     let bad_acks = !matches!(acks, -1..=1);
     let mut shape = Vec::with_capacity(req.topic_data.len());
     let mut slots = Vec::new();
-    let found = if bad_acks {
-        vec![None; req.topic_data.len()]
-    } else {
-        known_topics(broker, &req)
-    };
+    // A Produce never creates a topic, as in Kafka: unknown topics are answered
+    // UNKNOWN_TOPIC_OR_PARTITION (retriable) at once; Metadata is what auto-creates.
+    let found: Vec<Option<Arc<Topic>>> = req
+        .topic_data
+        .iter()
+        .map(|t| {
+            (!bad_acks)
+                .then(|| broker.topic(t.name.0.as_str()))
+                .flatten()
+        })
+        .collect();
     for (topic, found) in req.topic_data.into_iter().zip(found) {
         shape.push((topic.name.clone(), topic.partition_data.len()));
         for data in topic.partition_data {

@@ -85,10 +85,6 @@ impl Broker {
                 || budget == 0
                 || pending.queue.len() >= MAX_QUEUED
                 || !super::valid_topic_name(name)
-                || self
-                    .mutation_quota
-                    .try_admit(self.num_partitions())
-                    .is_err()
             {
                 out.push(AutoCreated::Refused);
             } else {
@@ -125,24 +121,44 @@ impl Broker {
         self.auto_creation.is_queued(name)
     }
 
-    /// Creates queued topics a batch at a time until the queue is empty.
+    /// Creates queued topics a batch at a time until the queue is empty, each charged
+    /// to the controller mutation quota when it is created: past the quota the drain
+    /// waits (off every lock), so a flood is created no faster than the quota allows.
     fn drain_auto_creation(&self) {
         let queue = &self.auto_creation;
+        let _reset = ResetOnPanic(queue);
+        let partitions = self.num_partitions();
         loop {
-            let batch: Vec<String> = {
+            let mut batch: Vec<String> = Vec::new();
+            let mut wait = None;
+            {
                 let mut pending = queue.lock();
-                if pending.queue.is_empty() {
+                while batch.len() < BATCH {
+                    let Some(name) = pending.queue.pop_front() else {
+                        break;
+                    };
+                    match self.mutation_quota.try_admit(partitions) {
+                        Ok(()) => batch.push(name),
+                        Err(w) => {
+                            pending.queue.push_front(name);
+                            wait = Some(w);
+                            break;
+                        }
+                    }
+                }
+                if batch.is_empty() && wait.is_none() {
                     pending.draining = false;
                     return;
                 }
-                let n = pending.queue.len().min(BATCH);
-                pending.queue.drain(..n).collect()
-            };
+            }
             let topics = batch.iter().map(|n| NewTopic::with_defaults(n)).collect();
             for (name, outcome) in batch.iter().zip(self.create_topics(topics, false)) {
-                match outcome {
-                    Ok(_) | Err(super::CreateError::Exists) => {}
-                    Err(e) => tracing::warn!(topic = %name, error = ?e, "auto-create failed"),
+                if let Err(e) = outcome {
+                    // Only creations count against the quota.
+                    self.mutation_quota.refund(partitions);
+                    if !matches!(e, super::CreateError::Exists) {
+                        tracing::warn!(topic = %name, error = ?e, "auto-create failed");
+                    }
                 }
             }
             {
@@ -152,6 +168,28 @@ impl Broker {
                 }
             }
             queue.done.send_modify(|n| *n += 1);
+            if let Some(w) = wait {
+                // At least 100 ms, so each pass creates a batch, not one topic per sync.
+                std::thread::sleep(w.clamp(
+                    std::time::Duration::from_millis(100),
+                    std::time::Duration::from_secs(1),
+                ));
+            }
+        }
+    }
+}
+
+/// If a drain panics, forgets the queue so the next request starts a new drain (its
+/// topics are queued again by the clients' retries) instead of waiting forever.
+struct ResetOnPanic<'a>(&'a AutoCreateQueue);
+
+impl Drop for ResetOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut pending = self.0.lock();
+            pending.queue.clear();
+            pending.queued.clear();
+            pending.draining = false;
         }
     }
 }
@@ -197,31 +235,34 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_request_queues_at_most_its_share_and_the_quota_bounds_all() {
+    async fn a_request_queues_at_most_its_share_and_the_quota_paces_creation() {
         let dir = tempfile::tempdir().expect("tempdir");
         let b = broker(
             dir.path(),
             &[
                 ("fjord.auto.create.max.per.request", "3"),
-                ("fjord.controller.mutation.rate", "5"),
+                ("fjord.controller.mutation.rate", "4"),
             ],
         );
         let names: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let one = b.auto_create(&refs);
-        assert_eq!(
-            one.iter().filter(|o| **o == AutoCreated::Pending).count(),
-            3
-        );
-        // The next request gets its own share, but the quota (5 a second) stops it.
+        let pending = |o: &[AutoCreated]| o.iter().filter(|o| **o == AutoCreated::Pending).count();
+        assert_eq!(pending(&one), 3);
+        // The next request gets its own share.
         let two = b.auto_create(&refs[3..]);
-        assert_eq!(
-            two.iter().filter(|o| **o == AutoCreated::Pending).count(),
-            2
-        );
-        assert_eq!(b.auto_create(&["late"]), [AutoCreated::Refused]);
+        assert_eq!(pending(&two), 3);
+        // Six queued, four a second: not all at once, but all in the end.
+        let started = std::time::Instant::now();
         settled(&b).await;
-        assert_eq!(b.all_topics().len(), 5);
+        assert_eq!(b.all_topics().len(), 6);
+        assert!(
+            started.elapsed() >= std::time::Duration::from_millis(400),
+            "the quota paced the creations ({:?})",
+            started.elapsed()
+        );
+        // Creations were charged: a CreateTopics-sized admission right after waits.
+        assert!(b.mutation_quota.try_admit(4).is_err());
         let off = tempfile::tempdir().expect("tempdir");
         let b = broker(off.path(), &[("auto.create.topics.enable", "false")]);
         assert_eq!(b.auto_create(&["x"]), [AutoCreated::Refused]);

@@ -10,8 +10,14 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// A token bucket of partitions: `rate` a second, at most one second's worth banked; a
-/// mutation is admitted while at least one partition's worth is left.
+/// The most debt a bucket carries, in seconds of its rate: Kafka's throttle time is
+/// bounded by its quota window (11 one-second samples) in the same way, so no single
+/// huge request can lock everyone out for longer.
+const MAX_DEBT_SECS: f64 = 10.0;
+
+/// A token bucket of partitions: `rate` a second, at most one second's worth banked and
+/// [`MAX_DEBT_SECS`] owed; a mutation is admitted while at least one partition's worth
+/// is left.
 #[derive(Debug)]
 pub struct MutationQuota {
     rate: f64,
@@ -48,8 +54,18 @@ impl MutationQuota {
             let wait = ((1.0 - *tokens) / self.rate).max(0.0) + 0.001;
             return Err(Duration::from_secs_f64(wait));
         }
-        *tokens -= f64::from(partitions);
+        *tokens = (*tokens - f64::from(partitions)).max(-self.rate * MAX_DEBT_SECS);
         Ok(())
+    }
+
+    /// Gives back what an admitted mutation did not use (the topic existed, the disk
+    /// failed): only what is created counts, as in Kafka.
+    pub fn refund(&self, partitions: u32) {
+        if self.rate.is_infinite() {
+            return;
+        }
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.0 = (state.0 + f64::from(partitions)).min(self.rate);
     }
 
     /// Counts a mutation that happened whatever the quota said (old request versions,
@@ -65,7 +81,8 @@ impl MutationQuota {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let (tokens, at) = &mut *state;
         let elapsed = now.saturating_duration_since(*at).as_secs_f64();
-        *tokens = (*tokens + elapsed * self.rate).min(self.rate) - f64::from(partitions);
+        *tokens = ((*tokens + elapsed * self.rate).min(self.rate) - f64::from(partitions))
+            .max(-self.rate * MAX_DEBT_SECS);
         *at = now;
         Duration::from_secs_f64((-*tokens / self.rate).max(0.0))
     }
@@ -105,6 +122,18 @@ mod tests {
         let earned = q.record_at(25, t0);
         assert!((earned.as_secs_f64() - 2.0).abs() < 1e-6, "{earned:?}");
         assert!(q.try_admit_at(1, t0 + Duration::from_secs(1)).is_err());
+        // Debt is capped: one enormous request costs at most ten seconds.
+        let q = MutationQuota::new(Some(10));
+        assert!(q.try_admit_at(u32::MAX, t0).is_ok());
+        let wait = q.try_admit_at(1, t0).expect_err("in debt");
+        assert!(wait <= Duration::from_secs(11), "{wait:?}");
+        assert_eq!(q.record_at(u32::MAX, t0), Duration::from_secs(10));
+        // What was not created is given back.
+        let q = MutationQuota::new(Some(10));
+        assert!(q.try_admit_at(10, t0).is_ok());
+        assert!(q.try_admit_at(1, t0).is_err());
+        q.refund(10);
+        assert!(q.try_admit_at(1, t0).is_ok());
         let free = MutationQuota::new(None);
         for _ in 0..1000 {
             assert!(free.try_admit(100_000).is_ok());
