@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use fjord_protocol::block_crc::{BlockCrcBuilder, BlockCrcs, BLOCK};
 use fjord_protocol::frame::decode_frame;
 use fjord_protocol::kafka_protocol::messages::api_versions_request::ApiVersionsRequest;
@@ -622,52 +622,17 @@ fn checksum_blocks(buf: &BytesMut, pending: &Pending, building: &mut Option<Bloc
         .update(body);
 }
 
-/// Checks the correlation id and skips the response header.
-fn strip_header(mut frame: Bytes, correlation: i32, version: i16) -> Result<Bytes, ClientError> {
-    if frame.len() < 4 {
-        return Err(ClientError::Protocol(
-            "response shorter than its header".into(),
-        ));
-    }
-    let got = frame.get_i32();
+/// Checks the correlation id and skips the response header (its layout is the
+/// protocol crate's).
+fn strip_header(frame: Bytes, correlation: i32, version: i16) -> Result<Bytes, ClientError> {
+    let (got, body) = fjord_protocol::response_header::parse_response_header(frame, version)
+        .map_err(|e| ClientError::Protocol(format!("response header: {e}")))?;
     if got != correlation {
         return Err(ClientError::Protocol(format!(
             "answer {got} where {correlation} was expected"
         )));
     }
-    if version >= 1 {
-        skip_tagged_fields(&mut frame)?;
-    }
-    Ok(frame)
-}
-
-fn read_unsigned_varint(buf: &mut Bytes) -> Result<u64, ClientError> {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        if !buf.has_remaining() {
-            return Err(ClientError::Protocol("truncated varint".into()));
-        }
-        let b = buf.get_u8();
-        value |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Ok(value);
-        }
-    }
-    Err(ClientError::Protocol("varint too long".into()))
-}
-
-fn skip_tagged_fields(buf: &mut Bytes) -> Result<(), ClientError> {
-    let count = read_unsigned_varint(buf)?;
-    for _ in 0..count {
-        let _tag = read_unsigned_varint(buf)?;
-        let len = usize::try_from(read_unsigned_varint(buf)?)
-            .map_err(|_| ClientError::Protocol("tagged field too long".into()))?;
-        if buf.remaining() < len {
-            return Err(ClientError::Protocol("truncated tagged field".into()));
-        }
-        buf.advance(len);
-    }
-    Ok(())
+    Ok(body)
 }
 
 #[cfg(test)]

@@ -7,13 +7,16 @@ use std::sync::Arc;
 use bytes::Bytes;
 use fjord_protocol::block_crc::BlockCrcs;
 use fjord_protocol::compression::Compression;
+use fjord_protocol::record_batch::{
+    peek_entry, BatchHeader, ATTR_TIMESTAMP_TYPE, BATCH_HEADER_LEN, CRC_START, LOG_OVERHEAD,
+};
 use fjord_protocol::varint::{read_varint, read_varlong};
 
 use crate::error::ConsumeError;
 use crate::partition::PartitionState;
 use crate::record::{ConsumerRecord, TimestampKind};
 
-const HEADER: usize = 61;
+const HEADER: usize = BATCH_HEADER_LEN;
 /// Most bytes one batch may decompress to: larger is treated as corrupt.
 const MAX_DECOMPRESSED: usize = 256 << 20;
 
@@ -117,17 +120,12 @@ impl Chunk {
             if self.rest.len() < HEADER {
                 return Ok(false);
             }
-            let be_i64 = |b: &[u8], at: usize| {
-                i64::from_be_bytes(b[at..at + 8].try_into().unwrap_or_default())
+            let Some((base_offset, batch_length)) = peek_entry(&self.rest) else {
+                return Ok(false);
             };
-            let be_i32 = |b: &[u8], at: usize| {
-                i32::from_be_bytes(b[at..at + 4].try_into().unwrap_or_default())
-            };
-            let base_offset = be_i64(&self.rest, 0);
-            let batch_length = be_i32(&self.rest, 8);
             let Some(total) = usize::try_from(batch_length)
                 .ok()
-                .and_then(|n| n.checked_add(12))
+                .and_then(|n| n.checked_add(LOG_OVERHEAD))
                 .filter(|n| *n >= HEADER)
             else {
                 return Err((base_offset, format!("batch length {batch_length}")));
@@ -136,34 +134,27 @@ impl Chunk {
                 return Ok(false); // cut off by the fetch size: fetched again next time
             }
             let batch = self.rest.split_to(total);
-            let magic = batch[16] as i8;
-            if magic != 2 {
-                return Err((
+            let header = BatchHeader::parse(&batch).map_err(|e| match e {
+                fjord_protocol::Error::UnsupportedMagic { magic } => (
                     base_offset,
                     format!("message format v{magic} is not supported"),
-                ));
-            }
+                ),
+                other => (base_offset, other.to_string()),
+            })?;
             let actual = match &self.check_crcs {
                 CrcCheck::Off => None,
-                CrcCheck::Blocks(blocks) => Some(blocks.crc32c(&batch[21..])),
+                CrcCheck::Blocks(blocks) => Some(blocks.crc32c(&batch[CRC_START..])),
             };
             if let Some(actual) = actual {
-                let stored = u32::from_be_bytes(batch[17..21].try_into().unwrap_or_default());
-                if stored != actual {
+                if header.crc != actual {
                     return Err((
                         base_offset,
-                        format!("crc {actual:#x}, batch says {stored:#x}"),
+                        format!("crc {actual:#x}, batch says {:#x}", header.crc),
                     ));
                 }
             }
-            let attributes = i16::from_be_bytes([batch[21], batch[22]]);
-            let last_offset_delta = be_i32(&batch, 23);
-            let base_timestamp = be_i64(&batch, 27);
-            let max_timestamp = be_i64(&batch, 35);
-            let count = be_i32(&batch, 57);
-            let control = attributes & 0x20 != 0;
-            if control || base_offset.saturating_add(i64::from(last_offset_delta)) < self.min_offset
-            {
+            let (attributes, count) = (header.attributes, header.records_count);
+            if header.is_control() || header.last_offset() < self.min_offset {
                 continue;
             }
             let compression = Compression::from_attributes(attributes)
@@ -180,8 +171,9 @@ impl Chunk {
             self.pos = 0;
             self.remaining = count.max(0);
             self.base_offset = base_offset;
-            self.base_timestamp = base_timestamp;
-            self.log_append_time = (attributes & 0x08 != 0).then_some(max_timestamp);
+            self.base_timestamp = header.base_timestamp;
+            self.log_append_time =
+                (attributes & ATTR_TIMESTAMP_TYPE != 0).then_some(header.max_timestamp);
             return Ok(true);
         }
     }

@@ -25,20 +25,7 @@ const OFFSET_OUT_OF_RANGE: i16 = 1;
 /// The offset after the last whole batch in `records` (a trailing partial batch is not
 /// counted), or `None` if there is no whole batch.
 fn next_fetch_offset(records: &Bytes) -> Option<i64> {
-    let mut rest = &records[..];
-    let mut next = None;
-    while rest.len() >= 61 {
-        let base = i64::from_be_bytes(rest[0..8].try_into().ok()?);
-        let len = i32::from_be_bytes(rest[8..12].try_into().ok()?);
-        let total = usize::try_from(len).ok()?.checked_add(12)?;
-        if total > rest.len() || total < 61 {
-            break;
-        }
-        let last_delta = i32::from_be_bytes(rest[23..27].try_into().ok()?);
-        next = Some(base.checked_add(i64::from(last_delta))?.checked_add(1)?);
-        rest = &rest[total..];
-    }
-    next
+    fjord_protocol::record_batch::next_offset_after_whole_batches(records)
 }
 
 pub(crate) async fn run(inner: Arc<Inner>, node: i32) {

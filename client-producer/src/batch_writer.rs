@@ -4,55 +4,16 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use fjord_protocol::compression::Compression;
+use fjord_protocol::record_batch::{BatchHeader, BATCH_HEADER_LEN, LOG_OVERHEAD};
+use fjord_protocol::varint::{
+    put_unsigned_varint as put_uvarint, put_varint_bytes as put_bytes,
+    unsigned_varint_len as uvarint_len, varint_bytes_len as bytes_len, zigzag32, zigzag64,
+};
 
 use crate::error::ProduceError;
 
 /// Bytes of the batch header before the records.
-pub(crate) const BATCH_HEADER: usize = 61;
-const CRC_OFFSET: usize = 17;
-const CRC_START: usize = 21;
-
-fn zigzag32(v: i32) -> u64 {
-    u64::from(((v << 1) ^ (v >> 31)) as u32)
-}
-
-fn zigzag64(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn uvarint_len(mut v: u64) -> usize {
-    let mut n = 1;
-    while v >= 0x80 {
-        v >>= 7;
-        n += 1;
-    }
-    n
-}
-
-fn put_uvarint(buf: &mut BytesMut, mut v: u64) {
-    while v >= 0x80 {
-        buf.put_u8((v as u8) | 0x80);
-        v >>= 7;
-    }
-    buf.put_u8(v as u8);
-}
-
-fn bytes_len(b: Option<&[u8]>) -> usize {
-    match b {
-        None => 1,
-        Some(b) => uvarint_len(zigzag32(b.len() as i32)) + b.len(),
-    }
-}
-
-fn put_bytes(buf: &mut BytesMut, b: Option<&[u8]>) {
-    match b {
-        None => put_uvarint(buf, zigzag32(-1)),
-        Some(b) => {
-            put_uvarint(buf, zigzag32(b.len() as i32));
-            buf.put_slice(b);
-        }
-    }
-}
+pub(crate) const BATCH_HEADER: usize = BATCH_HEADER_LEN;
 
 /// The fields of one record as the batch needs them.
 #[derive(Debug, Clone, Copy)]
@@ -166,24 +127,25 @@ impl BatchWriter {
             out.put_slice(&payload);
             out
         };
-        let batch_length = i32::try_from(buf.len() - 12)
+        let batch_length = i32::try_from(buf.len() - LOG_OVERHEAD)
             .map_err(|_| ProduceError::Config("batch larger than 2 GiB".into()))?;
-        let mut h = &mut buf[..BATCH_HEADER];
-        h.put_i64(0); // base offset, set by the broker
-        h.put_i32(batch_length);
-        h.put_i32(-1); // partition leader epoch
-        h.put_i8(2); // magic
-        h.put_u32(0); // crc, below
-        h.put_i16(compression.attribute_bits());
-        h.put_i32(self.count - 1);
-        h.put_i64(self.base_timestamp);
-        h.put_i64(self.max_timestamp);
-        h.put_i64(producer_id);
-        h.put_i16(producer_epoch);
-        h.put_i32(base_sequence);
-        h.put_i32(self.count);
-        let crc = fjord_protocol::crc::crc32c(&buf[CRC_START..]);
-        buf[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+        let header = BatchHeader {
+            base_offset: 0, // set by the broker
+            batch_length,
+            partition_leader_epoch: -1,
+            magic: 2,
+            crc: 0, // below
+            attributes: compression.attribute_bits(),
+            last_offset_delta: self.count - 1,
+            base_timestamp: self.base_timestamp,
+            max_timestamp: self.max_timestamp,
+            producer_id,
+            producer_epoch,
+            base_sequence,
+            records_count: self.count,
+        };
+        header.encode_into(&mut buf);
+        BatchHeader::seal_crc(&mut buf);
         Ok(buf.freeze())
     }
 }

@@ -31,7 +31,6 @@ pub mod config;
 mod delivery;
 pub mod error;
 pub mod partitioner;
-mod produce_request;
 mod producer;
 pub mod record;
 mod sender;

@@ -19,8 +19,8 @@ use crate::accumulator::{ClosedBatch, PartitionState, TopicState};
 use crate::config::Acks;
 use crate::delivery::BatchAck;
 use crate::error::ProduceError;
-use crate::produce_request::{self, PartitionBatch};
 use crate::producer::{Inner, SenderHandle};
+use fjord_protocol::produce_request::{self, PartitionBatch};
 
 /// Kafka error codes the sender treats specially.
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
@@ -264,7 +264,11 @@ async fn send(
     if ok.is_empty() {
         return;
     }
-    let version = match conn.version(ApiKey::Produce, 3, 9) {
+    let (min, max) = (
+        *produce_request::VERSIONS.start(),
+        *produce_request::VERSIONS.end(),
+    );
+    let version = match conn.version(ApiKey::Produce, min, max) {
         Ok(v) => v,
         Err(e) => {
             for f in ok {

@@ -40,8 +40,10 @@ pub mod compression;
 pub mod crc;
 pub mod error;
 pub mod frame;
+pub mod produce_request;
 pub mod record_batch;
 pub mod request_header;
+pub mod response_header;
 pub mod varint;
 
 pub use error::Error;

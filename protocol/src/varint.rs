@@ -37,34 +37,78 @@ pub fn read_varlong(buf: &[u8], pos: &mut usize) -> Result<i64> {
     Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))
 }
 
-/// Appends `value` as an unsigned LEB128 varint (used for the COMPACT_* length prefixes).
-pub fn write_unsigned_varint(out: &mut Vec<u8>, mut value: u64) {
+/// Zigzag-maps an i32 (small magnitudes to small numbers), as record fields use it.
+pub fn zigzag32(value: i32) -> u64 {
+    u64::from(((value << 1) ^ (value >> 31)) as u32)
+}
+
+/// Zigzag-maps an i64.
+pub fn zigzag64(value: i64) -> u64 {
+    ((value << 1) ^ (value >> 63)) as u64
+}
+
+/// Number of bytes `value` takes as an unsigned LEB128 varint.
+pub fn unsigned_varint_len(mut value: u64) -> usize {
+    let mut n = 1;
     while value >= 0x80 {
-        out.push((value as u8) | 0x80);
+        value >>= 7;
+        n += 1;
+    }
+    n
+}
+
+/// Writes `value` as an unsigned LEB128 varint into any buffer (a `Vec`, a `BytesMut`).
+pub fn put_unsigned_varint(out: &mut impl bytes::BufMut, mut value: u64) {
+    while value >= 0x80 {
+        out.put_u8((value as u8) | 0x80);
         value >>= 7;
     }
-    out.push(value as u8);
+    out.put_u8(value as u8);
+}
+
+/// Bytes a record's nullable varint-length field takes (key, value, header key or
+/// value): the zigzag length (-1 for null) and the bytes.
+pub fn varint_bytes_len(bytes: Option<&[u8]>) -> usize {
+    match bytes {
+        None => 1,
+        Some(b) => unsigned_varint_len(zigzag32(b.len() as i32)) + b.len(),
+    }
+}
+
+/// Writes a record's nullable varint-length field (see [`varint_bytes_len`]).
+pub fn put_varint_bytes(out: &mut impl bytes::BufMut, bytes: Option<&[u8]>) {
+    match bytes {
+        None => put_unsigned_varint(out, zigzag32(-1)),
+        Some(b) => {
+            put_unsigned_varint(out, zigzag32(b.len() as i32));
+            out.put_slice(b);
+        }
+    }
+}
+
+/// Appends `value` as an unsigned LEB128 varint (used for the COMPACT_* length prefixes).
+pub fn write_unsigned_varint(out: &mut Vec<u8>, value: u64) {
+    put_unsigned_varint(out, value);
 }
 
 /// Appends `value` as a zigzag varint.
 pub fn write_varint(out: &mut Vec<u8>, value: i32) {
-    write_unsigned_varint(out, u64::from(((value << 1) ^ (value >> 31)) as u32));
+    put_unsigned_varint(out, zigzag32(value));
 }
 
 /// Appends `value` as a zigzag varlong.
 pub fn write_varlong(out: &mut Vec<u8>, value: i64) {
-    write_unsigned_varint(out, ((value << 1) ^ (value >> 63)) as u64);
+    put_unsigned_varint(out, zigzag64(value));
 }
 
 /// Number of bytes `value` takes as a zigzag varint.
 pub fn varint_len(value: i32) -> usize {
-    let mut v = u64::from(((value << 1) ^ (value >> 31)) as u32);
-    let mut n = 1;
-    while v >= 0x80 {
-        v >>= 7;
-        n += 1;
-    }
-    n
+    unsigned_varint_len(zigzag32(value))
+}
+
+/// Number of bytes `value` takes as a zigzag varlong.
+pub fn varlong_len(value: i64) -> usize {
+    unsigned_varint_len(zigzag64(value))
 }
 
 #[cfg(test)]
@@ -121,9 +165,33 @@ mod tests {
         fn varlong_round_trip(v: i64) {
             let mut out = Vec::new();
             write_varlong(&mut out, v);
+            prop_assert_eq!(out.len(), varlong_len(v));
             let mut pos = 0;
             prop_assert_eq!(read_varlong(&out, &mut pos), Ok(v));
             prop_assert_eq!(pos, out.len());
+        }
+
+        #[test]
+        fn nullable_bytes_round_trip(b in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..300))) {
+            let mut out = bytes::BytesMut::new();
+            put_varint_bytes(&mut out, b.as_deref());
+            prop_assert_eq!(out.len(), varint_bytes_len(b.as_deref()));
+            let mut pos = 0;
+            let len = read_varint(&out, &mut pos).expect("length");
+            match &b {
+                None => prop_assert_eq!(len, -1),
+                Some(b) => prop_assert_eq!(&out[pos..], &b[..]),
+            }
+            // Every truncated prefix is short of the field it starts.
+            for cut in 0..out.len() {
+                let mut pos = 0;
+                let fits = match read_varint(&out[..cut], &mut pos) {
+                    Err(_) => false,
+                    Ok(l) if l < 0 => true,
+                    Ok(l) => pos + l as usize <= cut,
+                };
+                prop_assert!(!fits, "cut {}", cut);
+            }
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::compression::Compression;
 use crate::error::Result;
-use crate::record_batch::header::{BATCH_HEADER_LEN, CRC_OFFSET, CRC_START, LOG_OVERHEAD};
+use crate::record_batch::header::{BatchHeader, BATCH_HEADER_LEN, LOG_OVERHEAD};
 use crate::varint::{varint_len, write_varint, write_varlong};
 
 /// One record to put in a batch.
@@ -135,25 +135,27 @@ impl BatchBuilder {
     /// The finished batch with base offset 0, compressed and with its CRC set.
     pub fn build(&self) -> Result<Vec<u8>> {
         let payload = self.compression.compress(&self.records)?;
-        let mut out = Vec::with_capacity(BATCH_HEADER_LEN + payload.len());
         let batch_length =
             i32::try_from(BATCH_HEADER_LEN - LOG_OVERHEAD + payload.len()).unwrap_or(i32::MAX);
-        out.extend_from_slice(&0i64.to_be_bytes());
-        out.extend_from_slice(&batch_length.to_be_bytes());
-        out.extend_from_slice(&(-1i32).to_be_bytes()); // partitionLeaderEpoch
-        out.push(2); // magic
-        out.extend_from_slice(&0u32.to_be_bytes()); // crc, set below
-        out.extend_from_slice(&self.compression.attribute_bits().to_be_bytes());
-        out.extend_from_slice(&(self.count - 1).max(0).to_be_bytes());
-        out.extend_from_slice(&self.base_timestamp.to_be_bytes());
-        out.extend_from_slice(&self.max_timestamp.to_be_bytes());
-        out.extend_from_slice(&self.producer_id.to_be_bytes());
-        out.extend_from_slice(&self.producer_epoch.to_be_bytes());
-        out.extend_from_slice(&self.base_sequence.to_be_bytes());
-        out.extend_from_slice(&self.count.to_be_bytes());
+        let header = BatchHeader {
+            base_offset: 0,
+            batch_length,
+            partition_leader_epoch: -1,
+            magic: 2,
+            crc: 0, // set below
+            attributes: self.compression.attribute_bits(),
+            last_offset_delta: (self.count - 1).max(0),
+            base_timestamp: self.base_timestamp,
+            max_timestamp: self.max_timestamp,
+            producer_id: self.producer_id,
+            producer_epoch: self.producer_epoch,
+            base_sequence: self.base_sequence,
+            records_count: self.count,
+        };
+        let mut out = vec![0u8; BATCH_HEADER_LEN];
+        header.encode_into(&mut out);
         out.extend_from_slice(&payload);
-        let crc = crate::crc::crc32c(&out[CRC_START..]);
-        out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+        BatchHeader::seal_crc(&mut out);
         Ok(out)
     }
 }

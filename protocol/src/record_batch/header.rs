@@ -118,14 +118,41 @@ impl BatchHeader {
         })
     }
 
+    /// Writes the header into the first 61 bytes of `out` (the stored `crc` as is; see
+    /// [`BatchHeader::seal_crc`]). The one writer of the layout, for every batch built.
+    pub fn encode_into(&self, out: &mut [u8]) {
+        let mut h = &mut out[..BATCH_HEADER_LEN];
+        use bytes::BufMut;
+        h.put_i64(self.base_offset);
+        h.put_i32(self.batch_length);
+        h.put_i32(self.partition_leader_epoch);
+        h.put_i8(self.magic);
+        h.put_u32(self.crc);
+        h.put_i16(self.attributes);
+        h.put_i32(self.last_offset_delta);
+        h.put_i64(self.base_timestamp);
+        h.put_i64(self.max_timestamp);
+        h.put_i64(self.producer_id);
+        h.put_i16(self.producer_epoch);
+        h.put_i32(self.base_sequence);
+        h.put_i32(self.records_count);
+    }
+
+    /// Computes a whole batch's CRC-32C (attributes to the end) and stores it.
+    pub fn seal_crc(batch: &mut [u8]) {
+        let crc = crate::crc::crc32c(&batch[CRC_START..]);
+        batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    }
+
     /// Total size of the batch on the wire, length prefix included.
     pub fn total_len(&self) -> usize {
         LOG_OVERHEAD + usize::try_from(self.batch_length).unwrap_or(0)
     }
 
-    /// Offset of the last record.
+    /// Offset of the last record (saturating: a hostile header cannot overflow it).
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        self.base_offset
+            .saturating_add(i64::from(self.last_offset_delta))
     }
 
     /// The batch's codec.
@@ -170,6 +197,32 @@ impl BatchHeader {
         crc.update(payload);
         header[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.finish().to_be_bytes());
     }
+}
+
+/// The 12 bytes every log entry starts with, base offset and batch length, read
+/// without checking anything else: what a reader needs to decide whether a whole batch
+/// is there. `None` if fewer than 12 bytes.
+pub fn peek_entry(buf: &[u8]) -> Option<(i64, i32)> {
+    (buf.len() >= LOG_OVERHEAD).then(|| (be_i64(buf, 0), be_i32(buf, 8)))
+}
+
+/// The offset after the last whole batch at the front of `buf` (a trailing partial batch,
+/// which a fetch size can cut, is not counted), or `None` if there is no whole batch.
+/// Walks headers only.
+pub fn next_offset_after_whole_batches(buf: &[u8]) -> Option<i64> {
+    let mut rest = buf;
+    let mut next = None;
+    while rest.len() >= BATCH_HEADER_LEN {
+        let (base, len) = peek_entry(rest)?;
+        let total = usize::try_from(len).ok()?.checked_add(LOG_OVERHEAD)?;
+        if total > rest.len() || total < BATCH_HEADER_LEN {
+            break;
+        }
+        let last_delta = be_i32(rest, 23);
+        next = Some(base.checked_add(i64::from(last_delta))?.checked_add(1)?);
+        rest = &rest[total..];
+    }
+    next
 }
 
 /// Checks one whole batch at the start of `buf` without decompressing it: magic 2, length

@@ -11,9 +11,10 @@ mod validate;
 
 pub use builder::{BatchBuilder, RecordSpec};
 pub use header::{
-    batches, validate_batch, BatchHeader, TimestampType, ATTRIBUTES_OFFSET, ATTR_CONTROL,
-    ATTR_TIMESTAMP_TYPE, ATTR_TRANSACTIONAL, BATCH_HEADER_LEN, CRC_OFFSET, CRC_START, LOG_OVERHEAD,
-    MAGIC_OFFSET, MAX_TIMESTAMP_OFFSET, NO_TIMESTAMP,
+    batches, next_offset_after_whole_batches, peek_entry, validate_batch, BatchHeader,
+    TimestampType, ATTRIBUTES_OFFSET, ATTR_CONTROL, ATTR_TIMESTAMP_TYPE, ATTR_TRANSACTIONAL,
+    BATCH_HEADER_LEN, CRC_OFFSET, CRC_START, LOG_OVERHEAD, MAGIC_OFFSET, MAX_TIMESTAMP_OFFSET,
+    NO_TIMESTAMP,
 };
 pub use records::{Header, HeaderIter, Record, RecordIter};
 pub use validate::{validate_records, RecordValidation};

@@ -1,33 +1,37 @@
 //! Produce requests (v3 to v9) written by hand so that record batches are not copied: the
 //! request is a list of parts, small encoded pieces between the batches' own buffers,
-//! gathered into one `writev` by the connection.
+//! gathered into one `writev` by the connection. Checked against `kafka-protocol`'s
+//! decoder at every version in [`VERSIONS`].
+
+use std::ops::RangeInclusive;
 
 use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::varint::put_unsigned_varint as put_uvarint;
 
 /// The Produce API key.
 const PRODUCE: i16 = 0;
 
+/// The versions [`encode`] writes (9 is the first flexible one).
+pub const VERSIONS: RangeInclusive<i16> = 3..=9;
+
 /// One partition's batch.
 #[derive(Debug)]
-pub(crate) struct PartitionBatch {
-    pub(crate) partition: i32,
-    pub(crate) records: Bytes,
+pub struct PartitionBatch {
+    /// The partition.
+    pub partition: i32,
+    /// Its record batches, as built (sent without a copy).
+    pub records: Bytes,
 }
 
 /// A Produce request as the connection sends it: `head` (size, header, first fields),
 /// then `tail`.
 #[derive(Debug)]
-pub(crate) struct EncodedRequest {
-    pub(crate) head: BytesMut,
-    pub(crate) tail: Vec<Bytes>,
-}
-
-fn put_uvarint(buf: &mut BytesMut, mut v: u64) {
-    while v >= 0x80 {
-        buf.put_u8((v as u8) | 0x80);
-        v >>= 7;
-    }
-    buf.put_u8(v as u8);
+pub struct EncodedRequest {
+    /// Size prefix, header and the fields before the first batch.
+    pub head: BytesMut,
+    /// The rest: batches and the small pieces between them.
+    pub tail: Vec<Bytes>,
 }
 
 fn put_string(buf: &mut BytesMut, s: &str, flexible: bool) {
@@ -49,7 +53,7 @@ fn put_array_len(buf: &mut BytesMut, n: usize, flexible: bool) {
 
 /// Encodes a Produce request at `version` (3 to 9; 9 is the first flexible one) for
 /// `topics`, each with its partitions' batches.
-pub(crate) fn encode(
+pub fn encode(
     version: i16,
     client_id: &str,
     acks: i16,
@@ -120,15 +124,15 @@ pub(crate) fn encode(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fjord_protocol::kafka_protocol::messages::produce_request::ProduceRequest;
-    use fjord_protocol::kafka_protocol::messages::RequestHeader;
-    use fjord_protocol::kafka_protocol::protocol::Decodable;
+    use kafka_protocol::messages::produce_request::ProduceRequest;
+    use kafka_protocol::messages::RequestHeader;
+    use kafka_protocol::protocol::Decodable;
 
     #[test]
     fn kafka_protocol_decodes_what_we_encode_at_every_version() {
         let a = Bytes::from_static(b"first batch bytes");
         let b = Bytes::from_static(b"second");
-        for version in 3..=9 {
+        for version in VERSIONS {
             let topics = vec![
                 (
                     "alpha",
