@@ -271,22 +271,41 @@ impl Log {
     /// With `max_bytes` 0 nothing is read, only `from` checked against the log's bounds,
     /// wherever it is.
     pub fn read_hot(&self, from: u64, max_bytes: u64) -> Option<(u64, Result<Vec<FileRegion>>)> {
+        self.read_hot_for_fetch(from, max_bytes, max_bytes > 0)
+    }
+
+    /// [`Log::read_hot`] under a fetch's rules, as [`Log::read_for_fetch`].
+    pub fn read_hot_for_fetch(
+        &self,
+        from: u64,
+        max_bytes: u64,
+        first: bool,
+    ) -> Option<(u64, Result<Vec<FileRegion>>)> {
         let (&base, active) = self.active();
-        let reads = max_bytes > 0 && from >= self.log_start_offset;
+        let reads = (max_bytes > 0 || first) && from >= self.log_start_offset;
         if reads && (from < base || from < self.hot.floor) {
             return None;
         }
-        let (end, found) = active.try_read_open(from, if reads { max_bytes } else { 0 })?;
-        let result = if from < self.log_start_offset || from > end {
-            Err(StorageError::OffsetOutOfRange {
+        let (end, found) =
+            active.try_read_open(from, if reads { max_bytes } else { 0 }, reads && first)?;
+        let result = self
+            .check_fetch_offset(from, end)
+            .and_then(|()| found.map(|region| region.map(|(r, _)| r).into_iter().collect()));
+        Some((end, result))
+    }
+
+    /// Kafka's range rule for a fetch offset: within `[log_start_offset, end]` (at the
+    /// end there is nothing yet to read), else OFFSET_OUT_OF_RANGE. The one place the
+    /// rule lives.
+    fn check_fetch_offset(&self, from: u64, end: u64) -> Result<()> {
+        if from < self.log_start_offset || from > end {
+            return Err(StorageError::OffsetOutOfRange {
                 offset: from,
                 log_start_offset: self.log_start_offset,
                 log_end_offset: end,
-            })
-        } else {
-            found.map(|region| region.map(|(r, _)| r).into_iter().collect())
-        };
-        Some((end, result))
+            });
+        }
+        Ok(())
     }
 
     /// The log's directory.
@@ -549,16 +568,23 @@ impl Log {
     /// `max_bytes` (KIP-74). `from == log_end_offset` gives no regions; outside
     /// `[log_start_offset, log_end_offset]` is [`StorageError::OffsetOutOfRange`].
     pub fn read(&self, from: u64, max_bytes: u64) -> Result<Vec<FileRegion>> {
+        self.read_for_fetch(from, max_bytes, true)
+    }
+
+    /// [`Log::read`] under a fetch's rules (KIP-74), in one place: `from` outside the
+    /// log is OFFSET_OUT_OF_RANGE; the `first` partition of a response with data gets
+    /// its first batch whole even past `max_bytes` (even 0), so a consumer always makes
+    /// progress; any later one gets only what fits.
+    pub fn read_for_fetch(
+        &self,
+        from: u64,
+        max_bytes: u64,
+        first: bool,
+    ) -> Result<Vec<FileRegion>> {
         let end = self.log_end_offset();
-        if from < self.log_start_offset || from > end {
-            return Err(StorageError::OffsetOutOfRange {
-                offset: from,
-                log_start_offset: self.log_start_offset,
-                log_end_offset: end,
-            });
-        }
+        self.check_fetch_offset(from, end)?;
         let mut regions = Vec::new();
-        if from == end {
+        if from == end || (max_bytes == 0 && !first) {
             return Ok(regions);
         }
         let ctx = self.ctx();
@@ -570,10 +596,11 @@ impl Log {
             .map_or(0, |(b, _)| *b);
         let mut budget = max_bytes;
         for (&base, segment) in self.segments.range(start_base..) {
-            let first = regions.is_empty();
-            match segment.read(ctx, base == active_base, from, budget, first)? {
-                // A gap (damage cut a segment short): the offset is in a later segment.
-                None if first => continue,
+            let none_yet = regions.is_empty();
+            match segment.read(ctx, base == active_base, from, budget, none_yet && first)? {
+                // A gap (damage cut a segment short, or a batch too large for a later
+                // partition): the offset may be in a later segment.
+                None if none_yet => continue,
                 None => break,
                 Some((region, to_end)) => {
                     budget = budget.saturating_sub(region.len);

@@ -353,6 +353,7 @@ impl Segment {
         &self,
         offset: u64,
         max_bytes: u64,
+        first_may_exceed: bool,
     ) -> Option<(u64, Result<Option<RegionRead>>)> {
         let mut guard = match self.state.try_lock() {
             Ok(guard) => guard,
@@ -365,10 +366,17 @@ impl Segment {
         };
         state.last_used = Instant::now();
         let end = meta.next_offset;
-        if offset >= end || max_bytes == 0 {
+        if offset >= end || (max_bytes == 0 && !first_may_exceed) {
             return Some((end, Ok(None)));
         }
-        let found = read_open(self.base_offset, meta, files, offset, max_bytes, true);
+        let found = read_open(
+            self.base_offset,
+            meta,
+            files,
+            offset,
+            max_bytes,
+            first_may_exceed,
+        );
         Some((end, found))
     }
 

@@ -821,3 +821,53 @@ fn a_segment_with_regions_in_flight_refuses_truncation_until_they_are_dropped() 
         .expect("truncate once the reads are done");
     assert_eq!(log.log_end_offset(), 0);
 }
+
+#[test]
+fn fetch_reads_follow_kip_74_for_the_first_partition_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(dir.path(), small_config());
+    let big = batch(3, 300, 0);
+    log.append(&big).expect("append");
+    let size = big.len() as u64;
+    let total = |r: Vec<fjord_storage::FileRegion>| r.iter().map(|r| r.len).sum::<u64>();
+    // The first partition of a response gets its first batch whole, even past (or at) 0.
+    for max in [0, 10, size - 1] {
+        assert_eq!(
+            total(log.read_for_fetch(0, max, true).expect("first")),
+            size,
+            "{max}"
+        );
+        let hot = log.read_hot_for_fetch(0, max, true).expect("hot");
+        assert_eq!(total(hot.1.expect("first, hot")), size, "{max}");
+    }
+    // A later one gets only what fits.
+    for max in [0, 10, size - 1] {
+        assert!(
+            log.read_for_fetch(0, max, false).expect("later").is_empty(),
+            "{max}"
+        );
+        let hot = log.read_hot_for_fetch(0, max, false).expect("hot");
+        assert!(hot.1.expect("later, hot").is_empty(), "{max}");
+    }
+    assert_eq!(
+        total(log.read_for_fetch(0, size, false).expect("fits")),
+        size
+    );
+    // One range rule for both: past the end or below the start is out of range.
+    for from in [4, u64::MAX] {
+        for first in [true, false] {
+            assert!(matches!(
+                log.read_for_fetch(from, 1 << 20, first),
+                Err(fjord_storage::StorageError::OffsetOutOfRange { .. })
+            ));
+            assert!(matches!(
+                log.read_hot_for_fetch(from, 1 << 20, first).expect("hot").1,
+                Err(fjord_storage::StorageError::OffsetOutOfRange { .. })
+            ));
+        }
+    }
+    assert!(log
+        .read_for_fetch(3, 1 << 20, true)
+        .expect("at the end")
+        .is_empty());
+}

@@ -14,7 +14,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use fjord_protocol::kafka_protocol::messages::fetch_request::FetchRequest;
 use fjord_protocol::kafka_protocol::ResponseError as E;
 use fjord_protocol::varint::write_unsigned_varint;
-use fjord_storage::{FileRegion, StorageError};
+use fjord_storage::FileRegion;
 
 use super::{storage_error_code, Ctx, Fatal, Response};
 use crate::state::Broker;
@@ -103,40 +103,29 @@ pub(super) fn collect(
                 parts.push(data);
                 continue;
             }
-            let offset = u64::try_from(p.fetch_offset).ok();
+            // A negative offset is past any log: storage answers it out of range.
+            let offset = u64::try_from(p.fetch_offset).unwrap_or(u64::MAX);
             let max = u64::try_from(p.partition_max_bytes)
                 .unwrap_or(0)
                 .min(budget);
-            // KIP-74: the first non-empty partition may exceed the budget by one batch.
-            let max = if any { max } else { max.max(1) };
+            // Storage applies the range rule and KIP-74 (the first non-empty partition
+            // may exceed its limit by one batch; later ones stay within it).
+            let first = !any;
             let (log_start, log_end, result) = match access {
                 Access::Wait => {
                     let log = partition.read();
-                    let result = match offset {
-                        Some(o) if max > 0 => log.read(o, max),
-                        Some(o) if o >= log.log_start_offset() && o <= log.log_end_offset() => {
-                            Ok(Vec::new())
-                        }
-                        _ => Err(StorageError::OffsetOutOfRange {
-                            offset: offset.unwrap_or(0),
-                            log_start_offset: log.log_start_offset(),
-                            log_end_offset: log.log_end_offset(),
-                        }),
-                    };
+                    let result = log.read_for_fetch(offset, max, first);
                     (log.log_start_offset(), log.log_end_offset(), result)
                 }
                 Access::HotOnly => {
                     let log = partition.try_read()?;
-                    let (end, result) = log.read_hot(offset?, max)?;
+                    let (end, result) = log.read_hot_for_fetch(offset, max, first)?;
                     (log.log_start_offset(), end, result)
                 }
             };
             data.high_watermark = log_end as i64;
             data.log_start_offset = log_start as i64;
             match result {
-                // KIP-74 lets only the first non-empty partition exceed its limit (by one
-                // batch, which storage returns whole); later ones stay within it.
-                Ok(regions) if any && regions.iter().map(|r| r.len).sum::<u64>() > max => {}
                 Ok(regions) => data.regions = regions,
                 Err(e) => data.error_code = storage_error_code(&e),
             }
