@@ -9,6 +9,7 @@ use fjord_protocol::kafka_protocol::messages::produce_request::ProduceRequest;
 use fjord_protocol::kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
+use fjord_protocol::kafka_protocol::messages::TopicName;
 use fjord_protocol::kafka_protocol::ResponseError as E;
 use fjord_protocol::record_batch::BatchHeader;
 use fjord_storage::FlushTicket;
@@ -109,27 +110,21 @@ async fn await_durable(
     })
 }
 
-pub(super) async fn handle(
-    broker: &Arc<Broker>,
-    ctx: Ctx,
-    req: ProduceRequest,
-) -> Result<Response, Fatal> {
-    let acks = req.acks;
-    let bad_acks = !matches!(acks, -1..=1);
+/// The request's shape: each topic's name and how many partitions it named, in order.
+type Shape = Vec<(TopicName, usize)>;
+
+/// One slot per partition named, with the checks that need no log: acks, topic and
+/// partition known, records present. A Produce never creates a topic, as in Kafka:
+/// unknown topics are answered UNKNOWN_TOPIC_OR_PARTITION (retriable) at once;
+/// Metadata is what auto-creates.
+fn slots(broker: &Broker, req: ProduceRequest) -> (Shape, Vec<i32>, Vec<Slot>) {
+    let bad_acks = !matches!(req.acks, -1..=1);
     let mut shape = Vec::with_capacity(req.topic_data.len());
-    let mut slots = Vec::new();
-    // A Produce never creates a topic, as in Kafka: unknown topics are answered
-    // UNKNOWN_TOPIC_OR_PARTITION (retriable) at once; Metadata is what auto-creates.
-    let found: Vec<Option<Arc<Topic>>> = req
-        .topic_data
-        .iter()
-        .map(|t| {
-            (!bad_acks)
-                .then(|| broker.topic(t.name.0.as_str()))
-                .flatten()
-        })
-        .collect();
-    for (topic, found) in req.topic_data.into_iter().zip(found) {
+    let (mut indexes, mut slots) = (Vec::new(), Vec::new());
+    for topic in req.topic_data {
+        let found: Option<Arc<Topic>> = (!bad_acks)
+            .then(|| broker.topic(topic.name.0.as_str()))
+            .flatten();
         shape.push((topic.name.clone(), topic.partition_data.len()));
         for data in topic.partition_data {
             let partition = found.as_ref().and_then(|t| {
@@ -147,31 +142,27 @@ pub(super) async fn handle(
             } else {
                 0
             };
-            slots.push((
-                data.index,
-                Slot {
-                    partition: if error_code == 0 { partition } else { None },
-                    records: data.records,
-                    error_code,
-                    base_offset: -1,
-                    log_append_time: -1,
-                    log_start_offset: -1,
-                    durable: None,
-                    appended: false,
-                },
-            ));
+            indexes.push(data.index);
+            slots.push(Slot {
+                partition: if error_code == 0 { partition } else { None },
+                records: data.records,
+                error_code,
+                base_offset: -1,
+                log_append_time: -1,
+                log_start_offset: -1,
+                durable: None,
+                appended: false,
+            });
         }
     }
-    // Page-cache writes can stall (dirty throttling): keep them off the reactor.
-    let (indexes, mut work): (Vec<i32>, Vec<Slot>) = slots.into_iter().unzip();
-    let mut work = tokio::task::spawn_blocking(move || {
-        append_all(&mut work);
-        work
-    })
-    .await
-    .map_err(|e| Fatal::Internal(format!("append task failed: {e}")))?;
-    broker.notify_appended();
-    for slot in &mut work {
+    (shape, indexes, slots)
+}
+
+/// Waits for the syncs acks=all needs; acks=0 and acks=1 are page-cache
+/// acknowledgements, as in Kafka: their syncs finish behind the answer, and a failure
+/// still takes the partition offline, so no later retry is acknowledged over lost bytes.
+async fn durability(broker: &Arc<Broker>, acks: i16, work: &mut [Slot]) {
+    for slot in work {
         let Some(ticket) = slot.durable.take() else {
             continue;
         };
@@ -180,9 +171,6 @@ pub(super) async fn handle(
                 slot.error_code = code;
             }
         } else {
-            // acks=0 and acks=1 are page-cache acknowledgements, as in Kafka: answer now,
-            // and let the sync finish behind the answer. Its failure still takes the
-            // partition offline, so no later retry is acknowledged over lost bytes.
             let broker = Arc::clone(broker);
             let partition = slot.partition.clone();
             tokio::spawn(async move {
@@ -190,28 +178,29 @@ pub(super) async fn handle(
             });
         }
     }
-    let outcomes: Vec<(i32, Slot)> = indexes.into_iter().zip(work).collect();
-    // Per-topic counters for /metrics: what was appended (duplicates excluded).
-    let mut at = 0;
-    for (name, count) in &shape {
+}
+
+/// Per-topic counters for /metrics: what was appended (duplicates excluded).
+fn count_produced(broker: &Broker, shape: &Shape, work: &[Slot]) {
+    let mut slots = work.iter();
+    for (name, count) in shape {
         let (mut records, mut bytes) = (0u64, 0u64);
-        for (_, slot) in outcomes.iter().skip(at).take(*count) {
+        for slot in slots.by_ref().take(*count) {
             if let (true, 0, Some(r)) = (slot.appended, slot.error_code, &slot.records) {
                 bytes += r.len() as u64;
                 records += BatchHeader::parse(r)
                     .map_or(0, |h| u64::try_from(h.records_count).unwrap_or(0));
             }
         }
-        at += count;
         if bytes > 0 {
             broker.metrics.produced(name.0.as_str(), records, bytes);
         }
     }
-    // acks=0 is counted above like any other produce, and answered with nothing.
-    if acks == 0 {
-        return Ok(Response::None);
-    }
-    let mut outcomes = outcomes.into_iter();
+}
+
+/// The response, in the request's order.
+fn response(shape: Shape, indexes: Vec<i32>, work: Vec<Slot>) -> ProduceResponse {
+    let mut outcomes = indexes.into_iter().zip(work);
     let mut resp = ProduceResponse::default();
     for (name, count) in shape {
         let mut topic = TopicProduceResponse::default();
@@ -227,5 +216,29 @@ pub(super) async fn handle(
         }
         resp.responses.push(topic);
     }
-    encode(ctx, &resp)
+    resp
+}
+
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    ctx: Ctx,
+    req: ProduceRequest,
+) -> Result<Response, Fatal> {
+    let acks = req.acks;
+    let (shape, indexes, mut work) = slots(broker, req);
+    // Page-cache writes can stall (dirty throttling): keep them off the reactor.
+    work = tokio::task::spawn_blocking(move || {
+        append_all(&mut work);
+        work
+    })
+    .await
+    .map_err(|e| Fatal::Internal(format!("append task failed: {e}")))?;
+    broker.notify_appended();
+    durability(broker, acks, &mut work).await;
+    count_produced(broker, &shape, &work);
+    // acks=0 is counted like any other produce, and answered with nothing.
+    if acks == 0 {
+        return Ok(Response::None);
+    }
+    encode(ctx, &response(shape, indexes, work))
 }

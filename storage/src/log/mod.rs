@@ -16,12 +16,19 @@ use crate::config::{Durability, LogConfig};
 use crate::error::{IoContext, Result, StorageError};
 use crate::file_region::FileRegion;
 use crate::flusher::{FlushTicket, Flusher};
-use crate::io::{Io, OpenMode, TMP_SUFFIX};
+use crate::io::OpenMode;
 use crate::recovery::recover_segment;
 pub use crate::retention::RetentionOutcome;
-use crate::segment::{segment_path, Segment, SegmentCtx};
+use crate::segment::{Segment, SegmentCtx};
 pub use crate::timestamp_search::TimestampOffset;
-use crate::timestamp_search::{max_timestamp_record, search_segment};
+
+mod files;
+mod hot;
+mod timestamps;
+mod truncation;
+
+use files::{indexes_cover, list_segments, read_log_start};
+use hot::HotWindow;
 
 /// ListOffsets "latest": the log end offset.
 pub const LATEST_TIMESTAMP: i64 = -1;
@@ -30,7 +37,6 @@ pub const EARLIEST_TIMESTAMP: i64 = -2;
 /// ListOffsets "max timestamp" (KIP-734): the record with the largest timestamp.
 pub const MAX_TIMESTAMP: i64 = -3;
 
-const LOG_START_FILE: &str = "log-start-offset";
 /// Largest decompressed batch the full record validation holds in memory.
 const MAX_VALIDATED_BYTES: usize = 64 << 20;
 
@@ -71,51 +77,10 @@ pub struct Log {
     hot: HotWindow,
 }
 
-/// How far back from the end reads count as hot: between this and twice this many bytes
-/// of the active segment, all appended by this process moments ago, so their pages (and
-/// the index entries and batch headers a read looks up) are in memory.
-const HOT_BYTES: u64 = 32 << 20;
-
-/// The start of the recently appended bytes of the active segment: `floor` is the
-/// first hot offset; `mark` (at byte `mark_position`) becomes the floor once
-/// [`HOT_BYTES`] more have been appended after it.
-#[derive(Debug, Clone, Copy)]
-struct HotWindow {
-    floor: u64,
-    mark: u64,
-    mark_position: u64,
-}
-
-impl HotWindow {
-    /// Nothing hot yet: only what is appended from `end` (at byte `position`) on.
-    fn from_end(end: u64, position: u64) -> Self {
-        Self {
-            floor: end,
-            mark: end,
-            mark_position: position,
-        }
-    }
-
-    /// An append of the batches from `first_offset`, written at byte `position`.
-    fn appended(&mut self, first_offset: u64, position: u64) {
-        if position.saturating_sub(self.mark_position) >= HOT_BYTES {
-            self.floor = self.mark;
-            self.mark = first_offset;
-            self.mark_position = position;
-        }
-    }
-}
-
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// A `.log` file name's base offset, if the name is one.
-fn parse_segment_name(name: &str) -> Option<u64> {
-    let stem = name.strip_suffix(".log")?;
-    (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit())).then(|| stem.parse().ok())?
 }
 
 impl Log {
@@ -662,199 +627,6 @@ impl Log {
         self.active_base()
     }
 
-    /// Kafka's ListOffsets for one partition: [`LATEST_TIMESTAMP`] (-1) gives the log end
-    /// offset, [`EARLIEST_TIMESTAMP`] (-2) the log start offset, [`MAX_TIMESTAMP`] (-3)
-    /// the record with the largest timestamp; any other timestamp the first record whose
-    /// timestamp is at or after it, or `None` when there is none.
-    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>> {
-        match timestamp {
-            LATEST_TIMESTAMP => Ok(Some(TimestampOffset {
-                offset: self.log_end_offset(),
-                timestamp: -1,
-            })),
-            EARLIEST_TIMESTAMP => Ok(Some(TimestampOffset {
-                offset: self.log_start_offset,
-                timestamp: -1,
-            })),
-            MAX_TIMESTAMP => self.max_timestamp_offset(),
-            t if t < 0 => Ok(None),
-            target => self.search_timestamp(target),
-        }
-    }
-
-    fn live_segments(&self) -> impl Iterator<Item = (u64, &Segment)> {
-        let start = self
-            .segments
-            .range(..=self.log_start_offset)
-            .next_back()
-            .map_or(0, |(b, _)| *b);
-        self.segments.range(start..).map(|(b, s)| (*b, s))
-    }
-
-    fn search_timestamp(&self, target: i64) -> Result<Option<TimestampOffset>> {
-        let ctx = self.ctx();
-        let active_base = self.active_base();
-        for (base, segment) in self.live_segments() {
-            let active = base == active_base;
-            let meta = segment.meta(ctx, active)?;
-            if meta.max_timestamp.is_none_or(|m| m.timestamp < target) {
-                continue;
-            }
-            let min = self.log_start_offset;
-            let hit = segment.with_open(ctx, active, |meta, files| {
-                search_segment(base, meta, files, target, min)
-            })?;
-            if hit.is_some() {
-                return Ok(hit);
-            }
-        }
-        Ok(None)
-    }
-
-    fn max_timestamp_offset(&self) -> Result<Option<TimestampOffset>> {
-        let ctx = self.ctx();
-        let active_base = self.active_base();
-        let mut best: Option<(i64, u64)> = None;
-        for (base, segment) in self.live_segments() {
-            if let Some(max) = segment.meta(ctx, base == active_base)?.max_timestamp {
-                if best.is_none_or(|(ts, _)| max.timestamp > ts) {
-                    best = Some((max.timestamp, base));
-                }
-            }
-        }
-        let Some((_, base)) = best else {
-            return Ok(None);
-        };
-        let segment = &self.segments[&base];
-        segment.with_open(ctx, base == active_base, |meta, files| {
-            max_timestamp_record(base, meta, files)
-        })
-    }
-
-    /// Removes everything from the batch holding `offset` on; afterwards the log ends at
-    /// `offset`, or at the start of the batch holding it when `offset` falls inside one
-    /// (batches are never split). Truncating to or below the first segment empties the
-    /// log and restarts it at `offset`.
-    ///
-    /// Shortens segment files, so it refuses with [`StorageError::RegionsInUse`], before
-    /// changing anything, while a [`FileRegion`](crate::FileRegion) read from a segment
-    /// it would shorten is alive (a reader that maps regions would fault).
-    pub fn truncate_to(&mut self, offset: u64) -> Result<()> {
-        if offset >= self.log_end_offset() {
-            return Ok(());
-        }
-        // Segments from the one holding `offset` on are cut or deleted; deleting keeps
-        // mapped pages valid, cutting does not.
-        if let Some((base, segment)) = self.segments.range(..=offset).next_back() {
-            if segment.has_readers() {
-                return Err(StorageError::RegionsInUse { base_offset: *base });
-            }
-        }
-        self.mark_dirty()?;
-        let first_base = self.segments.keys().next().copied().unwrap_or(0);
-        if offset <= first_base {
-            // Make the new empty segment before deleting anything, so a failure leaves a
-            // usable log: below the first base it is a new file, at it the first one cut.
-            let keep = if offset < first_base {
-                let segment = Segment::create(self.ctx(), offset)?;
-                self.segments.insert(offset, segment);
-                offset
-            } else {
-                let ctx = SegmentCtx {
-                    dir: &self.dir,
-                    config: &self.config,
-                    io: self.flusher.io(),
-                };
-                let first = self.segments.values_mut().next().expect("first segment");
-                first.truncate_to(ctx, first_base)?;
-                first_base
-            };
-            let others: Vec<u64> = self
-                .segments
-                .keys()
-                .copied()
-                .filter(|b| *b != keep)
-                .collect();
-            self.delete_segments(&others)?;
-            self.log_start_offset = offset;
-            self.hot = HotWindow::from_end(offset, self.active().1.size());
-            return write_log_start(self.flusher.io(), &self.dir, offset);
-        }
-        // Newest first: a crash midway must not leave a later segment to become active.
-        let doomed: Vec<u64> = self
-            .segments
-            .range(offset..)
-            .rev()
-            .map(|(b, _)| *b)
-            .collect();
-        self.delete_segments(&doomed)?;
-        let (ctx, active) = self.active_mut();
-        active.truncate_to(ctx, offset)?;
-        self.hot = HotWindow::from_end(self.log_end_offset(), self.active().1.size());
-        let start = self.log_start_offset.min(self.log_end_offset());
-        if start != self.log_start_offset {
-            self.log_start_offset = start;
-            write_log_start(self.flusher.io(), &self.dir, start)?;
-        }
-        Ok(())
-    }
-
-    /// Kafka's DeleteRecords: makes `offset` the log start offset (persisted), deleting
-    /// the segments wholly below it. Returns the new log start offset.
-    pub fn delete_records_before(&mut self, offset: u64) -> Result<u64> {
-        let end = self.log_end_offset();
-        if offset > end {
-            return Err(StorageError::OffsetOutOfRange {
-                offset,
-                log_start_offset: self.log_start_offset,
-                log_end_offset: end,
-            });
-        }
-        if offset <= self.log_start_offset {
-            return Ok(self.log_start_offset);
-        }
-        self.mark_dirty()?;
-        write_log_start(self.flusher.io(), &self.dir, offset)?;
-        self.log_start_offset = offset;
-        let bases: Vec<u64> = self.segments.keys().copied().collect();
-        let doomed: Vec<u64> = bases
-            .windows(2)
-            .take_while(|w| w[1] <= offset)
-            .map(|w| w[0])
-            .collect();
-        self.delete_segments(&doomed)?;
-        Ok(offset)
-    }
-
-    /// Empties the log and starts it at `start`, past its end: a new empty segment there,
-    /// the others deleted.
-    fn restart_at(&mut self, start: u64) -> Result<()> {
-        tracing::warn!(dir = %self.dir.display(), start, end = self.log_end_offset(), "records below the log start offset were lost; restarting the log at it");
-        self.mark_dirty()?;
-        let segment = Segment::create(self.ctx(), start)?;
-        self.flusher.io().sync_dir_at(&self.dir)?;
-        let others: Vec<u64> = self.segments.keys().copied().collect();
-        self.segments.insert(start, segment);
-        self.delete_segments(&others)?;
-        self.log_start_offset = start;
-        self.hot = HotWindow::from_end(start, 0);
-        Ok(())
-    }
-
-    /// Removes segments (never the active one) from memory and disk.
-    /// Deletes in the order given, then makes the deletions durable.
-    pub(crate) fn delete_segments(&mut self, bases: &[u64]) -> Result<()> {
-        for base in bases {
-            if let Some(segment) = self.segments.remove(base) {
-                segment.delete_files(self.flusher.io(), &self.dir)?;
-            }
-        }
-        if bases.is_empty() {
-            return Ok(());
-        }
-        self.flusher.io().sync_dir_at(&self.dir)
-    }
-
     /// Closes the files of segments unused for `idle` (the active one included; it
     /// reopens on the next append or read). Returns how many were closed.
     pub fn close_idle(&self, idle: Duration) -> Result<usize> {
@@ -888,63 +660,4 @@ impl Log {
         drop(self);
         io.remove_dir_all(&dir).io_context("delete log dir", &dir)
     }
-}
-
-/// `.log` files in `dir` as (base offset, size), sorted; removes leftovers that belong to
-/// no segment (temporary files, orphan indexes).
-fn list_segments(io: &Io, dir: &Path) -> Result<Vec<(u64, u64)>> {
-    let mut logs = Vec::new();
-    let mut others = Vec::new();
-    for entry in std::fs::read_dir(dir).io_context("list log dir", dir)? {
-        let entry = entry.io_context("list log dir", dir)?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(base) = parse_segment_name(&name) {
-            let len = entry
-                .metadata()
-                .io_context("stat segment", &entry.path())?
-                .len();
-            logs.push((base, len));
-        } else {
-            others.push(name);
-        }
-    }
-    logs.sort_unstable();
-    for name in others {
-        let stem = name
-            .strip_suffix(".index")
-            .or_else(|| name.strip_suffix(".timeindex"));
-        let orphan = stem.is_some_and(|s| {
-            s.parse::<u64>()
-                .is_ok_and(|b| logs.binary_search_by_key(&b, |l| l.0).is_err())
-        });
-        if orphan || name.ends_with(TMP_SUFFIX) || name.ends_with(".tmp") {
-            let path = dir.join(&name);
-            tracing::info!(file = %path.display(), "removing leftover file");
-            io.remove_file(&path).io_context("remove leftover", &path)?;
-        }
-    }
-    Ok(logs)
-}
-
-/// Whether the index files are long enough for the entry counts a marker claims.
-fn indexes_cover(dir: &Path, base: u64, meta: &crate::segment::SegmentMeta) -> bool {
-    let len = |ext| std::fs::metadata(segment_path(dir, base, ext)).map_or(0, |m| m.len());
-    let need = |n: usize, size: usize| n.checked_mul(size).map_or(u64::MAX, |b| b as u64);
-    len("index") >= need(meta.offset_entries, crate::offset_index::ENTRY_SIZE)
-        && len("timeindex") >= need(meta.time_entries, crate::time_index::ENTRY_SIZE)
-}
-
-fn read_log_start(dir: &Path) -> Result<Option<u64>> {
-    let path = dir.join(LOG_START_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(text.trim().parse().ok()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).io_context("read log start offset", &path),
-    }
-}
-
-/// Persists the log start offset durably (temp file, fsync, rename, directory fsync):
-/// segments below it may be deleted right after.
-fn write_log_start(io: &Io, dir: &Path, offset: u64) -> Result<()> {
-    io.write_durably(dir, LOG_START_FILE, format!("{offset}\n").as_bytes())
 }
