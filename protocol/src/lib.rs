@@ -39,6 +39,7 @@ pub mod block_crc;
 pub mod compression;
 pub mod crc;
 pub mod error;
+pub mod fetch_response;
 pub mod frame;
 pub mod produce_request;
 pub mod record_batch;

@@ -13,7 +13,12 @@ use super::{encode, Ctx, Fatal, Response};
 /// (API, min version, max version) advertised; clients pick the highest common version.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 9),
-    (ApiKey::Fetch, 4, 12),
+    // The versions the protocol crate lays the response out for, beside its encoder.
+    (
+        ApiKey::Fetch,
+        *fjord_protocol::fetch_response::VERSIONS.start(),
+        *fjord_protocol::fetch_response::VERSIONS.end(),
+    ),
     (ApiKey::ListOffsets, 1, 7),
     (ApiKey::Metadata, 1, 12),
     (ApiKey::ApiVersions, 0, 3),

@@ -1,19 +1,18 @@
 //! Fetch: long poll until `min_bytes` are there or `max_wait_ms` passes, then a response
 //! whose record sets are file regions, spliced into the socket with `sendfile`.
 //!
-//! The response is written by hand (versions 4 to 12) because its record sets are not in
-//! memory: the header and partition headers go into a buffer, each record set is a
-//! (file, position, length) to send as is. Sessions are not kept: session id 0 (KIP-227
-//! allows a broker to decline them).
+//! The response's record sets are not in memory: `fjord_protocol::fetch_response` lays
+//! out the header and partition fields around markers, and each marker becomes the
+//! partition's file regions, (file, position, length) sent as they are.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
+use fjord_protocol::fetch_response::{self, PartitionHead, Piece};
 use fjord_protocol::kafka_protocol::messages::fetch_request::FetchRequest;
 use fjord_protocol::kafka_protocol::ResponseError as E;
-use fjord_protocol::varint::write_unsigned_varint;
 use fjord_storage::FileRegion;
 
 use super::{storage_error_code, Ctx, Fatal, Response};
@@ -211,84 +210,39 @@ async fn collect_regions(
         .ok_or_else(|| Fatal::Internal("a waiting fetch gave up".into()))
 }
 
-/// Lays out the response for versions 4 to 12 around the file regions.
+/// Lays out the response (the protocol crate owns the layout and its versions) and
+/// puts each partition's file regions where its records go.
 fn write_response(ctx: Ctx, data: &[(String, Vec<PartitionData>)]) -> FetchResponse {
-    let flexible = ctx.version >= 12;
+    let heads: Vec<Vec<PartitionHead>> = data
+        .iter()
+        .map(|(_, partitions)| {
+            partitions
+                .iter()
+                .map(|p| PartitionHead {
+                    index: p.index,
+                    error_code: p.error_code,
+                    high_watermark: p.high_watermark,
+                    last_stable_offset: p.high_watermark, // no transactions yet
+                    log_start_offset: p.log_start_offset,
+                    records_len: p.bytes(),
+                })
+                .collect()
+        })
+        .collect();
+    let topics: Vec<(&str, &[PartitionHead])> = data
+        .iter()
+        .zip(&heads)
+        .map(|((name, _), h)| (name.as_str(), h.as_slice()))
+        .collect();
     let mut parts = Vec::new();
-    let mut buf = BytesMut::with_capacity(256);
-    let mut total: u64 = 0;
-    buf.put_i32(0); // size, patched below
-    buf.put_i32(ctx.correlation_id);
-    if flexible {
-        buf.put_u8(0);
-    }
-    buf.put_i32(0); // throttle_time_ms
-    if ctx.version >= 7 {
-        buf.put_i16(0);
-        buf.put_i32(0); // session_id: sessions not kept
-    }
-    let put_len = |buf: &mut BytesMut, n: usize| {
-        if flexible {
-            let mut v = Vec::with_capacity(5);
-            write_unsigned_varint(&mut v, n as u64 + 1);
-            buf.put_slice(&v);
-        } else {
-            buf.put_i32(n as i32);
-        }
-    };
-    put_len(&mut buf, data.len());
-    for (name, partitions) in data {
-        if flexible {
-            put_len(&mut buf, name.len());
-        } else {
-            buf.put_i16(name.len() as i16);
-        }
-        buf.put_slice(name.as_bytes());
-        put_len(&mut buf, partitions.len());
-        for p in partitions {
-            buf.put_i32(p.index);
-            buf.put_i16(p.error_code);
-            buf.put_i64(p.high_watermark);
-            buf.put_i64(p.high_watermark); // last_stable_offset: no transactions yet
-            if ctx.version >= 5 {
-                buf.put_i64(p.log_start_offset);
-            }
-            if flexible {
-                buf.put_u8(0); // aborted_transactions: null
-            } else {
-                buf.put_i32(-1);
-            }
-            if ctx.version >= 11 {
-                buf.put_i32(-1); // preferred_read_replica
-            }
-            let records = p.bytes();
-            put_len(&mut buf, records as usize);
-            if records > 0 {
-                total += buf.len() as u64;
-                parts.push(Part::Bytes(std::mem::take(&mut buf).freeze()));
-                for region in &p.regions {
-                    total += region.len;
-                    parts.push(Part::Region(region.clone()));
-                }
-            }
-            if flexible {
-                buf.put_u8(0); // partition tagged fields
+    for piece in fetch_response::encode(ctx.version, ctx.correlation_id, &topics) {
+        match piece {
+            Piece::Bytes(b) => parts.push(Part::Bytes(b)),
+            Piece::Records { topic, partition } => {
+                let regions = &data[topic].1[partition].regions;
+                parts.extend(regions.iter().cloned().map(Part::Region));
             }
         }
-        if flexible {
-            buf.put_u8(0); // topic tagged fields
-        }
-    }
-    if flexible {
-        buf.put_u8(0); // response tagged fields
-    }
-    total += buf.len() as u64;
-    parts.push(Part::Bytes(buf.freeze()));
-    let size = (total - 4) as i32;
-    if let Some(Part::Bytes(first)) = parts.first_mut() {
-        let mut head = BytesMut::from(&first[..]);
-        head[..4].copy_from_slice(&size.to_be_bytes());
-        *first = head.freeze();
     }
     FetchResponse { parts }
 }
