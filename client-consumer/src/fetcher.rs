@@ -11,13 +11,14 @@ use bytes::Bytes;
 use fjord_protocol::kafka_protocol::messages::fetch_request::{
     FetchPartition, FetchRequest, FetchTopic,
 };
+use fjord_protocol::kafka_protocol::messages::fetch_response::FetchResponse;
 use fjord_protocol::kafka_protocol::messages::{ApiKey, BrokerId, TopicName};
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 
 use crate::chunk::{Chunk, CrcCheck};
 use crate::config::OffsetReset;
-use crate::consumer::{Inner, Item};
 use crate::error::ConsumeError;
+use crate::inner::{Inner, Item};
 use crate::partition::PartitionState;
 
 const OFFSET_OUT_OF_RANGE: i16 = 1;
@@ -64,12 +65,13 @@ pub(crate) async fn run(inner: Arc<Inner>, node: i32) {
                 continue;
             }
         };
-        let Ok(version) = conn.version(ApiKey::Fetch, 4, 12) else {
+        let versions = fjord_protocol::fetch_response::VERSIONS;
+        let Ok(version) = conn.version(ApiKey::Fetch, *versions.start(), *versions.end()) else {
             tracing::error!(node, "broker speaks no Fetch version we know");
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
-        let asked: Vec<(Arc<PartitionState>, u64, i64)> = partitions
+        let asked: Asked = partitions
             .iter()
             .map(|p| {
                 (
@@ -79,37 +81,7 @@ pub(crate) async fn run(inner: Arc<Inner>, node: i32) {
                 )
             })
             .collect();
-        let mut req = FetchRequest::default();
-        req.replica_id = BrokerId(-1);
-        req.max_wait_ms = i32::try_from(inner.config.fetch_max_wait.as_millis()).unwrap_or(500);
-        req.min_bytes = inner.config.fetch_min_bytes;
-        req.max_bytes = inner.config.fetch_max_bytes;
-        req.isolation_level = i8::from(inner.config.read_committed);
-        if version >= 7 {
-            req.session_id = 0;
-            req.session_epoch = -1; // no fetch session: every fetch is a full one
-        }
-        for (p, _, offset) in &asked {
-            let mut fp = FetchPartition::default();
-            fp.partition = p.tp.partition;
-            fp.fetch_offset = *offset;
-            fp.partition_max_bytes = inner.config.max_partition_fetch_bytes;
-            if version >= 5 {
-                fp.log_start_offset = -1;
-            }
-            if version >= 9 {
-                fp.current_leader_epoch = -1;
-            }
-            match req.topics.iter_mut().find(|t| *t.topic.0 == *p.tp.topic) {
-                Some(t) => t.partitions.push(fp),
-                None => {
-                    let mut t = FetchTopic::default();
-                    t.topic = TopicName(StrBytes::from_string(p.tp.topic.to_string()));
-                    t.partitions.push(fp);
-                    req.topics.push(t);
-                }
-            }
-        }
+        let req = fetch_request(&inner, version, &asked);
         let answer = if inner.config.check_crcs {
             conn.request_with_block_crcs(&req, version)
                 .await
@@ -127,55 +99,109 @@ pub(crate) async fn run(inner: Arc<Inner>, node: i32) {
                 continue;
             }
         };
-        let mut refresh = false;
-        for t in resp.responses {
-            for pd in t.partitions {
-                let Some((p, epoch, offset)) = asked.iter().find(|(p, _, _)| {
-                    *p.tp.topic == *t.topic.0 && p.tp.partition == pd.partition_index
-                }) else {
-                    continue;
-                };
-                if p.epoch() != *epoch {
-                    continue; // seeked, paused or revoked meanwhile
-                }
-                match pd.error_code {
-                    0 => {}
-                    OFFSET_OUT_OF_RANGE => {
-                        out_of_range(&inner, p, *offset).await;
-                        continue;
-                    }
-                    code => {
-                        tracing::debug!(partition = %p.tp, code, "fetch error");
-                        refresh = true;
-                        continue;
-                    }
-                }
-                p.high_watermark.store(pd.high_watermark, Ordering::Release);
-                let Some(records) = pd.records.filter(|r| !r.is_empty()) else {
-                    continue;
-                };
-                let Some(next) = next_fetch_offset(&records) else {
-                    if records.len()
-                        >= usize::try_from(inner.config.max_partition_fetch_bytes).unwrap_or(0)
-                    {
-                        tracing::warn!(partition = %p.tp, "a batch is larger than max.partition.fetch.bytes");
-                    }
-                    continue;
-                };
-                // Only this task moves the fetch position while the epoch holds.
-                p.fetch_position.store(next.max(*offset), Ordering::Release);
-                let chunk = Chunk::new(Arc::clone(p), *epoch, records, *offset, check.clone());
-                inner.buffered.fetch_add(chunk.size, Ordering::AcqRel);
-                if inner.items.send(Item::Chunk(chunk)).is_err() {
-                    return; // the consumer is gone
-                }
-            }
-        }
+        let Some(refresh) = deliver(&inner, resp, &asked, &check).await else {
+            return; // the consumer is gone
+        };
         if refresh {
             inner.refresh_leaders().await;
             tokio::time::sleep(inner.config.retry_backoff).await;
         }
     }
+}
+
+/// What a fetcher asks for: each partition, its epoch when asked, and its position.
+type Asked = Vec<(Arc<PartitionState>, u64, i64)>;
+
+/// The Fetch request for `asked` at `version` (full fetches: no sessions).
+fn fetch_request(inner: &Inner, version: i16, asked: &Asked) -> FetchRequest {
+    let mut req = FetchRequest::default();
+    req.replica_id = BrokerId(-1);
+    req.max_wait_ms = i32::try_from(inner.config.fetch_max_wait.as_millis()).unwrap_or(500);
+    req.min_bytes = inner.config.fetch_min_bytes;
+    req.max_bytes = inner.config.fetch_max_bytes;
+    req.isolation_level = i8::from(inner.config.read_committed);
+    if version >= 7 {
+        req.session_id = 0;
+        req.session_epoch = -1; // no fetch session: every fetch is a full one
+    }
+    for (p, _, offset) in asked {
+        let mut fp = FetchPartition::default();
+        fp.partition = p.tp.partition;
+        fp.fetch_offset = *offset;
+        fp.partition_max_bytes = inner.config.max_partition_fetch_bytes;
+        if version >= 5 {
+            fp.log_start_offset = -1;
+        }
+        if version >= 9 {
+            fp.current_leader_epoch = -1;
+        }
+        match req.topics.iter_mut().find(|t| *t.topic.0 == *p.tp.topic) {
+            Some(t) => t.partitions.push(fp),
+            None => {
+                let mut t = FetchTopic::default();
+                t.topic = TopicName(StrBytes::from_string(p.tp.topic.to_string()));
+                t.partitions.push(fp);
+                req.topics.push(t);
+            }
+        }
+    }
+    req
+}
+
+/// Hands what a fetch brought to the application, moving each partition's fetch
+/// position; resets positions out of range. Whether leaders need a refresh, or `None`
+/// once the consumer is gone.
+async fn deliver(
+    inner: &Arc<Inner>,
+    resp: FetchResponse,
+    asked: &Asked,
+    check: &CrcCheck,
+) -> Option<bool> {
+    let mut refresh = false;
+    for t in resp.responses {
+        for pd in t.partitions {
+            let Some((p, epoch, offset)) = asked.iter().find(|(p, _, _)| {
+                *p.tp.topic == *t.topic.0 && p.tp.partition == pd.partition_index
+            }) else {
+                continue;
+            };
+            if p.epoch() != *epoch {
+                continue; // seeked, paused or revoked meanwhile
+            }
+            match pd.error_code {
+                0 => {}
+                OFFSET_OUT_OF_RANGE => {
+                    out_of_range(inner, p, *offset).await;
+                    continue;
+                }
+                code => {
+                    tracing::debug!(partition = %p.tp, code, "fetch error");
+                    refresh = true;
+                    continue;
+                }
+            }
+            p.high_watermark.store(pd.high_watermark, Ordering::Release);
+            let Some(records) = pd.records.filter(|r| !r.is_empty()) else {
+                continue;
+            };
+            let Some(next) = next_fetch_offset(&records) else {
+                if records.len()
+                    >= usize::try_from(inner.config.max_partition_fetch_bytes).unwrap_or(0)
+                {
+                    tracing::warn!(partition = %p.tp, "a batch is larger than max.partition.fetch.bytes");
+                }
+                continue;
+            };
+            // Only this task moves the fetch position while the epoch holds.
+            p.fetch_position.store(next.max(*offset), Ordering::Release);
+            let chunk = Chunk::new(Arc::clone(p), *epoch, records, *offset, check.clone());
+            inner.buffered.fetch_add(chunk.size, Ordering::AcqRel);
+            if inner.items.send(Item::Chunk(chunk)).is_err() {
+                return None; // the consumer is gone
+            }
+        }
+    }
+    Some(refresh)
 }
 
 /// A position outside the log: `auto.offset.reset` moves it, or (with `none`) the

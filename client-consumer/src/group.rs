@@ -23,8 +23,8 @@ use fjord_protocol::kafka_protocol::messages::{ApiKey, GroupId};
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 
 use crate::assignors::{self, Member};
-use crate::consumer::Inner;
 use crate::error::{kafka_error_name, ConsumeError};
+use crate::inner::Inner;
 use crate::record::TopicPartition;
 
 const NOT_COORDINATOR: i16 = 16;
@@ -307,7 +307,7 @@ pub(crate) async fn run(inner: Arc<Inner>, group: String, topics: Vec<String>) {
                     let states = inner.assignment.add(&added);
                     if let Err(e) = inner.start(&states).await {
                         tracing::warn!(error = %e, "positions for new partitions failed");
-                        let _ = inner.items.send(crate::consumer::Item::Error(e));
+                        let _ = inner.items.send(crate::inner::Item::Error(e));
                     }
                     if !added.is_empty() {
                         if let Some(l) = &inner.listener {

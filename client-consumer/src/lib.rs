@@ -35,6 +35,7 @@ mod consumer;
 pub mod error;
 mod fetcher;
 mod group;
+mod inner;
 mod offsets;
 mod partition;
 pub mod record;

@@ -30,6 +30,7 @@ mod batch_writer;
 pub mod config;
 mod delivery;
 pub mod error;
+mod inner;
 pub mod partitioner;
 mod producer;
 pub mod record;

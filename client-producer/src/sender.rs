@@ -19,7 +19,7 @@ use crate::accumulator::{ClosedBatch, PartitionState, TopicState};
 use crate::config::Acks;
 use crate::delivery::BatchAck;
 use crate::error::ProduceError;
-use crate::producer::{Inner, SenderHandle};
+use crate::inner::{Inner, SenderHandle};
 use fjord_protocol::produce_request::{self, PartitionBatch};
 
 /// Kafka error codes the sender treats specially.
