@@ -144,6 +144,7 @@ fn main() -> Result<()> {
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
         broker.groups.shutdown();
+        broker.stop_auto_creation();
         server.await.context("acceptor task")??;
         upkeep.await.context("maintenance task")?;
         group_timers.await.context("group timers task")?;

@@ -351,8 +351,11 @@ impl Broker {
     }
 
     /// Replaces a topic's metadata file. Once renamed into place it is what a restart
-    /// loads, so the caller applies the change in memory before [`Broker::sync_topic_meta`]
-    /// makes it durable, and a failed sync leaves memory and file alike.
+    /// loads. Changes that make new partitions or topics writable (creation, growth)
+    /// are published in memory only after [`Broker::sync_topic_meta`] made the file
+    /// durable, so no acks=all write lands where a crash could take the partition back;
+    /// if that sync fails, a restart may still find the change (its files are in
+    /// place), which loses nothing acknowledged. Config changes apply at once.
     pub(crate) fn replace_topic_meta(
         &self,
         name: &str,

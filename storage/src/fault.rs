@@ -58,6 +58,8 @@ struct Rule {
     exact: bool,
     errno: i32,
     once: bool,
+    /// Matching calls let through before this rule fires.
+    passes: u32,
 }
 
 /// One file's durable state.
@@ -84,6 +86,16 @@ struct State {
     /// name `from` was durable).
     renamed: Vec<(PathBuf, PathBuf, Option<Tracked>, bool)>,
     syncs: u64,
+    fired: u64,
+}
+
+/// The names in a directory when a sync of it starts.
+#[derive(Debug, Default)]
+struct Entries {
+    files: Vec<PathBuf>,
+    new_dirs: Vec<PathBuf>,
+    removed: Vec<PathBuf>,
+    renamed: Vec<PathBuf>,
 }
 
 /// The fault-injecting file system; see the module doc.
@@ -117,7 +129,26 @@ impl FaultIo {
             exact: false,
             errno,
             once,
+            passes: 0,
         });
+    }
+
+    /// As [`FaultIo::fail`] with `once`, after letting `passes` matching calls through
+    /// (a failure in the middle of an operation: the second write of a short one, say).
+    pub fn fail_after(&self, op: Op, path_contains: &str, errno: i32, passes: u32) {
+        self.lock().rules.push(Rule {
+            op,
+            path_contains: path_contains.to_string(),
+            exact: false,
+            errno,
+            once: true,
+            passes,
+        });
+    }
+
+    /// Faults injected so far (each failed call counts once).
+    pub fn fired(&self) -> u64 {
+        self.lock().fired
     }
 
     /// As [`FaultIo::fail`], for `path` itself only (a directory, not what is in it).
@@ -128,6 +159,7 @@ impl FaultIo {
             exact: true,
             errno,
             once,
+            passes: 0,
         });
     }
 
@@ -160,10 +192,15 @@ impl FaultIo {
                     text.contains(&r.path_contains)
                 }
         }) {
+            if s.rules[i].passes > 0 {
+                s.rules[i].passes -= 1;
+                return Ok(());
+            }
             let errno = s.rules[i].errno;
             if s.rules[i].once {
                 s.rules.remove(i);
             }
+            s.fired += 1;
             return Err(std::io::Error::from_raw_os_error(errno));
         }
         Ok(())
@@ -171,7 +208,7 @@ impl FaultIo {
 
     /// Starts tracking `path` if it is not yet: what is on disk now counts as durable.
     fn track_existing(s: &mut State, path: &Path) {
-        if !s.files.contains_key(path) {
+        if !s.files.contains_key(path) && path.exists() {
             let durable = std::fs::read(path).unwrap_or_default();
             s.files.insert(
                 path.to_path_buf(),
@@ -183,8 +220,9 @@ impl FaultIo {
         }
     }
 
-    fn snapshot(&self, path: &Path) {
-        let contents = std::fs::read(path).unwrap_or_default();
+    /// Records `contents` (read before the sync started: bytes written while it ran
+    /// are not covered by it) as `path`'s durable state.
+    fn snapshot(&self, path: &Path, contents: Vec<u8>) {
         let mut s = self.lock();
         s.syncs += 1;
         if let Some(t) = s.files.get_mut(path) {
@@ -192,17 +230,51 @@ impl FaultIo {
         }
     }
 
-    fn dir_synced(&self, dir: &Path) {
+    /// What a directory sync starting now covers: the names in `dir` (files, new
+    /// directories, removals and renames) as they are before it.
+    fn entries_in(&self, dir: &Path) -> Entries {
+        let s = self.lock();
+        Entries {
+            files: s
+                .files
+                .keys()
+                .filter(|p| p.parent() == Some(dir))
+                .cloned()
+                .collect(),
+            new_dirs: s
+                .new_dirs
+                .iter()
+                .filter(|d| d.parent() == Some(dir))
+                .cloned()
+                .collect(),
+            removed: s
+                .removed
+                .iter()
+                .filter(|(p, _)| p.parent() == Some(dir))
+                .map(|(p, _)| p.clone())
+                .collect(),
+            renamed: s
+                .renamed
+                .iter()
+                .filter(|r| r.1.parent() == Some(dir))
+                .map(|r| r.1.clone())
+                .collect(),
+        }
+    }
+
+    fn dir_synced(&self, dir: &Path, before: &Entries) {
+        let _ = dir;
         let mut s = self.lock();
         s.syncs += 1;
         for (path, t) in s.files.iter_mut() {
-            if path.parent() == Some(dir) {
+            if before.files.contains(path) {
                 t.entry_durable = true;
             }
         }
-        s.new_dirs.retain(|d| d.parent() != Some(dir));
-        s.removed.retain(|(p, _)| p.parent() != Some(dir));
-        s.renamed.retain(|(_, to, _, _)| to.parent() != Some(dir));
+        s.new_dirs.retain(|d| !before.new_dirs.contains(d));
+        s.removed.retain(|(p, _)| !before.removed.contains(p));
+        s.renamed
+            .retain(|(_, to, _, _)| !before.renamed.contains(to));
     }
 
     /// Simulates a power loss: see the module doc. Afterwards everything on disk counts
@@ -322,26 +394,31 @@ impl FileIo for FaultIo {
         let path = self.lock().inodes.get(&inode(file)?).cloned();
         let path = path.unwrap_or_default();
         self.check(Op::Sync, &path)?;
-        self.real.sync(file, all)?;
         if file.metadata()?.is_dir() {
-            self.dir_synced(&path);
+            let before = self.entries_in(&path);
+            self.real.sync(file, all)?;
+            self.dir_synced(&path, &before);
         } else {
-            self.snapshot(&path);
+            let contents = std::fs::read(&path).unwrap_or_default();
+            self.real.sync(file, all)?;
+            self.snapshot(&path, contents);
         }
         Ok(())
     }
 
     fn sync_map(&self, path: &Path, map: &MmapMut) -> std::io::Result<()> {
         self.check(Op::Sync, path)?;
+        let contents = std::fs::read(path).unwrap_or_default();
         self.real.sync_map(path, map)?;
-        self.snapshot(path);
+        self.snapshot(path, contents);
         Ok(())
     }
 
     fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
         self.check(Op::Sync, dir)?;
+        let before = self.entries_in(dir);
         self.real.sync_dir(dir)?;
-        self.dir_synced(dir);
+        self.dir_synced(dir, &before);
         Ok(())
     }
 

@@ -32,6 +32,10 @@ struct Queue {
 #[derive(Debug)]
 struct Shared {
     io: Io,
+    /// Set once a directory sync fails: the flusher's log directory can no longer be
+    /// trusted to keep new files, so every later sync is answered with this error (as
+    /// Kafka takes a failed log directory offline until a restart).
+    dir_failure: Mutex<Option<Arc<std::io::Error>>>,
     queue: Mutex<Queue>,
     wake: Condvar,
     syncs: AtomicU64,
@@ -42,6 +46,7 @@ impl Shared {
     fn with_io(io: Io) -> Self {
         Self {
             io,
+            dir_failure: Mutex::new(None),
             queue: Mutex::default(),
             wake: Condvar::new(),
             syncs: AtomicU64::new(0),
@@ -173,12 +178,27 @@ fn sync_batch(shared: &Shared, mut batch: Vec<Request>) {
     let mut i = 0;
     while i < batch.len() {
         let file = Arc::clone(&batch[i].0);
-        let result = shared.io.sync(&file, batch[i].1);
+        let is_dir = batch[i].1;
+        let result = shared.io.sync(&file, is_dir);
         let result = result.map_err(Arc::new);
         shared.syncs.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = &result {
-            tracing::error!(error = %e, "fdatasync failed");
+            tracing::error!(error = %e, directory = is_dir, "fsync failed");
         }
+        let mut failed_dir = shared
+            .dir_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let (true, Err(e)) = (is_dir, &result) {
+            // A new segment's name may not survive a crash: no sync after this one,
+            // in this batch (directories come first) or later, may report success.
+            failed_dir.get_or_insert_with(|| Arc::clone(e));
+        }
+        let result = match &*failed_dir {
+            Some(e) if result.is_ok() => Err(Arc::clone(e)),
+            _ => result,
+        };
+        drop(failed_dir);
         while i < batch.len() && Arc::ptr_eq(&batch[i].0, &file) {
             if let Some(reply) = batch[i].2.take() {
                 // The waiter may have given up; that is not the flusher's concern.
@@ -293,5 +313,36 @@ mod tests {
         let flusher = Flusher::new("test").expect("flusher");
         flusher.request(file).await.expect("flushed");
         assert_eq!(flusher.syncs(), 1);
+    }
+
+    #[test]
+    fn a_failed_directory_sync_fails_every_sync_after_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fault = Arc::new(crate::fault::FaultIo::new());
+        let io = Io::new(fault.clone());
+        let file = Arc::new(
+            io.open(&dir.path().join("f"), crate::io::OpenMode::ReadWrite)
+                .expect("file"),
+        );
+        let d = Arc::new(io.open(dir.path(), crate::io::OpenMode::Read).expect("dir"));
+        let shared = Shared::with_io(io);
+        fault.fail_exact(crate::fault::Op::Sync, dir.path(), libc::EIO, true);
+        // One batch: the directory (synced first) fails, so the file's sync, which
+        // succeeds on its own, must not be reported as durable.
+        let (dir_tx, dir_rx) = oneshot::channel();
+        let (file_tx, file_rx) = oneshot::channel();
+        sync_batch(
+            &shared,
+            vec![
+                (Arc::clone(&file), false, Some(file_tx)),
+                (Arc::clone(&d), true, Some(dir_tx)),
+            ],
+        );
+        assert!(FlushTicket { rx: dir_rx }.wait().is_err());
+        assert!(FlushTicket { rx: file_rx }.wait().is_err());
+        // Nor any later one, though the disk answers again.
+        let (tx, rx) = oneshot::channel();
+        sync_batch(&shared, vec![(file, false, Some(tx))]);
+        assert!(FlushTicket { rx }.wait().is_err());
     }
 }

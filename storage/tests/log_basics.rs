@@ -871,3 +871,62 @@ fn fetch_reads_follow_kip_74_for_the_first_partition_only() {
         .expect("at the end")
         .is_empty());
 }
+
+#[test]
+fn a_later_partition_never_skips_past_a_batch_that_does_not_fit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(dir.path(), small_config());
+    // Big batches (about 3 KB) and medium ones (about 1.2 KB) alternate, so each
+    // segment (4 KiB) starts with a batch that fits a budget the one before does not.
+    let mut big = true;
+    while log.segment_count() < 4 {
+        let b = if big {
+            batch(3, 1000, 0)
+        } else {
+            batch(1, 1100, 0)
+        };
+        log.append(&b).expect("append");
+        big = !big;
+    }
+    let end = log.log_end_offset();
+    for from in 0..end {
+        for max in [10, 1500, 5000] {
+            for first in [true, false] {
+                let regions = log.read_for_fetch(from, max, first).expect("read");
+                let Some(r) = regions.first() else {
+                    assert!(!first, "the first partition always gets a batch");
+                    continue;
+                };
+                // Whatever comes starts with the batch holding `from`: nothing skipped.
+                let bytes = r.read_to_vec().expect("region");
+                let h = first_header(&bytes);
+                assert!(
+                    h.base_offset as u64 <= from && from <= h.last_offset() as u64,
+                    "from {from}, max {max}, first {first}: got a batch at {}",
+                    h.base_offset
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn truncating_at_a_segment_boundary_checks_the_segment_it_cuts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(dir.path(), small_config());
+    while log.segment_count() < 3 {
+        log.append(&batch(3, 300, 0)).expect("append");
+    }
+    let bases = log.segment_base_offsets();
+    let (middle, last) = (bases[1], bases[2]);
+    let end = log.log_end_offset();
+    // A region in the middle segment, which truncating to the last base would cut to
+    // its end and make active: refused before anything changes.
+    let held = log.read(middle, 1).expect("read");
+    assert!(log.truncate_to(last).is_err());
+    assert_eq!(log.log_end_offset(), end);
+    assert_eq!(log.segment_count(), 3);
+    drop(held);
+    log.truncate_to(last).expect("truncate");
+    assert_eq!(log.log_end_offset(), last);
+}

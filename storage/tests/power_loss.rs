@@ -202,13 +202,23 @@ impl World {
             Step::PowerLoss { torn } => self.power_loss(*torn),
             Step::DieDuring { op, torn } => {
                 let dir = self.dir.path().join("t-0");
+                let fired = self.fault.fired();
                 self.fault
                     .fail(*op, &dir.to_string_lossy(), libc::EIO, true);
-                self.append(3, 100);
-                // The failed call is where the machine died: nothing after it happens,
-                // so a sync that reports success here would be a bug in the test, not
-                // a durability claim; acknowledge only what a successful sync covers.
+                // Work that reaches every kind of operation: appends that roll a segment
+                // (open, set_len, write, directory sync), a sync, and DeleteRecords
+                // (the log start's rename, removal of the sealed segments below).
+                for _ in 0..4 {
+                    self.append(4, 400);
+                }
                 self.sync();
+                let log = self.log();
+                let to = log.active_segment_base();
+                if to > log.log_start_offset() && log.delete_records_before(to).is_ok() {
+                    self.acked.start = self.acked.start.max(to);
+                }
+                assert_eq!(self.fault.fired(), fired + 1, "the {op:?} fault fired");
+                // Acknowledged is only what a sync that returned Ok covered.
                 self.power_loss(*torn);
             }
         }

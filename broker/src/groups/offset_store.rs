@@ -108,7 +108,10 @@ impl OffsetStore {
     /// commit's ticket completes once it is on disk.
     pub fn open(log_dir: &Path, flusher: Flusher, fsync: bool) -> Result<Self> {
         let dir = log_dir.join("fjord-offsets");
-        std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+        flusher
+            .io()
+            .create_dir_all(&dir)
+            .map_err(io("create", &dir))?;
         let current = dir.join("CURRENT");
         let generation = match std::fs::read_to_string(&current) {
             // An unreadable pointer must not lead to deleting every generation.
@@ -126,7 +129,10 @@ impl OffsetStore {
             let entry = entry.map_err(io("list", &dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.parse::<u64>().is_ok_and(|g| g != generation) {
-                std::fs::remove_dir_all(entry.path()).map_err(io("remove", &entry.path()))?;
+                flusher
+                    .io()
+                    .remove_dir_all(&entry.path())
+                    .map_err(io("remove", &entry.path()))?;
             }
         }
         let log = Log::open(
@@ -279,7 +285,10 @@ impl OffsetStore {
         let next_dir = self.dir.join(next.to_string());
         // Leftovers of a snapshot that failed part-way must not be appended to.
         if next_dir.exists() {
-            std::fs::remove_dir_all(&next_dir).map_err(io("remove", &next_dir))?;
+            self.flusher
+                .io()
+                .remove_dir_all(&next_dir)
+                .map_err(io("remove", &next_dir))?;
         }
         // The new generation's directory entry is made durable by the same directory sync
         // as the CURRENT rename below: both or neither survive a crash.
@@ -339,7 +348,7 @@ impl OffsetStore {
                 tracing::warn!(error = %e, "removing the old offsets generation failed");
             }
         }
-        remove_generation(&old_dir);
+        remove_generation(self.flusher.io(), &old_dir);
         tracing::debug!(
             live = inner.live,
             superseded,
@@ -360,16 +369,16 @@ impl OffsetStore {
             inner.unsynced_old = Some(old_dir);
             return Err(e.into());
         }
-        remove_generation(&old_dir);
+        remove_generation(self.flusher.io(), &old_dir);
         Ok(())
     }
 }
 
 /// Removes a superseded generation's directory, if still there (the next open removes
 /// it otherwise).
-fn remove_generation(dir: &Path) {
+fn remove_generation(io: &fjord_storage::Io, dir: &Path) {
     if dir.exists() {
-        if let Err(e) = std::fs::remove_dir_all(dir) {
+        if let Err(e) = io.remove_dir_all(dir) {
             tracing::warn!(dir = %dir.display(), error = %e, "removing the old offsets generation failed");
         }
     }

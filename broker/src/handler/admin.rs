@@ -55,17 +55,20 @@ pub(super) fn delete_topics(
             .as_deref()
             .and_then(|n| broker.topic(n))
             .map_or(0, |t| t.partitions.len() as i32);
+        let mut debited = 0;
         if partitions > 0 {
-            if let Err((code, message)) =
-                super::create_topics::charge(broker, ctx.version >= 5, partitions, &mut throttle)
+            match super::create_topics::charge(broker, ctx.version >= 5, partitions, &mut throttle)
             {
-                r.name = name.map(|n| TopicName(s(n)));
-                r.error_code = code;
-                if ctx.version >= 5 {
-                    r.error_message = Some(s(message));
+                Ok(d) => debited = d,
+                Err((code, message)) => {
+                    r.name = name.map(|n| TopicName(s(n)));
+                    r.error_code = code;
+                    if ctx.version >= 5 {
+                        r.error_message = Some(s(message));
+                    }
+                    resp.responses.push(r);
+                    continue;
                 }
-                resp.responses.push(r);
-                continue;
             }
         }
         match name.as_deref().and_then(|n| broker.delete_topic(n)) {
@@ -75,9 +78,7 @@ pub(super) fn delete_topics(
             }
             None => {
                 // Deleted meanwhile by another request: nothing done here, nothing owed.
-                if partitions > 0 {
-                    broker.mutation_quota.refund(partitions as u32);
-                }
+                broker.mutation_quota.refund(debited);
                 r.name = name.map(|n| TopicName(s(n)));
                 r.error_code = if ctx.version >= 6 && r.name.is_none() {
                     E::UnknownTopicId.code()
@@ -124,16 +125,12 @@ pub(super) fn create_partitions(
             let charged = if chargeable {
                 super::create_topics::charge(broker, ctx.version >= 3, more, &mut throttle)
             } else {
-                Ok(())
+                Ok(0)
             };
-            charged.and_then(|()| {
+            charged.and_then(|debited| {
                 broker
                     .add_partitions(&name, topic.count, req.validate_only)
-                    .inspect_err(|_| {
-                        if chargeable {
-                            broker.mutation_quota.refund(more as u32);
-                        }
-                    })
+                    .inspect_err(|_| broker.mutation_quota.refund(debited))
                     .map_err(|e| match e {
                         CreateError::InvalidPartitions => (
                             E::InvalidPartitions.code(),

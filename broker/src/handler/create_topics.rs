@@ -84,11 +84,12 @@ pub(super) fn charge(
     strict: bool,
     partitions: i32,
     throttle: &mut Duration,
-) -> Result<(), Refusal> {
+) -> Result<u32, Refusal> {
     let partitions = u32::try_from(partitions).unwrap_or(1);
     if !strict {
-        *throttle = (*throttle).max(broker.mutation_quota.record(partitions));
-        return Ok(());
+        let (earned, debited) = broker.mutation_quota.record(partitions);
+        *throttle = (*throttle).max(earned);
+        return Ok(debited);
     }
     broker.mutation_quota.try_admit(partitions).map_err(|wait| {
         *throttle = (*throttle).max(wait);
@@ -143,12 +144,13 @@ pub(super) fn handle(
             };
             let chargeable = !req.validate_only
                 && (1..=100_000).contains(&partitions)
+                && crate::state::valid_topic_name(&new.name)
                 && broker.topic(&new.name).is_none();
             if !chargeable {
                 return Ok((new, 0));
             }
-            charge(broker, ctx.version >= 6, partitions, &mut throttle)?;
-            Ok((new, partitions as u32))
+            let debited = charge(broker, ctx.version >= 6, partitions, &mut throttle)?;
+            Ok((new, debited))
         })
         .collect();
     let batch: Vec<NewTopic> = asked.iter().flatten().map(|(t, _)| t.clone()).collect();

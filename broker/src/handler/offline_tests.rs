@@ -162,10 +162,17 @@ async fn a_full_disk_fails_the_produce_and_appends_resume_once_space_is_back() {
     // A short write that then fails must not leave a torn batch behind either.
     fault.clear();
     fault.short_writes("/t-0/");
-    fault.fail(IoOp::Write, "/t-0/", libc::ENOSPC, true);
+    // The first (short) write goes through; the one finishing it hits the full disk.
+    fault.fail_after(IoOp::Write, "/t-0/", libc::ENOSPC, 1);
+    let fired = fault.fired();
     assert_eq!(
         produce_to(&broker, "t", -1, &one_record("torn")).await.0,
         STORAGE_ERROR
+    );
+    assert_eq!(
+        fault.fired(),
+        fired + 1,
+        "the write after the short one failed"
     );
     fault.clear();
     // Space is back: the next offset follows the last acknowledged one, no gap, no torn

@@ -37,6 +37,8 @@ struct Pending {
     queue: VecDeque<String>,
     queued: HashSet<String>,
     draining: bool,
+    /// Set at shutdown: nothing more is queued, and a drain stops at its next step.
+    stopping: bool,
 }
 
 /// The queue of topics to auto-create, and a signal bumped after each batch.
@@ -82,6 +84,7 @@ impl Broker {
             } else if pending.queued.contains(*name) {
                 out.push(AutoCreated::Pending);
             } else if !self.config.auto_create_topics
+                || pending.stopping
                 || budget == 0
                 || pending.queue.len() >= MAX_QUEUED
                 || !super::valid_topic_name(name)
@@ -111,6 +114,16 @@ impl Broker {
         u32::try_from(self.config.num_partitions).unwrap_or(1)
     }
 
+    /// Stops auto-creation for shutdown: nothing more is queued, and a running drain
+    /// (which may be waiting for the quota) ends at its next step, so the blocking pool
+    /// can wind down and the logs close cleanly.
+    pub fn stop_auto_creation(&self) {
+        let mut pending = self.auto_creation.lock();
+        pending.stopping = true;
+        pending.queue.clear();
+        pending.queued.clear();
+    }
+
     /// A receiver that changes after each auto-creation batch.
     pub fn auto_created_signal(&self) -> watch::Receiver<u64> {
         self.auto_creation.done.subscribe()
@@ -130,15 +143,27 @@ impl Broker {
         let partitions = self.num_partitions();
         loop {
             let mut batch: Vec<String> = Vec::new();
+            let mut debits: Vec<u32> = Vec::new();
             let mut wait = None;
             {
                 let mut pending = queue.lock();
+                if pending.stopping {
+                    // Shutting down: what is still queued is not created (clients retry
+                    // against the next start).
+                    pending.queue.clear();
+                    pending.queued.clear();
+                    pending.draining = false;
+                    return;
+                }
                 while batch.len() < BATCH {
                     let Some(name) = pending.queue.pop_front() else {
                         break;
                     };
                     match self.mutation_quota.try_admit(partitions) {
-                        Ok(()) => batch.push(name),
+                        Ok(debited) => {
+                            batch.push(name);
+                            debits.push(debited);
+                        }
                         Err(w) => {
                             pending.queue.push_front(name);
                             wait = Some(w);
@@ -152,10 +177,11 @@ impl Broker {
                 }
             }
             let topics = batch.iter().map(|n| NewTopic::with_defaults(n)).collect();
-            for (name, outcome) in batch.iter().zip(self.create_topics(topics, false)) {
+            let outcomes = self.create_topics(topics, false);
+            for ((name, outcome), debited) in batch.iter().zip(outcomes).zip(debits) {
                 if let Err(e) = outcome {
                     // Only creations count against the quota.
-                    self.mutation_quota.refund(partitions);
+                    self.mutation_quota.refund(debited);
                     if !matches!(e, super::CreateError::Exists) {
                         tracing::warn!(topic = %name, error = ?e, "auto-create failed");
                     }
@@ -169,7 +195,8 @@ impl Broker {
             }
             queue.done.send_modify(|n| *n += 1);
             if let Some(w) = wait {
-                // At least 100 ms, so each pass creates a batch, not one topic per sync.
+                // At least 100 ms, so each pass creates a batch, not one topic per sync;
+                // at most 1 s, so a stop is seen soon.
                 std::thread::sleep(w.clamp(
                     std::time::Duration::from_millis(100),
                     std::time::Duration::from_secs(1),

@@ -34,15 +34,17 @@ impl MutationQuota {
         }
     }
 
-    /// Admits a mutation of `partitions` if the quota is not exceeded now; otherwise
-    /// how long until it will not be (what `throttle_time_ms` tells the client).
-    pub fn try_admit(&self, partitions: u32) -> Result<(), Duration> {
+    /// Admits a mutation of `partitions` if the quota is not exceeded now, and says how
+    /// much was debited (less than asked when the debt cap cut it: what a refund may give
+    /// back); otherwise how long until it will not be (what `throttle_time_ms` tells the
+    /// client).
+    pub fn try_admit(&self, partitions: u32) -> Result<u32, Duration> {
         self.try_admit_at(partitions, Instant::now())
     }
 
-    fn try_admit_at(&self, partitions: u32, now: Instant) -> Result<(), Duration> {
+    fn try_admit_at(&self, partitions: u32, now: Instant) -> Result<u32, Duration> {
         if self.rate.is_infinite() {
-            return Ok(());
+            return Ok(0);
         }
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let (tokens, at) = &mut *state;
@@ -54,13 +56,18 @@ impl MutationQuota {
             let wait = ((1.0 - *tokens) / self.rate).max(0.0) + 0.001;
             return Err(Duration::from_secs_f64(wait));
         }
-        *tokens = (*tokens - f64::from(partitions)).max(-self.rate * MAX_DEBT_SECS);
-        Ok(())
+        let after = (*tokens - f64::from(partitions)).max(-self.rate * MAX_DEBT_SECS);
+        let debited = (*tokens - after).floor() as u32;
+        *tokens = after;
+        Ok(debited)
     }
 
     /// Gives back what an admitted mutation did not use (the topic existed, the disk
-    /// failed): only what is created counts, as in Kafka.
-    pub fn refund(&self, partitions: u32) {
+    /// failed): only what is created counts, as in Kafka. `debited` is what
+    /// [`MutationQuota::try_admit`] or [`MutationQuota::record`] said they took, never
+    /// more, so a refund cannot pay off debt the cap forgave.
+    pub fn refund(&self, debited: u32) {
+        let partitions = debited;
         if self.rate.is_infinite() {
             return;
         }
@@ -69,22 +76,27 @@ impl MutationQuota {
     }
 
     /// Counts a mutation that happened whatever the quota said (old request versions,
-    /// which Kafka admits and throttles afterwards): the throttle time it earns.
-    pub fn record(&self, partitions: u32) -> Duration {
+    /// which Kafka admits and throttles afterwards): the throttle time it earns, and what
+    /// was debited (see [`MutationQuota::refund`]).
+    pub fn record(&self, partitions: u32) -> (Duration, u32) {
         self.record_at(partitions, Instant::now())
     }
 
-    fn record_at(&self, partitions: u32, now: Instant) -> Duration {
+    fn record_at(&self, partitions: u32, now: Instant) -> (Duration, u32) {
         if self.rate.is_infinite() {
-            return Duration::ZERO;
+            return (Duration::ZERO, 0);
         }
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let (tokens, at) = &mut *state;
         let elapsed = now.saturating_duration_since(*at).as_secs_f64();
-        *tokens = ((*tokens + elapsed * self.rate).min(self.rate) - f64::from(partitions))
-            .max(-self.rate * MAX_DEBT_SECS);
+        let before = (*tokens + elapsed * self.rate).min(self.rate);
+        *tokens = (before - f64::from(partitions)).max(-self.rate * MAX_DEBT_SECS);
         *at = now;
-        Duration::from_secs_f64((-*tokens / self.rate).max(0.0))
+        let debited = (before - *tokens).floor() as u32;
+        (
+            Duration::from_secs_f64((-*tokens / self.rate).max(0.0)),
+            debited,
+        )
     }
 }
 
@@ -118,8 +130,8 @@ mod tests {
     fn recorded_mutations_earn_throttle_time_and_unlimited_never_throttles() {
         let q = MutationQuota::new(Some(10));
         let t0 = Instant::now();
-        assert_eq!(q.record_at(5, t0), Duration::ZERO);
-        let earned = q.record_at(25, t0);
+        assert_eq!(q.record_at(5, t0), (Duration::ZERO, 5));
+        let (earned, _) = q.record_at(25, t0);
         assert!((earned.as_secs_f64() - 2.0).abs() < 1e-6, "{earned:?}");
         assert!(q.try_admit_at(1, t0 + Duration::from_secs(1)).is_err());
         // Debt is capped: one enormous request costs at most ten seconds.
@@ -127,17 +139,28 @@ mod tests {
         assert!(q.try_admit_at(u32::MAX, t0).is_ok());
         let wait = q.try_admit_at(1, t0).expect_err("in debt");
         assert!(wait <= Duration::from_secs(11), "{wait:?}");
-        assert_eq!(q.record_at(u32::MAX, t0), Duration::from_secs(10));
-        // What was not created is given back.
+        assert_eq!(q.record_at(u32::MAX, t0).0, Duration::from_secs(10));
+        // What was not created is given back, but no more than was taken: a refund of a
+        // huge request whose debt the cap forgave does not refill the bucket.
         let q = MutationQuota::new(Some(10));
-        assert!(q.try_admit_at(10, t0).is_ok());
+        assert_eq!(q.try_admit_at(10, t0), Ok(10));
         assert!(q.try_admit_at(1, t0).is_err());
         q.refund(10);
         assert!(q.try_admit_at(1, t0).is_ok());
+        let q = MutationQuota::new(Some(10));
+        let huge = q.try_admit_at(100_000, t0).expect("admitted");
+        assert_eq!(huge, 110, "10 banked plus 100 of debt at most");
+        q.refund(huge);
+        assert!(q.try_admit_at(1, t0).is_ok());
+        assert!(q.try_admit_at(10, t0).is_ok());
+        assert!(
+            q.try_admit_at(1, t0).is_err(),
+            "back where it started, not fuller"
+        );
         let free = MutationQuota::new(None);
         for _ in 0..1000 {
             assert!(free.try_admit(100_000).is_ok());
         }
-        assert_eq!(free.record(u32::MAX), Duration::ZERO);
+        assert_eq!(free.record(u32::MAX), (Duration::ZERO, 0));
     }
 }

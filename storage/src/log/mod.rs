@@ -552,6 +552,8 @@ impl Log {
         if from == end || (max_bytes == 0 && !first) {
             return Ok(regions);
         }
+        // The first batch is always read whole, so a "None" below means a gap and never
+        // "too large"; a later partition whose first batch does not fit gets nothing.
         let ctx = self.ctx();
         let active_base = self.active_base();
         let start_base = self
@@ -562,9 +564,8 @@ impl Log {
         let mut budget = max_bytes;
         for (&base, segment) in self.segments.range(start_base..) {
             let none_yet = regions.is_empty();
-            match segment.read(ctx, base == active_base, from, budget, none_yet && first)? {
-                // A gap (damage cut a segment short, or a batch too large for a later
-                // partition): the offset may be in a later segment.
+            match segment.read(ctx, base == active_base, from, budget, none_yet)? {
+                // A gap (damage cut a segment short): the offset is in a later segment.
                 None if none_yet => continue,
                 None => break,
                 Some((region, to_end)) => {
@@ -575,6 +576,11 @@ impl Log {
                     }
                 }
             }
+        }
+        // KIP-74: only the first partition may exceed its limit (the first region is
+        // the only one that can).
+        if !first && regions.first().is_some_and(|r| r.len > max_bytes) {
+            regions.clear();
         }
         Ok(regions)
     }

@@ -21,15 +21,21 @@ impl Log {
         if offset >= self.log_end_offset() {
             return Ok(());
         }
-        // Segments from the one holding `offset` on are cut or deleted; deleting keeps
-        // mapped pages valid, cutting does not.
-        if let Some((base, segment)) = self.segments.range(..=offset).next_back() {
+        // Segments from `offset` on are deleted (which keeps mapped pages valid) and the
+        // one before is cut (which does not); at the first base, the first one is cut to
+        // nothing. Check the one that is cut, before changing anything.
+        let first_base = self.segments.keys().next().copied().unwrap_or(0);
+        let cut = match offset.cmp(&first_base) {
+            std::cmp::Ordering::Greater => self.segments.range(..offset).next_back(),
+            std::cmp::Ordering::Equal => self.segments.iter().next(),
+            std::cmp::Ordering::Less => None,
+        };
+        if let Some((base, segment)) = cut {
             if segment.has_readers() {
                 return Err(StorageError::RegionsInUse { base_offset: *base });
             }
         }
         self.mark_dirty()?;
-        let first_base = self.segments.keys().next().copied().unwrap_or(0);
         if offset <= first_base {
             // Make the new empty segment before deleting anything, so a failure leaves a
             // usable log: below the first base it is a new file, at it the first one cut.
@@ -47,6 +53,9 @@ impl Log {
                 first.truncate_to(ctx, first_base)?;
                 first_base
             };
+            // The new start is durable before the old segments go: a crash between the
+            // two must not reopen the log at a start it had given up.
+            write_log_start(self.flusher.io(), &self.dir, offset)?;
             let others: Vec<u64> = self
                 .segments
                 .keys()
@@ -56,7 +65,7 @@ impl Log {
             self.delete_segments(&others)?;
             self.log_start_offset = offset;
             self.hot = HotWindow::from_end(offset, self.active().1.size());
-            return write_log_start(self.flusher.io(), &self.dir, offset);
+            return Ok(());
         }
         // Newest first: a crash midway must not leave a later segment to become active.
         let doomed: Vec<u64> = self
