@@ -19,6 +19,8 @@ use crate::producer_state::ProducerStates;
 mod auto_create;
 mod creation;
 mod dynamic_config;
+#[cfg(test)]
+mod power_loss_tests;
 mod quota;
 pub use auto_create::AutoCreated;
 pub use creation::NewTopic;
