@@ -1,7 +1,9 @@
-//! File descriptors: the broker's limit (raised to the hard limit at start), how many are
-//! open, and when segment files must be closed early to stay under it. Each partition
-//! holds its active segment open while in use, so a broker with more partitions than
-//! descriptors must close idle ones sooner than `fjord.segment.idle.close.ms`.
+//! File descriptors and memory maps: the broker's budget (the descriptor limit, raised
+//! to the hard limit at start, and the kernel's map count limit), how many are open, and
+//! when segment files must be closed early to stay under it. Each partition holds its
+//! active segment open while in use: one descriptor and two index maps. A broker with
+//! more partitions than that budget allows must close idle ones sooner than
+//! `fjord.segment.idle.close.ms`, and partitions created past half of it start closed.
 
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 
@@ -29,9 +31,22 @@ pub fn raise_limit() -> Option<u64> {
     limit()
 }
 
-/// The soft descriptor limit (`None`: unlimited).
+/// Open segments the broker can hold: the soft descriptor limit, and half the kernel's
+/// limit on memory maps (`vm.max_map_count`, 65,530 by default: two index maps per open
+/// segment), whichever is lower (`None`: unlimited).
 pub fn limit() -> Option<u64> {
-    getrlimit(Resource::Nofile).current
+    let maps = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok());
+    budget(getrlimit(Resource::Nofile).current, maps)
+}
+
+/// The budget from a descriptor limit and a map count limit (see [`limit`]).
+fn budget(nofile: Option<u64>, max_map_count: Option<u64>) -> Option<u64> {
+    match (nofile, max_map_count.map(|m| m / 2)) {
+        (Some(f), Some(m)) => Some(f.min(m)),
+        (f, m) => f.or(m),
+    }
 }
 
 /// Descriptors open now; `None` when they cannot be counted (no `/proc`, or no
@@ -67,6 +82,11 @@ mod tests {
         assert!(under_pressure(None, Some(1000)), "uncountable is pressure");
         assert!(!under_pressure(Some(u64::MAX / 2), None));
         assert!(!start_closed(500, Some(1000)));
+        // The map count bounds it too: two index maps per open segment.
+        assert_eq!(budget(Some(1_048_576), Some(65_530)), Some(32_765));
+        assert_eq!(budget(Some(1024), Some(65_530)), Some(1024));
+        assert_eq!(budget(None, Some(100)), Some(50));
+        assert_eq!(budget(None, None), None);
         assert!(start_closed(501, Some(1000)));
         assert!(!start_closed(1_000_000, None));
         assert!(

@@ -207,6 +207,7 @@ impl Broker {
             request_budget,
             producer_ids: std::sync::Mutex::new((reserved, reserved)),
         };
+        let mut loaded = 0usize;
         for entry in std::fs::read_dir(&meta_dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -230,7 +231,9 @@ impl Broker {
             {
                 tracing::warn!(topic = %name, error = %format!("{e:#}"), "topic saved with settings Fjord does not honour; serving it with cleanup.policy=delete");
             }
-            let topic = broker.open_topic(&name, id, count, props)?;
+            loaded += usize::try_from(count).unwrap_or(0);
+            let start_closed = crate::fd_budget::start_closed(loaded, broker.fd_limit);
+            let topic = broker.open_topic(&name, id, count, props, start_closed)?;
             broker.topics_mut().insert(name, Arc::new(topic));
         }
         // A saved topic whose partition directory was missing has it again.
@@ -320,15 +323,18 @@ impl Broker {
         }))
     }
 
+    /// Opens a topic's partitions; with `start_closed` their files are closed right
+    /// away (they reopen on first use). Callers decide it once for everything they open,
+    /// not per topic: counting every partition each time would be quadratic.
     fn open_topic(
         &self,
         name: &str,
         id: uuid::Uuid,
         count: i32,
         overrides: BTreeMap<String, String>,
+        start_closed: bool,
     ) -> Result<Topic> {
         let log_config: LogConfig = self.log_config(&overrides)?;
-        let start_closed = self.start_closed(usize::try_from(count).unwrap_or(0));
         let partitions = (0..count)
             .map(|index| self.open_partition(name, index, &log_config, start_closed))
             .collect::<Result<Vec<_>>>()?;

@@ -110,9 +110,12 @@ impl Broker {
                 })
                 .collect();
         }
+        // Past half the descriptor and map budget, new partitions start with their files
+        // closed: an idle partition then costs no descriptor and no index map.
+        let start_closed = crate::fd_budget::start_closed(count, self.fd_limit);
         let opened: Vec<Result<Topic, CreateError>> = admitted
             .into_iter()
-            .map(|c| self.open_new_topic(c?))
+            .map(|c| self.open_new_topic(c?, start_closed))
             .collect();
         self.commit_batch(opened)
     }
@@ -150,7 +153,7 @@ impl Broker {
     }
 
     /// Opens a new topic's partitions and writes its metadata file (not yet synced).
-    fn open_new_topic(&self, c: Checked) -> Result<Topic, CreateError> {
+    fn open_new_topic(&self, c: Checked, start_closed: bool) -> Result<Topic, CreateError> {
         let io = |e: anyhow::Error| CreateError::Io(format!("{e:#}"));
         // Directories left by an earlier topic of this name (a failed delete or create)
         // must not come back as this topic's data.
@@ -166,7 +169,7 @@ impl Broker {
         }
         let id = uuid::Uuid::new_v4();
         let topic = self
-            .open_topic(&c.name, id, c.partitions, c.overrides)
+            .open_topic(&c.name, id, c.partitions, c.overrides, start_closed)
             .map_err(io)?;
         self.replace_topic_meta(&c.name, id, c.partitions as usize, &topic.overrides)
             .map_err(io)?;
