@@ -16,6 +16,7 @@
 
 mod broker;
 mod fjord_client;
+mod flood;
 mod latency;
 mod limits;
 mod options;

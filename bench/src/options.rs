@@ -42,6 +42,9 @@ Flags (defaults in brackets):
   --broker-set K=V        setting for --spawn-broker (repeatable)
   --out DIR               where sweep writes [bench-results]
   --quick                 storage: every size 16x smaller
+  --flood                 produce, e2e: another client floods the broker meanwhile with
+                          Produce and Metadata requests naming 1,000 new topics each
+                          (compare the latency with and without it)
   --only NAME             storage: append, lookup, recovery or partitions (repeatable)
   --dir DIR               storage: where its files go [fjord-bench-data]
 ";
@@ -95,6 +98,8 @@ pub(crate) struct Options {
     pub(crate) out: String,
     /// `storage`: sizes 16x smaller.
     pub(crate) quick: bool,
+    /// `produce`/`e2e`: a hostile client floods topic names beside the workload.
+    pub(crate) flood: bool,
     /// `storage`: which parts to run (all when empty).
     pub(crate) only: Vec<String>,
     /// `storage`: where the data goes.
@@ -123,6 +128,7 @@ impl Default for Options {
             broker_settings: Vec::new(),
             out: "bench-results".into(),
             quick: false,
+            flood: false,
             only: Vec::new(),
             dir: "fjord-bench-data".into(),
         }
@@ -162,6 +168,10 @@ impl Options {
                 }
                 "--quick" => {
                     o.quick = true;
+                    continue;
+                }
+                "--flood" => {
+                    o.flood = true;
                     continue;
                 }
                 "--help" | "-h" => {

@@ -202,7 +202,20 @@ pub(crate) fn run(o: &Options) -> Result<()> {
         run_one(&bootstrap, &loader(&o), &Samples::default(), None).context("loading the topic")?;
     }
     let samples = Samples::default();
+    let flood = o
+        .flood
+        .then(|| crate::flood::Flood::start(&bootstrap))
+        .transpose()?;
     let mut report = run_one(&bootstrap, &o, &samples, spawned.as_ref())?;
+    if let Some(flood) = flood {
+        let sent = flood.stop()?;
+        if !o.json {
+            eprintln!(
+                "flood: {sent} requests naming {} new topics sent meanwhile",
+                sent * 1000
+            );
+        }
+    }
     report.limit = limit;
     if o.json {
         println!("{}", report.json());
