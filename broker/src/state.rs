@@ -25,7 +25,7 @@ mod quota;
 pub use auto_create::AutoCreated;
 pub use creation::NewTopic;
 pub use dynamic_config::{AlterError, ConfigChange, ConfigOp, DynamicConfigs};
-pub use quota::MutationQuota;
+pub use quota::{ClientQuotas, MutationQuota};
 
 /// Producer ids are reserved on disk in blocks of this many.
 const PRODUCER_ID_BLOCK: i64 = 1000;
@@ -148,8 +148,10 @@ pub struct Broker {
     pub fd_limit: Option<u64>,
     /// Topics queued for auto-creation.
     auto_creation: auto_create::AutoCreateQueue,
-    /// Partitions created or deleted per second, broker-wide.
+    /// Auto-creations per second, broker-wide: paces the disk work of all of them.
     pub mutation_quota: MutationQuota,
+    /// Partitions each client id may create or delete per second (KIP-599).
+    pub client_quotas: ClientQuotas,
 }
 
 /// Kafka's rule for topic names.
@@ -192,6 +194,7 @@ impl Broker {
         .context("open committed offsets")?;
         let groups = GroupCoordinator::new(config.coordinator.clone(), offsets);
         let mutation_quota = MutationQuota::new(config.controller_mutation_rate);
+        let client_quotas = ClientQuotas::new(config.controller_mutation_rate);
         let broker = Self {
             fd_limit: crate::fd_budget::limit(),
             dynamic: RwLock::new(dynamic),
@@ -202,6 +205,7 @@ impl Broker {
             admin: std::sync::Mutex::new(()),
             auto_creation: auto_create::AutoCreateQueue::default(),
             mutation_quota,
+            client_quotas,
             flusher,
             appended: watch::channel(0).0,
             request_budget,

@@ -82,7 +82,7 @@ pub const SETTINGS: &[Setting] = &[
     broker("default.replication.factor", int(1, 1), "1", "Replication factor of topics created without one: a single node holds one replica, so only 1 (more is refused, not ignored)."),
     broker("auto.create.topics.enable", Kind::Bool, "true", "Create unknown topics named by Metadata and Produce requests."),
     broker("fjord.auto.create.max.per.request", int(0, 10_000), "100", "Unknown topics one Metadata or Produce request may queue for auto-creation; the rest are answered as unknown."),
-    broker("fjord.controller.mutation.rate", Kind::OptionalInt { min: 1, max: I32 }, "1000", "Partitions created or deleted per second, broker-wide (Kafka's controller mutation quota); past it CreateTopics v6+ answers THROTTLING_QUOTA_EXCEEDED. Empty: unlimited."),
+    broker("fjord.controller.mutation.rate", Kind::OptionalInt { min: 1, max: I32 }, "1000", "Partitions each client id may create or delete per second (the default controller_mutation_rate quota of KIP-599), and auto-created per second broker-wide; past it CreateTopics v6+ answers THROTTLING_QUOTA_EXCEEDED. Empty: unlimited."),
     broker("socket.request.max.bytes", Kind::POSITIVE_INT, "104857600", "Largest request frame accepted; a larger size prefix closes the connection."),
     broker("max.connections", Kind::POSITIVE_INT, "10000", "Client connections open at once; more wait to be accepted."),
     broker("connections.max.idle.ms", int(1, I64), "600000", "Close connections idle this long."),

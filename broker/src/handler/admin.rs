@@ -26,6 +26,7 @@ pub(super) fn delete_topics(
     broker: &Arc<Broker>,
     ctx: Ctx,
     req: DeleteTopicsRequest,
+    client: &str,
 ) -> Result<Response, Fatal> {
     // v6 names topics in `topics` (by name or id); older versions in `topic_names`.
     let mut wanted: Vec<(Option<String>, uuid::Uuid)> = req
@@ -55,11 +56,16 @@ pub(super) fn delete_topics(
             .as_deref()
             .and_then(|n| broker.topic(n))
             .map_or(0, |t| t.partitions.len() as i32);
-        let mut debited = 0;
+        let mut debit = super::create_topics::Debit::default();
         if partitions > 0 {
-            match super::create_topics::charge(broker, ctx.version >= 5, partitions, &mut throttle)
-            {
-                Ok(d) => debited = d,
+            match super::create_topics::charge(
+                broker,
+                client,
+                ctx.version >= 5,
+                partitions,
+                &mut throttle,
+            ) {
+                Ok(d) => debit = d,
                 Err((code, message)) => {
                     r.name = name.map(|n| TopicName(s(n)));
                     r.error_code = code;
@@ -78,7 +84,7 @@ pub(super) fn delete_topics(
             }
             None => {
                 // Deleted meanwhile by another request: nothing done here, nothing owed.
-                broker.mutation_quota.refund(debited);
+                debit.refund();
                 r.name = name.map(|n| TopicName(s(n)));
                 r.error_code = if ctx.version >= 6 && r.name.is_none() {
                     E::UnknownTopicId.code()
@@ -97,6 +103,7 @@ pub(super) fn create_partitions(
     broker: &Arc<Broker>,
     ctx: Ctx,
     req: CreatePartitionsRequest,
+    client: &str,
 ) -> Result<Response, Fatal> {
     let mut resp = CreatePartitionsResponse::default();
     let mut throttle = std::time::Duration::ZERO;
@@ -123,14 +130,14 @@ pub(super) fn create_partitions(
             let more = more.min(100_000);
             let chargeable = more > 0 && topic.count <= 100_000 && !req.validate_only;
             let charged = if chargeable {
-                super::create_topics::charge(broker, ctx.version >= 3, more, &mut throttle)
+                super::create_topics::charge(broker, client, ctx.version >= 3, more, &mut throttle)
             } else {
-                Ok(0)
+                Ok(super::create_topics::Debit::default())
             };
-            charged.and_then(|debited| {
+            charged.and_then(|debit| {
                 broker
                     .add_partitions(&name, topic.count, req.validate_only)
-                    .inspect_err(|_| broker.mutation_quota.refund(debited))
+                    .inspect_err(|_| debit.refund())
                     .map_err(|e| match e {
                         CreateError::InvalidPartitions => (
                             E::InvalidPartitions.code(),

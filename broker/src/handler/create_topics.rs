@@ -74,33 +74,51 @@ fn requested(topic: &CreatableTopic) -> Result<NewTopic, Refusal> {
     })
 }
 
-/// Charges `partitions` created or deleted to the controller mutation quota. With
-/// `strict` (CreateTopics v6+, CreatePartitions v3+, DeleteTopics v5+) a mutation over
-/// the quota is refused with THROTTLING_QUOTA_EXCEEDED (KIP-599); older versions are
-/// admitted and the response's throttle time (the longest earned) says how long to back
-/// off.
+/// What a charge took from a client's bucket, to give back if nothing is created.
+#[derive(Debug, Default)]
+pub(super) struct Debit(Option<(Arc<crate::state::MutationQuota>, u32)>);
+
+impl Debit {
+    /// Gives the charge back (the mutation did not happen).
+    pub(super) fn refund(&self) {
+        if let Some((bucket, amount)) = &self.0 {
+            bucket.refund(*amount);
+        }
+    }
+}
+
+/// Charges `partitions` created or deleted to `client`'s controller mutation quota.
+/// With `strict` (CreateTopics v6+, CreatePartitions v3+, DeleteTopics v5+) a mutation
+/// over the quota is refused with THROTTLING_QUOTA_EXCEEDED (KIP-599); older versions
+/// are admitted and the response's throttle time (the longest earned) says how long to
+/// back off.
 pub(super) fn charge(
     broker: &Broker,
+    client: &str,
     strict: bool,
     partitions: i32,
     throttle: &mut Duration,
-) -> Result<u32, Refusal> {
+) -> Result<Debit, Refusal> {
     let partitions = u32::try_from(partitions).unwrap_or(1);
+    let bucket = broker.client_quotas.for_client(client);
     if !strict {
-        let (earned, debited) = broker.mutation_quota.record(partitions);
+        let (earned, debited) = bucket.record(partitions);
         *throttle = (*throttle).max(earned);
-        return Ok(debited);
+        return Ok(Debit(Some((bucket, debited))));
     }
-    broker.mutation_quota.try_admit(partitions).map_err(|wait| {
-        *throttle = (*throttle).max(wait);
-        (
-            E::ThrottlingQuotaExceeded.code(),
-            format!(
-                "the controller mutation quota ({} partitions a second) is exceeded",
-                broker.config.controller_mutation_rate.unwrap_or(0)
-            ),
-        )
-    })
+    match bucket.try_admit(partitions) {
+        Ok(debited) => Ok(Debit(Some((bucket, debited)))),
+        Err(wait) => {
+            *throttle = (*throttle).max(wait);
+            Err((
+                E::ThrottlingQuotaExceeded.code(),
+                format!(
+                    "the controller mutation quota ({} partitions a second) is exceeded",
+                    broker.config.controller_mutation_rate.unwrap_or(0)
+                ),
+            ))
+        }
+    }
 }
 
 /// Names the request gives more than once: Kafka refuses every copy (INVALID_REQUEST).
@@ -117,13 +135,14 @@ pub(super) fn handle(
     broker: &Arc<Broker>,
     ctx: Ctx,
     req: CreateTopicsRequest,
+    client: &str,
 ) -> Result<Response, Fatal> {
     let mut throttle = Duration::ZERO;
     let repeated = repeated_names(&req);
     // Every topic is checked and charged first, then the admitted ones are created as
     // one batch (one pair of directory syncs for the request). Only what could be
     // created is charged, and what then fails is refunded: the quota counts creations.
-    let asked: Vec<Result<(NewTopic, u32), Refusal>> = req
+    let asked: Vec<Result<(NewTopic, Debit), Refusal>> = req
         .topics
         .iter()
         .map(|t| {
@@ -147,17 +166,17 @@ pub(super) fn handle(
                 && crate::state::valid_topic_name(&new.name)
                 && broker.topic(&new.name).is_none();
             if !chargeable {
-                return Ok((new, 0));
+                return Ok((new, Debit::default()));
             }
-            let debited = charge(broker, ctx.version >= 6, partitions, &mut throttle)?;
-            Ok((new, debited))
+            let debit = charge(broker, client, ctx.version >= 6, partitions, &mut throttle)?;
+            Ok((new, debit))
         })
         .collect();
     let batch: Vec<NewTopic> = asked.iter().flatten().map(|(t, _)| t.clone()).collect();
     let outcomes = broker.create_topics(batch, req.validate_only);
-    for ((_, charged), outcome) in asked.iter().flatten().zip(&outcomes) {
-        if outcome.is_err() && *charged > 0 {
-            broker.mutation_quota.refund(*charged);
+    for ((_, debit), outcome) in asked.iter().flatten().zip(&outcomes) {
+        if outcome.is_err() {
+            debit.refund();
         }
     }
     let asked: Vec<Result<NewTopic, Refusal>> =
@@ -220,6 +239,15 @@ mod tests {
     }
 
     fn create(broker: &Arc<Broker>, version: i16, topics: &[(&str, i32)]) -> CreateTopicsResponse {
+        create_as(broker, "test", version, topics)
+    }
+
+    fn create_as(
+        broker: &Arc<Broker>,
+        client: &str,
+        version: i16,
+        topics: &[(&str, i32)],
+    ) -> CreateTopicsResponse {
         let mut req = CreateTopicsRequest::default();
         req.timeout_ms = 1000;
         req.topics = topics
@@ -232,7 +260,7 @@ mod tests {
                 t
             })
             .collect();
-        let r = handle(broker, ctx(ApiKey::CreateTopics, version), req).expect("handled");
+        let r = handle(broker, ctx(ApiKey::CreateTopics, version), req, client).expect("handled");
         let mut bytes = body(r);
         if version >= 5 {
             // Flexible versions: the response header's (empty) tagged fields.
@@ -287,5 +315,18 @@ mod tests {
             [E::InvalidRequest.code(), E::InvalidRequest.code()]
         );
         assert!(b.topic("z").is_none());
+    }
+
+    #[test]
+    fn one_client_over_its_quota_does_not_hold_up_another() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let b = broker(dir.path(), "10");
+        assert_eq!(codes(&create_as(&b, "flooder", 7, &[("f1", 10)])), [0]);
+        assert_eq!(
+            codes(&create_as(&b, "flooder", 7, &[("f2", 1)])),
+            [E::ThrottlingQuotaExceeded.code()]
+        );
+        // Another client id has a bucket of its own.
+        assert_eq!(codes(&create_as(&b, "app", 7, &[("a1", 5)])), [0]);
     }
 }

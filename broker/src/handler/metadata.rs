@@ -67,7 +67,7 @@ fn requested(req: &MetadataRequest, ctx: &Ctx) -> (Option<Vec<String>>, bool) {
 
 /// Queues the unknown topics among `names` for auto-creation, then waits (without
 /// holding a thread) until they exist or [`AUTO_CREATE_WAIT`] passes.
-async fn auto_create_and_wait(broker: &Arc<Broker>, names: &[String]) {
+async fn auto_create_and_wait(broker: &Arc<Broker>, names: &[String], client: &str) {
     let unknown: Vec<&str> = names
         .iter()
         .map(String::as_str)
@@ -77,7 +77,7 @@ async fn auto_create_and_wait(broker: &Arc<Broker>, names: &[String]) {
         return;
     }
     let mut signal = broker.auto_created_signal();
-    let outcomes = broker.auto_create(&unknown);
+    let outcomes = broker.auto_create(&unknown, client);
     let waiting: Vec<&str> = unknown
         .into_iter()
         .zip(outcomes)
@@ -100,10 +100,11 @@ pub(super) async fn handle(
     broker: &Arc<Broker>,
     ctx: Ctx,
     req: MetadataRequest,
+    client: &str,
 ) -> Result<Response, Fatal> {
     let (names, auto_create) = requested(&req, &ctx);
     if let (Some(names), true) = (&names, auto_create) {
-        auto_create_and_wait(broker, names).await;
+        auto_create_and_wait(broker, names, client).await;
     }
     super::off_reactor(broker, move |b| answer(b, ctx, names)).await
 }

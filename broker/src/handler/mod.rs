@@ -152,9 +152,11 @@ pub enum Request {
     /// ApiVersions at a version we do not know (KIP-511 fallback answer).
     ApiVersionsFallback,
     /// Metadata.
-    Metadata(MetadataRequest),
+    /// Metadata, and the client id whose quota auto-creation is charged to.
+    Metadata(MetadataRequest, String),
     /// CreateTopics.
-    CreateTopics(CreateTopicsRequest),
+    /// CreateTopics, and the client id whose quota it is charged to.
+    CreateTopics(CreateTopicsRequest, String),
     /// Produce.
     Produce(ProduceRequest),
     /// ListOffsets.
@@ -164,9 +166,11 @@ pub enum Request {
     /// InitProducerId.
     InitProducerId(InitProducerIdRequest),
     /// DeleteTopics.
-    DeleteTopics(DeleteTopicsRequest),
+    /// DeleteTopics, and the client id whose quota it is charged to.
+    DeleteTopics(DeleteTopicsRequest, String),
     /// CreatePartitions.
-    CreatePartitions(CreatePartitionsRequest),
+    /// CreatePartitions, and the client id whose quota it is charged to.
+    CreatePartitions(CreatePartitionsRequest, String),
     /// DescribeConfigs.
     DescribeConfigs(DescribeConfigsRequest),
     /// AlterConfigs.
@@ -243,16 +247,24 @@ pub fn decode_request(frame: Bytes) -> Result<(Ctx, Request), Fatal> {
         listener: 0,
     };
     let v = api_version;
+    // The client id, as the controller mutation quota keys it.
+    let client = || {
+        header
+            .client_id
+            .as_deref()
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .unwrap_or_default()
+    };
     let request = match key {
         ApiKey::ApiVersions => Request::ApiVersions,
-        ApiKey::Metadata => Request::Metadata(decode(body, v)?),
-        ApiKey::CreateTopics => Request::CreateTopics(decode(body, v)?),
+        ApiKey::Metadata => Request::Metadata(decode(body, v)?, client()),
+        ApiKey::CreateTopics => Request::CreateTopics(decode(body, v)?, client()),
         ApiKey::Produce => Request::Produce(decode(body, v)?),
         ApiKey::ListOffsets => Request::ListOffsets(decode(body, v)?),
         ApiKey::Fetch => Request::Fetch(decode(body, v)?),
         ApiKey::InitProducerId => Request::InitProducerId(decode(body, v)?),
-        ApiKey::DeleteTopics => Request::DeleteTopics(decode(body, v)?),
-        ApiKey::CreatePartitions => Request::CreatePartitions(decode(body, v)?),
+        ApiKey::DeleteTopics => Request::DeleteTopics(decode(body, v)?, client()),
+        ApiKey::CreatePartitions => Request::CreatePartitions(decode(body, v)?, client()),
         ApiKey::DescribeConfigs => Request::DescribeConfigs(decode(body, v)?),
         ApiKey::AlterConfigs => Request::AlterConfigs(decode(body, v)?),
         ApiKey::IncrementalAlterConfigs => Request::IncrementalAlterConfigs(decode(body, v)?),
@@ -295,9 +307,9 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes, origin: Origin) -> Resul
         Request::ApiVersionsFallback => Ok(api_versions::unsupported_version(ctx.correlation_id)),
         // These touch files (auto-create, topic admin, id blocks, segments opened for a
         // timestamp lookup) and may fsync: run them on the blocking pool, not a worker.
-        Request::Metadata(req) => metadata::handle(broker, ctx, req).await,
-        Request::CreateTopics(req) => {
-            off_reactor(broker, move |b| create_topics::handle(b, ctx, req)).await
+        Request::Metadata(req, client) => metadata::handle(broker, ctx, req, &client).await,
+        Request::CreateTopics(req, client) => {
+            off_reactor(broker, move |b| create_topics::handle(b, ctx, req, &client)).await
         }
         Request::Produce(req) => produce::handle(broker, ctx, req).await,
         Request::ListOffsets(req) => {
@@ -307,11 +319,14 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes, origin: Origin) -> Resul
         Request::InitProducerId(req) => {
             off_reactor(broker, move |b| init_producer_id::handle(b, ctx, req)).await
         }
-        Request::DeleteTopics(req) => {
-            off_reactor(broker, move |b| admin::delete_topics(b, ctx, req)).await
+        Request::DeleteTopics(req, client) => {
+            off_reactor(broker, move |b| admin::delete_topics(b, ctx, req, &client)).await
         }
-        Request::CreatePartitions(req) => {
-            off_reactor(broker, move |b| admin::create_partitions(b, ctx, req)).await
+        Request::CreatePartitions(req, client) => {
+            off_reactor(broker, move |b| {
+                admin::create_partitions(b, ctx, req, &client)
+            })
+            .await
         }
         Request::DescribeConfigs(req) => configs::describe_configs(broker, ctx, req),
         // Changes write files, fsync and touch every partition they apply to.
@@ -459,7 +474,7 @@ mod tests {
                         let mut missing = MetadataRequestTopic::default();
                         missing.name = Some(name("missing.topic"));
                         req.topics = Some(vec![t, missing]);
-                        metadata::handle(&broker, c, req).await
+                        metadata::handle(&broker, c, req, "test").await
                     }
                     ApiKey::Produce => {
                         let mut p = PartitionProduceData::default();
@@ -504,7 +519,7 @@ mod tests {
                         dup.replication_factor = 1;
                         let mut req = CreateTopicsRequest::default();
                         req.topics = vec![t, dup];
-                        create_topics::handle(&broker, c, req)
+                        create_topics::handle(&broker, c, req, "test")
                     }
                     ApiKey::InitProducerId => {
                         init_producer_id::handle(&broker, c, InitProducerIdRequest::default())
@@ -515,7 +530,7 @@ mod tests {
                             req.topic_names =
                                 vec![name(&format!("created-{}", min)), name("never")];
                         }
-                        admin::delete_topics(&broker, c, req)
+                        admin::delete_topics(&broker, c, req, "test")
                     }
                     ApiKey::CreatePartitions => {
                         let mut t = CreatePartitionsTopic::default();
@@ -523,7 +538,7 @@ mod tests {
                         t.count = 1; // not a growth: an error result must encode too
                         let mut req = CreatePartitionsRequest::default();
                         req.topics = vec![t];
-                        admin::create_partitions(&broker, c, req)
+                        admin::create_partitions(&broker, c, req, "test")
                     }
                     ApiKey::DescribeConfigs => {
                         let mut topic = DescribeConfigsResource::default();

@@ -32,9 +32,17 @@ pub enum AutoCreated {
     Refused,
 }
 
+/// A queued name, with what its client's quota was charged for it.
+#[derive(Debug)]
+struct Queued {
+    name: String,
+    client_bucket: Arc<super::MutationQuota>,
+    debited: u32,
+}
+
 #[derive(Debug, Default)]
 struct Pending {
-    queue: VecDeque<String>,
+    queue: VecDeque<Queued>,
     queued: HashSet<String>,
     draining: bool,
     /// Set at shutdown: nothing more is queued, and a drain stops at its next step.
@@ -72,7 +80,10 @@ impl Broker {
     /// Queues the unknown topics among `names` for creation with defaults (up to this
     /// request's share), and says what became of each. Never blocks on the disk. Must
     /// be called inside the tokio runtime (the batch runs on its blocking pool).
-    pub fn auto_create(self: &Arc<Self>, names: &[&str]) -> Vec<AutoCreated> {
+    /// Each queued name is charged to `client`'s controller mutation quota: past it,
+    /// that client's names are refused, and other clients' are not.
+    pub fn auto_create(self: &Arc<Self>, names: &[&str], client: &str) -> Vec<AutoCreated> {
+        let bucket = self.client_quotas.for_client(client);
         let mut budget = self.config.auto_create_max_per_request;
         let mut start = false;
         let mut out = Vec::with_capacity(names.len());
@@ -90,15 +101,21 @@ impl Broker {
                 || !super::valid_topic_name(name)
             {
                 out.push(AutoCreated::Refused);
-            } else {
+            } else if let Ok(debited) = bucket.try_admit(self.num_partitions()) {
                 budget -= 1;
-                pending.queue.push_back((*name).to_string());
+                pending.queue.push_back(Queued {
+                    name: (*name).to_string(),
+                    client_bucket: Arc::clone(&bucket),
+                    debited,
+                });
                 pending.queued.insert((*name).to_string());
                 out.push(AutoCreated::Pending);
                 if !pending.draining {
                     pending.draining = true;
                     start = true;
                 }
+            } else {
+                out.push(AutoCreated::Refused);
             }
         }
         drop(pending);
@@ -142,7 +159,7 @@ impl Broker {
         let _reset = ResetOnPanic(queue);
         let partitions = self.num_partitions();
         loop {
-            let mut batch: Vec<String> = Vec::new();
+            let mut batch: Vec<Queued> = Vec::new();
             let mut debits: Vec<u32> = Vec::new();
             let mut wait = None;
             {
@@ -156,16 +173,16 @@ impl Broker {
                     return;
                 }
                 while batch.len() < BATCH {
-                    let Some(name) = pending.queue.pop_front() else {
+                    let Some(queued) = pending.queue.pop_front() else {
                         break;
                     };
                     match self.mutation_quota.try_admit(partitions) {
                         Ok(debited) => {
-                            batch.push(name);
+                            batch.push(queued);
                             debits.push(debited);
                         }
                         Err(w) => {
-                            pending.queue.push_front(name);
+                            pending.queue.push_front(queued);
                             wait = Some(w);
                             break;
                         }
@@ -176,21 +193,25 @@ impl Broker {
                     return;
                 }
             }
-            let topics = batch.iter().map(|n| NewTopic::with_defaults(n)).collect();
+            let topics = batch
+                .iter()
+                .map(|q| NewTopic::with_defaults(&q.name))
+                .collect();
             let outcomes = self.create_topics(topics, false);
-            for ((name, outcome), debited) in batch.iter().zip(outcomes).zip(debits) {
+            for ((queued, outcome), debited) in batch.iter().zip(outcomes).zip(debits) {
                 if let Err(e) = outcome {
-                    // Only creations count against the quota.
+                    // Only creations count against the quotas.
                     self.mutation_quota.refund(debited);
+                    queued.client_bucket.refund(queued.debited);
                     if !matches!(e, super::CreateError::Exists) {
-                        tracing::warn!(topic = %name, error = ?e, "auto-create failed");
+                        tracing::warn!(topic = %queued.name, error = ?e, "auto-create failed");
                     }
                 }
             }
             {
                 let mut pending = queue.lock();
-                for name in &batch {
-                    pending.queued.remove(name);
+                for queued in &batch {
+                    pending.queued.remove(&queued.name);
                 }
             }
             queue.done.send_modify(|n| *n += 1);
@@ -245,7 +266,7 @@ mod tests {
     async fn names_are_queued_once_and_created_in_the_background() {
         let dir = tempfile::tempdir().expect("tempdir");
         let b = broker(dir.path(), &[]);
-        let first = b.auto_create(&["a", "b", "a", "bad/name"]);
+        let first = b.auto_create(&["a", "b", "a", "bad/name"], "test");
         assert_eq!(
             first,
             [
@@ -257,7 +278,7 @@ mod tests {
         );
         settled(&b).await;
         assert!(b.topic("a").is_some() && b.topic("b").is_some());
-        assert_eq!(b.auto_create(&["a"]), [AutoCreated::Exists]);
+        assert_eq!(b.auto_create(&["a"], "test"), [AutoCreated::Exists]);
         assert!(!b.auto_create_pending("a"));
     }
 
@@ -273,16 +294,29 @@ mod tests {
         );
         let names: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let one = b.auto_create(&refs);
+        let one = b.auto_create(&refs, "test");
         let pending = |o: &[AutoCreated]| o.iter().filter(|o| **o == AutoCreated::Pending).count();
         assert_eq!(pending(&one), 3);
-        // The next request gets its own share.
-        let two = b.auto_create(&refs[3..]);
-        assert_eq!(pending(&two), 3);
-        // Six queued, four a second: not all at once, but all in the end.
+        // The same client's next request gets its own share of names, but its quota (four
+        // a second) has room for one more.
+        let two = b.auto_create(&refs[3..], "test");
+        assert_eq!(pending(&two), 1);
+        // Another client's request gets its own share and quota.
+        let three = b.auto_create(&refs[4..], "other");
+        assert_eq!(pending(&three), 3);
+        assert_eq!(
+            b.auto_create(&refs[6..], "other"),
+            vec![
+                AutoCreated::Pending,
+                AutoCreated::Pending,
+                AutoCreated::Refused,
+                AutoCreated::Refused
+            ]
+        );
+        // Eight queued, four a second broker-wide: not all at once, but all in the end.
         let started = std::time::Instant::now();
         settled(&b).await;
-        assert_eq!(b.all_topics().len(), 6);
+        assert_eq!(b.all_topics().len(), 8);
         assert!(
             started.elapsed() >= std::time::Duration::from_millis(400),
             "the quota paced the creations ({:?})",
@@ -292,6 +326,20 @@ mod tests {
         assert!(b.mutation_quota.try_admit(4).is_err());
         let off = tempfile::tempdir().expect("tempdir");
         let b = broker(off.path(), &[("auto.create.topics.enable", "false")]);
-        assert_eq!(b.auto_create(&["x"]), [AutoCreated::Refused]);
+        assert_eq!(b.auto_create(&["x"], "test"), [AutoCreated::Refused]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flooding_client_is_refused_and_another_is_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let b = broker(dir.path(), &[("fjord.controller.mutation.rate", "3")]);
+        let names: Vec<String> = (0..10).map(|i| format!("f{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let flood = b.auto_create(&refs, "flooder");
+        let pending = |o: &[AutoCreated]| o.iter().filter(|o| **o == AutoCreated::Pending).count();
+        assert_eq!(pending(&flood), 3, "three a second for this client");
+        assert_eq!(b.auto_create(&["app-topic"], "app"), [AutoCreated::Pending]);
+        settled(&b).await;
+        assert!(b.topic("app-topic").is_some());
     }
 }

@@ -4,10 +4,16 @@
 //!
 //! As in Kafka, a mutation is admitted while the quota is not already exceeded, and
 //! may take it below zero; what follows waits until the rate falls back under it.
-//! Per-client quotas (`controller_mutation_rate` set with AlterClientQuotas) come with
-//! the security issue's quotas; this is the broker-wide bound a flood cannot exceed.
+//!
+//! Each client id has its own bucket at the default rate ([`ClientQuotas`]: Kafka's
+//! `controller_mutation_rate` client quota, with `fjord.controller.mutation.rate` as
+//! the default every client gets), so one client's flood spends its own budget, not
+//! another's. Setting quotas per client (AlterClientQuotas) comes with the security
+//! issue's quotas. Auto-creation is also paced by one broker-wide bucket, so the disk
+//! work of all clients' auto-creations together stays bounded.
 
-use std::sync::{Mutex, PoisonError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The most debt a bucket carries, in seconds of its rate: Kafka's throttle time is
@@ -100,6 +106,62 @@ impl MutationQuota {
     }
 }
 
+/// Client ids tracked at most; past it, buckets at rest are forgotten, and new client
+/// ids share one overflow bucket until room is made (so a client inventing ids gains
+/// nothing).
+const MAX_CLIENTS: usize = 10_000;
+
+/// One [`MutationQuota`] per client id, each at the default rate.
+#[derive(Debug)]
+pub struct ClientQuotas {
+    rate: Option<u32>,
+    buckets: Mutex<HashMap<String, Arc<MutationQuota>>>,
+    overflow: Arc<MutationQuota>,
+}
+
+impl ClientQuotas {
+    /// Buckets of `rate` partitions a second per client (`None`: unlimited).
+    pub fn new(rate: Option<u32>) -> Self {
+        Self {
+            rate,
+            buckets: Mutex::new(HashMap::new()),
+            overflow: Arc::new(MutationQuota::new(rate)),
+        }
+    }
+
+    /// The bucket of `client_id`.
+    pub fn for_client(&self, client_id: &str) -> Arc<MutationQuota> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(b) = buckets.get(client_id) {
+            return Arc::clone(b);
+        }
+        if buckets.len() >= MAX_CLIENTS {
+            buckets.retain(|_, b| !b.at_rest());
+            if buckets.len() >= MAX_CLIENTS {
+                return Arc::clone(&self.overflow);
+            }
+        }
+        let bucket = Arc::new(MutationQuota::new(self.rate));
+        buckets.insert(client_id.to_string(), Arc::clone(&bucket));
+        bucket
+    }
+}
+
+impl MutationQuota {
+    /// Whether the bucket is full again (its client has been quiet for a while): such
+    /// a bucket can be forgotten and recreated with no change in what it admits.
+    fn at_rest(&self) -> bool {
+        if self.rate.is_infinite() {
+            return true;
+        }
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let elapsed = Instant::now()
+            .saturating_duration_since(state.1)
+            .as_secs_f64();
+        state.0 + elapsed * self.rate >= self.rate
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +224,42 @@ mod tests {
             assert!(free.try_admit(100_000).is_ok());
         }
         assert_eq!(free.record(u32::MAX), (Duration::ZERO, 0));
+    }
+
+    #[test]
+    fn each_client_spends_its_own_budget() {
+        let quotas = ClientQuotas::new(Some(10));
+        assert!(quotas.for_client("flooder").try_admit(10).is_ok());
+        assert!(quotas.for_client("flooder").try_admit(1).is_err());
+        assert!(
+            quotas.for_client("polite").try_admit(5).is_ok(),
+            "a bucket of its own"
+        );
+        assert!(quotas.for_client("").try_admit(5).is_ok());
+    }
+
+    #[test]
+    fn past_the_client_limit_new_ids_share_one_bucket_until_room_is_made() {
+        let quotas = ClientQuotas::new(Some(10));
+        for i in 0..MAX_CLIENTS {
+            assert!(quotas.for_client(&format!("c{i}")).try_admit(10).is_ok());
+        }
+        // Every bucket is spent (not at rest): a new id gets the shared overflow one.
+        let a = quotas.for_client("new-a");
+        assert!(a.try_admit(10).is_ok());
+        assert!(
+            quotas.for_client("new-b").try_admit(1).is_err(),
+            "shared, and spent"
+        );
+        // Buckets at rest are forgotten to make room.
+        let rested = ClientQuotas::new(Some(10));
+        for i in 0..MAX_CLIENTS {
+            rested.for_client(&format!("c{i}"));
+        }
+        assert!(rested.for_client("new").try_admit(10).is_ok());
+        assert!(
+            rested.for_client("other").try_admit(10).is_ok(),
+            "room was made"
+        );
     }
 }
