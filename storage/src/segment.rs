@@ -406,6 +406,7 @@ impl Segment {
             let path = segment_path(ctx.dir, base, "log");
             ctx.io
                 .set_len(&path, &files.log, cut.position)
+                .and_then(|()| ctx.io.sync(&files.log, false))
                 .io_context("truncate segment", &path)?;
         }
         state.files = None;

@@ -930,3 +930,26 @@ fn truncating_at_a_segment_boundary_checks_the_segment_it_cuts() {
     log.truncate_to(last).expect("truncate");
     assert_eq!(log.log_end_offset(), last);
 }
+
+#[test]
+fn segments_wholly_below_a_durable_start_are_removed_at_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(dir.path(), small_config());
+    while log.segment_count() < 3 {
+        log.append(&batch(3, 300, 0)).expect("append");
+    }
+    let bases = log.segment_base_offsets();
+    let end = log.log_end_offset();
+    drop(log);
+    // A crash right after the start was written durably, before the deletions.
+    std::fs::write(
+        dir.path().join("log-start-offset"),
+        format!("{}\n", bases[2]),
+    )
+    .expect("start");
+    let log = open(dir.path(), small_config());
+    assert_eq!(log.log_start_offset(), bases[2]);
+    assert_eq!(log.segment_base_offsets(), vec![bases[2]]);
+    assert_eq!(log.log_end_offset(), end);
+    assert!(!dir.path().join(format!("{:020}.log", bases[0])).exists());
+}

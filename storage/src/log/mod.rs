@@ -190,6 +190,19 @@ impl Log {
                     .min(log.log_end_offset());
             }
         }
+        // Segments wholly below the start (left by a crash between a durable start
+        // and the deletions that follow it) are never served: remove them now.
+        let bases: Vec<u64> = log.segments.keys().copied().collect();
+        let below: Vec<u64> = bases
+            .windows(2)
+            .take_while(|w| w[1] <= log.log_start_offset)
+            .map(|w| w[0])
+            .collect();
+        if !below.is_empty() {
+            tracing::info!(dir = %log.dir.display(), segments = below.len(), start = log.log_start_offset, "removing segments below the log start offset");
+            log.mark_dirty()?;
+            log.delete_segments(&below)?;
+        }
         Ok(log)
     }
 
