@@ -1,7 +1,9 @@
 //! Apache Kafka's Java client (kafka-clients 4.x, the reference implementation of the
 //! protocol) against the real broker: `integration-tests/java` is a Maven module of
 //! JUnit tests (KafkaProducer with its defaults and every codec, KafkaConsumer in a
-//! classic group, AdminClient basics), run here with the broker's address. Maven
+//! classic group with cooperative-sticky and static membership, seek, offsetsForTimes
+//! and the log bounds, AdminClient topics, configs, offsets and groups), run here with
+//! the broker's address. Maven
 //! downloads kafka-clients into `~/.m2` on the first run; scripts/test installs Maven
 //! and a JDK where they are missing.
 
@@ -36,7 +38,11 @@ fn the_java_client_passes_its_tests_against_fjord() {
         String::from_utf8_lossy(&out.stderr)
     );
     // Both test classes ran (a module that compiled no test would pass vacuously).
-    for class in ["dev.fjord.ProduceConsumeTest", "dev.fjord.AdminTest"] {
+    for class in [
+        "dev.fjord.ProduceConsumeTest",
+        "dev.fjord.AdminTest",
+        "dev.fjord.GroupsAndOffsetsTest",
+    ] {
         assert!(
             reports.contains(&format!("Test set: {class}")),
             "{class} did not run:\n{reports}"
