@@ -4,24 +4,21 @@
 //! a run's latency with and without it: a broker that creates topics on the request
 //! path, or lets one client's creations hold others up, shows it here.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 
-use anyhow::{Context, Result};
-use bytes::{BufMut, Bytes, BytesMut};
+use anyhow::Result;
+use bytes::Bytes;
+use fjord_client_common::connection::ConnectionOptions;
+use fjord_client_common::Connection;
 use fjord_protocol::compression::Compression;
 use fjord_protocol::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use fjord_protocol::kafka_protocol::messages::produce_request::{
     PartitionProduceData, TopicProduceData,
 };
-use fjord_protocol::kafka_protocol::messages::{
-    MetadataRequest, ProduceRequest, RequestHeader, TopicName,
-};
-use fjord_protocol::kafka_protocol::protocol::{Encodable, StrBytes};
+use fjord_protocol::kafka_protocol::messages::{MetadataRequest, ProduceRequest, TopicName};
+use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::record_batch::{BatchBuilder, RecordSpec};
 
 /// Names per request.
@@ -32,20 +29,6 @@ const NAMES: usize = 1000;
 pub(crate) struct Flood {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<Result<u64>>,
-}
-
-fn frame(api_key: i16, version: i16, correlation: i32, body: &BytesMut) -> Result<Vec<u8>> {
-    let mut header = RequestHeader::default();
-    header.request_api_key = api_key;
-    header.request_api_version = version;
-    header.correlation_id = correlation;
-    let mut head = BytesMut::new();
-    header.encode(&mut head, 1)?;
-    let mut out = BytesMut::new();
-    out.put_i32(i32::try_from(head.len() + body.len())?);
-    out.extend_from_slice(&head);
-    out.extend_from_slice(body);
-    Ok(out.to_vec())
 }
 
 fn names(round: u64, kind: &str) -> Vec<TopicName> {
@@ -59,7 +42,7 @@ fn names(round: u64, kind: &str) -> Vec<TopicName> {
         .collect()
 }
 
-fn produce_frame(round: u64, records: &Bytes) -> Result<Vec<u8>> {
+fn produce_request(round: u64, records: &Bytes) -> ProduceRequest {
     let mut req = ProduceRequest::default();
     req.acks = 1;
     req.timeout_ms = 5000;
@@ -74,12 +57,10 @@ fn produce_frame(round: u64, records: &Bytes) -> Result<Vec<u8>> {
             t
         })
         .collect();
-    let mut body = BytesMut::new();
-    req.encode(&mut body, 7)?;
-    frame(0, 7, round as i32, &body)
+    req
 }
 
-fn metadata_frame(round: u64) -> Result<Vec<u8>> {
+fn metadata_request(round: u64) -> MetadataRequest {
     let mut req = MetadataRequest::default();
     req.allow_auto_topic_creation = true;
     req.topics = Some(
@@ -92,38 +73,35 @@ fn metadata_frame(round: u64) -> Result<Vec<u8>> {
             })
             .collect(),
     );
-    let mut body = BytesMut::new();
-    req.encode(&mut body, 8)?;
-    frame(3, 8, round as i32, &body)
-}
-
-fn round_trip(s: &mut TcpStream, frame: &[u8]) -> Result<()> {
-    s.write_all(frame)?;
-    let mut size = [0u8; 4];
-    s.read_exact(&mut size)?;
-    let mut body = vec![0u8; usize::try_from(i32::from_be_bytes(size))?];
-    s.read_exact(&mut body)?;
-    Ok(())
+    req
 }
 
 impl Flood {
-    /// Starts flooding `bootstrap`.
+    /// Starts flooding `bootstrap`, on a connection (and a runtime) of its own.
     pub(crate) fn start(bootstrap: &str) -> Result<Self> {
-        let mut s = TcpStream::connect(bootstrap).context("flood connection")?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let options = ConnectionOptions {
+            client_id: "fjord-bench-flood".into(),
+            ..ConnectionOptions::default()
+        };
+        let conn = runtime.block_on(Connection::connect(bootstrap, options))?;
         let mut batch = BatchBuilder::new(Compression::None, 1_000);
         batch.push(RecordSpec::value("flood"));
         let records = Bytes::from(batch.build()?);
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
-            let mut round = 0u64;
-            while !stopping.load(Ordering::Relaxed) {
-                round_trip(&mut s, &produce_frame(round, &records)?)?;
-                round_trip(&mut s, &metadata_frame(round)?)?;
-                round += 1;
-            }
-            Ok(round * 2)
+            runtime.block_on(async move {
+                let mut round = 0u64;
+                while !stopping.load(Ordering::Relaxed) {
+                    conn.request(&produce_request(round, &records), 7).await?;
+                    conn.request(&metadata_request(round), 8).await?;
+                    round += 1;
+                }
+                Ok(round * 2)
+            })
         });
         Ok(Self { stop, thread })
     }

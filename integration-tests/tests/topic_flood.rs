@@ -6,24 +6,20 @@
 //! queues at most its share and waits at most a second; creation keeps to the
 //! controller mutation quota; and Metadata answers right after.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, BytesMut};
+use fjord_client_common::connection::ConnectionOptions;
+use fjord_client_common::Connection;
 use fjord_integration_tests::{create_topic, BrokerProcess};
 use fjord_protocol::compression::Compression;
 use fjord_protocol::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use fjord_protocol::kafka_protocol::messages::produce_request::{
     PartitionProduceData, TopicProduceData,
 };
-use fjord_protocol::kafka_protocol::messages::produce_response::ProduceResponse;
-use fjord_protocol::kafka_protocol::messages::{
-    MetadataRequest, ProduceRequest, RequestHeader, TopicName,
-};
-use fjord_protocol::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use fjord_protocol::kafka_protocol::messages::{MetadataRequest, ProduceRequest, TopicName};
+use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_protocol::record_batch::{BatchBuilder, RecordSpec};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -38,23 +34,8 @@ const METADATA_REQUESTS: usize = 5;
 /// The broker's controller mutation quota in this test, partitions a second.
 const RATE: f64 = 50.0;
 
-/// A request frame: header v1 (these versions are not flexible) and `body`.
-fn frame(api_key: i16, version: i16, correlation: i32, body: &BytesMut) -> Vec<u8> {
-    let mut header = RequestHeader::default();
-    header.request_api_key = api_key;
-    header.request_api_version = version;
-    header.correlation_id = correlation;
-    let mut head = BytesMut::new();
-    header.encode(&mut head, 1).expect("header");
-    let mut frame = BytesMut::new();
-    frame.put_i32((head.len() + body.len()) as i32);
-    frame.extend_from_slice(&head);
-    frame.extend_from_slice(body);
-    frame.to_vec()
-}
-
-/// A Metadata v8 frame asking for `names`, auto-creation allowed.
-fn metadata_request(correlation: i32, names: &[String]) -> Vec<u8> {
+/// A Metadata request asking for `names`, auto-creation allowed.
+fn metadata_request(names: &[String]) -> MetadataRequest {
     let mut req = MetadataRequest::default();
     req.allow_auto_topic_creation = true;
     req.topics = Some(
@@ -67,23 +48,11 @@ fn metadata_request(correlation: i32, names: &[String]) -> Vec<u8> {
             })
             .collect(),
     );
-    let mut body = BytesMut::new();
-    req.encode(&mut body, METADATA_VERSION).expect("request");
-    frame(3, METADATA_VERSION, correlation, &body)
+    req
 }
 
-/// Sends `frame` and reads the answer's body (after the correlation id).
-fn round_trip(s: &mut TcpStream, frame: &[u8]) -> bytes::Bytes {
-    s.write_all(frame).expect("send");
-    let mut size = [0u8; 4];
-    s.read_exact(&mut size).expect("answered");
-    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
-    s.read_exact(&mut body).expect("body");
-    bytes::Bytes::from(body.split_off(4))
-}
-
-/// A Produce v7 frame naming `names`, one small batch each.
-fn flood_request(correlation: i32, names: &[String], records: &bytes::Bytes) -> Vec<u8> {
+/// A Produce request naming `names`, one small batch each.
+fn flood_request(names: &[String], records: &bytes::Bytes) -> ProduceRequest {
     let mut req = ProduceRequest::default();
     req.acks = 1;
     req.timeout_ms = 5000;
@@ -98,9 +67,7 @@ fn flood_request(correlation: i32, names: &[String], records: &bytes::Bytes) -> 
             t
         })
         .collect();
-    let mut body = BytesMut::new();
-    req.encode(&mut body, PRODUCE_VERSION).expect("request");
-    frame(0, PRODUCE_VERSION, correlation, &body)
+    req
 }
 
 /// What the flood saw.
@@ -114,11 +81,12 @@ struct Flooded {
     slowest_metadata: Duration,
 }
 
-/// Sends the flood on one connection, each request answered before the next.
-fn flood(bootstrap: &str) -> Flooded {
-    let mut s = TcpStream::connect(bootstrap).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
+/// Sends the flood on one connection (Fjord's client connection), each request
+/// answered before the next.
+async fn flood(bootstrap: &str) -> Flooded {
+    let conn = Connection::connect(bootstrap, ConnectionOptions::default())
+        .await
+        .expect("connect");
     let mut batch = BatchBuilder::new(Compression::None, 1_000);
     batch.push(RecordSpec::value("flood"));
     let records = bytes::Bytes::from(batch.build().expect("batch"));
@@ -128,9 +96,11 @@ fn flood(bootstrap: &str) -> Flooded {
             .map(|i| format!("flood-{}-{r}-{i}", std::process::id()))
             .collect();
         let started = Instant::now();
-        let mut buf = round_trip(&mut s, &flood_request(r as i32, &names, &records));
+        let resp = conn
+            .request(&flood_request(&names, &records), PRODUCE_VERSION)
+            .await
+            .expect("produce answered");
         slowest = slowest.max(started.elapsed());
-        let resp = ProduceResponse::decode(&mut buf, PRODUCE_VERSION).expect("decode");
         unknown += resp
             .responses
             .iter()
@@ -144,7 +114,9 @@ fn flood(bootstrap: &str) -> Flooded {
             .map(|i| format!("auto-{}-{r}-{i}", std::process::id()))
             .collect();
         let started = Instant::now();
-        round_trip(&mut s, &metadata_request(1000 + r as i32, &names));
+        conn.request(&metadata_request(&names), METADATA_VERSION)
+            .await
+            .expect("metadata answered");
         slowest_metadata = slowest_metadata.max(started.elapsed());
     }
     Flooded {
@@ -190,9 +162,7 @@ async fn a_flood_of_new_topic_names_stalls_no_other_client() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let bootstrap = b.bootstrap.clone();
     let started = Instant::now();
-    let flooded = tokio::task::spawn_blocking(move || flood(&bootstrap))
-        .await
-        .expect("flood");
+    let flooded = flood(&bootstrap).await;
     let flood_time = started.elapsed();
     eprintln!("flood in {flood_time:?}: {flooded:?}");
     // Every name was new: all answered unknown by Produce, at once (a liveness bound:

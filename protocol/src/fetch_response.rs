@@ -22,7 +22,7 @@ use std::ops::RangeInclusive;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::varint::put_unsigned_varint;
+use crate::varint::{put_length, put_string};
 
 /// The versions [`encode`] writes (12 is the first flexible one).
 pub const VERSIONS: RangeInclusive<i16> = 4..=12;
@@ -60,15 +60,6 @@ pub enum Piece {
     },
 }
 
-/// Writes a length the flexible way (unsigned varint of n + 1) or as an i32.
-fn put_len(buf: &mut BytesMut, n: usize, flexible: bool) {
-    if flexible {
-        put_unsigned_varint(buf, n as u64 + 1);
-    } else {
-        buf.put_i32(i32::try_from(n).unwrap_or(i32::MAX));
-    }
-}
-
 fn put_partition(buf: &mut BytesMut, version: i16, p: &PartitionHead) {
     let flexible = version >= 12;
     buf.put_i32(p.index);
@@ -86,7 +77,7 @@ fn put_partition(buf: &mut BytesMut, version: i16, p: &PartitionHead) {
     if version >= 11 {
         buf.put_i32(-1); // preferred_read_replica
     }
-    put_len(
+    put_length(
         buf,
         usize::try_from(p.records_len).unwrap_or(usize::MAX),
         flexible,
@@ -114,15 +105,10 @@ pub fn encode(
         buf.put_i16(0);
         buf.put_i32(0); // session_id: sessions not kept
     }
-    put_len(&mut buf, topics.len(), flexible);
+    put_length(&mut buf, topics.len(), flexible);
     for (t, (name, partitions)) in topics.iter().enumerate() {
-        if flexible {
-            put_len(&mut buf, name.len(), true);
-        } else {
-            buf.put_i16(i16::try_from(name.len()).unwrap_or(i16::MAX));
-        }
-        buf.put_slice(name.as_bytes());
-        put_len(&mut buf, partitions.len(), flexible);
+        put_string(&mut buf, name, flexible);
+        put_length(&mut buf, partitions.len(), flexible);
         for (i, p) in partitions.iter().enumerate() {
             put_partition(&mut buf, version, p);
             if p.records_len > 0 {

@@ -7,7 +7,7 @@ use std::ops::RangeInclusive;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::varint::put_unsigned_varint as put_uvarint;
+use crate::varint::{put_length, put_string, put_unsigned_varint as put_uvarint};
 
 /// The Produce API key.
 const PRODUCE: i16 = 0;
@@ -32,23 +32,6 @@ pub struct EncodedRequest {
     pub head: BytesMut,
     /// The rest: batches and the small pieces between them.
     pub tail: Vec<Bytes>,
-}
-
-fn put_string(buf: &mut BytesMut, s: &str, flexible: bool) {
-    if flexible {
-        put_uvarint(buf, s.len() as u64 + 1);
-    } else {
-        buf.put_i16(i16::try_from(s.len()).unwrap_or(i16::MAX));
-    }
-    buf.put_slice(s.as_bytes());
-}
-
-fn put_array_len(buf: &mut BytesMut, n: usize, flexible: bool) {
-    if flexible {
-        put_uvarint(buf, n as u64 + 1);
-    } else {
-        buf.put_i32(i32::try_from(n).unwrap_or(i32::MAX));
-    }
 }
 
 /// Encodes a Produce request at `version` (3 to 9; 9 is the first flexible one) for
@@ -78,11 +61,11 @@ pub fn encode(
     }
     cur.put_i16(acks);
     cur.put_i32(timeout_ms);
-    put_array_len(&mut cur, topics.len(), flexible);
+    put_length(&mut cur, topics.len(), flexible);
     let mut head: Option<BytesMut> = None;
     for (name, partitions) in topics {
         put_string(&mut cur, name, flexible);
-        put_array_len(&mut cur, partitions.len(), flexible);
+        put_length(&mut cur, partitions.len(), flexible);
         for p in partitions {
             cur.put_i32(p.partition);
             if flexible {

@@ -86,6 +86,29 @@ pub fn put_varint_bytes(out: &mut impl bytes::BufMut, bytes: Option<&[u8]>) {
     }
 }
 
+/// Writes an array or string length of a request or response: in flexible versions an
+/// unsigned varint of `n + 1` (COMPACT_*), else an i32.
+pub fn put_length(out: &mut impl bytes::BufMut, n: usize, flexible: bool) {
+    if flexible {
+        put_unsigned_varint(out, n as u64 + 1);
+    } else {
+        out.put_i32(i32::try_from(n).unwrap_or(i32::MAX));
+    }
+}
+
+/// Writes a non-null string of a request or response: COMPACT_STRING in flexible
+/// versions, else STRING (i16 length). Longer than a STRING can say (32,767 bytes), it
+/// is cut there, prefix and bytes alike.
+pub fn put_string(out: &mut impl bytes::BufMut, s: &str, flexible: bool) {
+    let bytes = &s.as_bytes()[..s.len().min(i16::MAX as usize)];
+    if flexible {
+        put_unsigned_varint(out, bytes.len() as u64 + 1);
+    } else {
+        out.put_i16(bytes.len() as i16);
+    }
+    out.put_slice(bytes);
+}
+
 /// Appends `value` as an unsigned LEB128 varint (used for the COMPACT_* length prefixes).
 pub fn write_unsigned_varint(out: &mut Vec<u8>, value: u64) {
     put_unsigned_varint(out, value);
