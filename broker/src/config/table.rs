@@ -38,6 +38,7 @@ pub const COMPRESSION_TYPES: &[&str] =
 /// Cleanup policies Kafka defines; `compact` is refused until Fjord compacts.
 pub const CLEANUP_POLICIES: &[&str] = &["delete", "compact"];
 
+/// A broker setting that needs a restart.
 const fn broker(
     name: &'static str,
     kind: Kind,
@@ -54,6 +55,8 @@ const fn broker(
     }
 }
 
+/// A broker setting that is the default of topic config `topic` (dynamic, as Kafka's
+/// cluster-wide log configs are).
 const fn topic_default(
     name: &'static str,
     topic: &'static str,
@@ -62,12 +65,9 @@ const fn topic_default(
     doc: &'static str,
 ) -> Setting {
     Setting {
-        name,
-        kind,
-        default,
         dynamic: true,
         topic: Some(topic),
-        doc,
+        ..broker(name, kind, default, doc)
     }
 }
 

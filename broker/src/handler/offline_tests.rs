@@ -82,6 +82,18 @@ fn faulty_broker_with(
     Arc::new(Broker::open_with_io(config, Io::new(fault.clone())).expect("broker"))
 }
 
+/// Base offsets of the batches stored in partition 0 of `topic`, every one valid.
+fn stored_offsets(broker: &Broker, topic: &str) -> Vec<i64> {
+    let topic = broker.topic(topic).expect("the topic exists");
+    let bytes = topic.partitions[0]
+        .read()
+        .read_to_vec(0, 1 << 20)
+        .expect("read");
+    fjord_protocol::record_batch::batches(&bytes)
+        .map(|b| b.expect("only valid batches").0.base_offset)
+        .collect()
+}
+
 fn one_record(value: &str) -> Bytes {
     let mut batch = BatchBuilder::new(Compression::None, 1_000);
     batch.push(RecordSpec::value(value));
@@ -178,14 +190,7 @@ async fn a_full_disk_fails_the_produce_and_appends_resume_once_space_is_back() {
     // Space is back: the next offset follows the last acknowledged one, no gap, no torn
     // bytes in between.
     assert_eq!(produce_to(&broker, "t", -1, &one_record("b")).await, (0, 1));
-    let log = broker.topic("t").expect("t").partitions[0]
-        .read()
-        .read_to_vec(0, 1 << 20);
-    let bytes = log.expect("read");
-    let values: Vec<i64> = fjord_protocol::record_batch::batches(&bytes)
-        .map(|b| b.expect("valid batch").0.base_offset)
-        .collect();
-    assert_eq!(values, vec![0, 1]);
+    assert_eq!(stored_offsets(&broker, "t"), vec![0, 1]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,14 +212,7 @@ async fn a_power_loss_after_acks_all_produces_loses_none_of_them() {
     drop(broker);
     fault.power_loss(Torn::Pages(1)).expect("power loss");
     let broker = faulty_broker(dir.path(), &fault);
-    let topic = broker.topic("t").expect("the topic survives");
-    let bytes = topic.partitions[0]
-        .read()
-        .read_to_vec(0, 1 << 20)
-        .expect("read");
-    let offsets: Vec<i64> = fjord_protocol::record_batch::batches(&bytes)
-        .map(|b| b.expect("only valid batches").0.base_offset)
-        .collect();
+    let offsets = stored_offsets(&broker, "t");
     for offset in acked {
         assert!(
             offsets.contains(&offset),

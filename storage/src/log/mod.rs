@@ -77,6 +77,12 @@ pub struct Log {
     hot: HotWindow,
 }
 
+/// KIP-74: the response's first partition with data gets its first batch whole, past
+/// its limit if need be (a consumer always makes progress); a later one only what fits.
+fn fits_fetch(first: bool, region: &FileRegion, max_bytes: u64) -> bool {
+    first || region.len <= max_bytes
+}
+
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -264,11 +270,18 @@ impl Log {
         if reads && (from < base || from < self.hot.floor) {
             return None;
         }
-        let (end, found) =
-            active.try_read_open(from, if reads { max_bytes } else { 0 }, reads && first)?;
-        let result = self
-            .check_fetch_offset(from, end)
-            .and_then(|()| found.map(|region| region.map(|(r, _)| r).into_iter().collect()));
+        // As in `read_for_fetch`: the first batch is read whole, then kept only if the
+        // fetch rules let it through.
+        let (end, found) = active.try_read_open(from, if reads { max_bytes } else { 0 }, reads)?;
+        let result = self.check_fetch_offset(from, end).and_then(|()| {
+            found.map(|region| {
+                region
+                    .map(|(r, _)| r)
+                    .filter(|r| fits_fetch(first, r, max_bytes))
+                    .into_iter()
+                    .collect()
+            })
+        });
         Some((end, result))
     }
 
@@ -590,9 +603,11 @@ impl Log {
                 }
             }
         }
-        // KIP-74: only the first partition may exceed its limit (the first region is
-        // the only one that can).
-        if !first && regions.first().is_some_and(|r| r.len > max_bytes) {
+        // The first region is the only one that can exceed the limit.
+        if regions
+            .first()
+            .is_some_and(|r| !fits_fetch(first, r, max_bytes))
+        {
             regions.clear();
         }
         Ok(regions)
