@@ -135,18 +135,15 @@ fn saved_flag(key: &str, value: &str) -> bool {
 }
 
 impl BrokerConfig {
-    /// The listener a connection came in on (index into [`BrokerConfig::listeners`]);
-    /// the first when out of range.
-    pub fn listener(&self, index: usize) -> &Listener {
+    /// Host and port clients that came in on listener `index` (into
+    /// [`BrokerConfig::listeners`]) are told to use; the first listener's when out of
+    /// range. Loading guarantees at least one listener.
+    pub fn advertised(&self, index: usize) -> (String, u16) {
         self.listeners
             .get(index)
             .or_else(|| self.listeners.first())
-            .expect("a config always has at least one listener")
-    }
-
-    /// Host and port clients that came in on listener `index` are told to use.
-    pub fn advertised(&self, index: usize) -> (String, u16) {
-        self.listener(index).advertised.clone()
+            .map(|l| l.advertised.clone())
+            .unwrap_or_default()
     }
 
     /// A topic config's effective value: the override, else the broker's dynamic
