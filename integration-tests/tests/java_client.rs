@@ -13,7 +13,12 @@ use fjord_integration_tests::BrokerProcess;
 
 #[test]
 fn the_java_client_passes_its_tests_against_fjord() {
-    let broker = BrokerProcess::start(&["group.initial.rebalance.delay.ms=0"]);
+    // A low controller mutation quota for QuotaTest; each other test creates a few
+    // partitions per client id, well under it.
+    let broker = BrokerProcess::start(&[
+        "group.initial.rebalance.delay.ms=0",
+        "fjord.controller.mutation.rate=20",
+    ]);
     let module = format!("{}/java", env!("CARGO_MANIFEST_DIR"));
     // Reports of an earlier run must not stand in for this one's.
     let _ = std::fs::remove_dir_all(format!("{module}/target/surefire-reports"));
@@ -42,6 +47,7 @@ fn the_java_client_passes_its_tests_against_fjord() {
         "dev.fjord.ProduceConsumeTest",
         "dev.fjord.AdminTest",
         "dev.fjord.GroupsAndOffsetsTest",
+        "dev.fjord.QuotaTest",
     ] {
         assert!(
             reports.contains(&format!("Test set: {class}")),
