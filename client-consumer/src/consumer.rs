@@ -16,7 +16,6 @@ use crate::cluster::Cluster;
 use crate::config::ConsumerConfig;
 use crate::error::ConsumeError;
 use crate::group::{self, Membership};
-use crate::offsets;
 use crate::partition::Assignment;
 use crate::record::{ConsumerRecord, TopicPartition};
 
@@ -316,8 +315,7 @@ impl Consumer {
             .group_id
             .clone()
             .ok_or(ConsumeError::NoGroup)?;
-        let conn = group::coordinator(&self.inner, &group).await?;
-        offsets::fetch_committed(&conn, &group, tps).await
+        group::committed_offsets(&self.inner, &group, tps).await
     }
 
     /// Commits (with `enable.auto.commit`), leaves the group and stops every task.

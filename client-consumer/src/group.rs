@@ -59,7 +59,19 @@ fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }
 
+/// Whether a group error says the coordinator is still loading, not yet available (Apache
+/// Kafka answers so while it creates `__consumer_offsets`) or elsewhere: the request is
+/// tried again, after finding the coordinator again, as the Java client does.
+pub(crate) fn coordinator_not_ready(code: i16) -> bool {
+    matches!(
+        code,
+        NOT_COORDINATOR | COORDINATOR_NOT_AVAILABLE | COORDINATOR_LOAD_IN_PROGRESS
+    )
+}
+
 /// The group coordinator's connection (found with FindCoordinator, kept until it fails).
+/// A coordinator that is not ready yet is asked again, backing off from
+/// `retry.backoff.ms` to 1 s, for up to `request.timeout.ms`.
 pub(crate) async fn coordinator(
     inner: &Arc<Inner>,
     group: &str,
@@ -70,21 +82,58 @@ pub(crate) async fn coordinator(
             return Ok(c.clone());
         }
     }
+    let deadline = Instant::now() + inner.config.request_timeout;
+    let mut backoff = inner.config.retry_backoff;
+    loop {
+        match find_coordinator(inner, group).await {
+            Err(ConsumeError::Group { code, .. })
+                if coordinator_not_ready(code) && Instant::now() + backoff < deadline =>
+            {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            found => return found,
+        }
+    }
+}
+
+async fn find_coordinator(inner: &Arc<Inner>, group: &str) -> Result<Connection, ConsumeError> {
     let any = inner.cluster.any().await?;
     let version = any.version(ApiKey::FindCoordinator, 0, 3)?;
     let mut req = FindCoordinatorRequest::default();
     req.key = s(group);
     let resp = any.request(&req, version).await?;
     if resp.error_code != 0 {
-        return Err(ConsumeError::Group {
-            code: resp.error_code,
-            name: kafka_error_name(resp.error_code),
-        });
+        return Err(group_error(resp.error_code));
     }
     let addr = format!("{}:{}", resp.host, resp.port);
     let conn = inner.cluster.node_at(resp.node_id.0, &addr).await?;
     inner.membership.lock().await.coordinator = Some(conn.clone());
     Ok(conn)
+}
+
+/// The group's committed offsets for `tps` (`None` where there is none), from its
+/// coordinator, asked again while the coordinator is not ready (see [`coordinator`]).
+pub(crate) async fn committed_offsets(
+    inner: &Arc<Inner>,
+    group: &str,
+    tps: &[TopicPartition],
+) -> Result<HashMap<TopicPartition, Option<i64>>, ConsumeError> {
+    let deadline = Instant::now() + inner.config.request_timeout;
+    let mut backoff = inner.config.retry_backoff;
+    loop {
+        let conn = coordinator(inner, group).await?;
+        match crate::offsets::fetch_committed(&conn, group, tps).await {
+            Err(ConsumeError::Group { code, .. })
+                if coordinator_not_ready(code) && Instant::now() + backoff < deadline =>
+            {
+                forget_coordinator(inner).await;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            fetched => return fetched,
+        }
+    }
 }
 
 async fn forget_coordinator(inner: &Arc<Inner>) {

@@ -78,9 +78,8 @@ impl Inner {
         }
         let mut committed = HashMap::new();
         if let Some(group) = &self.config.group_id {
-            let conn = group::coordinator(self, group).await?;
             let tps: Vec<TopicPartition> = unknown.iter().map(|p| p.tp.clone()).collect();
-            committed = offsets::fetch_committed(&conn, group, &tps).await?;
+            committed = group::committed_offsets(self, group, &tps).await?;
         }
         let mut to_reset = Vec::new();
         for p in &unknown {
