@@ -41,6 +41,18 @@ pub(crate) fn loopback_bytes_per_sec(total: u64) -> Result<f64> {
 
 /// CPU seconds (user + system) of process `pid` from /proc.
 pub(crate) fn process_cpu_seconds(pid: u32) -> f64 {
+    stat_ticks(pid, [11, 12]) / 100.0
+}
+
+/// CPU seconds (user + system) of the finished children process `pid` has waited for:
+/// the Java client tools the bench runs, and what they ran.
+pub(crate) fn children_cpu_seconds(pid: u32) -> f64 {
+    stat_ticks(pid, [13, 14]) / 100.0
+}
+
+/// The sum of two clock-tick fields of `/proc/PID/stat`, counted after the command name
+/// (0 is the state field; 11 and 12 are utime and stime, 13 and 14 cutime and cstime).
+fn stat_ticks(pid: u32, at: [usize; 2]) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat
         .rsplit(')')
@@ -54,7 +66,7 @@ pub(crate) fn process_cpu_seconds(pid: u32) -> f64 {
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    (ticks(11) + ticks(12)) / 100.0
+    at.iter().map(|&i| ticks(i)).sum()
 }
 
 /// Bytes/s of sequential 1 MiB `write`s to a new file in the working directory (the page

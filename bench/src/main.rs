@@ -17,6 +17,7 @@
 mod broker;
 mod fjord_client;
 mod flood;
+mod java_client;
 mod latency;
 mod limits;
 mod options;

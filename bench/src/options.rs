@@ -21,7 +21,13 @@ Commands:
 Flags (defaults in brackets):
   --bootstrap HOST:PORT   broker to use, or --spawn-broker to start a fresh one
   --spawn-broker          start target/release/fjord (or $FJORD_BIN) in a temp dir
-  --client fjord|rdkafka  Fjord's own clients or librdkafka [fjord]
+  --spawn-peer kafka      start Apache Kafka's broker instead (bench/peers/kafka.sh, from
+                          Maven Central; Kafka's defaults, 1 GiB heap), stopped at the end
+  --broker-pid PID        with --bootstrap: the broker's process, to report its CPU and RSS
+  --client fjord|rdkafka|java
+                          Fjord's own clients, librdkafka, or Apache Kafka's Java client
+                          (kafka-tools' ProducerPerformance and ConsumerPerformance, and
+                          bench/peers/java/E2eLatency.java for e2e) [fjord]
   --topic NAME            [fjord-bench]
   --records N             [2000000]
   --record-size BYTES     [100]
@@ -39,7 +45,8 @@ Flags (defaults in brackets):
   --json                  one JSON object on stdout, no progress line
   --property K=V          setting of the measured client, applied last (repeatable;
                           e2e: both clients; consume: not the producer that loads)
-  --broker-set K=V        setting for --spawn-broker (repeatable)
+  --broker-set K=V        setting for --spawn-broker or --spawn-peer, by Kafka's name
+                          (repeatable)
   --out DIR               where sweep writes [bench-results]
   --quick                 storage: every size 16x smaller
   --flood                 produce, e2e: another client floods the broker meanwhile with
@@ -74,6 +81,10 @@ pub(crate) struct Options {
     pub(crate) command: String,
     pub(crate) bootstrap: Option<String>,
     pub(crate) spawn_broker: bool,
+    /// `--spawn-peer kafka`: Apache Kafka's broker instead of Fjord's.
+    pub(crate) spawn_peer: Option<String>,
+    /// `--broker-pid`: the `--bootstrap` broker's process, to measure.
+    pub(crate) broker_pid: Option<u32>,
     pub(crate) topic: String,
     pub(crate) records: u64,
     pub(crate) record_size: usize,
@@ -84,7 +95,7 @@ pub(crate) struct Options {
     pub(crate) acks: String,
     pub(crate) linger_ms: u64,
     pub(crate) batch_size: usize,
-    /// `fjord` (Fjord's own clients) or `rdkafka` (librdkafka).
+    /// `fjord` (Fjord's own clients), `rdkafka` (librdkafka) or `java` (Kafka's).
     pub(crate) client: String,
     /// Target records/s (`--rate`, 0: as fast as possible).
     pub(crate) rate: u64,
@@ -112,6 +123,8 @@ impl Default for Options {
             command: "limits".into(),
             bootstrap: None,
             spawn_broker: false,
+            spawn_peer: None,
+            broker_pid: None,
             topic: "fjord-bench".into(),
             records: 2_000_000,
             record_size: 100,
@@ -183,6 +196,13 @@ impl Options {
             let value = it.next().with_context(|| format!("{flag} needs a value"))?;
             match flag.as_str() {
                 "--bootstrap" => o.bootstrap = Some(value),
+                "--spawn-peer" => {
+                    if value != "kafka" {
+                        bail!("--spawn-peer is kafka");
+                    }
+                    o.spawn_peer = Some(value);
+                }
+                "--broker-pid" => o.broker_pid = Some(value.parse()?),
                 "--topic" => o.topic = value,
                 "--records" => o.records = value.parse()?,
                 "--record-size" => o.record_size = value.parse()?,
@@ -206,8 +226,8 @@ impl Options {
                 "--only" => o.only.push(value),
                 "--dir" => o.dir = value,
                 "--client" => {
-                    if !matches!(value.as_str(), "fjord" | "rdkafka") {
-                        bail!("--client is fjord or rdkafka");
+                    if !matches!(value.as_str(), "fjord" | "rdkafka" | "java") {
+                        bail!("--client is fjord, rdkafka or java");
                     }
                     o.client = value;
                 }
@@ -229,8 +249,13 @@ impl Options {
             bail!("--partitions must be at least 1");
         }
         let needs_broker = matches!(o.command.as_str(), "produce" | "consume" | "e2e" | "sweep");
-        if needs_broker && o.bootstrap.is_none() && !o.spawn_broker {
-            bail!("give --bootstrap HOST:PORT or --spawn-broker");
+        if needs_broker && o.bootstrap.is_none() && !o.spawn_broker && o.spawn_peer.is_none() {
+            bail!("give --bootstrap HOST:PORT, --spawn-broker or --spawn-peer kafka");
+        }
+        if o.spawn_broker && o.spawn_peer.is_some() {
+            bail!(
+                "--spawn-broker and --spawn-peer exclude each other: run them one after the other"
+            );
         }
         Ok(o)
     }

@@ -19,7 +19,11 @@ pub(crate) struct Report {
     /// (name of the limit, its bytes/s).
     pub(crate) limit: Option<(&'static str, f64)>,
     pub(crate) client_cpu_s: f64,
+    /// `fjord`, `kafka` or `external`.
+    pub(crate) broker: &'static str,
     pub(crate) broker_cpu_s: Option<f64>,
+    /// The broker process's peak resident set at the end of the run (`VmHWM`).
+    pub(crate) broker_peak_rss_bytes: Option<u64>,
 }
 
 impl Report {
@@ -54,8 +58,9 @@ impl Report {
             },
         );
         format!(
-            "{{\"command\":\"{}\",\"client\":\"{}\",\"records\":{},\"record_size\":{},\"partitions\":{},\"partitioner\":\"{}\",\"compression\":\"{}\",\"records_per_sec\":{},\"mb_per_sec\":{},\"latency_ms\":{},\"limit\":{},\"limit_mb_per_sec\":{},\"limit_ratio\":{},\"client_cpu_s_per_gb\":{},\"broker_cpu_s_per_gb\":{}}}",
+            "{{\"command\":\"{}\",\"broker\":\"{}\",\"client\":\"{}\",\"records\":{},\"record_size\":{},\"partitions\":{},\"partitioner\":\"{}\",\"compression\":\"{}\",\"records_per_sec\":{},\"mb_per_sec\":{},\"latency_ms\":{},\"limit\":{},\"limit_mb_per_sec\":{},\"limit_ratio\":{},\"client_cpu_s_per_gb\":{},\"broker_cpu_s_per_gb\":{},\"broker_peak_rss_mb\":{}}}",
             self.command,
+            self.broker,
             self.client,
             self.records,
             self.record_size,
@@ -70,15 +75,17 @@ impl Report {
             self.limit_ratio().map_or("null".to_string(), num),
             num(self.client_cpu_s / self.gb()),
             self.broker_cpu_s.map_or("null".to_string(), |b| num(b / self.gb())),
+            self.broker_peak_rss_bytes.map_or("null".to_string(), |b| num(b as f64 / 1e6)),
         )
     }
 
     /// The human table.
     pub(crate) fn table(&self) -> String {
         let mut out = format!(
-            "{} ({}): {} records of {} B, {} partition(s) ({} partitioner), compression {}\n",
+            "{} ({} client, {} broker): {} records of {} B, {} partition(s) ({} partitioner), compression {}\n",
             self.command,
             self.client,
+            self.broker,
             self.records,
             self.record_size,
             self.partitions,
@@ -109,6 +116,9 @@ impl Report {
         );
         if let Some(b) = self.broker_cpu_s {
             out += &format!("  broker CPU s/GB    {:>12.2}\n", b / self.gb());
+        }
+        if let Some(b) = self.broker_peak_rss_bytes {
+            out += &format!("  broker peak RSS MB {:>12.1}\n", b as f64 / 1e6);
         }
         out
     }

@@ -4,10 +4,10 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use plotters::prelude::*;
 
-use crate::broker::SpawnedBroker;
+use crate::broker::Broker;
 use crate::latency::Samples;
 use crate::options::Options;
 use crate::report::Report;
@@ -28,12 +28,7 @@ struct Point {
     report: Report,
 }
 
-fn measure(
-    bootstrap: &str,
-    base: &Options,
-    o: Options,
-    broker: Option<&SpawnedBroker>,
-) -> Result<Report> {
+fn measure(bootstrap: &str, base: &Options, o: Options, broker: &Broker) -> Result<Report> {
     ensure_topic(bootstrap, &o.topic, o.partitions)?;
     let mut o = o;
     o.json = true; // no progress lines inside a sweep
@@ -56,17 +51,9 @@ fn measure(
 }
 
 pub(crate) fn run(base: &Options) -> Result<()> {
-    let spawned = if base.spawn_broker {
-        Some(SpawnedBroker::start(&base.broker_settings)?)
-    } else {
-        None
-    };
-    let bootstrap = spawned
-        .as_ref()
-        .map(|b| b.bootstrap.clone())
-        .or_else(|| base.bootstrap.clone())
-        .context("bootstrap")?;
-    let broker = spawned.as_ref();
+    let spawned = Broker::for_options(base)?;
+    let bootstrap = spawned.bootstrap.clone();
+    let broker = &spawned;
     let mut points = Vec::new();
     for client in CLIENTS {
         for &size in SIZES {

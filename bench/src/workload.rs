@@ -4,13 +4,16 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
-use crate::broker::SpawnedBroker;
-use crate::latency::Samples;
-use crate::limits::{file_write_bytes_per_sec, loopback_bytes_per_sec, process_cpu_seconds};
+use crate::broker::Broker;
+use crate::latency::{Percentiles, Samples};
+use crate::limits::{
+    children_cpu_seconds, file_write_bytes_per_sec, loopback_bytes_per_sec, process_cpu_seconds,
+};
 use crate::options::Options;
 use crate::progress::Progress;
 use crate::report::Report;
@@ -21,6 +24,8 @@ pub(crate) struct Outcome {
     pub(crate) records: u64,
     pub(crate) bytes: u64,
     pub(crate) elapsed: Duration,
+    /// Latency the client measured itself (the Java tools), instead of the samples.
+    pub(crate) latency: Option<Percentiles>,
 }
 
 impl Outcome {
@@ -29,6 +34,7 @@ impl Outcome {
             records,
             bytes: records * record_size as u64,
             elapsed,
+            latency: None,
         }
     }
 
@@ -66,6 +72,11 @@ pub(crate) fn payload(size: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Partitions Apache Kafka's KRaft controller creates in one request: an operation may
+/// write at most 10,000 metadata records (one per partition, plus the topic's), and more
+/// is refused with POLICY_VIOLATION. A larger topic is created at this size and grown.
+const KRAFT_PARTITIONS_PER_REQUEST: i32 = 5000;
+
 /// Creates `topic` with `partitions` partitions. An existing one is used as it is if it
 /// has that many: with another count, records the client's partitioner places would go
 /// where the bench's consumers do not read.
@@ -77,32 +88,80 @@ pub(crate) fn ensure_topic(bootstrap: &str, topic: &str, partitions: i32) -> Res
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let name = topic;
-        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(120)));
-        let result = admin.create_topics(&[topic], &options).await?;
-        match &result[0] {
-            Ok(_) => Ok(()),
-            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {
-                let metadata = admin
-                    .inner()
-                    .fetch_metadata(Some(name), Duration::from_secs(30))?;
-                let has = metadata
-                    .topics()
-                    .iter()
-                    .find(|t| t.name() == name)
-                    .map_or(0, |t| t.partitions().len());
+        match create(&admin, &options, topic, partitions).await? {
+            Ok(()) => Ok(()),
+            Err(RDKafkaErrorCode::PolicyViolation) if partitions > KRAFT_PARTITIONS_PER_REQUEST => {
+                create_in_steps(&admin, &options, topic, partitions).await
+            }
+            Err(RDKafkaErrorCode::TopicAlreadyExists) => {
+                let has = partition_count(&admin, topic)?;
                 if has != partitions as usize {
                     anyhow::bail!(
-                        "topic {} exists with {has} partitions, not --partitions {partitions}: delete it or choose another --topic",
-                        name
+                        "topic {topic} exists with {has} partitions, not --partitions {partitions}: delete it or choose another --topic"
                     );
                 }
                 Ok(())
             }
-            Err((t, e)) => anyhow::bail!("create topic {t}: {e}"),
+            Err(e) => anyhow::bail!("create topic {topic}: {e}"),
         }
     })
+}
+
+/// One CreateTopics request: the broker's answer for `topic`.
+async fn create(
+    admin: &AdminClient<DefaultClientContext>,
+    options: &AdminOptions,
+    topic: &str,
+    partitions: i32,
+) -> Result<std::result::Result<(), RDKafkaErrorCode>> {
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let result = admin.create_topics(&[new], options).await?;
+    Ok(match result.first() {
+        Some(Ok(_)) => Ok(()),
+        Some(Err((_, code))) => Err(*code),
+        None => anyhow::bail!("no answer for {topic}"),
+    })
+}
+
+/// Creates `topic` with [`KRAFT_PARTITIONS_PER_REQUEST`] partitions and grows it to
+/// `partitions` in steps of that size, waiting out a throttle (Fjord's controller
+/// mutation quota, KIP-599) between steps.
+async fn create_in_steps(
+    admin: &AdminClient<DefaultClientContext>,
+    options: &AdminOptions,
+    topic: &str,
+    partitions: i32,
+) -> Result<()> {
+    if let Err(e) = create(admin, options, topic, KRAFT_PARTITIONS_PER_REQUEST).await? {
+        anyhow::bail!("create topic {topic}: {e}");
+    }
+    let mut has = KRAFT_PARTITIONS_PER_REQUEST;
+    while has < partitions {
+        let next = (has + KRAFT_PARTITIONS_PER_REQUEST).min(partitions);
+        let grow = NewPartitions::new(topic, next as usize);
+        let result = admin.create_partitions(&[grow], options).await?;
+        match result.first() {
+            Some(Ok(_)) => has = next,
+            Some(Err((_, RDKafkaErrorCode::ThrottlingQuotaExceeded))) => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Some(Err((_, e))) => anyhow::bail!("grow topic {topic} to {next} partitions: {e}"),
+            None => anyhow::bail!("no answer for {topic}"),
+        }
+    }
+    Ok(())
+}
+
+fn partition_count(admin: &AdminClient<DefaultClientContext>, topic: &str) -> Result<usize> {
+    let metadata = admin
+        .inner()
+        .fetch_metadata(Some(topic), Duration::from_secs(30))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map_or(0, |t| t.partitions().len()))
 }
 
 /// Deletes `topic` (sweep points clean up after themselves: 10,000 partitions hold
@@ -125,15 +184,17 @@ pub(crate) fn run_one(
     bootstrap: &str,
     o: &Options,
     samples: &Samples,
-    broker: Option<&SpawnedBroker>,
+    broker: &Broker,
 ) -> Result<Report> {
     let me = std::process::id();
-    let cpu0 = process_cpu_seconds(me);
-    let broker_cpu0 = broker.map(SpawnedBroker::cpu_seconds);
+    let cpu0 = process_cpu_seconds(me) + children_cpu_seconds(me);
+    let broker_cpu0 = broker.cpu_seconds();
     let progress = Progress::start(&o.command, o.records, o.record_size, o.json);
     let value = payload(o.record_size);
     let fjord = o.client == "fjord";
+    let java = o.client == "java";
     let outcome = match o.command.as_str() {
+        _ if java => crate::java_client::run(bootstrap, o)?,
         "produce" if fjord => {
             crate::fjord_client::produce(bootstrap, o, &value, samples, &progress)?
         }
@@ -156,25 +217,19 @@ pub(crate) fn run_one(
         compression: o.compression.clone(),
         records_per_sec: rps,
         bytes_per_sec: bps,
-        latency: samples.percentiles(),
+        latency: outcome.latency.or_else(|| samples.percentiles()),
         limit: None,
-        client_cpu_s: process_cpu_seconds(me) - cpu0,
-        broker_cpu_s: broker.zip(broker_cpu0).map(|(b, c0)| b.cpu_seconds() - c0),
+        client_cpu_s: process_cpu_seconds(me) + children_cpu_seconds(me) - cpu0,
+        broker: broker.name,
+        broker_cpu_s: broker.cpu_seconds().zip(broker_cpu0).map(|(b, b0)| b - b0),
+        broker_peak_rss_bytes: broker.peak_rss_bytes(),
     })
 }
 
 /// `produce`, `consume` or `e2e`, start to finish.
 pub(crate) fn run(o: &Options) -> Result<()> {
-    let spawned = if o.spawn_broker {
-        Some(SpawnedBroker::start(&o.broker_settings)?)
-    } else {
-        None
-    };
-    let bootstrap = spawned
-        .as_ref()
-        .map(|b| b.bootstrap.clone())
-        .or_else(|| o.bootstrap.clone())
-        .context("bootstrap")?;
+    let broker = Broker::for_options(o)?;
+    let bootstrap = broker.bootstrap.clone();
     let mut o = o.clone();
     if o.command == "e2e" {
         // A fresh topic: e2e reads from the beginning and must see only its own records.
@@ -198,15 +253,16 @@ pub(crate) fn run(o: &Options) -> Result<()> {
         }
         _ => None,
     };
-    if o.command == "consume" && o.spawn_broker {
-        run_one(&bootstrap, &loader(&o), &Samples::default(), None).context("loading the topic")?;
+    if o.command == "consume" && (o.spawn_broker || o.spawn_peer.is_some()) {
+        run_one(&bootstrap, &loader(&o), &Samples::default(), &broker)
+            .context("loading the topic")?;
     }
     let samples = Samples::default();
     let flood = o
         .flood
         .then(|| crate::flood::Flood::start(&bootstrap))
         .transpose()?;
-    let mut report = run_one(&bootstrap, &o, &samples, spawned.as_ref())?;
+    let mut report = run_one(&bootstrap, &o, &samples, &broker)?;
     if let Some(flood) = flood {
         let sent = flood.stop()?;
         if !o.json {
