@@ -1,9 +1,11 @@
 //! Apache Kafka's Java client (kafka-clients 4.x, the reference implementation of the
 //! protocol) against the real broker: `integration-tests/java` is a Maven module of
-//! JUnit tests (KafkaProducer with its defaults and every codec, KafkaConsumer in a
-//! classic group with cooperative-sticky and static membership, seek, offsetsForTimes
-//! and the log bounds, AdminClient topics, configs, offsets and groups), run here with
-//! the broker's address. Maven
+//! JUnit tests (KafkaProducer with its defaults and every codec, five requests in flight,
+//! large and too-large records; KafkaConsumer in classic groups with range and
+//! cooperative-sticky assignors, static membership, sync and async commits, seek,
+//! offsetsForTimes and the log bounds; AdminClient topics, partitions, configs,
+//! incremental changes, log dirs, offsets and groups, and the APIs Fjord lacks), run
+//! here with the broker's address. Maven
 //! downloads kafka-clients into `~/.m2` on the first run; scripts/test installs Maven
 //! and a JDK where they are missing.
 
@@ -42,12 +44,14 @@ fn the_java_client_passes_its_tests_against_fjord() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    // Both test classes ran (a module that compiled no test would pass vacuously).
+    // Every test class ran (a module that compiled no test would pass vacuously).
     for class in [
         "dev.fjord.ProduceConsumeTest",
         "dev.fjord.AdminTest",
         "dev.fjord.GroupsAndOffsetsTest",
         "dev.fjord.QuotaTest",
+        "dev.fjord.ProducerTest",
+        "dev.fjord.AdminPartitionsAndConfigsTest",
     ] {
         assert!(
             reports.contains(&format!("Test set: {class}")),

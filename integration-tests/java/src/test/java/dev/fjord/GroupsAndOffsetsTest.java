@@ -29,10 +29,12 @@ import org.apache.kafka.clients.consumer.CooperativeStickyAssignor;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.clients.consumer.OffsetAndTimestamp;
+import org.apache.kafka.clients.consumer.RangeAssignor;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.errors.UnknownMemberIdException;
+import org.apache.kafka.common.serialization.StringDeserializer;
 import org.junit.jupiter.api.Test;
 
 /** Positions, timestamps and group management, as Kafka's broker answers them. */
@@ -155,6 +157,85 @@ class GroupsAndOffsetsTest {
             admin.deleteConsumerGroups(List.of(group2)).all().get();
             assertTrue(admin.listConsumerGroups().all().get().stream().noneMatch(g -> g.groupId().equals(group2)));
         }
+    }
+
+    @Test
+    void rangeAssignorSplitsContiguousRangesAndRevokesEagerlyOnJoin() throws Exception {
+        String topic = filled(4, 3);
+        String group = "range-" + topic;
+        ConcurrentLinkedQueue<String> firstEvents = new ConcurrentLinkedQueue<>();
+        Set<TopicPartition> firstOwns = new HashSet<>();
+        Set<TopicPartition> secondOwns = new HashSet<>();
+        try (KafkaConsumer<String, String> first = rangeConsumer(group);
+             KafkaConsumer<String, String> second = rangeConsumer(group)) {
+            first.subscribe(List.of(topic), listener(firstEvents, firstOwns));
+            long deadline = System.currentTimeMillis() + 30_000;
+            while (firstOwns.size() < 4 && System.currentTimeMillis() < deadline) {
+                first.poll(Duration.ofMillis(200));
+            }
+            assertEquals(4, firstOwns.size(), firstEvents.toString());
+            second.subscribe(List.of(topic), listener(new ConcurrentLinkedQueue<>(), secondOwns));
+            while ((firstOwns.size() != 2 || secondOwns.size() != 2) && System.currentTimeMillis() < deadline) {
+                first.poll(Duration.ofMillis(100));
+                second.poll(Duration.ofMillis(100));
+            }
+            assertEquals(2, firstOwns.size(), firstEvents.toString());
+            assertEquals(2, secondOwns.size());
+            // Range: each member a contiguous run of partitions, together all four.
+            for (Set<TopicPartition> owns : List.of(firstOwns, secondOwns)) {
+                int low = owns.stream().mapToInt(TopicPartition::partition).min().orElse(-9);
+                assertTrue(owns.contains(new TopicPartition(topic, low + 1)), owns.toString());
+            }
+            Set<TopicPartition> all = new HashSet<>(firstOwns);
+            all.addAll(secondOwns);
+            assertEquals(4, all.size());
+            // The eager protocol: the first member gave up all four before taking two.
+            List<String> events = new ArrayList<>(firstEvents);
+            assertEquals(List.of("assigned 4", "revoked 4", "assigned 2"), events.subList(0, 3));
+
+            // An async commit completes with its callback, and committed() reads it back.
+            TopicPartition mine = firstOwns.iterator().next();
+            ConcurrentLinkedQueue<Object> outcome = new ConcurrentLinkedQueue<>();
+            first.commitAsync(Map.of(mine, new OffsetAndMetadata(2)), (offsets, error) ->
+                    outcome.add(error == null ? offsets : error));
+            while (outcome.isEmpty() && System.currentTimeMillis() < deadline) {
+                first.poll(Duration.ofMillis(100));
+                second.poll(Duration.ofMillis(100));
+            }
+            assertEquals(List.of(Map.of(mine, new OffsetAndMetadata(2))), new ArrayList<>(outcome));
+            assertEquals(2L, first.committed(Set.of(mine)).get(mine).offset());
+        }
+    }
+
+    static KafkaConsumer<String, String> rangeConsumer(String group) {
+        Properties c = new Properties();
+        c.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, ProduceConsumeTest.bootstrap());
+        c.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+        c.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        c.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+        c.put(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG, RangeAssignor.class.getName());
+        c.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+        c.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+        return new KafkaConsumer<>(c);
+    }
+
+    /** Records "assigned N"/"revoked N" and keeps `owns` up to date. */
+    static ConsumerRebalanceListener listener(ConcurrentLinkedQueue<String> events, Set<TopicPartition> owns) {
+        return new ConsumerRebalanceListener() {
+            @Override
+            public void onPartitionsRevoked(Collection<TopicPartition> ps) {
+                if (!ps.isEmpty()) {
+                    events.add("revoked " + ps.size());
+                }
+                owns.removeAll(ps);
+            }
+
+            @Override
+            public void onPartitionsAssigned(Collection<TopicPartition> ps) {
+                events.add("assigned " + ps.size());
+                owns.addAll(ps);
+            }
+        };
     }
 
     /** A cooperative-sticky, static (group.instance.id) member of `group`. */
