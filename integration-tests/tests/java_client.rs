@@ -5,14 +5,67 @@
 //! cooperative-sticky assignors, static membership, sync and async commits, seek,
 //! offsetsForTimes and the log bounds; AdminClient topics, partitions, configs,
 //! incremental changes, log dirs, offsets and groups, and the APIs Fjord lacks), run
-//! here with the broker's address. Maven
+//! here with the broker's address; then the idempotent producer across a SIGKILL and
+//! restart of the broker, every record kept once and in order. Maven
 //! downloads kafka-clients into `~/.m2` on the first run; scripts/test installs Maven
 //! and a JDK where they are missing.
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use fjord_integration_tests::BrokerProcess;
 
+/// The Maven module.
+fn module() -> String {
+    format!("{}/java", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The text of every surefire report (each starts with a `----` line).
+fn reports() -> String {
+    std::fs::read_dir(format!("{}/target/surefire-reports", module()))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                .filter(|t| t.starts_with("----"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+/// `mvn -q -B test` with `args`, after removing earlier reports (they must not stand in
+/// for this run's).
+fn maven_test(args: &[String]) -> std::process::Child {
+    let _ = std::fs::remove_dir_all(format!("{}/target/surefire-reports", module()));
+    Command::new("mvn")
+        .args(["-q", "-B", "test"])
+        .args(args)
+        .current_dir(module())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mvn runs (scripts/test installs Maven)")
+}
+
+fn assert_passed(out: &Output, classes: &[&str]) {
+    let reports = reports();
+    assert!(
+        out.status.success(),
+        "Java client tests failed:\n{}\n{}\n{reports}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every test class ran (a module that compiled no test would pass vacuously).
+    for class in classes {
+        assert!(
+            reports.contains(&format!("Test set: {class}")),
+            "{class} did not run:\n{reports}"
+        );
+    }
+    assert!(!reports.contains("FAILURE"), "{reports}");
+}
+
+/// One test, so the two Maven runs (which share the module's target dir) never overlap.
 #[test]
 fn the_java_client_passes_its_tests_against_fjord() {
     // A low controller mutation quota for QuotaTest; each other test creates a few
@@ -21,42 +74,54 @@ fn the_java_client_passes_its_tests_against_fjord() {
         "group.initial.rebalance.delay.ms=0",
         "fjord.controller.mutation.rate=20",
     ]);
-    let module = format!("{}/java", env!("CARGO_MANIFEST_DIR"));
-    // Reports of an earlier run must not stand in for this one's.
-    let _ = std::fs::remove_dir_all(format!("{module}/target/surefire-reports"));
-    let out = Command::new("mvn")
-        .args(["-q", "-B", "test"])
-        .arg(format!("-Dfjord.bootstrap={}", broker.bootstrap))
-        .current_dir(&module)
-        .output()
-        .expect("mvn runs (scripts/test installs Maven)");
-    let reports = std::fs::read_dir(format!("{module}/target/surefire-reports"))
-        .map(|d| {
-            d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
-                .filter(|t| t.starts_with("----"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .unwrap_or_default();
-    assert!(
-        out.status.success(),
-        "Java client tests failed:\n{}\n{}\n{reports}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let out = maven_test(&[format!("-Dfjord.bootstrap={}", broker.bootstrap)])
+        .wait_with_output()
+        .expect("mvn finished");
+    assert_passed(
+        &out,
+        &[
+            "dev.fjord.ProduceConsumeTest",
+            "dev.fjord.AdminTest",
+            "dev.fjord.GroupsAndOffsetsTest",
+            "dev.fjord.QuotaTest",
+            "dev.fjord.ProducerTest",
+            "dev.fjord.AdminPartitionsAndConfigsTest",
+        ],
     );
-    // Every test class ran (a module that compiled no test would pass vacuously).
-    for class in [
-        "dev.fjord.ProduceConsumeTest",
-        "dev.fjord.AdminTest",
-        "dev.fjord.GroupsAndOffsetsTest",
-        "dev.fjord.QuotaTest",
-        "dev.fjord.ProducerTest",
-        "dev.fjord.AdminPartitionsAndConfigsTest",
-    ] {
+    drop(broker);
+    producer_retries_across_a_broker_crash();
+}
+
+/// ProducerRetryAcrossCrashTest sends; once half is sent (its marker file), the broker
+/// is killed with SIGKILL and restarted on the same port and data.
+fn producer_retries_across_a_broker_crash() {
+    let mut broker = BrokerProcess::start(&[]);
+    let port = broker.port();
+    let keep = broker.take_data_dir().expect("data dir");
+    let marker = keep.path().join("half-sent");
+    let child = maven_test(&[
+        format!("-Dfjord.bootstrap={}", broker.bootstrap),
+        "-Dtest=ProducerRetryAcrossCrashTest".to_string(),
+        format!("-Dfjord.crash.marker={}", marker.display()),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !Path::new(&marker).exists() {
         assert!(
-            reports.contains(&format!("Test set: {class}")),
-            "{class} did not run:\n{reports}"
+            Instant::now() < deadline,
+            "the producer never sent half its records"
         );
+        std::thread::sleep(Duration::from_millis(5));
     }
-    assert!(!reports.contains("FAILURE"), "{reports}");
+    broker.kill();
+    std::thread::sleep(Duration::from_millis(300));
+    let _restarted = BrokerProcess::start_in(keep.path(), port, &[]);
+    let out = child.wait_with_output().expect("mvn finished");
+    assert_passed(&out, &["dev.fjord.ProducerRetryAcrossCrashTest"]);
+    // The crash fell inside the run: the producer logged its retries (the Java client's
+    // Sender warns "Got error produce response ..., retrying").
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("retrying") || log.contains("could not be established"),
+        "no retry happened, the crash missed the run:\n{log}"
+    );
 }
