@@ -43,6 +43,9 @@ rows=(
     "consume 1 MiB|consume --records 1000 --record-size 1048576"
     "e2e at 50,000 records/s, acks=1|e2e --records 500000 --rate 50000 --acks 1"
     "e2e at 50,000 records/s, acks=all|e2e --records 500000 --rate 50000 --acks all"
+    # librdkafka with linger.ms=0 falls behind once acknowledgements take a millisecond.
+    "e2e at 50,000 records/s, acks=1, linger.ms=1|e2e --records 500000 --rate 50000 --acks 1 --linger-ms 1"
+    "e2e at 50,000 records/s, acks=all, linger.ms=1|e2e --records 500000 --rate 50000 --acks all --linger-ms 1"
     "produce 100 B, 10,000 partitions, acks=1|produce --records 3000000 --record-size 100 --partitions 10000 --acks 1"
 )
 
