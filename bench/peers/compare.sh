@@ -38,7 +38,7 @@ bench/peers/kafka.sh classpath >/dev/null # resolve Kafka's jars before timing a
 rows=(
     "produce 100 B, acks=1|produce --records 3000000 --record-size 100 --acks 1"
     "produce 100 B, acks=all|produce --records 3000000 --record-size 100 --acks all"
-    "consume 100 B|consume --records 3000000 --record-size 100"
+    "consume 100 B|consume --records 10000000 --record-size 100"
     "produce 1 MiB, acks=1|produce --records 1000 --record-size 1048576 --acks 1"
     "consume 1 MiB|consume --records 1000 --record-size 1048576"
     "e2e at 50,000 records/s, acks=1|e2e --records 500000 --rate 50000 --acks 1"

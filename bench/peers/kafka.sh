@@ -25,11 +25,16 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 libs="$here/kafka/target/libs"
 
+# The jars match the pom they were resolved for: a changed pom (a new kafka.version)
+# resolves them again.
 resolve() {
-    if [ ! -f "$libs/.resolved" ]; then
+    local want
+    want=$(sha256sum "$here/kafka/pom.xml" | cut -d' ' -f1)
+    if [ "$(cat "$libs/.resolved" 2>/dev/null)" != "$want" ]; then
+        rm -rf "$libs"
         (cd "$here/kafka" && mvn -q -B dependency:copy-dependencies \
             -DoutputDirectory=target/libs -DincludeScope=runtime) >&2
-        touch "$libs/.resolved"
+        echo "$want" >"$libs/.resolved"
     fi
 }
 
@@ -62,6 +67,7 @@ start() {
     [ -n "$port" ] || port=$(free_port)
     local controller_port
     controller_port=$(free_port)
+    while [ "$controller_port" = "$port" ]; do controller_port=$(free_port); done
     mkdir -p "$dir/data"
     dir=$(cd "$dir" && pwd)
     cat >"$dir/server.properties" <<EOF
@@ -110,7 +116,7 @@ EOF
         if ! kill -0 "$pid" 2>/dev/null || [ $SECONDS -gt $deadline ]; then
             echo "Kafka did not start; see $dir/server.log and $dir/stdout.log" >&2
             tail -n 20 "$dir/stdout.log" >&2 || true
-            kill "$pid" 2>/dev/null || true
+            stop "$pid"
             exit 1
         fi
         sleep 0.2

@@ -137,7 +137,12 @@ async fn create_in_steps(
         anyhow::bail!("create topic {topic}: {e}");
     }
     let mut has = KRAFT_PARTITIONS_PER_REQUEST;
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
     while has < partitions {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "grow topic {topic}: still throttled after 300 s at {has} partitions"
+        );
         let next = (has + KRAFT_PARTITIONS_PER_REQUEST).min(partitions);
         let grow = NewPartitions::new(topic, next as usize);
         let result = admin.create_partitions(&[grow], options).await?;

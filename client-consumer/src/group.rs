@@ -59,6 +59,10 @@ fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }
 
+/// The least wait between two asks of a coordinator that is not ready, whatever
+/// `retry.backoff.ms` says (0 would ask back to back).
+const MIN_COORDINATOR_BACKOFF: Duration = Duration::from_millis(10);
+
 /// Whether a group error says the coordinator is still loading, not yet available (Apache
 /// Kafka answers so while it creates `__consumer_offsets`) or elsewhere: the request is
 /// tried again, after finding the coordinator again, as the Java client does.
@@ -83,7 +87,7 @@ pub(crate) async fn coordinator(
         }
     }
     let deadline = Instant::now() + inner.config.request_timeout;
-    let mut backoff = inner.config.retry_backoff;
+    let mut backoff = inner.config.retry_backoff.max(MIN_COORDINATOR_BACKOFF);
     loop {
         match find_coordinator(inner, group).await {
             Err(ConsumeError::Group { code, .. })
@@ -120,7 +124,7 @@ pub(crate) async fn committed_offsets(
     tps: &[TopicPartition],
 ) -> Result<HashMap<TopicPartition, Option<i64>>, ConsumeError> {
     let deadline = Instant::now() + inner.config.request_timeout;
-    let mut backoff = inner.config.retry_backoff;
+    let mut backoff = inner.config.retry_backoff.max(MIN_COORDINATOR_BACKOFF);
     loop {
         let conn = coordinator(inner, group).await?;
         match crate::offsets::fetch_committed(&conn, group, tps).await {

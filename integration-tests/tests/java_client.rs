@@ -99,20 +99,28 @@ fn producer_retries_across_a_broker_crash() {
     let port = broker.port();
     let keep = broker.take_data_dir().expect("data dir");
     let marker = keep.path().join("half-sent");
-    let child = maven_test(&[
+    let mut child = maven_test(&[
         format!("-Dfjord.bootstrap={}", broker.bootstrap),
         "-Dtest=ProducerRetryAcrossCrashTest".to_string(),
         format!("-Dfjord.crash.marker={}", marker.display()),
     ]);
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(180);
     while !Path::new(&marker).exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the producer never sent half its records"
-        );
+        if Instant::now() > deadline || matches!(child.try_wait(), Ok(Some(_))) {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("mvn finished");
+            panic!(
+                "the producer never sent half its records:\n{}\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                reports()
+            );
+        }
         std::thread::sleep(Duration::from_millis(5));
     }
     broker.kill();
+    // The producer sends its second half only now, against a dead broker.
+    std::fs::write(format!("{}.killed", marker.display()), "killed").expect("killed marker");
     std::thread::sleep(Duration::from_millis(300));
     let _restarted = BrokerProcess::start_in(keep.path(), port, &[]);
     let out = child.wait_with_output().expect("mvn finished");

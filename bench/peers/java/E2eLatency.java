@@ -121,7 +121,13 @@ public class E2eLatency {
             }
             byte[] value = new byte[size];
             ByteBuffer.wrap(value).putLong(System.nanoTime());
-            producer.send(new ProducerRecord<>(topic, value));
+            producer.send(new ProducerRecord<>(topic, value), (meta, error) -> {
+                if (error != null) {
+                    // The consumer would wait out its deadline for a record never written.
+                    System.err.println("send failed: " + error);
+                    System.exit(1);
+                }
+            });
         }
         producer.flush();
     }

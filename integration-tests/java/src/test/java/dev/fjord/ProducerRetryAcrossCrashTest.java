@@ -23,7 +23,9 @@ import org.junit.jupiter.api.Test;
 /**
  * Retries for real: integration-tests/tests/java_client.rs runs this class on its own,
  * kills the broker with SIGKILL once the marker file appears (half the records are
- * sent) and restarts it on the same port and data. The idempotent producer, five
+ * sent), writes the marker's ".killed" twin, and restarts it on the same port and data.
+ * The producer waits for the twin before sending the second half, so the crash always
+ * falls inside the run. The idempotent producer, five
  * requests in flight, reconnects and resends what was not acknowledged; the broker
  * must keep each record once, in order (acks=all is answered from disk, and the
  * producer's sequence state is recovered from the log).
@@ -50,6 +52,7 @@ class ProducerRetryAcrossCrashTest {
                 sent.add(producer.send(new ProducerRecord<>(topic, 0, null, ("r" + i).getBytes())));
                 if (i == n / 2) {
                     Files.writeString(Path.of(marker), "half sent");
+                    awaitFile(Path.of(marker + ".killed"));
                 }
                 if (i % 100 == 0) {
                     Thread.sleep(2); // spread the sends over the crash
@@ -64,6 +67,14 @@ class ProducerRetryAcrossCrashTest {
         assertEquals(n, got.size());
         for (int i = 0; i < n; i++) {
             assertEquals("r" + i, new String(got.get(i).value()), "offset " + i);
+        }
+    }
+
+    static void awaitFile(Path file) throws InterruptedException {
+        long deadline = System.currentTimeMillis() + 60_000;
+        while (!Files.exists(file)) {
+            assertTrue(System.currentTimeMillis() < deadline, file + " never appeared");
+            Thread.sleep(5);
         }
     }
 }
