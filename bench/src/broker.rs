@@ -117,11 +117,21 @@ impl Broker {
                 .find_map(|w| w.strip_prefix(key))
                 .map(str::to_string)
         };
-        let pid = field("pid=")
-            .and_then(|p| p.parse().ok())
-            .with_context(|| format!("no pid in '{stdout}'"))?;
-        let bootstrap =
-            field("bootstrap=").with_context(|| format!("no bootstrap in '{stdout}'"))?;
+        let (Some(pid), Some(bootstrap)) = (
+            field("pid=").and_then(|p| p.parse().ok()),
+            field("bootstrap="),
+        ) else {
+            // It started but said something else: stop it by the pid file it keeps.
+            let _ = Command::new(&script)
+                .arg("stop")
+                .arg("--dir")
+                .arg(dir.path())
+                .status();
+            bail!(
+                "{} start printed no pid= and bootstrap=: '{stdout}'",
+                script.display()
+            );
+        };
         let broker = Self {
             process: Process::Kafka { pid },
             bootstrap,

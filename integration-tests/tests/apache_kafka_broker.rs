@@ -46,12 +46,20 @@ impl KafkaBroker {
             stdout
                 .split_whitespace()
                 .find_map(|w| w.strip_prefix(key))
-                .unwrap_or_else(|| panic!("no {key} in {stdout}"))
-                .to_string()
+                .map(str::to_string)
+        };
+        let (Some(pid), Some(bootstrap)) = (field("pid="), field("bootstrap=")) else {
+            // It started but said something else: stop it by the pid file it keeps.
+            let _ = Command::new(peer_script())
+                .arg("stop")
+                .arg("--dir")
+                .arg(dir.path())
+                .status();
+            panic!("bench/peers/kafka.sh start printed no pid= and bootstrap=: {stdout}");
         };
         Self {
-            pid: field("pid="),
-            bootstrap: field("bootstrap="),
+            pid,
+            bootstrap,
             _dir: dir,
         }
     }
