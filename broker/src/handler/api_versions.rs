@@ -20,6 +20,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
         *fjord_protocol::fetch_response::VERSIONS.end(),
     ),
     (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::Metadata, 1, 12),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 7),

@@ -8,6 +8,7 @@ mod configs;
 #[cfg(test)]
 mod configs_tests;
 mod create_topics;
+mod delete_records;
 mod fetch;
 #[cfg(test)]
 mod fetch_tests;
@@ -40,10 +41,10 @@ pub use fetch::{FetchResponse, Part};
 
 use fjord_protocol::kafka_protocol::messages::{
     AlterConfigsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
-    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
-    DescribeLogDirsRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
-    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
-    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
+    DescribeGroupsRequest, DescribeLogDirsRequest, FetchRequest, FindCoordinatorRequest,
+    HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
+    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
     OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
 };
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
@@ -161,6 +162,8 @@ pub enum Request {
     Produce(ProduceRequest),
     /// ListOffsets.
     ListOffsets(ListOffsetsRequest),
+    /// DeleteRecords.
+    DeleteRecords(DeleteRecordsRequest),
     /// Fetch.
     Fetch(FetchRequest),
     /// InitProducerId.
@@ -261,6 +264,7 @@ pub fn decode_request(frame: Bytes) -> Result<(Ctx, Request), Fatal> {
         ApiKey::CreateTopics => Request::CreateTopics(decode(body, v)?, client()),
         ApiKey::Produce => Request::Produce(decode(body, v)?),
         ApiKey::ListOffsets => Request::ListOffsets(decode(body, v)?),
+        ApiKey::DeleteRecords => Request::DeleteRecords(decode(body, v)?),
         ApiKey::Fetch => Request::Fetch(decode(body, v)?),
         ApiKey::InitProducerId => Request::InitProducerId(decode(body, v)?),
         ApiKey::DeleteTopics => Request::DeleteTopics(decode(body, v)?, client()),
@@ -316,6 +320,10 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes, origin: Origin) -> Resul
             off_reactor(broker, move |b| list_offsets::handle(b, ctx, req)).await
         }
         Request::Fetch(req) => fetch::handle(broker, ctx, req).await,
+        // Writes the log start file (fsync) and deletes segments.
+        Request::DeleteRecords(req) => {
+            off_reactor(broker, move |b| delete_records::handle(b, ctx, req)).await
+        }
         Request::InitProducerId(req) => {
             off_reactor(broker, move |b| init_producer_id::handle(b, ctx, req)).await
         }
@@ -553,6 +561,19 @@ mod tests {
                     }
                     ApiKey::DescribeCluster => {
                         admin::describe_cluster(&broker, c, DescribeClusterRequest::default())
+                    }
+                    ApiKey::DeleteRecords => {
+                        use fjord_protocol::kafka_protocol::messages::delete_records_request::{
+                            DeleteRecordsPartition, DeleteRecordsTopic,
+                        };
+                        let mut p = DeleteRecordsPartition::default();
+                        p.offset = 5; // past the end: an error result must encode too
+                        let mut t = DeleteRecordsTopic::default();
+                        t.name = name("t");
+                        t.partitions = vec![p, DeleteRecordsPartition::default()];
+                        let mut req = DeleteRecordsRequest::default();
+                        req.topics = vec![t];
+                        delete_records::handle(&broker, c, req)
                     }
                     other => match configs_tests::exercise(&broker, other, c) {
                         Some(r) => r,

@@ -15,10 +15,12 @@ import java.util.concurrent.ExecutionException;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AlterConfigOp;
 import org.apache.kafka.clients.admin.ConfigEntry;
+import org.apache.kafka.clients.admin.DeletedRecords;
 import org.apache.kafka.clients.admin.DescribeClusterResult;
 import org.apache.kafka.clients.admin.LogDirDescription;
 import org.apache.kafka.clients.admin.NewPartitions;
 import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.clients.admin.OffsetSpec;
 import org.apache.kafka.clients.admin.RecordsToDelete;
 import org.apache.kafka.clients.admin.ReplicaInfo;
 import org.apache.kafka.clients.producer.KafkaProducer;
@@ -27,6 +29,7 @@ import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.config.ConfigResource;
 import org.apache.kafka.common.errors.InvalidConfigurationException;
 import org.apache.kafka.common.errors.InvalidPartitionsException;
+import org.apache.kafka.common.errors.OffsetOutOfRangeException;
 import org.apache.kafka.common.errors.UnsupportedVersionException;
 import org.junit.jupiter.api.Test;
 
@@ -115,15 +118,37 @@ class AdminPartitionsAndConfigsTest {
     }
 
     @Test
+    void deleteRecordsMovesTheLogStartAndRefusesOffsetsPastTheEnd() throws Exception {
+        try (Admin admin = AdminTest.admin()) {
+            String topic = topic(admin, 1);
+            TopicPartition tp = new TopicPartition(topic, 0);
+            try (KafkaProducer<String, String> p = ProduceConsumeTest.producer("none")) {
+                for (int i = 0; i < 10; i++) {
+                    p.send(new ProducerRecord<>(topic, 0, "k", "v" + i)).get();
+                }
+            }
+            DeletedRecords deleted = admin.deleteRecords(Map.of(tp, RecordsToDelete.beforeOffset(4)))
+                    .lowWatermarks().get(tp).get();
+            assertEquals(4, deleted.lowWatermark());
+            assertEquals(4L, admin.listOffsets(Map.of(tp, OffsetSpec.earliest())).partitionResult(tp).get().offset());
+            // Past the high watermark (10): OFFSET_OUT_OF_RANGE, as Kafka answers.
+            ExecutionException past = assertThrows(ExecutionException.class, () ->
+                    admin.deleteRecords(Map.of(tp, RecordsToDelete.beforeOffset(11))).all().get());
+            assertInstanceOf(OffsetOutOfRangeException.class, past.getCause());
+            // Up to the high watermark: everything.
+            assertEquals(10, admin.deleteRecords(Map.of(tp, RecordsToDelete.beforeOffset(-1)))
+                    .lowWatermarks().get(tp).get().lowWatermark());
+            assertEquals(10L, admin.listOffsets(Map.of(tp, OffsetSpec.earliest())).partitionResult(tp).get().offset());
+        }
+    }
+
+    @Test
     void apisFjordLacksAreRefusedAsUnsupportedVersionsByTheJavaClient() throws Exception {
         try (Admin admin = AdminTest.admin()) {
             String topic = topic(admin, 1);
             TopicPartition tp = new TopicPartition(topic, 0);
-            // Fjord does not advertise DeleteRecords (21) or DescribeProducers (61) yet
-            // (issue 17): the Java client checks ApiVersions and raises this itself.
-            ExecutionException deleteRecords = assertThrows(ExecutionException.class, () ->
-                    admin.deleteRecords(Map.of(tp, RecordsToDelete.beforeOffset(0))).all().get());
-            assertInstanceOf(UnsupportedVersionException.class, deleteRecords.getCause(), deleteRecords.toString());
+            // Fjord does not advertise DescribeProducers (61) yet (issue 17): the Java
+            // client checks ApiVersions and raises this itself.
             ExecutionException producers = assertThrows(ExecutionException.class, () ->
                     admin.describeProducers(List.of(tp)).all().get());
             assertInstanceOf(UnsupportedVersionException.class, producers.getCause(), producers.toString());
