@@ -27,7 +27,7 @@ NOTES = {
     8: "v10 planned in issue 17",
     9: "v10 planned in issue 17",
     17: ISSUE_20,
-    21: "one replica: the high watermark is the log end offset; `fjord topics delete-records` planned in issue 17",
+    21: "one replica: the high watermark is the log end offset; `fjord topics delete-records` from the command line",
     22: "idempotent producers; transactional IDs: " + ISSUE_19,
     23: ISSUE_17,
     24: ISSUE_19, 25: ISSUE_19, 26: ISSUE_19, 27: ISSUE_19, 28: ISSUE_19,

@@ -404,3 +404,101 @@ fn files_codecs_offsets_and_targeted_resets() {
     assert!(ok, "{err}");
     assert!(out.contains("Configs: retention.ms=1234"), "{out}");
 }
+
+/// LogStartOffset of partition 0 in `fjord topics describe`.
+fn log_start(bootstrap: &str, topic: &str) -> i64 {
+    let (ok, out, err) = run_at(bootstrap, &["topics", "describe", "--topic", topic], None);
+    assert!(ok, "{err}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("Partition: 0\t"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let field = line
+        .split('\t')
+        .find_map(|f| f.strip_prefix("LogStartOffset: "))
+        .unwrap_or_else(|| panic!("{line}"));
+    field.parse().unwrap_or_else(|_| panic!("{line}"))
+}
+
+#[test]
+fn delete_records_moves_the_log_start_and_it_survives_a_kill() {
+    let mut broker = BrokerProcess::start(&["auto.create.topics.enable=false"]);
+    let b = broker.bootstrap.clone();
+    let (ok, _, err) = run_at(
+        &b,
+        &["topics", "create", "--topic", "dr", "--partitions", "1"],
+        None,
+    );
+    assert!(ok, "{err}");
+    let lines: String = (0..10).map(|i| format!("v{i}\n")).collect();
+    let (ok, _, err) = run_at(&b, &["produce", "--topic", "dr"], Some(&lines));
+    assert!(ok, "{err}");
+
+    let (ok, out, err) = run_at(
+        &b,
+        &["topics", "delete-records", "--topic", "dr", "--offset", "4"],
+        None,
+    );
+    assert!(
+        ok && out.contains("partition 0: log start offset 4"),
+        "{out}{err}"
+    );
+    assert_eq!(log_start(&b, "dr"), 4);
+    // Past the high watermark: Kafka's OFFSET_OUT_OF_RANGE, and a failing exit.
+    let (ok, _, err) = run_at(
+        &b,
+        &[
+            "topics",
+            "delete-records",
+            "--topic",
+            "dr",
+            "--offset",
+            "11",
+        ],
+        None,
+    );
+    assert!(!ok && err.contains("OffsetOutOfRange"), "{err}");
+
+    // SIGKILL: the new start was made durable before the answer.
+    let port = broker.port();
+    let keep = broker.take_data_dir().expect("data dir");
+    broker.kill();
+    let broker = BrokerProcess::start_in(keep.path(), port, &["auto.create.topics.enable=false"]);
+    let b = broker.bootstrap.clone();
+    assert_eq!(log_start(&b, "dr"), 4);
+    let (ok, out, _) = run_at(
+        &b,
+        &[
+            "consume",
+            "--topic",
+            "dr",
+            "--from-beginning",
+            "--max-messages",
+            "6",
+        ],
+        None,
+    );
+    assert!(ok);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        vec!["v4", "v5", "v6", "v7", "v8", "v9"]
+    );
+
+    // -1: up to the high watermark.
+    let (ok, out, err) = run_at(
+        &b,
+        &[
+            "topics",
+            "delete-records",
+            "--topic",
+            "dr",
+            "--partition",
+            "0",
+            "--offset",
+            "-1",
+        ],
+        None,
+    );
+    assert!(ok && out.contains("log start offset 10"), "{out}{err}");
+    assert_eq!(log_start(&b, "dr"), 10);
+}

@@ -4,6 +4,7 @@
 
 pub(crate) mod configs;
 pub(crate) mod console;
+mod delete_records;
 pub(crate) mod groups;
 pub(crate) mod topics;
 
@@ -125,6 +126,21 @@ pub(crate) enum TopicsCommand {
         /// The topic.
         #[arg(long)]
         topic: String,
+    },
+    /// Delete the records below an offset (Kafka's DeleteRecords): the log start moves
+    /// to it and whole segments below are removed.
+    DeleteRecords {
+        #[command(flatten)]
+        connect: Connect,
+        /// The topic.
+        #[arg(long)]
+        topic: String,
+        /// One partition (every partition when not given).
+        #[arg(long)]
+        partition: Option<i32>,
+        /// The new log start offset; -1: up to the high watermark (everything).
+        #[arg(long, allow_negative_numbers = true)]
+        offset: i64,
     },
 }
 

@@ -270,6 +270,12 @@ pub(crate) async fn run(cmd: TopicsCommand) -> Result<()> {
             }
             println!("deleted topic {topic}");
         }
+        TopicsCommand::DeleteRecords {
+            connect: c,
+            topic,
+            partition,
+            offset,
+        } => super::delete_records::run(&c.bootstrap_server, &topic, partition, offset).await?,
     }
     Ok(())
 }
