@@ -39,7 +39,7 @@ NOTES = {
     43: ISSUE_21, 45: ISSUE_21, 46: ISSUE_21,
     48: ISSUE_20, 49: ISSUE_20, 50: ISSUE_20, 51: ISSUE_20,
     55: ISSUE_21, 57: "not planned yet: feature levels",
-    61: ISSUE_17 + "; the Java client raises UnsupportedVersionException",
+    61: "idempotent producers; coordinator epoch and transaction start offset are -1 until transactions (issue 19)",
     64: ISSUE_21, 65: ISSUE_19, 66: ISSUE_19,
     68: ISSUE_17 + " (KIP-848)", 69: ISSUE_17 + " (KIP-848)",
     71: "Kafka too answers UNSUPPORTED without a client-metrics plugin",

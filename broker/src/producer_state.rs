@@ -29,6 +29,8 @@ struct Producer {
     epoch: i16,
     recent: VecDeque<Appended>,
     last_seen: Instant,
+    /// Max timestamp of its last batch (what DescribeProducers reports).
+    last_timestamp: i64,
 }
 
 impl Default for Producer {
@@ -37,8 +39,22 @@ impl Default for Producer {
             epoch: 0,
             recent: VecDeque::new(),
             last_seen: Instant::now(),
+            last_timestamp: -1,
         }
     }
+}
+
+/// One producer with state in a partition, as DescribeProducers (API 61) reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveProducer {
+    /// Its producer id.
+    pub producer_id: i64,
+    /// Its current epoch.
+    pub epoch: i16,
+    /// The sequence of its last record appended here (-1 if none is remembered).
+    pub last_sequence: i32,
+    /// The max timestamp of its last batch here.
+    pub last_timestamp: i64,
 }
 
 /// What to do with an incoming batch.
@@ -124,6 +140,7 @@ impl ProducerStates {
             p.recent.clear();
         }
         p.last_seen = Instant::now();
+        p.last_timestamp = header.max_timestamp;
         if p.recent.len() == REMEMBERED {
             p.recent.pop_front();
         }
@@ -136,6 +153,22 @@ impl ProducerStates {
 }
 
 impl ProducerStates {
+    /// The producers with state here, by producer id.
+    pub fn active(&self) -> Vec<ActiveProducer> {
+        let mut out: Vec<ActiveProducer> = self
+            .producers
+            .iter()
+            .map(|(&producer_id, p)| ActiveProducer {
+                producer_id,
+                epoch: p.epoch,
+                last_sequence: p.recent.back().map_or(-1, |a| a.last_seq),
+                last_timestamp: p.last_timestamp,
+            })
+            .collect();
+        out.sort_by_key(|a| a.producer_id);
+        out
+    }
+
     /// Forgets producers not seen for `idle` (Kafka's `producer.id.expiration.ms`), so
     /// the map does not grow with every producer id ever used. Returns how many went.
     pub fn expire(&mut self, idle: Duration) -> usize {
@@ -226,5 +259,34 @@ mod tests {
         let mut w = ProducerStates::default();
         w.record(&header(2, 0, i32::MAX - 1, 2), 0);
         assert_eq!(w.check(&header(2, 0, 0, 1)), Check::Append);
+    }
+
+    #[test]
+    fn active_producers_report_epoch_last_sequence_and_timestamp() {
+        let mut states = ProducerStates::default();
+        assert!(states.active().is_empty());
+        states.record(&header(9, 1, 0, 3), 0);
+        states.record(&header(9, 1, 3, 2), 3);
+        states.record(&header(4, 0, 0, 1), 5);
+        states.record(&header(-1, -1, -1, 1), 6); // not idempotent: no state
+        let active = states.active();
+        assert_eq!(active.len(), 2);
+        assert_eq!(
+            (
+                active[0].producer_id,
+                active[0].epoch,
+                active[0].last_sequence
+            ),
+            (4, 0, 0)
+        );
+        assert_eq!(
+            (
+                active[1].producer_id,
+                active[1].epoch,
+                active[1].last_sequence
+            ),
+            (9, 1, 4)
+        );
+        assert_eq!(active[1].last_timestamp, header(9, 1, 3, 2).max_timestamp);
     }
 }

@@ -9,6 +9,7 @@ mod configs;
 mod configs_tests;
 mod create_topics;
 mod delete_records;
+mod describe_producers;
 mod fetch;
 #[cfg(test)]
 mod fetch_tests;
@@ -42,10 +43,11 @@ pub use fetch::{FetchResponse, Part};
 use fjord_protocol::kafka_protocol::messages::{
     AlterConfigsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
     DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
-    DescribeGroupsRequest, DescribeLogDirsRequest, FetchRequest, FindCoordinatorRequest,
-    HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
-    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
+    DescribeGroupsRequest, DescribeLogDirsRequest, DescribeProducersRequest, FetchRequest,
+    FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
+    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
+    OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
 };
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 
@@ -164,6 +166,8 @@ pub enum Request {
     ListOffsets(ListOffsetsRequest),
     /// DeleteRecords.
     DeleteRecords(DeleteRecordsRequest),
+    /// DescribeProducers.
+    DescribeProducers(DescribeProducersRequest),
     /// Fetch.
     Fetch(FetchRequest),
     /// InitProducerId.
@@ -265,6 +269,7 @@ pub fn decode_request(frame: Bytes) -> Result<(Ctx, Request), Fatal> {
         ApiKey::Produce => Request::Produce(decode(body, v)?),
         ApiKey::ListOffsets => Request::ListOffsets(decode(body, v)?),
         ApiKey::DeleteRecords => Request::DeleteRecords(decode(body, v)?),
+        ApiKey::DescribeProducers => Request::DescribeProducers(decode(body, v)?),
         ApiKey::Fetch => Request::Fetch(decode(body, v)?),
         ApiKey::InitProducerId => Request::InitProducerId(decode(body, v)?),
         ApiKey::DeleteTopics => Request::DeleteTopics(decode(body, v)?, client()),
@@ -324,6 +329,8 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes, origin: Origin) -> Resul
         Request::DeleteRecords(req) => {
             off_reactor(broker, move |b| delete_records::handle(b, ctx, req)).await
         }
+        // Takes each partition's producer-state lock, which appends hold briefly.
+        Request::DescribeProducers(req) => describe_producers::handle(broker, ctx, req),
         Request::InitProducerId(req) => {
             off_reactor(broker, move |b| init_producer_id::handle(b, ctx, req)).await
         }
@@ -574,6 +581,15 @@ mod tests {
                         let mut req = DeleteRecordsRequest::default();
                         req.topics = vec![t];
                         delete_records::handle(&broker, c, req)
+                    }
+                    ApiKey::DescribeProducers => {
+                        use fjord_protocol::kafka_protocol::messages::describe_producers_request::TopicRequest;
+                        let mut t = TopicRequest::default();
+                        t.name = name("t");
+                        t.partition_indexes = vec![0, 9];
+                        let mut req = DescribeProducersRequest::default();
+                        req.topics = vec![t];
+                        describe_producers::handle(&broker, c, req)
                     }
                     other => match configs_tests::exercise(&broker, other, c) {
                         Some(r) => r,

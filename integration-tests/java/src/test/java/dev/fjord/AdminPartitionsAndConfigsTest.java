@@ -6,7 +6,6 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import java.util.Collection;
 import java.util.List;
 import java.util.Map;
 import java.util.UUID;
@@ -20,6 +19,7 @@ import org.apache.kafka.clients.admin.DescribeClusterResult;
 import org.apache.kafka.clients.admin.LogDirDescription;
 import org.apache.kafka.clients.admin.NewPartitions;
 import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.clients.admin.ProducerState;
 import org.apache.kafka.clients.admin.OffsetSpec;
 import org.apache.kafka.clients.admin.RecordsToDelete;
 import org.apache.kafka.clients.admin.ReplicaInfo;
@@ -30,13 +30,11 @@ import org.apache.kafka.common.config.ConfigResource;
 import org.apache.kafka.common.errors.InvalidConfigurationException;
 import org.apache.kafka.common.errors.InvalidPartitionsException;
 import org.apache.kafka.common.errors.OffsetOutOfRangeException;
-import org.apache.kafka.common.errors.UnsupportedVersionException;
 import org.junit.jupiter.api.Test;
 
 /**
- * AdminClient: partitions, incremental config changes, log dirs, the cluster, and the APIs
- * Fjord does not serve yet (docs/kafka-compatibility.md lists them), each answered as
- * Apache Kafka's broker or its Java client answers.
+ * AdminClient: partitions, incremental config changes, log dirs, the cluster,
+ * DeleteRecords and DescribeProducers, each answered as Apache Kafka's broker answers.
  */
 class AdminPartitionsAndConfigsTest {
     static String topic(Admin admin, int partitions) throws Exception {
@@ -143,17 +141,28 @@ class AdminPartitionsAndConfigsTest {
     }
 
     @Test
-    void apisFjordLacksAreRefusedAsUnsupportedVersionsByTheJavaClient() throws Exception {
+    void describeProducersListsTheIdempotentProducerWithItsLastSequence() throws Exception {
         try (Admin admin = AdminTest.admin()) {
-            String topic = topic(admin, 1);
+            String topic = topic(admin, 2);
             TopicPartition tp = new TopicPartition(topic, 0);
-            // Fjord does not advertise DescribeProducers (61) yet (issue 17): the Java
-            // client checks ApiVersions and raises this itself.
-            ExecutionException producers = assertThrows(ExecutionException.class, () ->
-                    admin.describeProducers(List.of(tp)).all().get());
-            assertInstanceOf(UnsupportedVersionException.class, producers.getCause(), producers.toString());
-            Collection<String> names = admin.listTopics().names().get();
-            assertTrue(names.contains(topic));
+            long before = System.currentTimeMillis();
+            // The Java producer's defaults are idempotent.
+            try (KafkaProducer<String, String> p = ProduceConsumeTest.producer("none")) {
+                for (int i = 0; i < 7; i++) {
+                    p.send(new ProducerRecord<>(topic, 0, "k", "v" + i)).get();
+                }
+            }
+            List<ProducerState> active = admin.describeProducers(List.of(tp)).partitionResult(tp).get().activeProducers();
+            assertEquals(1, active.size(), active.toString());
+            ProducerState state = active.get(0);
+            assertTrue(state.producerId() >= 0);
+            assertEquals(0, state.producerEpoch());
+            assertEquals(6, state.lastSequence());
+            assertTrue(state.lastTimestamp() >= before, state.toString());
+            assertTrue(state.coordinatorEpoch().isEmpty());
+            assertTrue(state.currentTransactionStartOffset().isEmpty());
+            TopicPartition untouched = new TopicPartition(topic, 1);
+            assertTrue(admin.describeProducers(List.of(untouched)).partitionResult(untouched).get().activeProducers().isEmpty());
         }
     }
 }
