@@ -45,7 +45,7 @@ NOTES = {
     71: "Kafka too answers UNSUPPORTED without a client-metrics plugin",
     72: "Kafka too answers UNSUPPORTED without a client-metrics plugin",
     74: "not planned yet",
-    75: ISSUE_17 + "; the Java AdminClient falls back to Metadata for describeTopics",
+    75: "paged (`response_partition_limit` capped at 2,000, the cursor); what the Java AdminClient's describeTopics uses",
     80: ISSUE_21, 81: ISSUE_21, 94: ISSUE_21,
     76: NOT_PLANNED_SHARE, 77: NOT_PLANNED_SHARE, 78: NOT_PLANNED_SHARE, 79: NOT_PLANNED_SHARE,
     83: NOT_PLANNED_SHARE, 84: NOT_PLANNED_SHARE, 85: NOT_PLANNED_SHARE, 86: NOT_PLANNED_SHARE,

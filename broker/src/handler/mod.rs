@@ -10,6 +10,7 @@ mod configs_tests;
 mod create_topics;
 mod delete_records;
 mod describe_producers;
+mod describe_topic_partitions;
 mod fetch;
 #[cfg(test)]
 mod fetch_tests;
@@ -43,11 +44,11 @@ pub use fetch::{FetchResponse, Part};
 use fjord_protocol::kafka_protocol::messages::{
     AlterConfigsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
     DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
-    DescribeGroupsRequest, DescribeLogDirsRequest, DescribeProducersRequest, FetchRequest,
-    FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
-    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
-    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
-    OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
+    DescribeGroupsRequest, DescribeLogDirsRequest, DescribeProducersRequest,
+    DescribeTopicPartitionsRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
 };
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 
@@ -168,6 +169,8 @@ pub enum Request {
     DeleteRecords(DeleteRecordsRequest),
     /// DescribeProducers.
     DescribeProducers(DescribeProducersRequest),
+    /// DescribeTopicPartitions.
+    DescribeTopicPartitions(DescribeTopicPartitionsRequest),
     /// Fetch.
     Fetch(FetchRequest),
     /// InitProducerId.
@@ -270,6 +273,7 @@ pub fn decode_request(frame: Bytes) -> Result<(Ctx, Request), Fatal> {
         ApiKey::ListOffsets => Request::ListOffsets(decode(body, v)?),
         ApiKey::DeleteRecords => Request::DeleteRecords(decode(body, v)?),
         ApiKey::DescribeProducers => Request::DescribeProducers(decode(body, v)?),
+        ApiKey::DescribeTopicPartitions => Request::DescribeTopicPartitions(decode(body, v)?),
         ApiKey::Fetch => Request::Fetch(decode(body, v)?),
         ApiKey::InitProducerId => Request::InitProducerId(decode(body, v)?),
         ApiKey::DeleteTopics => Request::DeleteTopics(decode(body, v)?, client()),
@@ -331,6 +335,9 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes, origin: Origin) -> Resul
         }
         // Takes each partition's producer-state lock, which appends hold briefly.
         Request::DescribeProducers(req) => describe_producers::handle(broker, ctx, req),
+        Request::DescribeTopicPartitions(req) => {
+            describe_topic_partitions::handle(broker, ctx, req)
+        }
         Request::InitProducerId(req) => {
             off_reactor(broker, move |b| init_producer_id::handle(b, ctx, req)).await
         }
@@ -590,6 +597,11 @@ mod tests {
                         let mut req = DescribeProducersRequest::default();
                         req.topics = vec![t];
                         describe_producers::handle(&broker, c, req)
+                    }
+                    ApiKey::DescribeTopicPartitions => {
+                        let mut req = DescribeTopicPartitionsRequest::default();
+                        req.response_partition_limit = 1; // a page with a next cursor
+                        describe_topic_partitions::handle(&broker, c, req)
                     }
                     other => match configs_tests::exercise(&broker, other, c) {
                         Some(r) => r,

@@ -16,6 +16,7 @@ import org.apache.kafka.clients.admin.AlterConfigOp;
 import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.admin.DeletedRecords;
 import org.apache.kafka.clients.admin.DescribeClusterResult;
+import org.apache.kafka.clients.admin.DescribeTopicsOptions;
 import org.apache.kafka.clients.admin.LogDirDescription;
 import org.apache.kafka.clients.admin.NewPartitions;
 import org.apache.kafka.clients.admin.NewTopic;
@@ -23,9 +24,12 @@ import org.apache.kafka.clients.admin.ProducerState;
 import org.apache.kafka.clients.admin.OffsetSpec;
 import org.apache.kafka.clients.admin.RecordsToDelete;
 import org.apache.kafka.clients.admin.ReplicaInfo;
+import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.TopicPartitionInfo;
+import org.apache.kafka.common.Uuid;
 import org.apache.kafka.common.config.ConfigResource;
 import org.apache.kafka.common.errors.InvalidConfigurationException;
 import org.apache.kafka.common.errors.InvalidPartitionsException;
@@ -57,6 +61,22 @@ class AdminPartitionsAndConfigsTest {
             ExecutionException same = assertThrows(ExecutionException.class, () ->
                     admin.createPartitions(Map.of(topic, NewPartitions.increaseTo(3))).all().get());
             assertInstanceOf(InvalidPartitionsException.class, same.getCause());
+        }
+    }
+
+    @Test
+    void describeTopicsPagesThroughDescribeTopicPartitions() throws Exception {
+        try (Admin admin = AdminTest.admin()) {
+            String big = topic(admin, 5);
+            String small = topic(admin, 1);
+            // Two partitions a page: the client follows the broker's cursors to the end.
+            Map<String, TopicDescription> d = admin.describeTopics(List.of(big, small),
+                    new DescribeTopicsOptions().partitionSizeLimitPerResponse(2)).allTopicNames().get();
+            assertEquals(List.of(0, 1, 2, 3, 4),
+                    d.get(big).partitions().stream().map(TopicPartitionInfo::partition).toList());
+            assertEquals(1, d.get(small).partitions().size());
+            assertEquals(1, d.get(big).partitions().get(4).isr().size());
+            assertTrue(d.get(big).topicId() != null && !d.get(big).topicId().equals(Uuid.ZERO_UUID));
         }
     }
 
