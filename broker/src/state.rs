@@ -98,6 +98,13 @@ pub struct Topic {
     pub partitions: Vec<Arc<Partition>>,
 }
 
+impl Topic {
+    /// Partition `index` as a request names it (`None` when negative or past the end).
+    pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
+        self.partitions.get(usize::try_from(index).ok()?)
+    }
+}
+
 /// Why a topic cannot be created.
 #[derive(Debug)]
 pub enum CreateError {

@@ -28,7 +28,7 @@ pub fn group_lag(broker: &Broker, group: &str) -> Vec<PartitionLag> {
         .into_iter()
         .filter_map(|((topic, index), committed)| {
             let t = broker.topic(&topic)?;
-            let p = t.partitions.get(usize::try_from(index).ok()?)?;
+            let p = t.partition(index)?;
             let log_end = p.read().log_end_offset() as i64;
             Some(PartitionLag {
                 partition: (topic, index),

@@ -32,11 +32,7 @@ pub(super) fn handle(
         let mut out = DeleteRecordsTopicResult::default();
         out.name = topic.name.clone();
         for p in topic.partitions {
-            let partition = found.as_ref().and_then(|t| {
-                usize::try_from(p.partition_index)
-                    .ok()
-                    .and_then(|i| t.partitions.get(i))
-            });
+            let partition = found.as_ref().and_then(|t| t.partition(p.partition_index));
             out.partitions
                 .push(delete_in(partition.map(Arc::as_ref), &p));
         }

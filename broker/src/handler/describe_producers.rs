@@ -26,11 +26,7 @@ pub(super) fn handle(
         let mut out = TopicResponse::default();
         out.name = topic.name.clone();
         for index in topic.partition_indexes {
-            let partition = found.as_ref().and_then(|t| {
-                usize::try_from(index)
-                    .ok()
-                    .and_then(|i| t.partitions.get(i))
-            });
+            let partition = found.as_ref().and_then(|t| t.partition(index));
             out.partitions
                 .push(describe(partition.map(Arc::as_ref), index));
         }

@@ -87,11 +87,7 @@ pub(super) fn collect(
                 log_start_offset: -1,
                 regions: Vec::new(),
             };
-            let partition = found.as_ref().and_then(|t| {
-                usize::try_from(p.partition)
-                    .ok()
-                    .and_then(|i| t.partitions.get(i))
-            });
+            let partition = found.as_ref().and_then(|t| t.partition(p.partition));
             let Some(partition) = partition else {
                 data.error_code = E::UnknownTopicOrPartition.code();
                 parts.push(data);

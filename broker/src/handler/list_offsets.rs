@@ -26,11 +26,7 @@ pub(super) fn handle(
             r.partition_index = p.partition_index;
             r.timestamp = -1;
             r.offset = -1;
-            let partition = found.as_ref().and_then(|t| {
-                usize::try_from(p.partition_index)
-                    .ok()
-                    .and_then(|i| t.partitions.get(i))
-            });
+            let partition = found.as_ref().and_then(|t| t.partition(p.partition_index));
             match partition {
                 None => r.error_code = E::UnknownTopicOrPartition.code(),
                 Some(partition) if partition.is_offline() => {

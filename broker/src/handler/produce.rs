@@ -127,12 +127,9 @@ fn slots(broker: &Broker, req: ProduceRequest) -> (Shape, Vec<i32>, Vec<Slot>) {
             .flatten();
         shape.push((topic.name.clone(), topic.partition_data.len()));
         for data in topic.partition_data {
-            let partition = found.as_ref().and_then(|t| {
-                usize::try_from(data.index)
-                    .ok()
-                    .and_then(|i| t.partitions.get(i))
-                    .cloned()
-            });
+            let partition = found
+                .as_ref()
+                .and_then(|t| t.partition(data.index).cloned());
             let error_code = if bad_acks {
                 E::InvalidRequiredAcks.code()
             } else if partition.is_none() {
