@@ -126,30 +126,29 @@ impl Inner {
         }
     }
 
+    /// The topic's state if metadata has described it already.
+    fn known_topic(&self, name: &str) -> Option<Arc<TopicState>> {
+        self.topics
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
     /// The topic's state, fetching metadata (and auto-creating it where allowed) on
     /// first use, for up to `max.block.ms`.
     pub(crate) async fn topic(
         self: &Arc<Self>,
         name: &str,
     ) -> Result<Arc<TopicState>, ProduceError> {
-        if let Some(t) = self
-            .topics
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
-        {
-            return Ok(Arc::clone(t));
+        if let Some(t) = self.known_topic(name) {
+            return Ok(t);
         }
         let deadline = Instant::now() + self.config.max_block;
         loop {
             let result = self.refresh_metadata(&[name.to_string()]).await;
-            if let Some(t) = self
-                .topics
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get(name)
-            {
-                return Ok(Arc::clone(t));
+            if let Some(t) = self.known_topic(name) {
+                return Ok(t);
             }
             if Instant::now() + self.config.retry_backoff > deadline {
                 return Err(match result {
