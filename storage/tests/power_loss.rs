@@ -264,3 +264,42 @@ fn a_torn_tail_is_cut_at_the_last_valid_batch() {
     assert!(world.append(1, 10));
     assert_eq!(world.log().log_end_offset(), 2);
 }
+
+/// Found by CI: a segment's name can be durable before the tail of the one before it
+/// (the flusher syncs the directory first, and DeleteRecords' log-start write syncs it at
+/// any time). Here the old segment's sync fails, so its tail never reaches the disk while
+/// the new segment's name does: the log must reopen ending at its last surviving record,
+/// not at the empty segment's base with a hole no read can cross.
+#[test]
+fn an_empty_segment_past_a_lost_tail_is_removed() {
+    let mut world = World::new();
+    for _ in 0..3 {
+        assert!(world.append(3, 280));
+    }
+    assert!(world.sync());
+    let synced_end = world.log().log_end_offset();
+    let first_segment = world.dir.path().join("t-0").join(format!("{:020}.log", 0));
+    world
+        .fault
+        .fail_exact(IoOp::Sync, &first_segment, libc::EIO, false);
+    while world.log().active_segment_base() == 0 {
+        assert!(world.append(2, 300));
+    }
+    let rolled_at = world.log().active_segment_base();
+    assert!(rolled_at > synced_end);
+    // The log-start write syncs the directory: the new segment's name is durable.
+    world
+        .log()
+        .delete_records_before(1)
+        .expect("delete records");
+    world.power_loss(Torn::Nothing);
+    let log = world.log();
+    assert_eq!(
+        log.log_end_offset(),
+        synced_end,
+        "ends at the last surviving record"
+    );
+    assert_eq!(log.active_segment_base(), 0);
+    assert!(log.append(&batch(1, 10, 1_000)).is_ok());
+    assert_eq!(log.log_end_offset(), synced_end + 1);
+}

@@ -17,13 +17,13 @@ use crate::error::{IoContext, Result, StorageError};
 use crate::file_region::FileRegion;
 use crate::flusher::{FlushTicket, Flusher};
 use crate::io::OpenMode;
-use crate::recovery::recover_segment;
 pub use crate::retention::RetentionOutcome;
 use crate::segment::{Segment, SegmentCtx};
 pub use crate::timestamp_search::TimestampOffset;
 
 mod files;
 mod hot;
+mod recover_tail;
 mod timestamps;
 mod truncation;
 
@@ -143,28 +143,28 @@ impl Log {
                 io.sync_dir_at(&dir)?;
             }
             Some((&(active_base, active_size), sealed)) => {
-                for &(base, size) in sealed {
-                    segments.insert(base, Segment::unloaded(base, size));
-                }
                 let clean = marker.filter(|(base, meta)| {
                     *base == active_base
                         && meta.next_offset >= *base
                         && meta.size == active_size
                         && indexes_cover(&dir, active_base, meta)
                 });
-                let active = match clean {
-                    Some((_, meta)) => Segment::loaded(active_base, meta, None),
+                match clean {
+                    Some((_, meta)) => {
+                        for &(base, size) in sealed {
+                            segments.insert(base, Segment::unloaded(base, size));
+                        }
+                        segments.insert(active_base, Segment::loaded(active_base, meta, None));
+                    }
                     None => {
                         if marker_present {
                             tracing::warn!(dir = %dir.display(), "clean-shutdown marker does not match the files; recovering");
                             clean_shutdown::remove(&io, &dir)?;
                             marker_present = false;
                         }
-                        let (meta, files) = recover_segment(ctx, active_base, true)?;
-                        Segment::loaded(active_base, meta, Some(files))
+                        segments = recover_tail::recover_tail(ctx, &listed)?;
                     }
-                };
-                segments.insert(active_base, active);
+                }
             }
         }
         let mut log = Self {
