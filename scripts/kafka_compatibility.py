@@ -21,7 +21,7 @@ NOT_PLANNED_SHARE = "not planned: share groups (KIP-932)"
 NOT_PLANNED_STREAMS = "not planned: the streams group protocol (KIP-1071); Kafka Streams uses the classic protocol"
 NOTES = {
     0: "Fjord serves v3-v9 (record batches v2 only); v10+ planned in issue 17",
-    1: "Fjord serves up to v12 (by topic name); v13+ (by topic ID) planned in issue 17",
+    1: "v13+ name topics by ID (UNKNOWN_TOPIC_ID for a deleted or re-created topic's old ID)",
     2: "up to v7 (max-timestamp); v8+ planned in issue 17",
     3: "up to v12; v13 planned in issue 17",
     8: "v10 planned in issue 17",

@@ -4,7 +4,7 @@
 //! config overrides, as properties) and each partition in `<log.dir>/<name>-<n>/`, as
 //! Kafka lays them out, so both survive restarts.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -22,6 +22,7 @@ mod dynamic_config;
 #[cfg(test)]
 mod power_loss_tests;
 mod quota;
+mod topic_table;
 pub use auto_create::AutoCreated;
 pub use creation::NewTopic;
 pub use dynamic_config::{AlterError, ConfigChange, ConfigOp, DynamicConfigs};
@@ -132,7 +133,7 @@ pub enum CreateError {
 pub struct Broker {
     /// Settings.
     pub config: BrokerConfig,
-    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    topics: RwLock<topic_table::TopicTable>,
     /// Broker settings changed at runtime (IncrementalAlterConfigs / AlterConfigs), by
     /// Kafka broker name; they win over the static config and survive restarts.
     dynamic: RwLock<dynamic_config::DynamicConfigs>,
@@ -208,7 +209,7 @@ impl Broker {
             metrics: crate::metrics::Metrics::default(),
             groups,
             config,
-            topics: RwLock::new(HashMap::new()),
+            topics: RwLock::new(topic_table::TopicTable::default()),
             admin: std::sync::Mutex::new(()),
             auto_creation: auto_create::AutoCreateQueue::default(),
             mutation_quota,
@@ -253,7 +254,7 @@ impl Broker {
         Ok(broker)
     }
 
-    fn topics(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Topic>>> {
+    fn topics(&self) -> std::sync::RwLockReadGuard<'_, topic_table::TopicTable> {
         self.topics.read().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -275,7 +276,7 @@ impl Broker {
         Ok(())
     }
 
-    fn topics_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Topic>>> {
+    fn topics_mut(&self) -> std::sync::RwLockWriteGuard<'_, topic_table::TopicTable> {
         self.topics.write().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -360,6 +361,11 @@ impl Broker {
     /// A topic by name.
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
         self.topics().get(name).cloned()
+    }
+
+    /// A topic by ID (a deleted or re-created topic's old ID finds nothing).
+    pub fn topic_by_id(&self, id: &uuid::Uuid) -> Option<Arc<Topic>> {
+        self.topics().get_by_id(id).cloned()
     }
 
     /// All topics, sorted by name.
@@ -521,7 +527,7 @@ impl Broker {
         if let Err(e) = self.groups.offsets.close() {
             tracing::error!(error = %e, "closing committed offsets failed");
         }
-        let topics: Vec<Arc<Topic>> = self.topics_mut().drain().map(|(_, t)| t).collect();
+        let topics: Vec<Arc<Topic>> = self.topics_mut().drain().collect();
         for topic in topics {
             let Ok(topic) = Arc::try_unwrap(topic) else {
                 tracing::warn!("topic still in use at shutdown; its logs recover on next start");

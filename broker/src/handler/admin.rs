@@ -43,15 +43,17 @@ pub(super) fn delete_topics(
     let mut resp = DeleteTopicsResponse::default();
     let mut throttle = std::time::Duration::ZERO;
     for (name, id) in wanted {
-        let name = name.or_else(|| {
-            broker
-                .all_topics()
-                .into_iter()
-                .find(|t| t.id == id)
-                .map(|t| t.name.clone())
-        });
         let mut r = DeletableTopicResult::default();
         r.topic_id = id;
+        if name.is_some() && !id.is_nil() {
+            // Kafka: a topic is named by one or the other.
+            r.name = name.map(|n| TopicName(s(n)));
+            r.error_code = E::InvalidRequest.code();
+            r.error_message = Some(s("You may not specify both topic name and topic id."));
+            resp.responses.push(r);
+            continue;
+        }
+        let name = name.or_else(|| broker.topic_by_id(&id).map(|t| t.name.clone()));
         let partitions = name
             .as_deref()
             .and_then(|n| broker.topic(n))
@@ -184,4 +186,61 @@ pub(super) fn describe_cluster(
 /// The error message for a creation past `fjord.max.partitions`.
 pub(super) fn partition_limit_message(limit: usize, current: usize) -> String {
     format!("the broker holds {current} partitions and fjord.max.partitions is {limit}")
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Buf;
+    use fjord_protocol::kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+    use fjord_protocol::kafka_protocol::messages::ApiKey;
+    use fjord_protocol::kafka_protocol::protocol::{Decodable, StrBytes};
+
+    use super::super::test_support::{body, ctx, open};
+    use super::*;
+
+    fn by(name: Option<&str>, id: uuid::Uuid) -> DeleteTopicState {
+        let mut t = DeleteTopicState::default();
+        t.name = name.map(|n| TopicName(StrBytes::from_string(n.to_string())));
+        t.topic_id = id;
+        t
+    }
+
+    #[test]
+    fn delete_topics_v6_by_id_by_name_and_never_both() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let broker = open(dir.path());
+        for name in ["a", "b"] {
+            broker
+                .create_topic(name, 1, Default::default(), false)
+                .expect("topic");
+        }
+        let a = broker.topic("a").expect("a").id;
+        let b = broker.topic("b").expect("b").id;
+        let mut req = DeleteTopicsRequest::default();
+        req.topics = vec![
+            by(None, a),
+            by(Some("b"), b),
+            by(None, uuid::Uuid::new_v4()),
+        ];
+        let r = delete_topics(&broker, ctx(ApiKey::DeleteTopics, 6), req, "test").expect("ok");
+        let mut bytes = body(r);
+        bytes.advance(1); // the flexible header's tagged fields
+        let resp = DeleteTopicsResponse::decode(&mut bytes, 6).expect("decode");
+        let got: Vec<(Option<&str>, i16)> = resp
+            .responses
+            .iter()
+            .map(|r| (r.name.as_ref().map(|n| n.0.as_str()), r.error_code))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some("a"), 0),
+                (Some("b"), E::InvalidRequest.code()),
+                (None, E::UnknownTopicId.code()),
+            ]
+        );
+        assert_eq!(resp.responses[0].topic_id, a);
+        assert!(broker.topic("a").is_none());
+        assert!(broker.topic("b").is_some(), "both named: nothing deleted");
+    }
 }

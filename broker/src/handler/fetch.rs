@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fjord_protocol::fetch_response::{self, PartitionHead, Piece};
+use fjord_protocol::fetch_response::{self, PartitionHead, Piece, TopicKey, TOPIC_ID_VERSION};
 use fjord_protocol::kafka_protocol::messages::fetch_request::FetchRequest;
 use fjord_protocol::kafka_protocol::ResponseError as E;
 use fjord_storage::FileRegion;
@@ -64,20 +64,44 @@ pub(super) enum Access {
 /// every read is hot, so that one request cannot hold a reactor thread for long.
 const HOT_MAX_PARTITIONS: usize = 128;
 
+/// A topic of the response: named as the request named it (by name before v13, by ID
+/// from v13).
+pub(super) struct TopicData {
+    pub(super) name: String,
+    pub(super) id: uuid::Uuid,
+    pub(super) partitions: Vec<PartitionData>,
+}
+
 /// Reads every requested partition once. With [`Access::HotOnly`], `None` when some
 /// read would need more than memory and a free lock.
+///
+/// From v13 topics are named by ID: an ID no topic has (deleted, or re-created under a
+/// new one) is UNKNOWN_TOPIC_ID, so a client never reads a new topic's records at its
+/// old positions.
 pub(super) fn collect(
     broker: &Broker,
     req: &FetchRequest,
+    version: i16,
     access: Access,
-) -> Option<Vec<(String, Vec<PartitionData>)>> {
+) -> Option<Vec<TopicData>> {
     let cap = u64::try_from(broker.config.fetch_max_bytes).unwrap_or(u64::MAX);
     let mut budget = u64::try_from(req.max_bytes).unwrap_or(0).min(cap);
     let mut any = false;
+    let by_id = version >= TOPIC_ID_VERSION;
     let mut out = Vec::with_capacity(req.topics.len());
     for topic in &req.topics {
-        let name = topic.topic.0.as_str();
-        let found = broker.topic(name);
+        let (found, missing) = if by_id {
+            (broker.topic_by_id(&topic.topic_id), E::UnknownTopicId)
+        } else {
+            (
+                broker.topic(topic.topic.0.as_str()),
+                E::UnknownTopicOrPartition,
+            )
+        };
+        let name = match &found {
+            Some(t) => t.name.clone(),
+            None => topic.topic.0.as_str().to_string(),
+        };
         let mut parts = Vec::with_capacity(topic.partitions.len());
         for p in &topic.partitions {
             let mut data = PartitionData {
@@ -87,8 +111,12 @@ pub(super) fn collect(
                 log_start_offset: -1,
                 regions: Vec::new(),
             };
-            let partition = found.as_ref().and_then(|t| t.partition(p.partition));
-            let Some(partition) = partition else {
+            let Some(found) = &found else {
+                data.error_code = missing.code();
+                parts.push(data);
+                continue;
+            };
+            let Some(partition) = found.partition(p.partition) else {
                 data.error_code = E::UnknownTopicOrPartition.code();
                 parts.push(data);
                 continue;
@@ -129,7 +157,11 @@ pub(super) fn collect(
             budget = budget.saturating_sub(n);
             parts.push(data);
         }
-        out.push((name.to_string(), parts));
+        out.push(TopicData {
+            name,
+            id: topic.topic_id,
+            partitions: parts,
+        });
     }
     Some(out)
 }
@@ -146,14 +178,14 @@ pub(super) async fn handle(
     let req = Arc::new(req);
     loop {
         appends.borrow_and_update();
-        let data = collect_regions(broker, &req).await?;
+        let data = collect_regions(broker, &req, ctx.version).await?;
         let total: u64 = data
             .iter()
-            .flat_map(|(_, ps)| ps.iter().map(PartitionData::bytes))
+            .flat_map(|t| t.partitions.iter().map(PartitionData::bytes))
             .sum();
         let errors = data
             .iter()
-            .flat_map(|(_, ps)| ps.iter())
+            .flat_map(|t| t.partitions.iter())
             .any(|p| p.error_code != 0);
         if total >= min_bytes || errors || tokio::time::Instant::now() >= deadline {
             tracing::trace!(
@@ -169,7 +201,7 @@ pub(super) async fn handle(
         let waited = tokio::time::timeout_at(deadline, appends.changed()).await;
         broker.metrics.fetch_waiting.fetch_sub(1, Ordering::Relaxed);
         if waited.is_err() {
-            let data = collect_regions(broker, &req).await?;
+            let data = collect_regions(broker, &req, ctx.version).await?;
             count_out(broker, &data);
             return Ok(Response::Fetch(write_response(ctx, &data)));
         }
@@ -177,11 +209,11 @@ pub(super) async fn handle(
 }
 
 /// Record bytes sent, per topic, for /metrics.
-fn count_out(broker: &Broker, data: &[(String, Vec<PartitionData>)]) {
-    for (name, partitions) in data {
+fn count_out(broker: &Broker, data: &[TopicData]) {
+    for t in data {
         broker
             .metrics
-            .fetched(name, partitions.iter().map(PartitionData::bytes).sum());
+            .fetched(&t.name, t.partitions.iter().map(PartitionData::bytes).sum());
     }
 }
 
@@ -192,15 +224,16 @@ fn count_out(broker: &Broker, data: &[(String, Vec<PartitionData>)]) {
 async fn collect_regions(
     broker: &Arc<Broker>,
     req: &Arc<FetchRequest>,
-) -> Result<Vec<(String, Vec<PartitionData>)>, Fatal> {
+    version: i16,
+) -> Result<Vec<TopicData>, Fatal> {
     let partitions: usize = req.topics.iter().map(|t| t.partitions.len()).sum();
     if partitions <= HOT_MAX_PARTITIONS {
-        if let Some(data) = collect(broker, req, Access::HotOnly) {
+        if let Some(data) = collect(broker, req, version, Access::HotOnly) {
             return Ok(data);
         }
     }
     let (broker, req) = (Arc::clone(broker), Arc::clone(req));
-    tokio::task::spawn_blocking(move || collect(&broker, &req, Access::Wait))
+    tokio::task::spawn_blocking(move || collect(&broker, &req, version, Access::Wait))
         .await
         .map_err(|e| Fatal::Internal(format!("fetch task failed: {e}")))?
         .ok_or_else(|| Fatal::Internal("a waiting fetch gave up".into()))
@@ -208,11 +241,11 @@ async fn collect_regions(
 
 /// Lays out the response (the protocol crate owns the layout and its versions) and
 /// puts each partition's file regions where its records go.
-fn write_response(ctx: Ctx, data: &[(String, Vec<PartitionData>)]) -> FetchResponse {
+fn write_response(ctx: Ctx, data: &[TopicData]) -> FetchResponse {
     let heads: Vec<Vec<PartitionHead>> = data
         .iter()
-        .map(|(_, partitions)| {
-            partitions
+        .map(|t| {
+            t.partitions
                 .iter()
                 .map(|p| PartitionHead {
                     index: p.index,
@@ -221,21 +254,28 @@ fn write_response(ctx: Ctx, data: &[(String, Vec<PartitionData>)]) -> FetchRespo
                     last_stable_offset: p.high_watermark, // no transactions yet
                     log_start_offset: p.log_start_offset,
                     records_len: p.bytes(),
+                    current_leader: None,
                 })
                 .collect()
         })
         .collect();
-    let topics: Vec<(&str, &[PartitionHead])> = data
+    let topics: Vec<(TopicKey<'_>, &[PartitionHead])> = data
         .iter()
         .zip(&heads)
-        .map(|((name, _), h)| (name.as_str(), h.as_slice()))
+        .map(|(t, h)| {
+            let key = TopicKey {
+                name: t.name.as_str(),
+                id: *t.id.as_bytes(),
+            };
+            (key, h.as_slice())
+        })
         .collect();
     let mut parts = Vec::new();
-    for piece in fetch_response::encode(ctx.version, ctx.correlation_id, &topics) {
+    for piece in fetch_response::encode(ctx.version, ctx.correlation_id, &topics, &[]) {
         match piece {
             Piece::Bytes(b) => parts.push(Part::Bytes(b)),
             Piece::Records { topic, partition } => {
-                let regions = &data[topic].1[partition].regions;
+                let regions = &data[topic].partitions[partition].regions;
                 parts.extend(regions.iter().cloned().map(Part::Region));
             }
         }

@@ -523,7 +523,11 @@ mod tests {
                         let mut p = FetchPartition::default();
                         p.partition_max_bytes = 1 << 20;
                         let mut t = FetchTopic::default();
-                        t.topic = name("t");
+                        if v >= 13 {
+                            t.topic_id = broker.topic("t").expect("t").id;
+                        } else {
+                            t.topic = name("t");
+                        }
                         t.partitions = vec![p];
                         let mut req = FetchRequest::default();
                         req.max_bytes = 1 << 20;
