@@ -20,7 +20,7 @@ ISSUE_21 = "planned: issue 21 (replication, the Raft quorum)"
 NOT_PLANNED_SHARE = "not planned: share groups (KIP-932)"
 NOT_PLANNED_STREAMS = "not planned: the streams group protocol (KIP-1071); Kafka Streams uses the classic protocol"
 NOTES = {
-    0: "Fjord serves v3-v9 (record batches v2 only); v10+ planned in issue 17",
+    0: "record batches v2 only; v13 names topics by ID (UNKNOWN_TOPIC_ID for a stale one)",
     1: "v13+ name topics by ID (UNKNOWN_TOPIC_ID for a deleted or re-created topic's old ID)",
     2: "up to v7 (max-timestamp); v8+ planned in issue 17",
     3: "up to v12; v13 planned in issue 17",

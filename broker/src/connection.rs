@@ -87,13 +87,18 @@ pub(crate) async fn serve(
         let api_key = frame
             .get(..2)
             .map_or(-1, |b| i16::from_be_bytes([b[0], b[1]]));
+        let api_version = frame
+            .get(2..4)
+            .map_or(-1, |b| i16::from_be_bytes([b[0], b[1]]));
         let started = std::time::Instant::now();
         let origin = handler::Origin {
             peer: Some(peer),
             listener,
         };
         let handled = handler::handle(&broker, frame, origin).await;
-        broker.metrics.request(api_key, started.elapsed());
+        broker
+            .metrics
+            .request(api_key, api_version, started.elapsed());
         match handled {
             Ok(response) => {
                 if response_tx.send((response, permit)).await.is_err() {

@@ -22,8 +22,10 @@ use crate::state::Broker;
 const BUCKETS: [f64; 12] = [
     0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0,
 ];
-/// API keys we keep per-API statistics for (0..=74 covers every Kafka API).
-const APIS: usize = 75;
+/// API keys we keep per-API statistics for (0..100 covers every Kafka 4.x API).
+const APIS: usize = 100;
+/// Versions counted per API (0..32 covers every version Kafka 4.x defines).
+const VERSIONS: usize = 32;
 
 /// A cumulative histogram of durations.
 #[derive(Debug, Default)]
@@ -72,6 +74,8 @@ struct TopicCounters {
 #[derive(Debug)]
 pub struct Metrics {
     requests: Vec<Histogram>,
+    /// Requests per API and version: which code path each client took.
+    versions: Vec<[AtomicU64; VERSIONS]>,
     topics: Mutex<HashMap<String, Arc<TopicCounters>>>,
     /// Open client connections.
     pub connections: AtomicI64,
@@ -86,6 +90,7 @@ impl Default for Metrics {
     fn default() -> Self {
         Self {
             requests: (0..APIS).map(|_| Histogram::default()).collect(),
+            versions: (0..APIS).map(|_| Default::default()).collect(),
             topics: Mutex::default(),
             connections: AtomicI64::new(0),
             fetch_waiting: AtomicI64::new(0),
@@ -101,10 +106,17 @@ fn api_name(key: i16) -> String {
 }
 
 impl Metrics {
-    /// Counts a request of API `key` that took `took` to answer.
-    pub fn request(&self, key: i16, took: Duration) {
-        if let Some(h) = usize::try_from(key).ok().and_then(|k| self.requests.get(k)) {
-            h.observe(took);
+    /// Counts a request of API `key` at `version` that took `took` to answer.
+    pub fn request(&self, key: i16, version: i16, took: Duration) {
+        let Some(k) = usize::try_from(key).ok().filter(|k| *k < APIS) else {
+            return;
+        };
+        self.requests[k].observe(took);
+        if let Some(n) = usize::try_from(version)
+            .ok()
+            .and_then(|v| self.versions[k].get(v))
+        {
+            n.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -146,6 +158,20 @@ impl Metrics {
             if h.count.load(Ordering::Relaxed) > 0 {
                 let labels = format!("api=\"{}\"", api_name(key as i16));
                 h.render(&mut out, "fjord_request_duration_seconds", &labels);
+            }
+        }
+        out.push_str("# HELP fjord_requests_total Requests answered, by API and version.\n");
+        out.push_str("# TYPE fjord_requests_total counter\n");
+        for (key, versions) in self.versions.iter().enumerate() {
+            for (version, n) in versions.iter().enumerate() {
+                let n = n.load(Ordering::Relaxed);
+                if n > 0 {
+                    let api = api_name(key as i16);
+                    let _ = writeln!(
+                        out,
+                        "fjord_requests_total{{api=\"{api}\",version=\"{version}\"}} {n}"
+                    );
+                }
             }
         }
         let topics: Vec<(String, Arc<TopicCounters>)> = self

@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests in `tests/`: start the real `fjord` binary as a
 //! process on a free port with its own data directory, and stop it.
 
+pub mod metrics;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

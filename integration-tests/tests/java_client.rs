@@ -14,6 +14,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use fjord_integration_tests::metrics::{free_metrics_listener, highest_version_served};
 use fjord_integration_tests::BrokerProcess;
 
 /// The Maven module.
@@ -70,9 +71,11 @@ fn assert_passed(out: &Output, classes: &[&str]) {
 fn the_java_client_passes_its_tests_against_fjord() {
     // A low controller mutation quota for QuotaTest; each other test creates a few
     // partitions per client id, well under it.
+    let (metrics, metrics_addr) = free_metrics_listener();
     let broker = BrokerProcess::start(&[
         "group.initial.rebalance.delay.ms=0",
         "fjord.controller.mutation.rate=20",
+        &metrics,
     ]);
     let out = maven_test(&[format!("-Dfjord.bootstrap={}", broker.bootstrap)])
         .wait_with_output()
@@ -88,6 +91,14 @@ fn the_java_client_passes_its_tests_against_fjord() {
             "dev.fjord.AdminPartitionsAndConfigsTest",
         ],
     );
+    // The client ran on its newest code paths: the versions Kafka 4.x serves.
+    for (api, version) in [("Produce", 13), ("Fetch", 18)] {
+        assert_eq!(
+            highest_version_served(&metrics_addr, api),
+            Some(version),
+            "{api}"
+        );
+    }
     drop(broker);
     producer_retries_across_a_broker_crash();
 }

@@ -1,54 +1,26 @@
 //! The broker's Prometheus endpoint: scraped before and after traffic, the counters
 //! move by what was sent; /health answers.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
+use fjord_integration_tests::metrics::{free_metrics_listener, http_get, sample};
 use fjord_integration_tests::BrokerProcess;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
-fn get(addr: &str, path: &str) -> (String, String) {
-    let mut s = TcpStream::connect(addr).expect("metrics endpoint");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("response");
-    let (head, body) = out.split_once("\r\n\r\n").expect("http response");
-    (
-        head.lines().next().unwrap_or_default().to_string(),
-        body.to_string(),
-    )
-}
-
-/// The value of the sample whose name and labels start with `series`.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(series))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 /// A broker serving /metrics on a free port, and that port's address.
 fn broker_with_metrics() -> (BrokerProcess, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let broker = BrokerProcess::start(&[&format!("metrics.listener={addr}")]);
-    (broker, addr)
+    let (set, addr) = free_metrics_listener();
+    (BrokerProcess::start(&[&set]), addr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_move_with_traffic() {
     let (broker, addr) = broker_with_metrics();
-    let (status, body) = get(&addr, "/health");
+    let (status, body) = http_get(&addr, "/health");
     assert!(status.contains("200"), "{status}");
     assert_eq!(body.trim(), "ok");
-    let (_, before) = get(&addr, "/metrics");
+    let (_, before) = http_get(&addr, "/metrics");
     assert_eq!(
         sample(&before, "fjord_topic_records_in_total{topic=\"seen\"}"),
         None
@@ -67,7 +39,7 @@ async fn metrics_move_with_traffic() {
         .await
         .expect("delivered");
     }
-    let (status, after) = get(&addr, "/metrics");
+    let (status, after) = http_get(&addr, "/metrics");
     assert!(status.contains("200"));
     assert_eq!(
         sample(&after, "fjord_topic_records_in_total{topic=\"seen\"}"),
@@ -91,7 +63,7 @@ async fn metrics_move_with_traffic() {
     )
     .expect("produce requests");
     assert!(produces >= 1.0);
-    let (status, _) = get(&addr, "/nothing-here");
+    let (status, _) = http_get(&addr, "/nothing-here");
     assert!(status.contains("404"), "{status}");
 }
 
@@ -115,7 +87,7 @@ async fn produces_without_acks_are_counted_too() {
     // No answer says when the broker appended: wait for the counter.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let (_, text) = get(&addr, "/metrics");
+        let (_, text) = http_get(&addr, "/metrics");
         let records = sample(&text, "fjord_topic_records_in_total{topic=\"fire\"}");
         if records == Some(5.0) {
             break;

@@ -12,7 +12,7 @@ use super::{encode, Ctx, Fatal, Response};
 
 /// (API, min version, max version) advertised; clients pick the highest common version.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 3, 9),
+    (ApiKey::Produce, 3, 13),
     // The versions the protocol crate lays the response out for, beside its encoder.
     (
         ApiKey::Fetch,

@@ -502,7 +502,11 @@ mod tests {
                         let mut p = PartitionProduceData::default();
                         p.records = Some(records.clone());
                         let mut t = TopicProduceData::default();
-                        t.name = name("t");
+                        if v >= 13 {
+                            t.topic_id = broker.topic("t").expect("t").id;
+                        } else {
+                            t.name = name("t");
+                        }
                         t.partition_data = vec![p];
                         let mut req = ProduceRequest::default();
                         req.acks = 1;

@@ -110,22 +110,46 @@ async fn await_durable(
     })
 }
 
-/// The request's shape: each topic's name and how many partitions it named, in order.
-type Shape = Vec<(TopicName, usize)>;
+/// One topic of the request: as it was named (by name before v13, by ID from v13), its
+/// name if known (for /metrics), and how many partitions it named.
+struct TopicShape {
+    named: TopicName,
+    id: uuid::Uuid,
+    name: Option<String>,
+    partitions: usize,
+}
+
+/// The request's topics, in order.
+type Shape = Vec<TopicShape>;
 
 /// One slot per partition named, with the checks that need no log: acks, topic and
 /// partition known, records present. A Produce never creates a topic, as in Kafka:
 /// unknown topics are answered UNKNOWN_TOPIC_OR_PARTITION (retriable) at once;
 /// Metadata is what auto-creates.
-fn slots(broker: &Broker, req: ProduceRequest) -> (Shape, Vec<i32>, Vec<Slot>) {
+///
+/// From v13 topics are named by ID: an unknown one is UNKNOWN_TOPIC_ID, as in Kafka.
+fn slots(broker: &Broker, version: i16, req: ProduceRequest) -> (Shape, Vec<i32>, Vec<Slot>) {
     let bad_acks = !matches!(req.acks, -1..=1);
+    let by_id = version >= 13;
     let mut shape = Vec::with_capacity(req.topic_data.len());
     let (mut indexes, mut slots) = (Vec::new(), Vec::new());
     for topic in req.topic_data {
-        let found: Option<Arc<Topic>> = (!bad_acks)
-            .then(|| broker.topic(topic.name.0.as_str()))
-            .flatten();
-        shape.push((topic.name.clone(), topic.partition_data.len()));
+        let found: Option<Arc<Topic>> = match (bad_acks, by_id) {
+            (true, _) => None,
+            (false, true) => broker.topic_by_id(&topic.topic_id),
+            (false, false) => broker.topic(topic.name.0.as_str()),
+        };
+        let unknown = if by_id && found.is_none() {
+            E::UnknownTopicId
+        } else {
+            E::UnknownTopicOrPartition
+        };
+        shape.push(TopicShape {
+            named: topic.name.clone(),
+            id: topic.topic_id,
+            name: found.as_ref().map(|t| t.name.clone()),
+            partitions: topic.partition_data.len(),
+        });
         for data in topic.partition_data {
             let partition = found
                 .as_ref()
@@ -133,7 +157,7 @@ fn slots(broker: &Broker, req: ProduceRequest) -> (Shape, Vec<i32>, Vec<Slot>) {
             let error_code = if bad_acks {
                 E::InvalidRequiredAcks.code()
             } else if partition.is_none() {
-                E::UnknownTopicOrPartition.code()
+                unknown.code()
             } else if data.records.is_none() {
                 E::CorruptMessage.code()
             } else {
@@ -180,17 +204,17 @@ async fn durability(broker: &Arc<Broker>, acks: i16, work: &mut [Slot]) {
 /// Per-topic counters for /metrics: what was appended (duplicates excluded).
 fn count_produced(broker: &Broker, shape: &Shape, work: &[Slot]) {
     let mut slots = work.iter();
-    for (name, count) in shape {
+    for topic in shape {
         let (mut records, mut bytes) = (0u64, 0u64);
-        for slot in slots.by_ref().take(*count) {
+        for slot in slots.by_ref().take(topic.partitions) {
             if let (true, 0, Some(r)) = (slot.appended, slot.error_code, &slot.records) {
                 bytes += r.len() as u64;
                 records += BatchHeader::parse(r)
                     .map_or(0, |h| u64::try_from(h.records_count).unwrap_or(0));
             }
         }
-        if bytes > 0 {
-            broker.metrics.produced(name.0.as_str(), records, bytes);
+        if let (true, Some(name)) = (bytes > 0, &topic.name) {
+            broker.metrics.produced(name, records, bytes);
         }
     }
 }
@@ -199,10 +223,11 @@ fn count_produced(broker: &Broker, shape: &Shape, work: &[Slot]) {
 fn response(shape: Shape, indexes: Vec<i32>, work: Vec<Slot>) -> ProduceResponse {
     let mut outcomes = indexes.into_iter().zip(work);
     let mut resp = ProduceResponse::default();
-    for (name, count) in shape {
+    for shape in shape {
         let mut topic = TopicProduceResponse::default();
-        topic.name = name;
-        for (index, slot) in outcomes.by_ref().take(count) {
+        // Named back as the request named it.
+        (topic.name, topic.topic_id) = (shape.named, shape.id);
+        for (index, slot) in outcomes.by_ref().take(shape.partitions) {
             let mut p = PartitionProduceResponse::default();
             p.index = index;
             p.error_code = slot.error_code;
@@ -222,7 +247,7 @@ pub(super) async fn handle(
     req: ProduceRequest,
 ) -> Result<Response, Fatal> {
     let acks = req.acks;
-    let (shape, indexes, mut work) = slots(broker, req);
+    let (shape, indexes, mut work) = slots(broker, ctx.version, req);
     // Page-cache writes can stall (dirty throttling): keep them off the reactor.
     work = tokio::task::spawn_blocking(move || {
         append_all(&mut work);
@@ -238,4 +263,65 @@ pub(super) async fn handle(
         return Ok(Response::None);
     }
     encode(ctx, &response(shape, indexes, work))
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Buf;
+    use fjord_protocol::compression::Compression;
+    use fjord_protocol::kafka_protocol::messages::produce_request::{
+        PartitionProduceData, TopicProduceData,
+    };
+    use fjord_protocol::kafka_protocol::messages::ApiKey;
+    use fjord_protocol::kafka_protocol::protocol::Decodable;
+    use fjord_protocol::record_batch::{BatchBuilder, RecordSpec};
+
+    use super::super::test_support::{body, ctx, open};
+    use super::*;
+
+    fn topic_by_id(id: uuid::Uuid) -> TopicProduceData {
+        let mut b = BatchBuilder::new(Compression::None, 1_000);
+        b.push(RecordSpec::value("v"));
+        let mut p = PartitionProduceData::default();
+        p.records = Some(Bytes::from(b.build().expect("batch")));
+        let mut t = TopicProduceData::default();
+        t.topic_id = id;
+        t.partition_data = vec![p];
+        t
+    }
+
+    #[tokio::test]
+    async fn produce_v13_names_topics_by_id() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let broker = open(dir.path());
+        broker
+            .create_topic("t", 1, Default::default(), false)
+            .expect("topic");
+        let id = broker.topic("t").expect("t").id;
+        let stale = uuid::Uuid::new_v4();
+        let mut req = ProduceRequest::default();
+        req.acks = 1;
+        req.topic_data = vec![topic_by_id(id), topic_by_id(stale)];
+        let r = handle(&broker, ctx(ApiKey::Produce, 13), req)
+            .await
+            .expect("answer");
+        let mut bytes = body(r);
+        bytes.advance(1); // the flexible header's tagged fields
+        let resp = ProduceResponse::decode(&mut bytes, 13).expect("decode");
+        let got: Vec<(uuid::Uuid, i16, i64)> = resp
+            .responses
+            .iter()
+            .map(|t| {
+                let p = &t.partition_responses[0];
+                (t.topic_id, p.error_code, p.base_offset)
+            })
+            .collect();
+        assert_eq!(got, vec![(id, 0, 0), (stale, E::UnknownTopicId.code(), -1)]);
+        assert_eq!(
+            broker.topic("t").expect("t").partitions[0]
+                .read()
+                .log_end_offset(),
+            1
+        );
+    }
 }

@@ -1,0 +1,49 @@
+//! Reading a broker's Prometheus endpoint from a test.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// `GET path` from the HTTP endpoint at `addr`: (status line, body).
+pub fn http_get(addr: &str, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect(addr).expect("metrics endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("response");
+    let (head, body) = out.split_once("\r\n\r\n").expect("http response");
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
+}
+
+/// The value of the sample whose name and labels start with `series`.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// A `metrics.listener` setting on a free loopback port, and that address.
+pub fn free_metrics_listener() -> (String, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    (format!("metrics.listener={addr}"), addr)
+}
+
+/// The highest version of API `api` (its name as /metrics spells it) the broker at
+/// `addr` answered, if it answered any.
+pub fn highest_version_served(addr: &str, api: &str) -> Option<i16> {
+    let (_, text) = http_get(addr, "/metrics");
+    let prefix = format!("fjord_requests_total{{api=\"{api}\",version=\"");
+    text.lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|rest| rest.split('"').next()?.parse().ok())
+        .max()
+}
