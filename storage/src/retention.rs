@@ -37,6 +37,8 @@ impl Log {
             self.delete_segments(doomed)?;
             let first = self.segments.keys().next().copied().unwrap_or(0);
             self.log_start_offset = self.log_start_offset.max(first);
+            let start = self.log_start_offset;
+            self.change_epochs(|c| c.truncate_from_start(start))?;
         }
         Ok(RetentionOutcome {
             segments_deleted: doomed.len(),

@@ -265,7 +265,8 @@ impl Segment {
 
     /// Appends validated batches with offsets from `first_offset` on, in one vectored
     /// write of the original bytes with each 61-byte header patched (base offset, and the
-    /// LogAppendTime fields when `append_time` is set). Returns the byte position the
+    /// LogAppendTime fields when `append_time` is set, and the partition leader epoch
+    /// when `leader_epoch` is not -1). Returns the byte position the
     /// batches start at. On error nothing is kept.
     pub(crate) fn append(
         &mut self,
@@ -273,6 +274,7 @@ impl Segment {
         batches: &[(BatchHeader, &[u8])],
         first_offset: u64,
         append_time: Option<i64>,
+        leader_epoch: i32,
     ) -> Result<u64> {
         let base = self.base_offset;
         let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
@@ -283,6 +285,9 @@ impl Segment {
             let mut patched = [0u8; BATCH_HEADER_LEN];
             patched.copy_from_slice(&bytes[..BATCH_HEADER_LEN]);
             BatchHeader::write_base_offset(&mut patched, offset as i64);
+            if leader_epoch >= 0 {
+                BatchHeader::write_partition_leader_epoch(&mut patched, leader_epoch);
+            }
             if let Some(now) = append_time {
                 BatchHeader::set_log_append_time(&mut patched, &bytes[BATCH_HEADER_LEN..], now);
             }

@@ -86,6 +86,8 @@ struct World {
     acked: Acked,
     /// Appended since the last successful sync: acknowledged by the next one.
     pending: Vec<(u64, Vec<u8>)>,
+    /// The leader epoch of the last open (-1 before the first).
+    last_epoch: i32,
 }
 
 impl World {
@@ -98,6 +100,7 @@ impl World {
             log: None,
             acked: Acked::default(),
             pending: Vec::new(),
+            last_epoch: -1,
         };
         w.open();
         w
@@ -105,9 +108,14 @@ impl World {
 
     fn open(&mut self) {
         let flusher = Flusher::with_io("test", Io::new(self.fault.clone())).expect("flusher");
-        let log = Log::open(self.dir.path().join("t-0"), small_config(), flusher)
+        let mut log = Log::open(self.dir.path().join("t-0"), small_config(), flusher)
             .expect("the log opens after a power loss");
         self.check(&log);
+        // As the broker does: each start writes in a new leader epoch (its checkpoint
+        // is written under the same faults).
+        let epoch = log.begin_leader_epoch();
+        assert!(epoch >= self.last_epoch, "epochs never go back");
+        self.last_epoch = epoch;
         self.log = Some(log);
     }
 
@@ -135,8 +143,9 @@ impl World {
                 .iter()
                 .find(|(base, _)| *base as u64 == *first)
                 .unwrap_or_else(|| panic!("acknowledged batch at {first} lost"));
-            // The same bytes, but for the base offset the log wrote.
-            assert_eq!(&raw[8..], &sent[8..], "batch at {first} changed");
+            // The same bytes, but for the base offset and leader epoch the log wrote.
+            assert_eq!(&raw[8..12], &sent[8..12], "batch at {first} changed");
+            assert_eq!(&raw[16..], &sent[16..], "batch at {first} changed");
         }
     }
 

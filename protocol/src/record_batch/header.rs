@@ -184,6 +184,12 @@ impl BatchHeader {
         buf[..8].copy_from_slice(&base_offset.to_be_bytes());
     }
 
+    /// Rewrites the partition leader epoch in a batch header (`buf` holds at least its
+    /// first 16 bytes). It sits before the CRC'd part, so the CRC stays valid.
+    pub fn write_partition_leader_epoch(buf: &mut [u8], epoch: i32) {
+        buf[12..16].copy_from_slice(&epoch.to_be_bytes());
+    }
+
     /// Rewrites a batch header to LogAppendTime with `timestamp` as maxTimestamp and
     /// recomputes the CRC. `header` is the batch's first 61 bytes (rewritten in place),
     /// `payload` the rest of the batch (the records), which the CRC also covers.

@@ -21,6 +21,7 @@ pub use crate::retention::RetentionOutcome;
 use crate::segment::{Segment, SegmentCtx};
 pub use crate::timestamp_search::TimestampOffset;
 
+mod epochs;
 mod files;
 mod hot;
 mod recover_tail;
@@ -75,6 +76,10 @@ pub struct Log {
     flush_failure: Option<StorageError>,
     /// Where the bytes this process appended recently begin (see [`Log::read_hot`]).
     hot: HotWindow,
+    /// Where each leader epoch starts (the `leader-epoch-checkpoint`).
+    leader_epochs: crate::leader_epochs::LeaderEpochs,
+    /// The epoch stamped into appended batches (-1: none, batches keep the client's).
+    leader_epoch: i32,
 }
 
 /// KIP-74: the response's first partition with data gets its first batch whole, past
@@ -180,6 +185,8 @@ impl Log {
             roll_for_index_size: false,
             flush_failure: None,
             hot: HotWindow::from_end(0, 0),
+            leader_epochs: Default::default(),
+            leader_epoch: -1,
         };
         // After a restart nothing is known to be in memory.
         log.hot = HotWindow::from_end(log.log_end_offset(), log.active().1.size());
@@ -209,6 +216,7 @@ impl Log {
             log.mark_dirty()?;
             log.delete_segments(&below)?;
         }
+        log.load_epochs()?;
         Ok(log)
     }
 
@@ -411,13 +419,15 @@ impl Log {
         self.mark_dirty()?;
         let first_offset = self.log_end_offset();
         let last_offset = first_offset + records_count - 1;
+        self.note_epoch_start(first_offset)?;
         self.maybe_roll(
             position as u64,
             last_offset,
             append_time.unwrap_or(max_timestamp),
         )?;
+        let epoch = self.leader_epoch;
         let (ctx, active) = self.active_mut();
-        let position = active.append(ctx, &parsed, first_offset, append_time)?;
+        let position = active.append(ctx, &parsed, first_offset, append_time, epoch)?;
         self.hot.appended(first_offset, position);
         let durable = self.after_append(records_count)?;
         Ok(AppendInfo {

@@ -65,7 +65,7 @@ impl Log {
             self.delete_segments(&others)?;
             self.log_start_offset = offset;
             self.hot = HotWindow::from_end(offset, self.active().1.size());
-            return Ok(());
+            return self.change_epochs(|c| c.clear());
         }
         // Newest first: a crash midway must not leave a later segment to become active.
         let doomed: Vec<u64> = self
@@ -83,7 +83,8 @@ impl Log {
             self.log_start_offset = start;
             write_log_start(self.flusher.io(), &self.dir, start)?;
         }
-        Ok(())
+        let end = self.log_end_offset();
+        self.change_epochs(|c| c.truncate_from_end(end))
     }
     /// Kafka's DeleteRecords: makes `offset` the log start offset (persisted), deleting
     /// the segments wholly below it. Returns the new log start offset.
@@ -109,6 +110,7 @@ impl Log {
             .map(|w| w[0])
             .collect();
         self.delete_segments(&doomed)?;
+        self.change_epochs(|c| c.truncate_from_start(offset))?;
         Ok(offset)
     }
     /// Empties the log and starts it at `start`, past its end: a new empty segment there,
@@ -123,7 +125,7 @@ impl Log {
         self.delete_segments(&others)?;
         self.log_start_offset = start;
         self.hot = HotWindow::from_end(start, 0);
-        Ok(())
+        self.change_epochs(|c| c.clear())
     }
     /// Removes segments (never the active one) from memory and disk.
     /// Deletes in the order given, then makes the deletions durable.
