@@ -44,9 +44,27 @@ pub struct Partition {
     /// trusted to reach the disk, so the partition answers KAFKA_STORAGE_ERROR until a
     /// restart recovers it from what is on disk (as Kafka takes a failed log dir offline).
     offline: std::sync::atomic::AtomicBool,
+    /// The leader epoch this broker leads the partition in, since it opened it (the log
+    /// stamps it into every batch; Metadata tells clients).
+    pub leader_epoch: i32,
 }
 
 impl Partition {
+    /// Kafka's check of a request's `current_leader_epoch` (KIP-320): -1 skips it; an
+    /// older epoch is FENCED_LEADER_EPOCH (the client's metadata is stale), a newer one
+    /// UNKNOWN_LEADER_EPOCH (this broker's is); both make the client refresh and retry.
+    pub fn check_leader_epoch(
+        &self,
+        current: i32,
+    ) -> std::result::Result<(), fjord_protocol::kafka_protocol::ResponseError> {
+        use fjord_protocol::kafka_protocol::ResponseError as E;
+        match current {
+            c if c < 0 || c == self.leader_epoch => Ok(()),
+            c if c < self.leader_epoch => Err(E::FencedLeaderEpoch),
+            _ => Err(E::UnknownLeaderEpoch),
+        }
+    }
+
     /// Read access to the log (a poisoned lock still holds a consistent log: every
     /// mutation either completes or returns an error before changing state).
     pub fn read(&self) -> std::sync::RwLockReadGuard<'_, Log> {
@@ -315,7 +333,7 @@ impl Broker {
         start_closed: bool,
     ) -> Result<Arc<Partition>> {
         // The caller syncs the log directory once for every partition it opened.
-        let log = Log::open_in_batch(
+        let mut log = Log::open_in_batch(
             self.partition_dir(name, index),
             log_config.clone(),
             self.flusher.clone(),
@@ -327,11 +345,14 @@ impl Broker {
         if start_closed {
             log.close_idle(std::time::Duration::ZERO)?;
         }
+        // Leading it from now on, in a new epoch if the last one wrote.
+        let leader_epoch = log.begin_leader_epoch();
         Ok(Arc::new(Partition {
             index,
             log: RwLock::new(log),
             producers: std::sync::Mutex::new(producers),
             offline: std::sync::atomic::AtomicBool::new(false),
+            leader_epoch,
         }))
     }
 

@@ -103,8 +103,9 @@ fn the_java_client_passes_its_tests_against_fjord() {
     producer_retries_across_a_broker_crash();
 }
 
-/// ProducerRetryAcrossCrashTest sends; once half is sent (its marker file), the broker
-/// is killed with SIGKILL and restarted on the same port and data.
+/// ProducerRetryAcrossCrashTest sends (and a consumer reads along); once half is sent
+/// (its marker file), the broker is killed with SIGKILL and restarted on the same port
+/// and data, where it leads the partition in a new leader epoch.
 fn producer_retries_across_a_broker_crash() {
     let mut broker = BrokerProcess::start(&[]);
     let port = broker.port();
@@ -133,9 +134,16 @@ fn producer_retries_across_a_broker_crash() {
     // The producer sends its second half only now, against a dead broker.
     std::fs::write(format!("{}.killed", marker.display()), "killed").expect("killed marker");
     std::thread::sleep(Duration::from_millis(300));
-    let _restarted = BrokerProcess::start_in(keep.path(), port, &[]);
+    let (metrics, metrics_addr) = free_metrics_listener();
+    let _restarted = BrokerProcess::start_in(keep.path(), port, &[&metrics]);
     let out = child.wait_with_output().expect("mvn finished");
     assert_passed(&out, &["dev.fjord.ProducerRetryAcrossCrashTest"]);
+    // The consumer reading along validated its position in the new leader epoch.
+    assert_eq!(
+        highest_version_served(&metrics_addr, "OffsetForLeaderEpoch"),
+        Some(4),
+        "the Java consumer never asked where its epoch ended"
+    );
     // The crash fell inside the run: the producer logged its retries (the Java client's
     // Sender warns "Got error produce response ..., retrying").
     let log = String::from_utf8_lossy(&out.stderr);

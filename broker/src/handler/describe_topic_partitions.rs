@@ -120,7 +120,7 @@ fn entry(
             let mut e = DescribeTopicPartitionsResponsePartition::default();
             e.partition_index = p.index;
             e.leader_id = BrokerId(node);
-            e.leader_epoch = 0;
+            e.leader_epoch = p.leader_epoch;
             e.replica_nodes = vec![BrokerId(node)];
             e.isr_nodes = vec![BrokerId(node)];
             e.eligible_leader_replicas = Some(Vec::new());

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fjord_protocol::fetch_response::{self, PartitionHead, Piece, TopicKey, TOPIC_ID_VERSION};
+use fjord_protocol::fetch_response::{
+    self, CurrentLeader, NodeEndpoint, PartitionHead, Piece, TopicKey, TOPIC_ID_VERSION,
+};
 use fjord_protocol::kafka_protocol::messages::fetch_request::FetchRequest;
 use fjord_protocol::kafka_protocol::ResponseError as E;
 use fjord_storage::FileRegion;
@@ -42,6 +44,8 @@ pub(super) struct PartitionData {
     pub(super) high_watermark: i64,
     pub(super) log_start_offset: i64,
     pub(super) regions: Vec<FileRegion>,
+    /// The leader's epoch, told to a client whose epoch was refused.
+    pub(super) leader_epoch: Option<i32>,
 }
 
 impl PartitionData {
@@ -110,6 +114,7 @@ pub(super) fn collect(
                 high_watermark: -1,
                 log_start_offset: -1,
                 regions: Vec::new(),
+                leader_epoch: None,
             };
             let Some(found) = &found else {
                 data.error_code = missing.code();
@@ -123,6 +128,12 @@ pub(super) fn collect(
             };
             if partition.is_offline() {
                 data.error_code = E::KafkaStorageError.code();
+                parts.push(data);
+                continue;
+            }
+            if let Err(e) = partition.check_leader_epoch(p.current_leader_epoch) {
+                data.error_code = e.code();
+                data.leader_epoch = Some(partition.leader_epoch);
                 parts.push(data);
                 continue;
             }
@@ -195,7 +206,7 @@ pub(super) async fn handle(
                 "fetch answered"
             );
             count_out(broker, &data);
-            return Ok(Response::Fetch(write_response(ctx, &data)));
+            return Ok(Response::Fetch(write_response(broker, ctx, &data)));
         }
         broker.metrics.fetch_waiting.fetch_add(1, Ordering::Relaxed);
         let waited = tokio::time::timeout_at(deadline, appends.changed()).await;
@@ -203,7 +214,7 @@ pub(super) async fn handle(
         if waited.is_err() {
             let data = collect_regions(broker, &req, ctx.version).await?;
             count_out(broker, &data);
-            return Ok(Response::Fetch(write_response(ctx, &data)));
+            return Ok(Response::Fetch(write_response(broker, ctx, &data)));
         }
     }
 }
@@ -241,7 +252,12 @@ async fn collect_regions(
 
 /// Lays out the response (the protocol crate owns the layout and its versions) and
 /// puts each partition's file regions where its records go.
-fn write_response(ctx: Ctx, data: &[TopicData]) -> FetchResponse {
+///
+/// A partition whose leader epoch was refused names its leader (KIP-951), and the
+/// response then carries this broker's endpoint, so the client can go on without asking
+/// Metadata first.
+fn write_response(broker: &Broker, ctx: Ctx, data: &[TopicData]) -> FetchResponse {
+    let node = broker.config.node_id;
     let heads: Vec<Vec<PartitionHead>> = data
         .iter()
         .map(|t| {
@@ -254,7 +270,10 @@ fn write_response(ctx: Ctx, data: &[TopicData]) -> FetchResponse {
                     last_stable_offset: p.high_watermark, // no transactions yet
                     log_start_offset: p.log_start_offset,
                     records_len: p.bytes(),
-                    current_leader: None,
+                    current_leader: p.leader_epoch.map(|leader_epoch| CurrentLeader {
+                        leader_id: node,
+                        leader_epoch,
+                    }),
                 })
                 .collect()
         })
@@ -270,8 +289,22 @@ fn write_response(ctx: Ctx, data: &[TopicData]) -> FetchResponse {
             (key, h.as_slice())
         })
         .collect();
+    let refused = data
+        .iter()
+        .any(|t| t.partitions.iter().any(|p| p.leader_epoch.is_some()));
+    let nodes: Vec<NodeEndpoint> = if refused {
+        let (host, port) = broker.config.advertised(ctx.listener);
+        vec![NodeEndpoint {
+            node_id: node,
+            host,
+            port: i32::from(port),
+            rack: None,
+        }]
+    } else {
+        Vec::new()
+    };
     let mut parts = Vec::new();
-    for piece in fetch_response::encode(ctx.version, ctx.correlation_id, &topics, &[]) {
+    for piece in fetch_response::encode(ctx.version, ctx.correlation_id, &topics, &nodes) {
         match piece {
             Piece::Bytes(b) => parts.push(Part::Bytes(b)),
             Piece::Records { topic, partition } => {

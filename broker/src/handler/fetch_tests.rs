@@ -208,3 +208,24 @@ fn fetches_by_topic_id_find_the_topic_only_under_its_current_id() {
     assert_eq!(by_id(&broker, id), (100, 0));
     assert_eq!(by_id(&broker, new_id), (0, 0));
 }
+
+#[test]
+fn a_fetch_with_another_leader_epoch_is_refused_and_told_the_current_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = open(dir.path());
+    filled(&broker);
+    broker.close();
+    drop(broker);
+    let broker = open(dir.path());
+    let epoch = broker.topic("t").expect("t").partitions[0].leader_epoch;
+    assert_eq!(epoch, 1, "a restart after writes leads in a new epoch");
+    let mut req = request(0);
+    for (current, error) in [(-1, 0), (epoch, 0), (epoch - 1, 74), (epoch + 1, 75)] {
+        req.topics[0].partitions[0].current_leader_epoch = current;
+        let data = collect(&broker, &req, 12, Access::Wait).expect("answer");
+        let p = &data[0].partitions[0];
+        assert_eq!(p.error_code, error, "current epoch {current}");
+        assert_eq!(p.leader_epoch, (error != 0).then_some(epoch));
+        assert_eq!(p.regions.is_empty(), error != 0);
+    }
+}

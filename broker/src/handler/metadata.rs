@@ -27,7 +27,7 @@ fn topic_entry(topic: &Topic, node: i32) -> MetadataResponseTopic {
             let mut e = MetadataResponsePartition::default();
             e.partition_index = p.index;
             e.leader_id = BrokerId(node);
-            e.leader_epoch = 0;
+            e.leader_epoch = p.leader_epoch;
             e.replica_nodes = vec![BrokerId(node)];
             e.isr_nodes = vec![BrokerId(node)];
             e

@@ -23,6 +23,7 @@ mod log_dirs;
 mod metadata;
 #[cfg(test)]
 mod offline_tests;
+mod offset_for_leader_epoch;
 mod offsets;
 #[cfg(test)]
 mod offsets_tests;
@@ -48,7 +49,8 @@ use fjord_protocol::kafka_protocol::messages::{
     DescribeTopicPartitionsRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
     IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
     ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
+    SyncGroupRequest,
 };
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 
@@ -169,6 +171,8 @@ pub enum Request {
     DeleteRecords(DeleteRecordsRequest),
     /// DescribeProducers.
     DescribeProducers(DescribeProducersRequest),
+    /// OffsetForLeaderEpoch.
+    OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
     /// DescribeTopicPartitions.
     DescribeTopicPartitions(DescribeTopicPartitionsRequest),
     /// Fetch.
@@ -273,6 +277,7 @@ pub fn decode_request(frame: Bytes) -> Result<(Ctx, Request), Fatal> {
         ApiKey::ListOffsets => Request::ListOffsets(decode(body, v)?),
         ApiKey::DeleteRecords => Request::DeleteRecords(decode(body, v)?),
         ApiKey::DescribeProducers => Request::DescribeProducers(decode(body, v)?),
+        ApiKey::OffsetForLeaderEpoch => Request::OffsetForLeaderEpoch(decode(body, v)?),
         ApiKey::DescribeTopicPartitions => Request::DescribeTopicPartitions(decode(body, v)?),
         ApiKey::Fetch => Request::Fetch(decode(body, v)?),
         ApiKey::InitProducerId => Request::InitProducerId(decode(body, v)?),
@@ -335,6 +340,8 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes, origin: Origin) -> Resul
         }
         // Takes each partition's producer-state lock, which appends hold briefly.
         Request::DescribeProducers(req) => describe_producers::handle(broker, ctx, req),
+        // Reads the epoch cache under each log's read lock; no files.
+        Request::OffsetForLeaderEpoch(req) => offset_for_leader_epoch::handle(broker, ctx, req),
         Request::DescribeTopicPartitions(req) => {
             describe_topic_partitions::handle(broker, ctx, req)
         }
@@ -605,6 +612,21 @@ mod tests {
                         let mut req = DescribeProducersRequest::default();
                         req.topics = vec![t];
                         describe_producers::handle(&broker, c, req)
+                    }
+                    ApiKey::OffsetForLeaderEpoch => {
+                        use fjord_protocol::kafka_protocol::messages::offset_for_leader_epoch_request::{
+                            OffsetForLeaderPartition, OffsetForLeaderTopic,
+                        };
+                        let mut p = OffsetForLeaderPartition::default();
+                        p.current_leader_epoch = -1;
+                        let mut fenced = OffsetForLeaderPartition::default();
+                        fenced.current_leader_epoch = 99; // an error result must encode too
+                        let mut t = OffsetForLeaderTopic::default();
+                        t.topic = name("t");
+                        t.partitions = vec![p, fenced];
+                        let mut req = OffsetForLeaderEpochRequest::default();
+                        req.topics = vec![t];
+                        offset_for_leader_epoch::handle(&broker, c, req)
                     }
                     ApiKey::DescribeTopicPartitions => {
                         let mut req = DescribeTopicPartitionsRequest::default();
