@@ -65,8 +65,11 @@ pub(crate) async fn run(inner: Arc<Inner>, node: i32) {
                 continue;
             }
         };
-        let versions = fjord_protocol::fetch_response::VERSIONS;
-        let Ok(version) = conn.version(ApiKey::Fetch, *versions.start(), *versions.end()) else {
+        let Ok(version) = conn.version(
+            ApiKey::Fetch,
+            *FETCH_VERSIONS.start(),
+            *FETCH_VERSIONS.end(),
+        ) else {
             tracing::error!(node, "broker speaks no Fetch version we know");
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
@@ -108,6 +111,10 @@ pub(crate) async fn run(inner: Arc<Inner>, node: i32) {
         }
     }
 }
+
+/// The Fetch versions this consumer speaks: those that name topics by name. v13+ name
+/// them by ID, which the consumer's metadata does not track yet.
+const FETCH_VERSIONS: std::ops::RangeInclusive<i16> = 4..=12;
 
 /// What a fetcher asks for: each partition, its epoch when asked, and its position.
 type Asked = Vec<(Arc<PartitionState>, u64, i64)>;
