@@ -1,8 +1,10 @@
-//! Consumer groups on Kafka's classic protocol, with Fjord as its own coordinator:
+//! Consumer groups, with Fjord as their coordinator: KIP-848 groups ([`consumer`]), and
+//! on Kafka's classic protocol:
 //! membership and rebalances ([`group`]), the coordinator holding every group
 //! ([`coordinator`]), and durable committed offsets ([`offset_store`], in Kafka's record
 //! layout from [`offset_records`]).
 
+pub mod consumer;
 pub mod coordinator;
 pub mod group;
 #[cfg(test)]

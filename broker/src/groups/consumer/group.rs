@@ -1,0 +1,608 @@
+//! One consumer group on the KIP-848 protocol: the broker computes the assignment and
+//! moves each member to it by epochs, one heartbeat at a time (no stop-the-world
+//! rebalance: members that keep their partitions never stop).
+//!
+//! Three epochs (Kafka's): the group epoch moves when membership, subscriptions or the
+//! subscribed topics change; the assignment epoch is the group epoch the target
+//! assignment was computed at; a member's epoch reaches the assignment epoch once it has
+//! revoked what it must give up. A partition goes to its new owner only after the
+//! previous one let it go ([`super::reconcile`]).
+//!
+//! Pure state: the caller passes the clock and the topics; nothing here blocks.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use fjord_protocol::kafka_protocol::ResponseError as E;
+
+use super::assignor::{self, Assignment, AssignorMember};
+use super::reconcile::{self, Current, MemberState};
+
+/// The settings a consumer group follows (`group.consumer.*`).
+#[derive(Debug, Clone)]
+pub struct ConsumerGroupConfig {
+    /// `group.consumer.session.timeout.ms`.
+    pub session_timeout_ms: u64,
+    /// `group.consumer.heartbeat.interval.ms`.
+    pub heartbeat_interval_ms: i32,
+    /// `group.consumer.assignors`: the assignors a member may ask for, the default first.
+    pub assignors: Vec<String>,
+    /// `group.consumer.max.size`.
+    pub max_size: usize,
+}
+
+/// The topics that exist: name to (ID, partition count).
+pub type Topics = BTreeMap<String, (uuid::Uuid, i32)>;
+
+/// A heartbeat as the group sees it; `None` fields are "unchanged".
+#[derive(Debug, Clone, Default)]
+pub struct Heartbeat {
+    /// The member ID (v1: the client's; v0: empty on the first join).
+    pub member_id: String,
+    /// 0 to join, -1 to leave, -2 for a static member's temporary leave.
+    pub member_epoch: i32,
+    /// Static membership.
+    pub instance_id: Option<String>,
+    /// The member's rack.
+    pub rack_id: Option<String>,
+    /// -1: unchanged.
+    pub rebalance_timeout_ms: i32,
+    /// Topics by name.
+    pub topic_names: Option<Vec<String>>,
+    /// Topics by regular expression ("" removes it).
+    pub topic_regex: Option<String>,
+    /// The assignor asked for.
+    pub server_assignor: Option<String>,
+    /// What the member says it owns.
+    pub owned: Option<Assignment>,
+    /// The client's ID and host, for describe.
+    pub client_id: String,
+    /// The client's address.
+    pub client_host: String,
+}
+
+/// The answer to a successful heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The member's ID.
+    pub member_id: String,
+    /// Its epoch.
+    pub member_epoch: i32,
+    /// What it may own now, when it must be told.
+    pub assignment: Option<Assignment>,
+}
+
+/// A refused heartbeat: the error code and its message.
+pub type Refusal = (E, String);
+
+/// One member.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// Its ID.
+    pub id: String,
+    /// Its static instance ID.
+    pub instance_id: Option<String>,
+    /// Its rack.
+    pub rack_id: Option<String>,
+    /// Its client ID.
+    pub client_id: String,
+    /// Its address.
+    pub client_host: String,
+    /// Topics it subscribes to by name.
+    pub topic_names: Vec<String>,
+    /// Its regular expression subscription.
+    pub topic_regex: Option<String>,
+    /// The assignor it asked for.
+    pub server_assignor: Option<String>,
+    /// How long it may take to revoke.
+    pub rebalance_timeout_ms: i32,
+    /// Where it stands.
+    pub current: Current,
+    /// Its epoch before the last change (a lost response is forgiven once).
+    pub previous_epoch: i32,
+    /// A static member that left with -2: kept, with its partitions, for a rejoin.
+    pub left_temporarily: bool,
+    session_deadline_ms: u64,
+    revocation_deadline_ms: Option<u64>,
+}
+
+/// A consumer group.
+#[derive(Debug, Clone)]
+pub struct ConsumerGroup {
+    /// Its ID.
+    pub id: String,
+    /// The group epoch.
+    pub group_epoch: i32,
+    /// The epoch the target assignment was computed at.
+    pub assignment_epoch: i32,
+    /// Members by ID.
+    pub members: BTreeMap<String, Member>,
+    /// The target assignment, by member ID.
+    pub targets: BTreeMap<String, Assignment>,
+    /// Who holds each partition now (assigned or pending revocation).
+    owners: HashMap<(uuid::Uuid, i32), String>,
+    /// Partition counts of the subscribed topics the target was computed over.
+    subscribed: BTreeMap<uuid::Uuid, i32>,
+    /// Compiled subscriptions by regular expression.
+    regexes: HashMap<String, regex::Regex>,
+}
+
+/// Compiles a subscription regex as Kafka matches it (RE2 syntax, whole names).
+pub fn compile_regex(source: &str) -> Result<regex::Regex, String> {
+    regex::Regex::new(&format!("^(?:{source})$")).map_err(|e| e.to_string())
+}
+
+impl ConsumerGroup {
+    /// A new, empty group.
+    pub fn new(id: &str) -> Self {
+        Self {
+            id: id.to_string(),
+            group_epoch: 0,
+            assignment_epoch: 0,
+            members: BTreeMap::new(),
+            targets: BTreeMap::new(),
+            owners: HashMap::new(),
+            subscribed: BTreeMap::new(),
+            regexes: HashMap::new(),
+        }
+    }
+
+    /// Kafka's state name: Empty, Assigning, Reconciling or Stable.
+    pub fn state(&self) -> &'static str {
+        if self.members.is_empty() {
+            "Empty"
+        } else if self.group_epoch > self.assignment_epoch {
+            "Assigning"
+        } else if self.members.values().any(|m| {
+            m.current.state != MemberState::Stable || m.current.epoch != self.assignment_epoch
+        }) {
+            "Reconciling"
+        } else {
+            "Stable"
+        }
+    }
+
+    /// The assignor the group uses: the one most members ask for, else the default.
+    pub fn assignor(&self, config: &ConsumerGroupConfig) -> String {
+        let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
+        for m in self.members.values() {
+            if let Some(a) = &m.server_assignor {
+                *votes.entry(a.as_str()).or_default() += 1;
+            }
+        }
+        votes
+            .into_iter()
+            .max_by_key(|(name, n)| (*n, std::cmp::Reverse(*name)))
+            .map(|(name, _)| name.to_string())
+            .or_else(|| config.assignors.first().cloned())
+            .unwrap_or_else(|| assignor::ASSIGNORS[0].to_string())
+    }
+
+    /// Handles one heartbeat at `now_ms`.
+    pub fn heartbeat(
+        &mut self,
+        hb: Heartbeat,
+        topics: &Topics,
+        config: &ConsumerGroupConfig,
+        now_ms: u64,
+    ) -> Result<Answer, Refusal> {
+        self.expire(now_ms);
+        if hb.member_epoch == -1 || hb.member_epoch == -2 {
+            return self.leave(&hb);
+        }
+        let id = self.find_or_join(&hb, config)?;
+        let changed = self.update_member(&id, &hb, config)?;
+        if changed {
+            self.group_epoch += 1;
+        }
+        self.refresh_target(topics, config);
+        let before = self.members[&id].current.assigned.clone();
+        self.reconcile(&id, hb.owned.as_ref(), now_ms);
+        let member = self.members.get_mut(&id).expect("member");
+        member.session_deadline_ms = now_ms.saturating_add(config.session_timeout_ms);
+        let full = hb.rebalance_timeout_ms != -1
+            && (hb.topic_names.is_some() || hb.topic_regex.is_some())
+            && hb.owned.is_some();
+        let tell = hb.member_epoch == 0 || full || member.current.assigned != before;
+        Ok(Answer {
+            member_id: id,
+            member_epoch: member.current.epoch,
+            assignment: tell.then(|| member.current.assigned.clone()),
+        })
+    }
+
+    /// The member this heartbeat is from, created on a join; Kafka's checks of member
+    /// IDs, static instances and epochs.
+    fn find_or_join(
+        &mut self,
+        hb: &Heartbeat,
+        config: &ConsumerGroupConfig,
+    ) -> Result<String, Refusal> {
+        if let Some(instance) = &hb.instance_id {
+            let holder = self
+                .members
+                .values()
+                .find(|m| m.instance_id.as_deref() == Some(instance))
+                .map(|m| (m.id.clone(), m.left_temporarily));
+            if hb.member_epoch == 0 {
+                return match holder {
+                    Some((_, false)) => Err((
+                        E::UnreleasedInstanceId,
+                        format!("Static member {instance} is still in use by another member."),
+                    )),
+                    Some((old, true)) => Ok(self.replace_static(&old, hb)),
+                    None => self.join(hb, config),
+                };
+            }
+            match holder {
+                None => {
+                    return Err((
+                        E::UnknownMemberId,
+                        format!("Instance id {instance} is unknown."),
+                    ))
+                }
+                Some((holder, _)) if holder != hb.member_id => {
+                    return Err((
+                        E::FencedInstanceId,
+                        format!("Static member {instance} is held by another member."),
+                    ))
+                }
+                Some(_) => {}
+            }
+        } else if hb.member_epoch == 0 {
+            return self.join(hb, config);
+        }
+        let Some(member) = self.members.get(&hb.member_id) else {
+            return Err((
+                E::UnknownMemberId,
+                format!(
+                    "Member {} is not a member of group {}.",
+                    hb.member_id, self.id
+                ),
+            ));
+        };
+        let (epoch, previous) = (member.current.epoch, member.previous_epoch);
+        let owned_within = hb.owned.as_ref().is_some_and(|owned| {
+            owned.iter().all(|(t, ps)| {
+                member
+                    .current
+                    .assigned
+                    .get(t)
+                    .is_some_and(|a| ps.is_subset(a))
+            })
+        });
+        if hb.member_epoch > epoch
+            || (hb.member_epoch < epoch && !(hb.member_epoch == previous && owned_within))
+        {
+            return Err((
+                E::FencedMemberEpoch,
+                format!(
+                    "The member epoch {} is not the current one ({epoch}).",
+                    hb.member_epoch
+                ),
+            ));
+        }
+        Ok(hb.member_id.clone())
+    }
+
+    /// A new member at epoch 0 (or the one with this ID rejoining after being fenced:
+    /// it keeps its record, and gets its assignment again).
+    fn join(&mut self, hb: &Heartbeat, config: &ConsumerGroupConfig) -> Result<String, Refusal> {
+        let id = if hb.member_id.is_empty() {
+            uuid::Uuid::new_v4().to_string()
+        } else {
+            hb.member_id.clone()
+        };
+        if self.members.contains_key(&id) {
+            return Ok(id);
+        }
+        if self.members.len() >= config.max_size {
+            return Err((
+                E::GroupMaxSizeReached,
+                format!(
+                    "The consumer group has reached its maximum capacity of {} members.",
+                    config.max_size
+                ),
+            ));
+        }
+        let member = Member {
+            id: id.clone(),
+            instance_id: hb.instance_id.clone(),
+            rack_id: None,
+            client_id: String::new(),
+            client_host: String::new(),
+            topic_names: Vec::new(),
+            topic_regex: None,
+            server_assignor: None,
+            rebalance_timeout_ms: hb.rebalance_timeout_ms,
+            current: Current {
+                epoch: 0,
+                state: MemberState::Stable,
+                assigned: Assignment::new(),
+                pending_revocation: Assignment::new(),
+            },
+            previous_epoch: 0,
+            left_temporarily: false,
+            session_deadline_ms: 0,
+            revocation_deadline_ms: None,
+        };
+        self.members.insert(id.clone(), member);
+        self.group_epoch += 1;
+        Ok(id)
+    }
+
+    /// A static member rejoining after a temporary leave: a copy of the old member under
+    /// the new ID, with its partitions, and no new group epoch.
+    fn replace_static(&mut self, old: &str, hb: &Heartbeat) -> String {
+        let id = if hb.member_id.is_empty() {
+            uuid::Uuid::new_v4().to_string()
+        } else {
+            hb.member_id.clone()
+        };
+        let Some(mut member) = self.members.remove(old) else {
+            return id;
+        };
+        member.id = id.clone();
+        member.left_temporarily = false;
+        member.current.epoch = 0;
+        member.previous_epoch = 0;
+        if let Some(target) = self.targets.remove(old) {
+            self.targets.insert(id.clone(), target);
+        }
+        for owner in self.owners.values_mut() {
+            if owner == old {
+                *owner = id.clone();
+            }
+        }
+        self.members.insert(id.clone(), member);
+        id
+    }
+
+    /// Applies the heartbeat's non-null fields; whether the subscription changed (which
+    /// moves the group epoch).
+    fn update_member(
+        &mut self,
+        id: &str,
+        hb: &Heartbeat,
+        config: &ConsumerGroupConfig,
+    ) -> Result<bool, Refusal> {
+        if let Some(a) = &hb.server_assignor {
+            if !config.assignors.iter().any(|c| c == a) {
+                return Err((
+                    E::UnsupportedAssignor,
+                    format!(
+                        "ServerAssignor {a} is not supported. Supported assignors: {}.",
+                        config.assignors.join(", ")
+                    ),
+                ));
+            }
+        }
+        if let Some(r) = hb.topic_regex.as_deref().filter(|r| !r.is_empty()) {
+            if !self.regexes.contains_key(r) {
+                let compiled = compile_regex(r).map_err(|e| {
+                    (
+                        E::InvalidRegularExpression,
+                        format!(
+                            "SubscribedTopicRegex `{r}` is not a valid regular expression: {e}."
+                        ),
+                    )
+                })?;
+                self.regexes.insert(r.to_string(), compiled);
+            }
+        }
+        let before_assignor = self.assignor(config);
+        let member = self.members.get_mut(id).expect("member");
+        let mut changed = false;
+        if let Some(names) = &hb.topic_names {
+            let mut names = names.clone();
+            names.sort();
+            names.dedup();
+            changed |= names != member.topic_names;
+            member.topic_names = names;
+        }
+        if let Some(r) = &hb.topic_regex {
+            let r = (!r.is_empty()).then(|| r.clone());
+            changed |= r != member.topic_regex;
+            member.topic_regex = r;
+        }
+        if hb.server_assignor.is_some() {
+            member.server_assignor = hb.server_assignor.clone();
+        }
+        if hb.rebalance_timeout_ms != -1 {
+            member.rebalance_timeout_ms = hb.rebalance_timeout_ms;
+        }
+        if hb.rack_id.is_some() {
+            member.rack_id = hb.rack_id.clone();
+        }
+        if !hb.client_id.is_empty() {
+            member.client_id = hb.client_id.clone();
+        }
+        if !hb.client_host.is_empty() {
+            member.client_host = hb.client_host.clone();
+        }
+        let used: BTreeSet<&String> = self
+            .members
+            .values()
+            .filter_map(|m| m.topic_regex.as_ref())
+            .collect();
+        self.regexes.retain(|r, _| used.contains(r));
+        Ok(changed || self.assignor(config) != before_assignor)
+    }
+
+    /// The topics `member` subscribes to that exist, by ID.
+    fn resolve(&self, member: &Member, topics: &Topics) -> BTreeSet<uuid::Uuid> {
+        let mut out: BTreeSet<uuid::Uuid> = member
+            .topic_names
+            .iter()
+            .filter_map(|n| topics.get(n).map(|(id, _)| *id))
+            .collect();
+        if let Some(re) = member
+            .topic_regex
+            .as_ref()
+            .and_then(|r| self.regexes.get(r))
+        {
+            out.extend(
+                topics
+                    .iter()
+                    .filter(|(name, _)| re.is_match(name))
+                    .map(|(_, (id, _))| *id),
+            );
+        }
+        out
+    }
+
+    /// Moves the group epoch if the subscribed topics changed (created, deleted, grown,
+    /// matched by a regex), then recomputes the target if the group epoch moved past it.
+    fn refresh_target(&mut self, topics: &Topics, config: &ConsumerGroupConfig) {
+        let counts: BTreeMap<uuid::Uuid, i32> = topics.values().map(|(id, n)| (*id, *n)).collect();
+        let resolved: Vec<(String, BTreeSet<uuid::Uuid>)> = self
+            .members
+            .values()
+            .map(|m| (m.id.clone(), self.resolve(m, topics)))
+            .collect();
+        let subscribed: BTreeMap<uuid::Uuid, i32> = resolved
+            .iter()
+            .flat_map(|(_, ts)| ts.iter())
+            .filter_map(|t| counts.get(t).map(|n| (*t, *n)))
+            .collect();
+        if subscribed != self.subscribed {
+            self.subscribed = subscribed;
+            self.group_epoch += 1;
+        }
+        if self.group_epoch <= self.assignment_epoch {
+            return;
+        }
+        let members: Vec<AssignorMember> = resolved
+            .into_iter()
+            .map(|(id, topics)| AssignorMember {
+                instance_id: self.members[&id].instance_id.clone(),
+                previous: self.targets.get(&id).cloned().unwrap_or_default(),
+                member_id: id,
+                topics,
+            })
+            .collect();
+        self.targets = assignor::assign(&self.assignor(config), &members, &self.subscribed);
+        self.assignment_epoch = self.group_epoch;
+    }
+
+    /// One reconciliation step of member `id`, keeping [`Self::owners`] in step.
+    fn reconcile(&mut self, id: &str, owned: Option<&Assignment>, now_ms: u64) {
+        let target = self.targets.get(id).cloned().unwrap_or_default();
+        let member = &self.members[id];
+        let next = reconcile::next(
+            &member.current,
+            &target,
+            self.assignment_epoch,
+            owned,
+            |t, p| self.owners.get(&(t, p)).is_some_and(|o| o != id),
+        );
+        self.set_current(id, next, now_ms);
+    }
+
+    fn set_current(&mut self, id: &str, next: Current, now_ms: u64) {
+        let Some(member) = self.members.get_mut(id) else {
+            return;
+        };
+        if next.epoch != member.current.epoch {
+            member.previous_epoch = member.current.epoch;
+        }
+        member.revocation_deadline_ms = match (next.state, member.revocation_deadline_ms) {
+            (MemberState::UnrevokedPartitions, Some(d)) => Some(d),
+            (MemberState::UnrevokedPartitions, None) => {
+                Some(now_ms.saturating_add(u64::try_from(member.rebalance_timeout_ms).unwrap_or(0)))
+            }
+            _ => None,
+        };
+        self.owners.retain(|_, owner| owner != id);
+        for set in [&next.assigned, &next.pending_revocation] {
+            for (t, parts) in set {
+                for p in parts {
+                    self.owners.insert((*t, *p), id.to_string());
+                }
+            }
+        }
+        member.current = next;
+    }
+
+    fn leave(&mut self, hb: &Heartbeat) -> Result<Answer, Refusal> {
+        let id = match &hb.instance_id {
+            Some(instance) => {
+                let Some(m) = self
+                    .members
+                    .values()
+                    .find(|m| m.instance_id.as_deref() == Some(instance))
+                else {
+                    return Err((
+                        E::UnknownMemberId,
+                        format!("Instance id {instance} is unknown."),
+                    ));
+                };
+                if m.id != hb.member_id {
+                    return Err((
+                        E::FencedInstanceId,
+                        format!("Static member {instance} is held by another member."),
+                    ));
+                }
+                m.id.clone()
+            }
+            None => {
+                if !self.members.contains_key(&hb.member_id) {
+                    return Err((
+                        E::UnknownMemberId,
+                        format!(
+                            "Member {} is not a member of group {}.",
+                            hb.member_id, self.id
+                        ),
+                    ));
+                }
+                hb.member_id.clone()
+            }
+        };
+        if hb.member_epoch == -2 && hb.instance_id.is_some() {
+            // Keeps its partitions until its session expires or it rejoins.
+            if let Some(m) = self.members.get_mut(&id) {
+                m.left_temporarily = true;
+            }
+        } else {
+            self.remove(&id);
+        }
+        Ok(Answer {
+            member_id: id,
+            member_epoch: hb.member_epoch,
+            assignment: None,
+        })
+    }
+
+    /// Removes a member (left, or timed out): its partitions are free, the group epoch
+    /// moves.
+    pub fn remove(&mut self, id: &str) {
+        if self.members.remove(id).is_none() {
+            return;
+        }
+        self.targets.remove(id);
+        self.owners.retain(|_, owner| owner != id);
+        self.group_epoch += 1;
+    }
+
+    /// Removes members whose session expired or who did not revoke in time. Returns
+    /// how many went.
+    pub fn expire(&mut self, now_ms: u64) -> usize {
+        let gone: Vec<String> = self
+            .members
+            .values()
+            .filter(|m| {
+                m.session_deadline_ms != 0 && m.session_deadline_ms < now_ms
+                    || m.revocation_deadline_ms.is_some_and(|d| d < now_ms)
+            })
+            .map(|m| m.id.clone())
+            .collect();
+        for id in &gone {
+            self.remove(id);
+        }
+        gone.len()
+    }
+
+    /// Who holds partition `partition` of `topic` now.
+    pub fn owner(&self, topic: uuid::Uuid, partition: i32) -> Option<&str> {
+        self.owners.get(&(topic, partition)).map(String::as_str)
+    }
+}
