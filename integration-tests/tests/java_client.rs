@@ -75,6 +75,9 @@ fn the_java_client_passes_its_tests_against_fjord() {
     let broker = BrokerProcess::start(&[
         "group.initial.rebalance.delay.ms=0",
         "fjord.controller.mutation.rate=20",
+        // KIP-848 groups reconcile one heartbeat at a time: 500 ms instead of 5 s.
+        "group.consumer.min.heartbeat.interval.ms=100",
+        "group.consumer.heartbeat.interval.ms=500",
         &metrics,
     ]);
     let out = maven_test(&[format!("-Dfjord.bootstrap={}", broker.bootstrap)])
@@ -89,10 +92,15 @@ fn the_java_client_passes_its_tests_against_fjord() {
             "dev.fjord.QuotaTest",
             "dev.fjord.ProducerTest",
             "dev.fjord.AdminPartitionsAndConfigsTest",
+            "dev.fjord.ConsumerProtocolTest",
         ],
     );
     // The client ran on its newest code paths: the versions Kafka 4.x serves.
-    for (api, version) in [("Produce", 13), ("Fetch", 18)] {
+    for (api, version) in [
+        ("Produce", 13),
+        ("Fetch", 18),
+        ("ConsumerGroupHeartbeat", 1),
+    ] {
         assert_eq!(
             highest_version_served(&metrics_addr, api),
             Some(version),

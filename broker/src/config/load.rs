@@ -147,6 +147,56 @@ fn coordinator(v: &Values<'_>) -> Result<crate::groups::CoordinatorConfig> {
         offsets_retention: v.millis("offsets.retention.minutes")? * 60_000,
         offsets_retention_check: v.millis("offsets.retention.check.interval.ms")?,
         offset_metadata_max_bytes: v.count("offset.metadata.max.bytes")?,
+        consumer: consumer_groups(v)?,
+    })
+}
+
+/// `group.consumer.*`, checked as Kafka does: the session timeout and heartbeat
+/// interval within their min and max, the interval below the session timeout, only
+/// assignors Fjord has.
+fn consumer_groups(v: &Values<'_>) -> Result<crate::groups::consumer::ConsumerGroupConfig> {
+    let within = |k: &str, min: &str, max: &str| -> Result<i64> {
+        let (value, lo, hi) = (v.int(k)?, v.int(min)?, v.int(max)?);
+        if value < lo || value > hi {
+            bail!("{k}={value} must be within {min}={lo} and {max}={hi}");
+        }
+        Ok(value)
+    };
+    let session = within(
+        "group.consumer.session.timeout.ms",
+        "group.consumer.min.session.timeout.ms",
+        "group.consumer.max.session.timeout.ms",
+    )?;
+    let heartbeat = within(
+        "group.consumer.heartbeat.interval.ms",
+        "group.consumer.min.heartbeat.interval.ms",
+        "group.consumer.max.heartbeat.interval.ms",
+    )?;
+    if heartbeat >= session {
+        bail!(
+            "group.consumer.heartbeat.interval.ms must be below group.consumer.session.timeout.ms"
+        );
+    }
+    let assignors: Vec<String> = v
+        .text("group.consumer.assignors")
+        .split(',')
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty())
+        .collect();
+    if let Some(bad) = assignors
+        .iter()
+        .find(|a| !crate::groups::consumer::assignor::ASSIGNORS.contains(&a.as_str()))
+    {
+        bail!("group.consumer.assignors: unknown assignor {bad} (Fjord has uniform and range)");
+    }
+    if assignors.is_empty() {
+        bail!("group.consumer.assignors must name at least one assignor");
+    }
+    Ok(crate::groups::consumer::ConsumerGroupConfig {
+        session_timeout_ms: u64::try_from(session).context("session timeout")?,
+        heartbeat_interval_ms: i32::try_from(heartbeat).context("heartbeat interval")?,
+        assignors,
+        max_size: v.count("group.consumer.max.size")?,
     })
 }
 

@@ -32,6 +32,8 @@ pub struct CoordinatorConfig {
     pub offsets_retention_check: Duration,
     /// `offset.metadata.max.bytes`.
     pub offset_metadata_max_bytes: usize,
+    /// `group.consumer.*`: KIP-848 groups.
+    pub consumer: super::consumer::ConsumerGroupConfig,
 }
 
 /// All groups of this broker.
@@ -42,6 +44,8 @@ pub struct GroupCoordinator {
     groups: Mutex<HashMap<String, SharedGroup>>,
     /// Committed offsets.
     pub offsets: OffsetStore,
+    /// KIP-848 consumer groups (a group ID is classic or consumer, never both).
+    pub consumer: super::consumer::ConsumerGroups,
     last_expiry: Mutex<Instant>,
 }
 
@@ -54,12 +58,15 @@ pub struct ListedGroup {
     pub protocol_type: String,
     /// State name.
     pub state: &'static str,
+    /// "classic" or "consumer" (ListGroups v5).
+    pub group_type: &'static str,
 }
 
 impl GroupCoordinator {
     /// A coordinator over `offsets`.
     pub fn new(config: CoordinatorConfig, offsets: OffsetStore) -> Self {
         Self {
+            consumer: super::consumer::ConsumerGroups::new(config.consumer.clone()),
             config,
             groups: Mutex::new(HashMap::new()),
             offsets,
@@ -103,6 +110,7 @@ impl GroupCoordinator {
                     id: id.clone(),
                     protocol_type: String::new(),
                     state: Phase::Empty.name(),
+                    group_type: "classic",
                 };
                 (id, listed)
             })
@@ -124,12 +132,43 @@ impl GroupCoordinator {
                     id: g.id.clone(),
                     protocol_type,
                     state: g.phase.name(),
+                    group_type: "classic",
                 },
             );
+        }
+        for id in self.consumer.ids() {
+            if let Some(g) = self.consumer.get(&id) {
+                let state = super::consumer::lock(&g).state();
+                out.insert(
+                    id.clone(),
+                    ListedGroup {
+                        id,
+                        protocol_type: "consumer".to_string(),
+                        state,
+                        group_type: "consumer",
+                    },
+                );
+            }
         }
         let mut all: Vec<ListedGroup> = out.into_values().collect();
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all
+    }
+
+    /// Forgets the classic group `id` if it has no members (its offsets stay), so the
+    /// ID can become a consumer group. Whether the ID is now free of a classic group.
+    pub fn release_classic_if_empty(&self, id: &str) -> bool {
+        let Some(g) = self.group(id) else {
+            return true;
+        };
+        let mut group = lock(&g);
+        if group.has_members() || !matches!(group.phase, Phase::Empty | Phase::Dead) {
+            return false;
+        }
+        group.kill();
+        drop(group);
+        self.map().remove(id);
+        true
     }
 
     /// Deletes an Empty group and its offsets: `Ok` or a Kafka error code.
@@ -137,7 +176,12 @@ impl GroupCoordinator {
         use super::group::code;
         const GROUP_ID_NOT_FOUND: i16 = 69;
         const NON_EMPTY_GROUP: i16 = 68;
-        if !self.exists(id) {
+        if let Some(g) = self.consumer.get(id) {
+            if !super::consumer::lock(&g).members.is_empty() {
+                return Err(NON_EMPTY_GROUP);
+            }
+            self.consumer.remove_if_empty(id);
+        } else if !self.exists(id) {
             return Err(GROUP_ID_NOT_FOUND);
         }
         if let Some(g) = self.group(id) {
@@ -168,6 +212,7 @@ impl GroupCoordinator {
     /// Runs every group's deadlines, forgets empty groups without offsets, and expires the
     /// offsets of groups empty for `offsets.retention.minutes`.
     pub fn tick(&self) {
+        self.consumer.expire(super::consumer::now_ms());
         let now = Instant::now();
         let groups: Vec<SharedGroup> = self.map().values().cloned().collect();
         let mut idle = Vec::new();
@@ -270,6 +315,7 @@ mod tests {
                 offsets_retention: retention,
                 offsets_retention_check: Duration::ZERO,
                 offset_metadata_max_bytes: 4096,
+                consumer: crate::groups::consumer::ConsumerGroupConfig::default(),
             },
             offsets,
         )

@@ -161,6 +161,13 @@ pub(super) async fn join_group(
     if group_id.is_empty() {
         return fail(code::INVALID_GROUP_ID);
     }
+    // A consumer (KIP-848) group with members stays one: classic members cannot join
+    // it (Fjord does not run mixed groups yet); an empty one becomes classic.
+    if broker.groups.consumer.get(&group_id).is_some()
+        && !broker.groups.consumer.remove_if_empty(&group_id)
+    {
+        return fail(code::INCONSISTENT_GROUP_PROTOCOL);
+    }
     let params = JoinParams {
         member_id: req.member_id.to_string(),
         instance_id: req.group_instance_id.as_ref().map(|i| i.to_string()),

@@ -7,6 +7,7 @@ mod api_versions;
 mod configs;
 #[cfg(test)]
 mod configs_tests;
+mod consumer_groups;
 mod create_topics;
 mod delete_records;
 mod describe_producers;
@@ -43,14 +44,14 @@ pub use api_versions::SUPPORTED;
 pub use fetch::{FetchResponse, Part};
 
 use fjord_protocol::kafka_protocol::messages::{
-    AlterConfigsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
-    DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
-    DescribeGroupsRequest, DescribeLogDirsRequest, DescribeProducersRequest,
-    DescribeTopicPartitionsRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
-    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
-    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
-    SyncGroupRequest,
+    AlterConfigsRequest, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest,
+    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    DescribeLogDirsRequest, DescribeProducersRequest, DescribeTopicPartitionsRequest, FetchRequest,
+    FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
+    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
+    OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, SyncGroupRequest,
 };
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 
@@ -173,6 +174,10 @@ pub enum Request {
     DescribeProducers(DescribeProducersRequest),
     /// OffsetForLeaderEpoch.
     OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
+    /// ConsumerGroupHeartbeat, and the client id.
+    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest, Option<Bytes>),
+    /// ConsumerGroupDescribe.
+    ConsumerGroupDescribe(ConsumerGroupDescribeRequest),
     /// DescribeTopicPartitions.
     DescribeTopicPartitions(DescribeTopicPartitionsRequest),
     /// Fetch.
@@ -278,6 +283,10 @@ pub fn decode_request(frame: Bytes) -> Result<(Ctx, Request), Fatal> {
         ApiKey::DeleteRecords => Request::DeleteRecords(decode(body, v)?),
         ApiKey::DescribeProducers => Request::DescribeProducers(decode(body, v)?),
         ApiKey::OffsetForLeaderEpoch => Request::OffsetForLeaderEpoch(decode(body, v)?),
+        ApiKey::ConsumerGroupHeartbeat => {
+            Request::ConsumerGroupHeartbeat(decode(body, v)?, header.client_id.clone())
+        }
+        ApiKey::ConsumerGroupDescribe => Request::ConsumerGroupDescribe(decode(body, v)?),
         ApiKey::DescribeTopicPartitions => Request::DescribeTopicPartitions(decode(body, v)?),
         ApiKey::Fetch => Request::Fetch(decode(body, v)?),
         ApiKey::InitProducerId => Request::InitProducerId(decode(body, v)?),
@@ -374,6 +383,15 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes, origin: Origin) -> Resul
         }
         Request::DescribeCluster(req) => admin::describe_cluster(broker, ctx, req),
         Request::FindCoordinator(req) => groups::find_coordinator(broker, ctx, req),
+        // Locks one group; no files.
+        Request::ConsumerGroupHeartbeat(req, client_id) => {
+            let client_id = client_id
+                .map(|c| String::from_utf8_lossy(&c).into_owned())
+                .unwrap_or_default();
+            let host = peer.map(|p| format!("/{}", p.ip())).unwrap_or_default();
+            consumer_groups::heartbeat(broker, ctx, req, client_id, host)
+        }
+        Request::ConsumerGroupDescribe(req) => consumer_groups::describe_groups(broker, ctx, req),
         Request::JoinGroup(req, client_id) => {
             let client = groups::Client {
                 client_id: client_id
@@ -612,6 +630,39 @@ mod tests {
                         let mut req = DescribeProducersRequest::default();
                         req.topics = vec![t];
                         describe_producers::handle(&broker, c, req)
+                    }
+                    ApiKey::ConsumerGroupHeartbeat => {
+                        let mut req = ConsumerGroupHeartbeatRequest::default();
+                        req.group_id = fjord_protocol::kafka_protocol::messages::GroupId(
+                            StrBytes::from_string(format!("cg-{v}")),
+                        );
+                        req.member_id = StrBytes::from_string(format!("member-{v}"));
+                        req.rebalance_timeout_ms = 30_000;
+                        req.subscribed_topic_names = Some(vec![name("t")]);
+                        req.topic_partitions = Some(Vec::new());
+                        let joined = consumer_groups::heartbeat(
+                            &broker,
+                            c,
+                            req.clone(),
+                            String::new(),
+                            String::new(),
+                        );
+                        assert_frame(joined, key, v);
+                        // A refused one must encode too.
+                        req.member_epoch = 99;
+                        consumer_groups::heartbeat(&broker, c, req, String::new(), String::new())
+                    }
+                    ApiKey::ConsumerGroupDescribe => {
+                        let mut req = ConsumerGroupDescribeRequest::default();
+                        req.group_ids = vec![
+                            fjord_protocol::kafka_protocol::messages::GroupId(
+                                StrBytes::from_string(format!("cg-{v}")),
+                            ),
+                            fjord_protocol::kafka_protocol::messages::GroupId(
+                                StrBytes::from_static_str("none"),
+                            ),
+                        ];
+                        consumer_groups::describe_groups(&broker, c, req)
                     }
                     ApiKey::OffsetForLeaderEpoch => {
                         use fjord_protocol::kafka_protocol::messages::offset_for_leader_epoch_request::{

@@ -40,12 +40,23 @@ fn partition_exists(broker: &Broker, topic: &str, partition: i32) -> bool {
 
 /// Checks the commit against the group (creating an Empty one for a first
 /// manual-assignment commit, as Kafka does). `Ok` or the error for every partition.
-fn check_group(broker: &Broker, req: &OffsetCommitRequest) -> Result<(), i16> {
+fn check_group(broker: &Broker, req: &OffsetCommitRequest, version: i16) -> Result<(), i16> {
     let group_id = req.group_id.0.as_str();
     if group_id.is_empty() {
         return Err(code::INVALID_GROUP_ID);
     }
     let generation = req.generation_id_or_member_epoch;
+    if let Some(group) = broker.groups.consumer.get(group_id) {
+        // A KIP-848 member commits with its member epoch, from v9 on (Kafka refuses
+        // older versions from such members).
+        if version < 9 && generation >= 0 {
+            return Err(fjord_protocol::kafka_protocol::ResponseError::UnsupportedVersion.code());
+        }
+        let g = crate::groups::consumer::lock(&group);
+        return g
+            .check_commit(req.member_id.as_str(), generation)
+            .map_err(|e| e.code());
+    }
     let group = match broker.groups.group(group_id) {
         Some(g) => g,
         None if generation < 0 => broker.groups.group_or_create(group_id),
@@ -69,7 +80,7 @@ pub(super) fn offset_commit(
         // The offsets record stores the group id with an i16 length.
         Some(code::INVALID_GROUP_ID)
     } else {
-        check_group(broker, &req).err()
+        check_group(broker, &req, ctx.version).err()
     };
     let max_metadata = broker
         .groups
@@ -188,6 +199,16 @@ pub(super) fn offset_fetch(
             out.group_id = g.group_id.clone();
             if group.is_empty() {
                 out.error_code = code::INVALID_GROUP_ID;
+            }
+            if let Some(cg) = broker.groups.consumer.get(&group) {
+                let member = g.member_id.as_ref().map(|m| m.as_str());
+                if let Err(e) =
+                    crate::groups::consumer::lock(&cg).check_fetch(member, g.member_epoch)
+                {
+                    out.error_code = e.code();
+                    resp.groups.push(out);
+                    continue;
+                }
             }
             for (topic, partitions) in wanted(broker, &group, asked) {
                 let mut t = OffsetFetchResponseTopics::default();

@@ -30,6 +30,18 @@ pub struct ConsumerGroupConfig {
     pub max_size: usize,
 }
 
+impl Default for ConsumerGroupConfig {
+    /// Kafka's defaults.
+    fn default() -> Self {
+        Self {
+            session_timeout_ms: 45_000,
+            heartbeat_interval_ms: 5_000,
+            assignors: assignor::ASSIGNORS.iter().map(|a| a.to_string()).collect(),
+            max_size: i32::MAX as usize,
+        }
+    }
+}
+
 /// The topics that exist: name to (ID, partition count).
 pub type Topics = BTreeMap<String, (uuid::Uuid, i32)>;
 
@@ -189,12 +201,20 @@ impl ConsumerGroup {
         if hb.member_epoch == -1 || hb.member_epoch == -2 {
             return self.leave(&hb);
         }
+        let known = self.members.len();
         let id = self.find_or_join(&hb, config)?;
-        let changed = self.update_member(&id, &hb, config)?;
-        if changed {
-            self.group_epoch += 1;
-        }
-        self.refresh_target(topics, config);
+        let joined = self.members.len() > known;
+        let changed = match self.update_member(&id, &hb, config) {
+            Ok(changed) => changed,
+            Err(refusal) => {
+                if joined {
+                    self.members.remove(&id);
+                }
+                return Err(refusal);
+            }
+        };
+        // One heartbeat moves the group epoch at most once, whatever changed.
+        self.refresh_target(topics, config, joined || changed);
         let before = self.members[&id].current.assigned.clone();
         self.reconcile(&id, hb.owned.as_ref(), now_ms);
         let member = self.members.get_mut(&id).expect("member");
@@ -326,7 +346,6 @@ impl ConsumerGroup {
             revocation_deadline_ms: None,
         };
         self.members.insert(id.clone(), member);
-        self.group_epoch += 1;
         Ok(id)
     }
 
@@ -450,9 +469,10 @@ impl ConsumerGroup {
         out
     }
 
-    /// Moves the group epoch if the subscribed topics changed (created, deleted, grown,
-    /// matched by a regex), then recomputes the target if the group epoch moved past it.
-    fn refresh_target(&mut self, topics: &Topics, config: &ConsumerGroupConfig) {
+    /// Moves the group epoch if `bump` (membership or a subscription changed) or the
+    /// subscribed topics changed (created, deleted, grown, matched by a regex), then
+    /// recomputes the target if the group epoch moved past it.
+    fn refresh_target(&mut self, topics: &Topics, config: &ConsumerGroupConfig, bump: bool) {
         let counts: BTreeMap<uuid::Uuid, i32> = topics.values().map(|(id, n)| (*id, *n)).collect();
         let resolved: Vec<(String, BTreeSet<uuid::Uuid>)> = self
             .members
@@ -464,7 +484,7 @@ impl ConsumerGroup {
             .flat_map(|(_, ts)| ts.iter())
             .filter_map(|t| counts.get(t).map(|n| (*t, *n)))
             .collect();
-        if subscribed != self.subscribed {
+        if subscribed != self.subscribed || bump {
             self.subscribed = subscribed;
             self.group_epoch += 1;
         }
@@ -599,6 +619,35 @@ impl ConsumerGroup {
             self.remove(id);
         }
         gone.len()
+    }
+
+    /// OffsetCommit's check (Kafka 4.0's): a commit from outside the group (epoch < 0)
+    /// only while it has no members; otherwise from a member, at its current epoch.
+    pub fn check_commit(&self, member_id: &str, epoch: i32) -> Result<(), E> {
+        if epoch < 0 && self.members.is_empty() {
+            return Ok(());
+        }
+        let member = self.members.get(member_id).ok_or(E::UnknownMemberId)?;
+        if epoch != member.current.epoch {
+            return Err(E::StaleMemberEpoch);
+        }
+        Ok(())
+    }
+
+    /// OffsetFetch's check: none for a fetch from outside the group (no member ID, epoch
+    /// < 0); a member must fetch at its current epoch.
+    pub fn check_fetch(&self, member_id: Option<&str>, epoch: i32) -> Result<(), E> {
+        if member_id.is_none() && epoch < 0 {
+            return Ok(());
+        }
+        let member = self
+            .members
+            .get(member_id.unwrap_or_default())
+            .ok_or(E::UnknownMemberId)?;
+        if epoch != member.current.epoch {
+            return Err(E::StaleMemberEpoch);
+        }
+        Ok(())
     }
 
     /// Who holds partition `partition` of `topic` now.

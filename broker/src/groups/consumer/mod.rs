@@ -16,6 +16,16 @@ use fjord_protocol::kafka_protocol::ResponseError as E;
 
 pub use group::{Answer, ConsumerGroup, ConsumerGroupConfig, Heartbeat, Refusal, Topics};
 
+/// Milliseconds on a monotonic clock (since the first call), the time consumer groups
+/// keep deadlines in.
+pub fn now_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let start = START.get_or_init(std::time::Instant::now);
+    u64::try_from(start.elapsed().as_millis())
+        .unwrap_or(u64::MAX)
+        .saturating_add(1)
+}
+
 /// A consumer group behind its lock.
 pub type SharedConsumerGroup = Arc<Mutex<ConsumerGroup>>;
 
