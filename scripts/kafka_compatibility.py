@@ -13,7 +13,6 @@ import sys
 
 LINE = re.compile(r"^\s*(\w+)\((\d+)\):\s*(UNSUPPORTED|(\d+)(?: to (\d+))?)")
 
-ISSUE_17 = "planned: issue 17 (Kafka 4.x protocol parity)"
 ISSUE_19 = "planned: issue 19 (transactions)"
 ISSUE_20 = "planned: issue 20 (security)"
 ISSUE_21 = "planned: issue 21 (replication, the Raft quorum)"
@@ -23,9 +22,14 @@ NOTES = {
     0: "record batches v2 only; v13 names topics by ID (UNKNOWN_TOPIC_ID for a stale one)",
     1: "v13+ name topics by ID (UNKNOWN_TOPIC_ID for a deleted or re-created topic's old ID)",
     2: "no tiered storage: earliest-local (v8) is the log start, latest-tiered (v9) is -1, as Kafka answers with remote storage off; v11 is not in kafka-protocol 0.18",
-    3: "up to v12; v13 planned in issue 17",
-    8: "v10 planned in issue 17",
-    9: "v10 planned in issue 17",
+    3: "v12+ also by topic ID (UNKNOWN_TOPIC_ID for an unknown one)",
+    8: "v9 checks KIP-848 member epochs; v10 (topics by ID) is not in kafka-protocol 0.18",
+    9: "v9 checks KIP-848 member epochs; v10 (topics by ID) is not in kafka-protocol 0.18",
+    15: "v6: GROUP_ID_NOT_FOUND for unknown and KIP-848 groups (ConsumerGroupDescribe shows those)",
+    16: "v5 reports the group type (classic, consumer) and filters by it",
+    18: "v5 is not in kafka-protocol 0.18",
+    35: "v5 is not in kafka-protocol 0.18",
+    42: "v3 is not in kafka-protocol 0.18",
     17: ISSUE_20,
     21: "one replica: the high watermark is the log end offset; `fjord topics delete-records` from the command line",
     22: "idempotent producers; transactional IDs: " + ISSUE_19,

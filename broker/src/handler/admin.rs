@@ -163,17 +163,37 @@ pub(super) fn create_partitions(
     encode(ctx, &resp)
 }
 
+/// DescribeCluster's endpoint types (v1+): brokers, or (KIP-919) controllers.
+const BROKER_ENDPOINTS: i8 = 1;
+const CONTROLLER_ENDPOINTS: i8 = 2;
+
 pub(super) fn describe_cluster(
     broker: &Arc<Broker>,
     ctx: Ctx,
-    _req: DescribeClusterRequest,
+    req: DescribeClusterRequest,
 ) -> Result<Response, Fatal> {
     let mut resp = DescribeClusterResponse::default();
     resp.cluster_id = s(CLUSTER_ID);
     resp.controller_id = BrokerId(broker.config.node_id);
     if ctx.version >= 1 {
-        resp.endpoint_type = 1; // brokers
+        resp.endpoint_type = BROKER_ENDPOINTS;
+        // Kafka's answers on a broker listener: controllers are asked elsewhere, other
+        // types do not exist (v0 has no field).
+        let refused = match req.endpoint_type {
+            BROKER_ENDPOINTS => None,
+            CONTROLLER_ENDPOINTS => Some(E::MismatchedEndpointType),
+            _ => Some(E::UnsupportedEndpointType),
+        };
+        if let Some(e) = refused {
+            resp.error_code = e.code();
+            resp.error_message = Some(s(format!(
+                "endpoint type {} is not served by a broker listener",
+                req.endpoint_type
+            )));
+            return encode(ctx, &resp);
+        }
     }
+    // v2's include_fenced_brokers changes nothing: a single node is never fenced.
     let mut me = DescribeClusterBroker::default();
     me.broker_id = BrokerId(broker.config.node_id);
     let (host, port) = broker.config.advertised(ctx.listener);

@@ -358,7 +358,7 @@ pub(super) fn list_groups(
         if !states.is_empty() && !states.contains(&g.state.to_lowercase()) {
             continue;
         }
-        if !types.is_empty() && !types.iter().any(|t| t == "classic") {
+        if !types.is_empty() && !types.iter().any(|t| t == g.group_type) {
             continue;
         }
         let mut l = ListedGroup::default();
@@ -368,12 +368,15 @@ pub(super) fn list_groups(
             l.group_state = s(g.state);
         }
         if ctx.version >= 5 {
-            l.group_type = s("classic");
+            l.group_type = s(g.group_type);
         }
         resp.groups.push(l);
     }
     encode(ctx, &resp)
 }
+
+/// Kafka's GROUP_ID_NOT_FOUND.
+const GROUP_ID_NOT_FOUND: i16 = 69;
 
 pub(super) fn describe_groups(
     broker: &Arc<Broker>,
@@ -413,9 +416,23 @@ pub(super) fn describe_groups(
                     .collect();
             }
             None if name.is_empty() => d.error_code = code::INVALID_GROUP_ID,
+            // A KIP-848 group is not a classic one: ConsumerGroupDescribe shows it.
+            None if broker.groups.consumer.get(&name).is_some() => {
+                d.group_state = s("Dead");
+                if ctx.version >= 6 {
+                    d.error_code = GROUP_ID_NOT_FOUND;
+                    d.error_message = Some(s(format!("Group {name} is not a classic group.")));
+                }
+            }
             None if broker.groups.exists(&name) => d.group_state = s("Empty"),
-            // Kafka describes an unknown group as Dead, without an error.
-            None => d.group_state = s("Dead"),
+            // Kafka describes an unknown group as Dead, from v6 with GROUP_ID_NOT_FOUND.
+            None => {
+                d.group_state = s("Dead");
+                if ctx.version >= 6 {
+                    d.error_code = GROUP_ID_NOT_FOUND;
+                    d.error_message = Some(s(format!("Group {name} not found.")));
+                }
+            }
         }
         resp.groups.push(d);
     }

@@ -8,6 +8,8 @@ mod configs;
 #[cfg(test)]
 mod configs_tests;
 mod consumer_groups;
+#[cfg(test)]
+mod consumer_groups_tests;
 mod create_topics;
 mod delete_records;
 mod describe_producers;

@@ -113,8 +113,8 @@ pub struct Member {
     pub previous_epoch: i32,
     /// A static member that left with -2: kept, with its partitions, for a rejoin.
     pub left_temporarily: bool,
-    session_deadline_ms: u64,
-    revocation_deadline_ms: Option<u64>,
+    pub(super) session_deadline_ms: u64,
+    pub(super) revocation_deadline_ms: Option<u64>,
 }
 
 /// A consumer group.
@@ -131,7 +131,7 @@ pub struct ConsumerGroup {
     /// The target assignment, by member ID.
     pub targets: BTreeMap<String, Assignment>,
     /// Who holds each partition now (assigned or pending revocation).
-    owners: HashMap<(uuid::Uuid, i32), String>,
+    pub(super) owners: HashMap<(uuid::Uuid, i32), String>,
     /// Partition counts of the subscribed topics the target was computed over.
     subscribed: BTreeMap<uuid::Uuid, i32>,
     /// Compiled subscriptions by regular expression.
@@ -541,113 +541,6 @@ impl ConsumerGroup {
             }
         }
         member.current = next;
-    }
-
-    fn leave(&mut self, hb: &Heartbeat) -> Result<Answer, Refusal> {
-        let id = match &hb.instance_id {
-            Some(instance) => {
-                let Some(m) = self
-                    .members
-                    .values()
-                    .find(|m| m.instance_id.as_deref() == Some(instance))
-                else {
-                    return Err((
-                        E::UnknownMemberId,
-                        format!("Instance id {instance} is unknown."),
-                    ));
-                };
-                if m.id != hb.member_id {
-                    return Err((
-                        E::FencedInstanceId,
-                        format!("Static member {instance} is held by another member."),
-                    ));
-                }
-                m.id.clone()
-            }
-            None => {
-                if !self.members.contains_key(&hb.member_id) {
-                    return Err((
-                        E::UnknownMemberId,
-                        format!(
-                            "Member {} is not a member of group {}.",
-                            hb.member_id, self.id
-                        ),
-                    ));
-                }
-                hb.member_id.clone()
-            }
-        };
-        if hb.member_epoch == -2 && hb.instance_id.is_some() {
-            // Keeps its partitions until its session expires or it rejoins.
-            if let Some(m) = self.members.get_mut(&id) {
-                m.left_temporarily = true;
-            }
-        } else {
-            self.remove(&id);
-        }
-        Ok(Answer {
-            member_id: id,
-            member_epoch: hb.member_epoch,
-            assignment: None,
-        })
-    }
-
-    /// Removes a member (left, or timed out): its partitions are free, the group epoch
-    /// moves.
-    pub fn remove(&mut self, id: &str) {
-        if self.members.remove(id).is_none() {
-            return;
-        }
-        self.targets.remove(id);
-        self.owners.retain(|_, owner| owner != id);
-        self.group_epoch += 1;
-    }
-
-    /// Removes members whose session expired or who did not revoke in time. Returns
-    /// how many went.
-    pub fn expire(&mut self, now_ms: u64) -> usize {
-        let gone: Vec<String> = self
-            .members
-            .values()
-            .filter(|m| {
-                m.session_deadline_ms != 0 && m.session_deadline_ms < now_ms
-                    || m.revocation_deadline_ms.is_some_and(|d| d < now_ms)
-            })
-            .map(|m| m.id.clone())
-            .collect();
-        for id in &gone {
-            self.remove(id);
-        }
-        gone.len()
-    }
-
-    /// OffsetCommit's check (Kafka 4.0's): a commit from outside the group (epoch < 0)
-    /// only while it has no members; otherwise from a member, at its current epoch.
-    pub fn check_commit(&self, member_id: &str, epoch: i32) -> Result<(), E> {
-        if epoch < 0 && self.members.is_empty() {
-            return Ok(());
-        }
-        let member = self.members.get(member_id).ok_or(E::UnknownMemberId)?;
-        if epoch != member.current.epoch {
-            return Err(E::StaleMemberEpoch);
-        }
-        Ok(())
-    }
-
-    /// OffsetFetch's check: none for a fetch from outside the group (no member ID, epoch
-    /// < 0); a member must fetch at its current epoch.
-    pub fn check_fetch(&self, member_id: Option<&str>, epoch: i32) -> Result<(), E> {
-        if member_id.is_none() && epoch < 0 {
-            return Ok(());
-        }
-        let member = self
-            .members
-            .get(member_id.unwrap_or_default())
-            .ok_or(E::UnknownMemberId)?;
-        if epoch != member.current.epoch {
-            return Err(E::StaleMemberEpoch);
-        }
-        Ok(())
     }
 
     /// Who holds partition `partition` of `topic` now.

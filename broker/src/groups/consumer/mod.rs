@@ -5,6 +5,7 @@
 
 pub mod assignor;
 pub mod group;
+mod lifecycle;
 #[cfg(test)]
 mod model_tests;
 pub mod reconcile;
