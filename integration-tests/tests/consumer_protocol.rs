@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use fjord_integration_tests::metrics::{free_metrics_listener, highest_version_served};
-use fjord_integration_tests::{create_topic, BrokerProcess};
+use fjord_integration_tests::{create_topic, fjord, BrokerProcess};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message};
@@ -118,6 +118,37 @@ async fn consumer_protocol_members_split_a_topic_and_take_over() {
         "the remaining member owning all four",
         |_| assigned(&b).len() == 4,
     );
+    // `fjord groups describe` shows the KIP-848 group: its epochs, assignor, the member
+    // with its epoch and partitions, and who owns each partition.
+    let (ok, out, err) = fjord(
+        &[
+            "groups",
+            "describe",
+            "--group",
+            "g848",
+            "--bootstrap-server",
+            &broker.bootstrap,
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let head = out.lines().next().unwrap_or_default();
+    assert!(
+        head.contains("Type: consumer")
+            && head.contains("Assignor: uniform")
+            && head.contains("Members: 1"),
+        "{out}"
+    );
+    let member = out.lines().nth(2).unwrap_or_default();
+    assert!(
+        member.contains("kip848-0,kip848-1,kip848-2,kip848-3"),
+        "{out}"
+    );
+    let owned = out
+        .lines()
+        .filter(|l| l.starts_with("kip848\t") && !l.ends_with("\t-"))
+        .count();
+    assert_eq!(owned, 4, "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,12 +8,10 @@ use bytes::Bytes;
 use fjord_client_common::Connection;
 use fjord_protocol::kafka_protocol::messages::consumer_protocol_assignment::ConsumerProtocolAssignment;
 use fjord_protocol::kafka_protocol::messages::delete_groups_request::DeleteGroupsRequest;
-use fjord_protocol::kafka_protocol::messages::describe_groups_request::DescribeGroupsRequest;
 use fjord_protocol::kafka_protocol::messages::list_groups_request::ListGroupsRequest;
 use fjord_protocol::kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequest, OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
-use fjord_protocol::kafka_protocol::messages::offset_fetch_request::OffsetFetchRequest;
 use fjord_protocol::kafka_protocol::messages::{ApiKey, GroupId, TopicName};
 use fjord_protocol::kafka_protocol::protocol::Decodable;
 
@@ -21,7 +19,7 @@ use super::GroupsCommand;
 use super::{connect, error_name, offsets_at, s};
 
 /// The partitions in a member's assignment (consumer protocol bytes).
-fn assigned(bytes: &Bytes) -> Vec<(String, i32)> {
+pub(super) fn assigned(bytes: &Bytes) -> Vec<(String, i32)> {
     let mut buf = bytes.clone();
     if buf.len() < 2 {
         return Vec::new();
@@ -47,7 +45,7 @@ async fn log_starts(
 }
 
 /// Log end offsets of `partitions`.
-async fn log_ends(
+pub(super) async fn log_ends(
     conn: &Connection,
     partitions: &[(String, i32)],
 ) -> Result<BTreeMap<(String, i32), i64>> {
@@ -79,70 +77,7 @@ pub(crate) async fn run(cmd: GroupsCommand) -> Result<()> {
         }
         GroupsCommand::Describe { connect: c, group } => {
             let conn = connect(&c.bootstrap_server).await?;
-            let version = conn.version(ApiKey::DescribeGroups, 0, 5)?;
-            let mut req = DescribeGroupsRequest::default();
-            req.groups = vec![GroupId(s(&group))];
-            let resp = conn.request(&req, version).await?;
-            let Some(d) = resp.groups.first() else {
-                bail!("no answer for group {group}");
-            };
-            if d.error_code != 0 {
-                bail!("{group}: {}", error_name(d.error_code));
-            }
-            // Who owns which partition, from the members' assignments.
-            let mut owner: BTreeMap<(String, i32), String> = BTreeMap::new();
-            for m in &d.members {
-                for tp in assigned(&m.member_assignment) {
-                    owner.insert(tp, format!("{} {}", m.member_id, m.client_host));
-                }
-            }
-            let fetch_version = conn.version(ApiKey::OffsetFetch, 1, 7)?;
-            let mut of = OffsetFetchRequest::default();
-            of.group_id = GroupId(s(&group));
-            of.topics = None; // all committed partitions
-            let committed = conn.request(&of, fetch_version).await?;
-            let mut rows: BTreeMap<(String, i32), i64> = BTreeMap::new();
-            for t in &committed.topics {
-                for p in &t.partitions {
-                    rows.insert(
-                        (t.name.0.to_string(), p.partition_index),
-                        p.committed_offset,
-                    );
-                }
-            }
-            for tp in owner.keys() {
-                rows.entry(tp.clone()).or_insert(-1);
-            }
-            let tps: Vec<(String, i32)> = rows.keys().cloned().collect();
-            let ends = log_ends(&conn, &tps).await?;
-            println!(
-                "Group: {group}\tState: {}\tProtocol: {}\tMembers: {}",
-                d.group_state,
-                d.protocol_data,
-                d.members.len()
-            );
-            println!("TOPIC\tPARTITION\tCURRENT-OFFSET\tLOG-END-OFFSET\tLAG\tCONSUMER");
-            for ((topic, p), current) in &rows {
-                let end = ends.get(&(topic.clone(), *p)).copied().unwrap_or(-1);
-                let show = |v: i64| {
-                    if v < 0 {
-                        "-".to_string()
-                    } else {
-                        v.to_string()
-                    }
-                };
-                let lag = if *current >= 0 && end >= 0 {
-                    (end - current).max(0).to_string()
-                } else {
-                    "-".to_string()
-                };
-                let consumer = owner.get(&(topic.clone(), *p)).map_or("-", String::as_str);
-                println!(
-                    "{topic}\t{p}\t{}\t{}\t{lag}\t{consumer}",
-                    show(*current),
-                    show(end)
-                );
-            }
+            super::groups_describe::run(&conn, &group).await?;
         }
         GroupsCommand::ResetOffsets {
             connect: c,

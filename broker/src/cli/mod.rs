@@ -6,6 +6,7 @@ pub(crate) mod configs;
 pub(crate) mod console;
 mod delete_records;
 pub(crate) mod groups;
+mod groups_describe;
 pub(crate) mod topics;
 
 use clap::{Args, Parser, Subcommand};
