@@ -483,6 +483,28 @@ fn delete_records_moves_the_log_start_and_it_survives_a_kill() {
         out.lines().collect::<Vec<_>>(),
         vec!["v4", "v5", "v6", "v7", "v8", "v9"]
     );
+    // kcat (librdkafka 2.0.2) reading from the beginning starts at the new log start.
+    assert_eq!(kcat_all(&b, "dr"), vec!["v4", "v5", "v6", "v7", "v8", "v9"]);
+
+    // kafka-delete-records' JSON file.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("offsets.json");
+    std::fs::write(
+        &json,
+        r#"{"partitions": [{"topic": "dr", "partition": 0, "offset": 6}], "version": 1}"#,
+    )
+    .expect("json");
+    let file = json.display().to_string();
+    let (ok, out, err) = run_at(
+        &b,
+        &["topics", "delete-records", "--offset-json-file", &file],
+        None,
+    );
+    assert!(
+        ok && out.contains("dr partition 0: log start offset 6"),
+        "{out}{err}"
+    );
+    assert_eq!(kcat_all(&b, "dr"), vec!["v6", "v7", "v8", "v9"]);
 
     // -1: up to the high watermark.
     let (ok, out, err) = run_at(
@@ -501,4 +523,31 @@ fn delete_records_moves_the_log_start_and_it_survives_a_kill() {
     );
     assert!(ok && out.contains("log start offset 10"), "{out}{err}");
     assert_eq!(log_start(&b, "dr"), 10);
+}
+
+/// Every record of `topic` from the beginning, as kcat reads them (values).
+fn kcat_all(bootstrap: &str, topic: &str) -> Vec<String> {
+    let out = std::process::Command::new("kcat")
+        .args([
+            "-C",
+            "-b",
+            bootstrap,
+            "-t",
+            topic,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+        ])
+        .output()
+        .expect("kcat runs (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }

@@ -134,14 +134,22 @@ pub(crate) enum TopicsCommand {
         #[command(flatten)]
         connect: Connect,
         /// The topic.
-        #[arg(long)]
-        topic: String,
+        #[arg(long, required_unless_present = "offset_json_file")]
+        topic: Option<String>,
         /// One partition (every partition when not given).
-        #[arg(long)]
+        #[arg(long, requires = "topic")]
         partition: Option<i32>,
         /// The new log start offset; -1: up to the high watermark (everything).
-        #[arg(long, allow_negative_numbers = true)]
-        offset: i64,
+        #[arg(
+            long,
+            allow_negative_numbers = true,
+            required_unless_present = "offset_json_file"
+        )]
+        offset: Option<i64>,
+        /// kafka-delete-records' JSON file instead:
+        /// {"partitions": [{"topic": T, "partition": P, "offset": O}], "version": 1}.
+        #[arg(long, conflicts_with_all = ["topic", "offset"])]
+        offset_json_file: Option<std::path::PathBuf>,
     },
 }
 

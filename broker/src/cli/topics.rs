@@ -275,7 +275,16 @@ pub(crate) async fn run(cmd: TopicsCommand) -> Result<()> {
             topic,
             partition,
             offset,
-        } => super::delete_records::run(&c.bootstrap_server, &topic, partition, offset).await?,
+            offset_json_file,
+        } => match (offset_json_file, topic, offset) {
+            (Some(file), _, _) => {
+                super::delete_records::run_json(&c.bootstrap_server, &file).await?
+            }
+            (None, Some(topic), Some(offset)) => {
+                super::delete_records::run(&c.bootstrap_server, &topic, partition, offset).await?
+            }
+            _ => anyhow::bail!("give --topic and --offset, or --offset-json-file"),
+        },
     }
     Ok(())
 }
