@@ -9,6 +9,7 @@
 //! fjord-bench e2e --spawn-broker --records 500000 --rate 50000
 //! fjord-bench sweep --spawn-broker --out bench-results
 //! fjord-bench storage --quick
+//! fjord-bench rebalance --spawn-broker --partitions 100 --members 10
 //! ```
 //! `--spawn-broker` starts `target/release/fjord` (or `$FJORD_BIN`) in a temp dir on a
 //! free port and stops it at the end; otherwise `--bootstrap HOST:PORT`. `consume` with
@@ -23,6 +24,7 @@ mod limits;
 mod options;
 mod progress;
 mod rdkafka_client;
+mod rebalance;
 mod report;
 mod sendfile_limit;
 mod storage;
@@ -42,8 +44,9 @@ fn main() -> Result<()> {
         "produce" | "consume" | "e2e" => workload::run(&opts),
         "sweep" => sweep::run(&opts),
         "storage" => storage::run(opts.quick, std::path::Path::new(&opts.dir), &opts.only),
+        "rebalance" => rebalance::run(&opts),
         other => anyhow::bail!(
-            "unknown command '{other}' (limits, produce, consume, e2e, sweep, storage; see --help)"
+            "unknown command '{other}' (limits, produce, consume, e2e, sweep, storage, rebalance; see --help)"
         ),
     }
 }

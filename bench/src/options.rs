@@ -14,6 +14,10 @@ Commands:
   e2e       end-to-end latency: produce at --rate, consume, time from send to receipt
   sweep     produce over record sizes, partition counts and codecs; writes a CSV and
             SVG charts (--out DIR, default bench-results)
+  rebalance a group of --members librdkafka members over --partitions partitions [100],
+            then one more joins: time until every partition is owned again, and the
+            longest pause of a partition a member keeps, for classic eager, classic
+            cooperative and the KIP-848 consumer protocol
   storage   the storage engine alone, no broker: append next to a raw write, random
             read lookups next to a raw pread, crash recovery, opening 10,000 logs
             (about 25 GiB of writes; --quick for 16x less)
@@ -31,7 +35,8 @@ Flags (defaults in brackets):
   --topic NAME            [fjord-bench]
   --records N             [2000000]
   --record-size BYTES     [100]
-  --partitions N          partitions of the topic [1]
+  --partitions N          partitions of the topic [1; rebalance: 100]
+  --members N             rebalance: members before the one that joins [10]
   --partitioner P         default: records carry no key or partition and the client's
                           own partitioner places them (sticky in both clients), as
                           kafka-producer-perf-test sends them; round-robin: record n goes
@@ -115,6 +120,8 @@ pub(crate) struct Options {
     pub(crate) only: Vec<String>,
     /// `storage`: where the data goes.
     pub(crate) dir: String,
+    /// `rebalance`: members before the one that joins.
+    pub(crate) members: usize,
 }
 
 impl Default for Options {
@@ -144,6 +151,7 @@ impl Default for Options {
             flood: false,
             only: Vec::new(),
             dir: "fjord-bench-data".into(),
+            members: 10,
         }
     }
 }
@@ -160,6 +168,7 @@ impl Options {
     pub(crate) fn parse(args: Vec<String>) -> Result<Self> {
         let mut o = Self::default();
         let mut linger_given = false;
+        let mut partitions_given = false;
         let mut it = args.into_iter();
         match it.next() {
             Some(c) if c == "--help" || c == "-h" => {
@@ -206,7 +215,11 @@ impl Options {
                 "--topic" => o.topic = value,
                 "--records" => o.records = value.parse()?,
                 "--record-size" => o.record_size = value.parse()?,
-                "--partitions" => o.partitions = value.parse()?,
+                "--partitions" => {
+                    o.partitions = value.parse()?;
+                    partitions_given = true;
+                }
+                "--members" => o.members = value.parse()?,
                 "--partitioner" => {
                     o.partitioner = match value.as_str() {
                         "default" => Partitioner::Default,
@@ -244,6 +257,12 @@ impl Options {
         if o.command == "e2e" && !linger_given {
             // Latency, not batching, is what e2e measures (as Kafka's EndToEndLatency).
             o.linger_ms = 0;
+        }
+        if o.command == "rebalance" && !partitions_given {
+            o.partitions = 100;
+        }
+        if o.members < 1 {
+            bail!("--members must be at least 1");
         }
         if o.partitions < 1 {
             bail!("--partitions must be at least 1");

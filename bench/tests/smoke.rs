@@ -123,3 +123,47 @@ fn storage_benchmarks_print_each_figure_next_to_its_limit() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn rebalance_reports_each_protocol_and_only_eager_stops_kept_partitions() {
+    let fjord = fjord();
+    let out = Command::new(bench())
+        .args([
+            "rebalance",
+            "--spawn-broker",
+            "--partitions",
+            "12",
+            "--members",
+            "3",
+            "--json",
+        ])
+        .env("FJORD_BIN", &fjord)
+        .output()
+        .expect("fjord-bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("\"rebalance\""))
+        .collect();
+    assert_eq!(rows.len(), 3, "{stdout}");
+    for (row, protocol) in rows.iter().zip(["range", "cooperative-sticky", "consumer"]) {
+        assert!(
+            row.contains(&format!("\"protocol\":\"{protocol}\"")),
+            "{row}"
+        );
+        let settled = number(row, "settled_ms").expect("settled_ms");
+        assert!(settled > 0.0 && settled < 60_000.0, "{row}");
+        let pause = number(row, "kept_pause_ms").expect("kept_pause_ms");
+        if protocol != "range" {
+            assert_eq!(
+                pause, 0.0,
+                "{protocol} never revokes what a member keeps: {row}"
+            );
+        }
+    }
+}
