@@ -66,7 +66,7 @@ impl GroupCoordinator {
     /// A coordinator over `offsets`.
     pub fn new(config: CoordinatorConfig, offsets: OffsetStore) -> Self {
         Self {
-            consumer: super::consumer::ConsumerGroups::new(config.consumer.clone()),
+            consumer: super::consumer::ConsumerGroups::load(config.consumer.clone(), offsets.raw()),
             config,
             groups: Mutex::new(HashMap::new()),
             offsets,
@@ -155,6 +155,33 @@ impl GroupCoordinator {
         all
     }
 
+    /// A KIP-848 heartbeat to group `id`, its changes made durable as Kafka's
+    /// `__consumer_offsets` records.
+    pub fn consumer_heartbeat(
+        &self,
+        id: &str,
+        hb: super::consumer::Heartbeat,
+        topics: &super::consumer::Topics,
+        now_ms: u64,
+    ) -> Result<super::consumer::Answer, super::consumer::Refusal> {
+        self.consumer
+            .heartbeat(id, hb, topics, now_ms, |c| self.persist(c))
+    }
+
+    /// Forgets the empty KIP-848 group `id` (it becomes a classic one); whether it was
+    /// there and empty.
+    pub fn release_consumer_if_empty(&self, id: &str) -> bool {
+        self.consumer.remove_if_empty(id, |c| self.persist(c))
+    }
+
+    /// Writes consumer group record changes. A failure is logged: the group goes on in
+    /// memory, and a restart brings back the last state that was written.
+    fn persist(&self, changes: super::consumer::Changes) {
+        if let Err(e) = self.offsets.write_raw(&changes) {
+            tracing::error!(error = %e, "writing consumer group state failed");
+        }
+    }
+
     /// Forgets the classic group `id` if it has no members (its offsets stay), so the
     /// ID can become a consumer group. Whether the ID is now free of a classic group.
     pub fn release_classic_if_empty(&self, id: &str) -> bool {
@@ -180,7 +207,7 @@ impl GroupCoordinator {
             if !super::consumer::lock(&g).members.is_empty() {
                 return Err(NON_EMPTY_GROUP);
             }
-            self.consumer.remove_if_empty(id);
+            self.consumer.remove_if_empty(id, |c| self.persist(c));
         } else if !self.exists(id) {
             return Err(GROUP_ID_NOT_FOUND);
         }
@@ -212,7 +239,8 @@ impl GroupCoordinator {
     /// Runs every group's deadlines, forgets empty groups without offsets, and expires the
     /// offsets of groups empty for `offsets.retention.minutes`.
     pub fn tick(&self) {
-        self.consumer.expire(super::consumer::now_ms());
+        self.consumer
+            .expire(super::consumer::now_ms(), |c| self.persist(c));
         let now = Instant::now();
         let groups: Vec<SharedGroup> = self.map().values().cloned().collect();
         let mut idle = Vec::new();

@@ -54,6 +54,9 @@ struct Inner {
     log: Option<Log>,
     generation: u64,
     groups: BTreeMap<String, BTreeMap<TopicPartition, Committed>>,
+    /// The other group-coordinator records (KIP-848 group state, key types 2 and up):
+    /// the latest value of each key, as encoded.
+    raw: BTreeMap<Vec<u8>, Vec<u8>>,
     /// Live entries across groups.
     live: u64,
     /// Records in the current log (live or superseded).
@@ -144,6 +147,7 @@ impl OffsetStore {
             log: None,
             generation,
             groups: BTreeMap::new(),
+            raw: BTreeMap::new(),
             live: 0,
             records: 0,
             fsync,
@@ -236,6 +240,49 @@ impl OffsetStore {
         Ok(info.durable)
     }
 
+    /// Records other group-coordinator records (keys of type 2 and up, in Kafka's
+    /// `__consumer_offsets` layout; a value of `None` is a tombstone), one batch for all.
+    pub fn write_raw(&self, entries: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<Option<FlushTicket>> {
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        let mut batch = BatchBuilder::new(Compression::None, now_ms());
+        for (key, value) in entries {
+            batch.push(RecordSpec {
+                key: Some(key.clone()),
+                value: value.clone(),
+                headers: Vec::new(),
+                timestamp: None,
+            });
+        }
+        let bytes = batch
+            .build()
+            .map_err(|e| OffsetStoreError::Batch(e.to_string()))?;
+        let mut inner = self.lock();
+        self.finish_switch(&mut inner)?;
+        let Some(log) = inner.log.as_mut() else {
+            return Err(OffsetStoreError::Batch("offsets store is closed".into()));
+        };
+        let info = log.append(&bytes)?;
+        inner.records += entries.len() as u64;
+        for (key, value) in entries {
+            apply_raw(&mut inner, key.clone(), value.clone());
+        }
+        if let Err(e) = self.maybe_snapshot(&mut inner) {
+            tracing::error!(error = %e, "offsets snapshot failed; will retry");
+        }
+        Ok(info.durable)
+    }
+
+    /// Every other group-coordinator record, as (key, value).
+    pub fn raw(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.lock()
+            .raw
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     /// The committed offset of one partition.
     pub fn committed(&self, group: &str, topic: &str, partition: i32) -> Option<Committed> {
         self.lock()
@@ -310,6 +357,22 @@ impl OffsetStore {
                 })
             })
             .collect();
+        let raw: Vec<(&Vec<u8>, &Vec<u8>)> = inner.raw.iter().collect();
+        for chunk in raw.chunks(SNAPSHOT_BATCH) {
+            let mut batch = BatchBuilder::new(Compression::None, now);
+            for (key, value) in chunk {
+                batch.push(RecordSpec {
+                    key: Some((*key).clone()),
+                    value: Some((*value).clone()),
+                    headers: Vec::new(),
+                    timestamp: None,
+                });
+            }
+            let bytes = batch
+                .build()
+                .map_err(|e| OffsetStoreError::Batch(e.to_string()))?;
+            log.append(&bytes)?;
+        }
         for chunk in entries.chunks(SNAPSHOT_BATCH) {
             let mut batch = BatchBuilder::new(Compression::None, now);
             for (key, value) in chunk {
@@ -406,6 +469,28 @@ fn apply(inner: &mut Inner, group: &str, tp: TopicPartition, value: Option<Commi
     }
 }
 
+/// Applies one record of another kind.
+fn apply_raw(inner: &mut Inner, key: Vec<u8>, value: Option<Vec<u8>>) {
+    match value {
+        Some(v) => {
+            if inner.raw.insert(key, v).is_none() {
+                inner.live += 1;
+            }
+        }
+        None => {
+            if inner.raw.remove(&key).is_some() {
+                inner.live -= 1;
+            }
+        }
+    }
+}
+
+/// Whether a record key is of a kind other than an offset commit (types 0 and 1).
+fn is_raw_key(key: &[u8]) -> bool {
+    key.get(..2)
+        .is_some_and(|v| i16::from_be_bytes([v[0], v[1]]) >= 2)
+}
+
 /// Rebuilds the map from every record of `log`. Records that do not decode are skipped
 /// with a warning: one bad record must not cost every group its offsets.
 fn replay(log: &Log, inner: &mut Inner) -> Result<()> {
@@ -433,6 +518,10 @@ fn replay(log: &Log, inner: &mut Inner) -> Result<()> {
                     break;
                 };
                 inner.records += 1;
+                if let Some(key) = record.key.filter(|k| is_raw_key(k)) {
+                    apply_raw(inner, key.to_vec(), record.value.map(|v| v.to_vec()));
+                    continue;
+                }
                 let key = record.key.map(OffsetKey::decode);
                 let value = record.value.map(Committed::decode).transpose();
                 match (key, value) {

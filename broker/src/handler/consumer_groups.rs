@@ -130,8 +130,7 @@ pub(super) fn heartbeat(
     tracing::debug!(group = %group_id, member = %hb.member_id, epoch = hb.member_epoch, names = ?hb.topic_names, regex = ?hb.topic_regex, owned = ?hb.owned, "consumer group heartbeat");
     match broker
         .groups
-        .consumer
-        .heartbeat(&group_id, hb, &topics, consumer::now_ms())
+        .consumer_heartbeat(&group_id, hb, &topics, consumer::now_ms())
     {
         Err((code, message)) => {
             tracing::debug!(group = %group_id, error = ?code, %message, "consumer group heartbeat refused");

@@ -177,6 +177,67 @@ mod tests {
             E::UnknownMemberId.code()
         );
     }
+
+    #[test]
+    fn a_group_survives_a_restart_with_its_epochs_and_assignments() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let broker = open(dir.path());
+        broker
+            .create_topic("t", 4, Default::default(), false)
+            .expect("topic");
+        let a = beat(&broker, join("a"));
+        let mut static_join = join("b");
+        static_join.instance_id = Some(StrBytes::from_static_str("inst"));
+        let b = beat(&broker, static_join);
+        // a revokes two, then b gets them.
+        let mut again = join("a");
+        again.member_epoch = a.member_epoch;
+        again.topic_partitions = Some(owned(&a));
+        let a2 = beat(&broker, again.clone());
+        again.topic_partitions = Some(owned(&a2));
+        let a3 = beat(&broker, again);
+        let mut b_again = join("b");
+        b_again.instance_id = Some(StrBytes::from_static_str("inst"));
+        b_again.member_epoch = b.member_epoch;
+        let b2 = beat(&broker, b_again.clone());
+        assert_eq!((count(&a3), count(&b2)), (2, 2));
+        broker.close();
+        drop(broker);
+
+        let broker = open(dir.path());
+        let group = broker.groups.consumer.get("g").expect("restored");
+        {
+            let g = crate::groups::consumer::lock(&group);
+            assert_eq!(
+                (g.group_epoch, g.assignment_epoch, g.state()),
+                (2, 2, "Stable")
+            );
+            assert_eq!(g.members["b"].instance_id.as_deref(), Some("inst"));
+            assert_eq!(g.members["a"].current.epoch, a3.member_epoch);
+        }
+        // Both carry on at their epochs: no fencing, the same partitions.
+        let mut a_next = join("a");
+        a_next.member_epoch = a3.member_epoch;
+        a_next.topic_partitions = Some(owned(&a3));
+        let a4 = beat(&broker, a_next);
+        assert_eq!(
+            (a4.error_code, a4.member_epoch, count(&a4)),
+            (0, a3.member_epoch, 2)
+        );
+        b_again.member_epoch = b2.member_epoch;
+        b_again.topic_partitions = Some(owned(&b2));
+        let b3 = beat(&broker, b_again);
+        assert_eq!((b3.error_code, count(&b3)), (0, 2));
+        // An unknown group is Kafka's GROUP_ID_NOT_FOUND.
+        let mut stranger = join("x");
+        stranger.group_id =
+            fjord_protocol::kafka_protocol::messages::GroupId(StrBytes::from_static_str("nope"));
+        stranger.member_epoch = 3;
+        assert_eq!(
+            beat(&broker, stranger).error_code,
+            E::GroupIdNotFound.code()
+        );
+    }
 }
 
 #[cfg(test)]

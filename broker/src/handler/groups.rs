@@ -164,7 +164,7 @@ pub(super) async fn join_group(
     // A consumer (KIP-848) group with members stays one: classic members cannot join
     // it (Fjord does not run mixed groups yet); an empty one becomes classic.
     if broker.groups.consumer.get(&group_id).is_some()
-        && !broker.groups.consumer.remove_if_empty(&group_id)
+        && !broker.groups.release_consumer_if_empty(&group_id)
     {
         return fail(code::INCONSISTENT_GROUP_PROTOCOL);
     }

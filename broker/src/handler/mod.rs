@@ -385,13 +385,16 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes, origin: Origin) -> Resul
         }
         Request::DescribeCluster(req) => admin::describe_cluster(broker, ctx, req),
         Request::FindCoordinator(req) => groups::find_coordinator(broker, ctx, req),
-        // Locks one group; no files.
+        // Writes the group's records to the offsets store (it may fsync).
         Request::ConsumerGroupHeartbeat(req, client_id) => {
             let client_id = client_id
                 .map(|c| String::from_utf8_lossy(&c).into_owned())
                 .unwrap_or_default();
             let host = peer.map(|p| format!("/{}", p.ip())).unwrap_or_default();
-            consumer_groups::heartbeat(broker, ctx, req, client_id, host)
+            off_reactor(broker, move |b| {
+                consumer_groups::heartbeat(b, ctx, req, client_id, host)
+            })
+            .await
         }
         Request::ConsumerGroupDescribe(req) => consumer_groups::describe_groups(broker, ctx, req),
         Request::JoinGroup(req, client_id) => {

@@ -117,6 +117,35 @@ pub struct Member {
     pub(super) revocation_deadline_ms: Option<u64>,
 }
 
+impl Member {
+    /// A member restored from its records; its session runs until `session_deadline_ms`.
+    pub(super) fn restored(
+        id: &str,
+        meta: super::records::MemberMetadata,
+        current: Current,
+        previous_epoch: i32,
+        left_temporarily: bool,
+        session_deadline_ms: u64,
+    ) -> Self {
+        Self {
+            id: id.to_string(),
+            instance_id: meta.instance_id,
+            rack_id: meta.rack_id,
+            client_id: meta.client_id,
+            client_host: meta.client_host,
+            topic_names: meta.topic_names,
+            topic_regex: meta.topic_regex,
+            server_assignor: meta.server_assignor,
+            rebalance_timeout_ms: meta.rebalance_timeout_ms,
+            revocation_deadline_ms: None,
+            current,
+            previous_epoch,
+            left_temporarily,
+            session_deadline_ms,
+        }
+    }
+}
+
 /// A consumer group.
 #[derive(Debug, Clone)]
 pub struct ConsumerGroup {
@@ -134,6 +163,8 @@ pub struct ConsumerGroup {
     pub(super) owners: HashMap<(uuid::Uuid, i32), String>,
     /// Partition counts of the subscribed topics the target was computed over.
     subscribed: BTreeMap<uuid::Uuid, i32>,
+    /// Their names (for the group's records).
+    names: BTreeMap<uuid::Uuid, String>,
     /// Compiled subscriptions by regular expression.
     regexes: HashMap<String, regex::Regex>,
 }
@@ -154,6 +185,7 @@ impl ConsumerGroup {
             targets: BTreeMap::new(),
             owners: HashMap::new(),
             subscribed: BTreeMap::new(),
+            names: BTreeMap::new(),
             regexes: HashMap::new(),
         }
     }
@@ -484,6 +516,15 @@ impl ConsumerGroup {
             .flat_map(|(_, ts)| ts.iter())
             .filter_map(|t| counts.get(t).map(|n| (*t, *n)))
             .collect();
+        self.names = subscribed
+            .keys()
+            .filter_map(|t| {
+                topics
+                    .iter()
+                    .find(|(_, (id, _))| id == t)
+                    .map(|(n, _)| (*t, n.clone()))
+            })
+            .collect();
         if subscribed != self.subscribed || bump {
             self.subscribed = subscribed;
             self.group_epoch += 1;
@@ -541,6 +582,41 @@ impl ConsumerGroup {
             }
         }
         member.current = next;
+    }
+
+    /// The subscribed topics the target was computed over: ID to (name, partitions).
+    pub fn subscribed(&self) -> Vec<(uuid::Uuid, String, i32)> {
+        self.subscribed
+            .iter()
+            .map(|(t, n)| (*t, self.names.get(t).cloned().unwrap_or_default(), *n))
+            .collect()
+    }
+
+    /// Sets them (a group restored from its records).
+    pub(super) fn set_subscribed(&mut self, subscribed: BTreeMap<uuid::Uuid, (String, i32)>) {
+        self.names = subscribed
+            .iter()
+            .map(|(t, (name, _))| (*t, name.clone()))
+            .collect();
+        self.subscribed = subscribed.into_iter().map(|(t, (_, n))| (t, n)).collect();
+    }
+
+    /// Adds a member restored from its records, with the partitions it holds, and its
+    /// regex compiled again.
+    pub(super) fn insert_restored(&mut self, member: Member) {
+        if let Some(r) = &member.topic_regex {
+            if let Ok(re) = compile_regex(r) {
+                self.regexes.insert(r.clone(), re);
+            }
+        }
+        for set in [&member.current.assigned, &member.current.pending_revocation] {
+            for (t, parts) in set {
+                for p in parts {
+                    self.owners.insert((*t, *p), member.id.clone());
+                }
+            }
+        }
+        self.members.insert(member.id.clone(), member);
     }
 
     /// Who holds partition `partition` of `topic` now.

@@ -8,7 +8,9 @@ pub mod group;
 mod lifecycle;
 #[cfg(test)]
 mod model_tests;
+pub mod persist;
 pub mod reconcile;
+pub mod records;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -36,12 +38,17 @@ pub fn lock(group: &SharedConsumerGroup) -> MutexGuard<'_, ConsumerGroup> {
     group.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Record changes to make durable: (key, value or tombstone).
+pub type Changes = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
 /// Every consumer group of this broker.
 #[derive(Debug)]
 pub struct ConsumerGroups {
     /// Settings.
     pub config: ConsumerGroupConfig,
     groups: Mutex<HashMap<String, SharedConsumerGroup>>,
+    /// Each group's records as last written.
+    persisted: Mutex<HashMap<String, persist::Records>>,
 }
 
 impl ConsumerGroups {
@@ -50,7 +57,63 @@ impl ConsumerGroups {
         Self {
             config,
             groups: Mutex::new(HashMap::new()),
+            persisted: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The groups kept in `raw` (the offsets store's other records), their members'
+    /// sessions starting now.
+    pub fn load(config: ConsumerGroupConfig, raw: Vec<(Vec<u8>, Vec<u8>)>) -> Self {
+        let groups = Self::new(config);
+        let mut by_group: HashMap<String, Vec<persist::GroupRecord>> = HashMap::new();
+        let mut persisted: HashMap<String, persist::Records> = HashMap::new();
+        for (key, value) in raw {
+            let Some((kind, group, member)) = records::parse_key(&key) else {
+                continue;
+            };
+            if !(records::GROUP_METADATA..=records::CURRENT_MEMBER).contains(&kind) {
+                continue;
+            }
+            persisted
+                .entry(group.clone())
+                .or_default()
+                .insert(key, value.clone());
+            by_group
+                .entry(group)
+                .or_default()
+                .push((kind, member, value));
+        }
+        let now = now_ms();
+        for (id, recs) in by_group {
+            let g = ConsumerGroup::from_records(&id, &recs, groups.config.session_timeout_ms, now);
+            tracing::info!(group = %id, members = g.members.len(), epoch = g.group_epoch, "restored consumer group");
+            groups.map().insert(id, Arc::new(Mutex::new(g)));
+        }
+        *groups.persisted_map() = persisted;
+        groups
+    }
+
+    fn persisted_map(&self) -> MutexGuard<'_, HashMap<String, persist::Records>> {
+        self.persisted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// What changed in `group` since it was last written (all of it is tombstoned when
+    /// `gone`), and notes it as written.
+    fn changes(&self, group: &ConsumerGroup, gone: bool) -> Changes {
+        let now = if gone {
+            persist::Records::new()
+        } else {
+            group.records()
+        };
+        let mut persisted = self.persisted_map();
+        let before = persisted.remove(&group.id).unwrap_or_default();
+        let changes = persist::diff(&before, &now);
+        if !gone {
+            persisted.insert(group.id.clone(), now);
+        }
+        changes
     }
 
     fn map(&self) -> MutexGuard<'_, HashMap<String, SharedConsumerGroup>> {
@@ -67,16 +130,16 @@ impl ConsumerGroups {
         self.map().keys().cloned().collect()
     }
 
-    /// A heartbeat to group `id`. A join (epoch 0) creates the group. A heartbeat for
-    /// a group this broker does not know answers UNKNOWN_MEMBER_ID, so the member
-    /// rejoins: consumer groups are not kept across restarts yet, and Kafka's answer
-    /// there (GROUP_ID_NOT_FOUND) is fatal to the Java client.
+    /// A heartbeat to group `id`; `persist` writes what it changed. A join (epoch 0)
+    /// creates the group; any other heartbeat to a group this broker does not have is
+    /// GROUP_ID_NOT_FOUND, as in Kafka (groups survive restarts through their records).
     pub fn heartbeat(
         &self,
         id: &str,
         hb: Heartbeat,
         topics: &Topics,
         now_ms: u64,
+        persist: impl FnOnce(Changes),
     ) -> Result<Answer, Refusal> {
         let group = {
             let mut map = self.map();
@@ -88,32 +151,43 @@ impl ConsumerGroups {
                 ),
                 None => {
                     return Err((
-                        E::UnknownMemberId,
-                        format!("Member {} is not a member of group {id}.", hb.member_id),
+                        E::GroupIdNotFound,
+                        format!("Consumer group {id} not found."),
                     ))
                 }
             }
         };
         let mut g = lock(&group);
-        g.heartbeat(hb, topics, &self.config, now_ms)
+        let answer = g.heartbeat(hb, topics, &self.config, now_ms);
+        // Written under the group's lock, so the records follow the state in order.
+        persist(self.changes(&g, false));
+        answer
     }
 
     /// Forgets an empty group (so its ID can become a classic group). Returns whether
     /// it was there and empty.
-    pub fn remove_if_empty(&self, id: &str) -> bool {
+    pub fn remove_if_empty(&self, id: &str, persist: impl FnOnce(Changes)) -> bool {
         let mut map = self.map();
-        let empty = map.get(id).is_some_and(|g| lock(g).members.is_empty());
-        if empty {
-            map.remove(id);
+        let Some(group) = map.get(id).cloned() else {
+            return false;
+        };
+        let g = lock(&group);
+        if !g.members.is_empty() {
+            return false;
         }
-        empty
+        map.remove(id);
+        persist(self.changes(&g, true));
+        true
     }
 
     /// Expires members whose session ended, in every group.
-    pub fn expire(&self, now_ms: u64) {
+    pub fn expire(&self, now_ms: u64, persist: impl Fn(Changes)) {
         let groups: Vec<SharedConsumerGroup> = self.map().values().cloned().collect();
-        for g in groups {
-            lock(&g).expire(now_ms);
+        for group in groups {
+            let mut g = lock(&group);
+            if g.expire(now_ms) > 0 {
+                persist(self.changes(&g, false));
+            }
         }
     }
 }
