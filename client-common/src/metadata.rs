@@ -28,6 +28,9 @@ pub struct PartitionMetadata {
 pub struct TopicMetadata {
     /// The topic's error code (3 = UNKNOWN_TOPIC_OR_PARTITION).
     pub error: i16,
+    /// Its ID's 16 bytes (Metadata v10+; all zero when the broker gave none). Fetch v13+
+    /// names topics by it.
+    pub id: [u8; 16],
     /// Partitions by index.
     pub partitions: Vec<PartitionMetadata>,
 }
@@ -89,6 +92,7 @@ impl ClusterMetadata {
                     name,
                     TopicMetadata {
                         error: t.error_code,
+                        id: *t.topic_id.as_bytes(),
                         partitions,
                     },
                 ))

@@ -74,6 +74,12 @@ pub(crate) async fn run(inner: Arc<Inner>, node: i32) {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
+        // Topics by ID (v13+) once every partition's topic ID is known; by name before.
+        let version = if partitions.iter().any(|p| p.topic_id() == [0; 16]) {
+            version.min(12)
+        } else {
+            version
+        };
         let asked: Asked = partitions
             .iter()
             .map(|p| {
@@ -112,9 +118,8 @@ pub(crate) async fn run(inner: Arc<Inner>, node: i32) {
     }
 }
 
-/// The Fetch versions this consumer speaks: those that name topics by name. v13+ name
-/// them by ID, which the consumer's metadata does not track yet.
-const FETCH_VERSIONS: std::ops::RangeInclusive<i16> = 4..=12;
+/// The Fetch versions this consumer speaks (v13+ name topics by ID).
+const FETCH_VERSIONS: std::ops::RangeInclusive<i16> = 4..=18;
 
 /// What a fetcher asks for: each partition, its epoch when asked, and its position.
 type Asked = Vec<(Arc<PartitionState>, u64, i64)>;
@@ -142,11 +147,24 @@ fn fetch_request(inner: &Inner, version: i16, asked: &Asked) -> FetchRequest {
         if version >= 9 {
             fp.current_leader_epoch = -1;
         }
-        match req.topics.iter_mut().find(|t| *t.topic.0 == *p.tp.topic) {
+        let id = uuid::Uuid::from_bytes(p.topic_id());
+        let by_id = version >= 13;
+        let same = |t: &FetchTopic| {
+            if by_id {
+                t.topic_id == id
+            } else {
+                *t.topic.0 == *p.tp.topic
+            }
+        };
+        match req.topics.iter_mut().find(|t| same(t)) {
             Some(t) => t.partitions.push(fp),
             None => {
                 let mut t = FetchTopic::default();
-                t.topic = TopicName(StrBytes::from_string(p.tp.topic.to_string()));
+                if by_id {
+                    t.topic_id = id;
+                } else {
+                    t.topic = TopicName(StrBytes::from_string(p.tp.topic.to_string()));
+                }
                 t.partitions.push(fp);
                 req.topics.push(t);
             }
@@ -168,7 +186,12 @@ async fn deliver(
     for t in resp.responses {
         for pd in t.partitions {
             let Some((p, epoch, offset)) = asked.iter().find(|(p, _, _)| {
-                *p.tp.topic == *t.topic.0 && p.tp.partition == pd.partition_index
+                let same_topic = if t.topic_id.is_nil() {
+                    *p.tp.topic == *t.topic.0
+                } else {
+                    p.topic_id() == *t.topic_id.as_bytes()
+                };
+                same_topic && p.tp.partition == pd.partition_index
             }) else {
                 continue;
             };

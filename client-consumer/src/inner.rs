@@ -148,12 +148,16 @@ impl Inner {
         match self.cluster.metadata(&topics).await {
             Ok(md) => {
                 for p in &parts {
-                    let leader = md
-                        .topics
-                        .get(&*p.tp.topic)
+                    let topic = md.topics.get(&*p.tp.topic);
+                    let leader = topic
                         .and_then(|t| t.partitions.iter().find(|x| x.partition == p.tp.partition))
                         .map_or(-1, |x| x.leader);
                     p.leader.store(leader, Ordering::Release);
+                    if let Some(t) = topic {
+                        *p.topic_id
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) = t.id;
+                    }
                 }
                 self.ensure_fetchers();
             }

@@ -28,9 +28,19 @@ pub(crate) struct PartitionState {
     pub(crate) high_watermark: AtomicI64,
     /// Still assigned (false once revoked: the fetcher and the reader forget it).
     pub(crate) assigned: AtomicBool,
+    /// The topic's ID as the last metadata gave it (all zero: unknown), for Fetch v13+.
+    pub(crate) topic_id: std::sync::Mutex<[u8; 16]>,
 }
 
 impl PartitionState {
+    /// The topic's ID (all zero while unknown).
+    pub(crate) fn topic_id(&self) -> [u8; 16] {
+        *self
+            .topic_id
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     pub(crate) fn new(tp: TopicPartition, leader: i32) -> Self {
         Self {
             tp,
@@ -42,6 +52,7 @@ impl PartitionState {
             leader: AtomicI32::new(leader),
             high_watermark: AtomicI64::new(-1),
             assigned: AtomicBool::new(true),
+            topic_id: std::sync::Mutex::new([0; 16]),
         }
     }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fjord_consumer::{ConsumeError, Consumer, ConsumerRecord, TopicPartition};
+use fjord_integration_tests::metrics::{free_metrics_listener, highest_version_served};
 use fjord_integration_tests::{create_topic, BrokerProcess};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -248,7 +249,10 @@ async fn sync_commits_lose_and_repeat_nothing_across_rebalances_and_restarts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seek_and_pause_work() {
-    let broker = BrokerProcess::start(SETS);
+    let (metrics, metrics_addr) = free_metrics_listener();
+    let mut sets = SETS.to_vec();
+    sets.push(&metrics);
+    let broker = BrokerProcess::start(&sets);
     let b = broker.bootstrap.clone();
     create_topic(&b, "seek", 2).await;
     produce(&b, "seek", 2, 0, 100, "none").await;
@@ -278,6 +282,8 @@ async fn seek_and_pause_work() {
     let resumed = read(&mut c, 50, 30).await;
     assert!(resumed.iter().all(|r| r.partition == 1));
     assert_eq!(resumed[0].offset, 0);
+    // Fjord's consumer fetches by topic ID (Fetch v18) once its metadata has the IDs.
+    assert_eq!(highest_version_served(&metrics_addr, "Fetch"), Some(18));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
