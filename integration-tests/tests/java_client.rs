@@ -109,19 +109,21 @@ fn the_java_client_passes_its_tests_against_fjord() {
     }
     drop(broker);
     producer_retries_across_a_broker_crash();
+    a_consumer_group_member_carries_on_across_a_broker_crash();
 }
 
-/// ProducerRetryAcrossCrashTest sends (and a consumer reads along); once half is sent
-/// (its marker file), the broker is killed with SIGKILL and restarted on the same port
-/// and data, where it leads the partition in a new leader epoch.
-fn producer_retries_across_a_broker_crash() {
-    let mut broker = BrokerProcess::start(&[]);
+/// Runs Java test `class` against a broker that is killed with SIGKILL once the class
+/// writes its marker file, then restarted on the same port and data (with `sets`); the
+/// class waits for the marker's ".killed" twin, so the crash always falls inside the
+/// run. Returns Maven's output, the restarted broker and its metrics address.
+fn across_a_kill(class: &str, sets: &[&str]) -> (Output, BrokerProcess, String) {
+    let mut broker = BrokerProcess::start(sets);
     let port = broker.port();
     let keep = broker.take_data_dir().expect("data dir");
-    let marker = keep.path().join("half-sent");
+    let marker = keep.path().join("crash-marker");
     let mut child = maven_test(&[
         format!("-Dfjord.bootstrap={}", broker.bootstrap),
-        "-Dtest=ProducerRetryAcrossCrashTest".to_string(),
+        format!("-Dtest={class}"),
         format!("-Dfjord.crash.marker={}", marker.display()),
     ]);
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -130,7 +132,7 @@ fn producer_retries_across_a_broker_crash() {
             let _ = child.kill();
             let out = child.wait_with_output().expect("mvn finished");
             panic!(
-                "the producer never sent half its records:\n{}\n{}\n{}",
+                "{class} never reached its crash point:\n{}\n{}\n{}",
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr),
                 reports()
@@ -139,13 +141,21 @@ fn producer_retries_across_a_broker_crash() {
         std::thread::sleep(Duration::from_millis(5));
     }
     broker.kill();
-    // The producer sends its second half only now, against a dead broker.
     std::fs::write(format!("{}.killed", marker.display()), "killed").expect("killed marker");
     std::thread::sleep(Duration::from_millis(300));
     let (metrics, metrics_addr) = free_metrics_listener();
-    let _restarted = BrokerProcess::start_in(keep.path(), port, &[&metrics]);
+    let mut restart_sets = sets.to_vec();
+    restart_sets.push(&metrics);
+    let restarted = BrokerProcess::start_in(keep.path(), port, &restart_sets);
     let out = child.wait_with_output().expect("mvn finished");
-    assert_passed(&out, &["dev.fjord.ProducerRetryAcrossCrashTest"]);
+    assert_passed(&out, &[&format!("dev.fjord.{class}")]);
+    (out, restarted, metrics_addr)
+}
+
+/// ProducerRetryAcrossCrashTest sends (and a consumer reads along); once half is sent
+/// the broker dies and comes back, leading the partition in a new leader epoch.
+fn producer_retries_across_a_broker_crash() {
+    let (out, _broker, metrics_addr) = across_a_kill("ProducerRetryAcrossCrashTest", &[]);
     // The consumer reading along validated its position in the new leader epoch.
     assert_eq!(
         highest_version_served(&metrics_addr, "OffsetForLeaderEpoch"),
@@ -158,5 +168,22 @@ fn producer_retries_across_a_broker_crash() {
     assert!(
         log.contains("retrying") || log.contains("could not be established"),
         "no retry happened, the crash missed the run:\n{log}"
+    );
+}
+
+/// ConsumerProtocolAcrossCrashTest: a KIP-848 member goes on in its group after the
+/// broker dies and comes back (the group's state restored from its records).
+fn a_consumer_group_member_carries_on_across_a_broker_crash() {
+    let (_, _broker, metrics_addr) = across_a_kill(
+        "ConsumerProtocolAcrossCrashTest",
+        &[
+            "group.consumer.min.heartbeat.interval.ms=100",
+            "group.consumer.heartbeat.interval.ms=500",
+        ],
+    );
+    assert_eq!(
+        highest_version_served(&metrics_addr, "ConsumerGroupHeartbeat"),
+        Some(1),
+        "the member never heartbeated to the restarted broker"
     );
 }
