@@ -295,9 +295,14 @@ impl GroupCoordinator {
         let now = now_ms();
         let retention = self.config.offsets_retention.as_millis() as i64;
         for id in self.offsets.groups() {
+            // A KIP-848 group with members is active too: its offsets stay.
             let active = self
                 .group(&id)
-                .is_some_and(|g| lock(&g).phase != Phase::Empty);
+                .is_some_and(|g| lock(&g).phase != Phase::Empty)
+                || self
+                    .consumer
+                    .get(&id)
+                    .is_some_and(|g| !super::consumer::lock(&g).members.is_empty());
             if active {
                 continue;
             }

@@ -44,6 +44,14 @@ fn invalid(req: &ConsumerGroupHeartbeatRequest, version: i16) -> Option<&'static
     if req.group_id.0.trim().is_empty() {
         return Some("GroupId can't be empty.");
     }
+    // The group's records store IDs with an int16 length.
+    let too_long = |s: &str| s.len() > i16::MAX as usize;
+    if too_long(&req.group_id.0)
+        || too_long(&req.member_id)
+        || req.instance_id.as_deref().is_some_and(too_long)
+    {
+        return Some("An ID is longer than 32767 bytes.");
+    }
     if blank(&req.instance_id) {
         return Some("InstanceId can't be empty.");
     }

@@ -104,8 +104,11 @@ fn uniform(
 /// Moves partitions from the most to the least loaded subscriber of their topic until
 /// no move can narrow a gap of two or more.
 fn balance(members: &[AssignorMember], out: &mut BTreeMap<String, Assignment>) {
-    // Each move lowers the sum of squared loads, so this ends; the bound is a guard.
-    for _ in 0..members.len().saturating_mul(64).max(64) {
+    // Each move takes a partition from a load L to a load l <= L - 2, which lowers the
+    // sum of squared loads by 2(L - l - 1) >= 2: the loop ends, after at most that sum's
+    // worth of moves (no fixed cap, or one member that kept a large topic would stay
+    // overloaded for good).
+    loop {
         let mut moved = false;
         for topic in members
             .iter()
@@ -268,6 +271,17 @@ mod tests {
                 assert!(parts.is_subset(&first[id][t]), "{id} got a new partition");
             }
         }
+    }
+
+    #[test]
+    fn uniform_balances_a_large_topic_one_member_held_alone() {
+        let partitions = BTreeMap::from([(topic(1), 1000)]);
+        let mut a = member("a", &[1]);
+        a.previous = Assignment::from([(topic(1), (0..1000).collect())]);
+        let members = vec![a, member("b", &[1])];
+        let out = assign("uniform", &members, &partitions);
+        assert_complete(&members, &partitions, &out);
+        assert_eq!(loads(&out), vec![500, 500]);
     }
 
     #[test]

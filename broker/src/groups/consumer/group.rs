@@ -559,7 +559,7 @@ impl ConsumerGroup {
         self.set_current(id, next, now_ms);
     }
 
-    fn set_current(&mut self, id: &str, next: Current, now_ms: u64) {
+    pub(super) fn set_current(&mut self, id: &str, next: Current, now_ms: u64) {
         let Some(member) = self.members.get_mut(id) else {
             return;
         };

@@ -41,9 +41,16 @@ impl ConsumerGroup {
             }
         };
         if hb.member_epoch == -2 && hb.instance_id.is_some() {
-            // Keeps its partitions until its session expires or it rejoins.
+            // Keeps its partitions until its session expires or it rejoins; what it was
+            // revoking is free at once (as Kafka clears it), so no one waits for it.
             if let Some(m) = self.members.get_mut(&id) {
                 m.left_temporarily = true;
+                let mut kept = m.current.clone();
+                kept.pending_revocation = Default::default();
+                if kept.state == super::reconcile::MemberState::UnrevokedPartitions {
+                    kept.state = super::reconcile::MemberState::Stable;
+                }
+                self.set_current(&id, kept, 0);
             }
         } else {
             self.remove(&id);

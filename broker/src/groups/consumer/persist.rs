@@ -130,6 +130,9 @@ impl ConsumerGroup {
             g.insert_restored(member);
         }
         g.targets.retain(|m, _| g.members.contains_key(m));
+        // A lost group-epoch record must not leave the group behind its assignment (it
+        // would never compute a target again).
+        g.group_epoch = g.group_epoch.max(g.assignment_epoch);
         g
     }
 }
