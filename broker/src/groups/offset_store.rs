@@ -211,6 +211,21 @@ impl OffsetStore {
                 timestamp: None,
             });
         }
+        self.append(batch, entries.len(), |inner| {
+            for ((topic, partition), value) in entries {
+                apply(inner, group, (topic.clone(), *partition), value.clone());
+            }
+        })
+    }
+
+    /// Appends `batch` (of `records` records), then applies it to the maps with
+    /// `apply`, then snapshots if due. The one write path of the store.
+    fn append(
+        &self,
+        batch: BatchBuilder,
+        records: usize,
+        apply: impl FnOnce(&mut Inner),
+    ) -> Result<Option<FlushTicket>> {
         let bytes = batch
             .build()
             .map_err(|e| OffsetStoreError::Batch(e.to_string()))?;
@@ -220,16 +235,9 @@ impl OffsetStore {
             return Err(OffsetStoreError::Batch("offsets store is closed".into()));
         };
         let info = log.append(&bytes)?;
-        inner.records += entries.len() as u64;
-        for ((topic, partition), value) in entries {
-            apply(
-                &mut inner,
-                group,
-                (topic.clone(), *partition),
-                value.clone(),
-            );
-        }
-        // The commit is written; a failed snapshot only postpones compaction.
+        inner.records += records as u64;
+        apply(&mut inner);
+        // The write is done; a failed snapshot only postpones compaction.
         if let Err(e) = self.maybe_snapshot(&mut inner) {
             if inner.unsynced_old.is_some() {
                 tracing::error!(error = %e, "offsets generation switched, but the directory sync failed; commits wait for it");
@@ -255,23 +263,11 @@ impl OffsetStore {
                 timestamp: None,
             });
         }
-        let bytes = batch
-            .build()
-            .map_err(|e| OffsetStoreError::Batch(e.to_string()))?;
-        let mut inner = self.lock();
-        self.finish_switch(&mut inner)?;
-        let Some(log) = inner.log.as_mut() else {
-            return Err(OffsetStoreError::Batch("offsets store is closed".into()));
-        };
-        let info = log.append(&bytes)?;
-        inner.records += entries.len() as u64;
-        for (key, value) in entries {
-            apply_raw(&mut inner, key.clone(), value.clone());
-        }
-        if let Err(e) = self.maybe_snapshot(&mut inner) {
-            tracing::error!(error = %e, "offsets snapshot failed; will retry");
-        }
-        Ok(info.durable)
+        self.append(batch, entries.len(), |inner| {
+            for (key, value) in entries {
+                apply_raw(inner, key.clone(), value.clone());
+            }
+        })
     }
 
     /// Every other group-coordinator record, as (key, value).

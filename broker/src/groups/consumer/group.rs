@@ -516,14 +516,10 @@ impl ConsumerGroup {
             .flat_map(|(_, ts)| ts.iter())
             .filter_map(|t| counts.get(t).map(|n| (*t, *n)))
             .collect();
-        self.names = subscribed
-            .keys()
-            .filter_map(|t| {
-                topics
-                    .iter()
-                    .find(|(_, (id, _))| id == t)
-                    .map(|(n, _)| (*t, n.clone()))
-            })
+        self.names = topics
+            .iter()
+            .filter(|(_, (id, _))| subscribed.contains_key(id))
+            .map(|(name, (id, _))| (*id, name.clone()))
             .collect();
         if subscribed != self.subscribed || bump {
             self.subscribed = subscribed;
