@@ -254,8 +254,22 @@ pub(super) fn offset_fetch(
     encode(ctx, &resp)
 }
 
-/// Topics the group's members subscribe to (consumer protocol groups only).
+/// Topics the group's members subscribe to (consumer protocol groups only): a KIP-848
+/// group's by name and by regex, a classic group's from their embedded subscriptions.
 fn subscribed_topics(broker: &Broker, group: &str) -> Vec<String> {
+    if let Some(g) = broker.groups.consumer.get(group) {
+        let g = crate::groups::consumer::lock(&g);
+        return g
+            .subscribed()
+            .into_iter()
+            .map(|(_, name, _)| name)
+            .chain(
+                g.members
+                    .values()
+                    .flat_map(|m| m.topic_names.iter().cloned()),
+            )
+            .collect();
+    }
     let Some(g) = broker.groups.group(group) else {
         return Vec::new();
     };
