@@ -197,6 +197,9 @@ fn consumer_groups(v: &Values<'_>) -> Result<crate::groups::consumer::ConsumerGr
         heartbeat_interval_ms: i32::try_from(heartbeat).context("heartbeat interval")?,
         assignors,
         max_size: v.count("group.consumer.max.size")?,
+        migration: crate::groups::routing::MigrationPolicy::parse(
+            v.text("group.consumer.migration.policy"),
+        ),
     })
 }
 

@@ -102,7 +102,7 @@ pub const SETTINGS: &[Setting] = &[
     broker("group.consumer.max.heartbeat.interval.ms", int(1, I32), "15000", "Upper bound of group.consumer.heartbeat.interval.ms."),
     broker("group.consumer.assignors", Kind::Text, "uniform,range", "Server-side assignors members may ask for (group.remote.assignor), the default first: uniform, range."),
     broker("group.consumer.max.size", Kind::POSITIVE_INT, "2147483647", "Most members one KIP-848 consumer group may have."),
-    broker("group.consumer.migration.policy", Kind::Choice(&["bidirectional", "upgrade", "downgrade", "disabled"]), "bidirectional", "Classic/consumer group conversion; Fjord converts empty groups only, whatever the policy."),
+    broker("group.consumer.migration.policy", Kind::Choice(&["bidirectional", "upgrade", "downgrade", "disabled"]), "bidirectional", "Online migration of groups with members: classic to consumer (upgrade) and back (downgrade); empty groups change kind whatever the policy."),
     broker("offsets.retention.minutes", Kind::POSITIVE_INT, "10080", "Committed offsets of groups without members expire after this."),
     broker("offsets.retention.check.interval.ms", int(1, I64), "600000", "How often expired committed offsets are removed."),
     broker("offset.metadata.max.bytes", int(0, I32), "4096", "Largest metadata string an offset commit may carry."),

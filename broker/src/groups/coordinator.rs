@@ -46,6 +46,8 @@ pub struct GroupCoordinator {
     pub offsets: OffsetStore,
     /// KIP-848 consumer groups (a group ID is classic or consumer, never both).
     pub consumer: super::consumer::ConsumerGroups,
+    /// Held while deciding which kind a group ID is (see [`super::routing`]).
+    pub(super) kinds: Mutex<()>,
     last_expiry: Mutex<Instant>,
 }
 
@@ -69,6 +71,7 @@ impl GroupCoordinator {
             consumer: super::consumer::ConsumerGroups::load(config.consumer.clone(), offsets.raw()),
             config,
             groups: Mutex::new(HashMap::new()),
+            kinds: Mutex::new(()),
             offsets,
             last_expiry: Mutex::new(Instant::now()),
         }
@@ -155,47 +158,27 @@ impl GroupCoordinator {
         all
     }
 
-    /// A KIP-848 heartbeat to group `id`, its changes made durable as Kafka's
-    /// `__consumer_offsets` records.
-    pub fn consumer_heartbeat(
-        &self,
-        id: &str,
-        hb: super::consumer::Heartbeat,
-        topics: &super::consumer::Topics,
-        now_ms: u64,
-    ) -> Result<super::consumer::Answer, super::consumer::Refusal> {
-        self.consumer
-            .heartbeat(id, hb, topics, now_ms, |c| self.persist(c))
-    }
-
-    /// Forgets the empty KIP-848 group `id` (it becomes a classic one); whether it was
-    /// there and empty.
-    pub fn release_consumer_if_empty(&self, id: &str) -> bool {
-        self.consumer.remove_if_empty(id, |c| self.persist(c))
-    }
-
-    /// Writes consumer group record changes. A failure is logged: the group goes on in
-    /// memory, and a restart brings back the last state that was written.
-    fn persist(&self, changes: super::consumer::Changes) {
-        if let Err(e) = self.offsets.write_raw(&changes) {
-            tracing::error!(error = %e, "writing consumer group state failed");
+    /// Writes consumer group record changes; whether they were written. A failure is
+    /// logged: the group goes on in memory, the changes are written again with the next
+    /// ones, and a restart brings back the last state that was written.
+    pub(super) fn write(&self, changes: &super::consumer::Changes) -> bool {
+        match self.offsets.write_raw(changes) {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "writing consumer group state failed");
+                false
+            }
         }
     }
 
-    /// Forgets the classic group `id` if it has no members (its offsets stay), so the
-    /// ID can become a consumer group. Whether the ID is now free of a classic group.
-    pub fn release_classic_if_empty(&self, id: &str) -> bool {
-        let Some(g) = self.group(id) else {
-            return true;
-        };
-        let mut group = lock(&g);
-        if group.has_members() || !matches!(group.phase, Phase::Empty | Phase::Dead) {
-            return false;
-        }
-        group.kill();
-        drop(group);
+    /// Drops classic group `id` from the map (it became a consumer group).
+    pub(super) fn forget_classic(&self, id: &str) {
         self.map().remove(id);
-        true
+    }
+
+    /// Puts classic group `g` in the map (a consumer group downgraded to it).
+    pub(super) fn adopt_classic(&self, g: Group) {
+        self.map().insert(g.id.clone(), Arc::new(Mutex::new(g)));
     }
 
     /// Deletes an Empty group and its offsets: `Ok` or a Kafka error code.
@@ -203,11 +186,12 @@ impl GroupCoordinator {
         use super::group::code;
         const GROUP_ID_NOT_FOUND: i16 = 69;
         const NON_EMPTY_GROUP: i16 = 68;
+        let _kinds = self.kinds();
         if let Some(g) = self.consumer.get(id) {
             if !super::consumer::lock(&g).members.is_empty() {
                 return Err(NON_EMPTY_GROUP);
             }
-            self.consumer.remove_if_empty(id, |c| self.persist(c));
+            self.consumer.remove_if_empty(id, |c| self.write(c));
         } else if !self.exists(id) {
             return Err(GROUP_ID_NOT_FOUND);
         }
@@ -239,8 +223,7 @@ impl GroupCoordinator {
     /// Runs every group's deadlines, forgets empty groups without offsets, and expires the
     /// offsets of groups empty for `offsets.retention.minutes`.
     pub fn tick(&self) {
-        self.consumer
-            .expire(super::consumer::now_ms(), |c| self.persist(c));
+        self.tick_consumer_groups();
         let now = Instant::now();
         let groups: Vec<SharedGroup> = self.map().values().cloned().collect();
         let mut idle = Vec::new();

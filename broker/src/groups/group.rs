@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+mod migration;
+pub use migration::MovedMember;
+
 /// Kafka error codes used by the coordinator.
 pub mod code {
     /// No error.

@@ -107,17 +107,6 @@ pub(super) fn heartbeat(
         return refuse(resp, E::InvalidRequest, why.to_string());
     }
     let group_id = req.group_id.0.to_string();
-    if broker.groups.consumer.get(&group_id).is_none()
-        && !broker.groups.release_classic_if_empty(&group_id)
-    {
-        // Upgrading a classic group with members is not implemented: Kafka's answer
-        // when its migration policy forbids it.
-        return refuse(
-            resp,
-            E::GroupIdNotFound,
-            format!("Group {group_id} is not a consumer group."),
-        );
-    }
     let hb = Heartbeat {
         member_id: req.member_id.to_string(),
         member_epoch: req.member_epoch,
@@ -251,7 +240,8 @@ pub(super) fn describe_groups(
                 out.target_assignment =
                     described(&g.targets.get(&m.id).cloned().unwrap_or_default(), &names);
                 if ctx.version >= 1 {
-                    out.member_type = 1; // consumer protocol
+                    // Kafka's MemberType: 0 classic protocol, 1 consumer protocol.
+                    out.member_type = if m.classic.is_some() { 0 } else { 1 };
                 }
                 out
             })

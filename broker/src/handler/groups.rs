@@ -36,9 +36,10 @@ use fjord_protocol::kafka_protocol::messages::sync_group_request::SyncGroupReque
 use fjord_protocol::kafka_protocol::messages::sync_group_response::SyncGroupResponse;
 use fjord_protocol::kafka_protocol::messages::{BrokerId, GroupId};
 
-use super::{encode, s, Ctx, Fatal, Response};
+use super::{encode, mixed_groups, s, Ctx, Fatal, Response};
 use crate::groups::coordinator::lock;
 use crate::groups::group::{code, JoinParams, JoinResult, Reply, SyncResult};
+use crate::groups::routing::Routed;
 use crate::state::Broker;
 
 fn ms(v: i32) -> Duration {
@@ -161,34 +162,94 @@ pub(super) async fn join_group(
     if group_id.is_empty() {
         return fail(code::INVALID_GROUP_ID);
     }
-    // A consumer (KIP-848) group with members stays one: classic members cannot join
-    // it (Fjord does not run mixed groups yet); an empty one becomes classic.
-    if broker.groups.consumer.get(&group_id).is_some()
-        && !broker.groups.release_consumer_if_empty(&group_id)
-    {
-        return fail(code::INCONSISTENT_GROUP_PROTOCOL);
+    let rebalance_timeout_ms = if ctx.version >= 1 {
+        req.rebalance_timeout_ms
+    } else {
+        req.session_timeout_ms
+    };
+    let protocols: Vec<(String, Bytes)> = req
+        .protocols
+        .iter()
+        .map(|p| (p.name.to_string(), p.metadata.clone()))
+        .collect();
+    // A group changes kind under a lock the join does not hold: it may be converted
+    // between the lookup and the join, then the join looks again.
+    for _ in 0..3 {
+        let group = match broker.groups.route_join(&group_id) {
+            Routed::Classic(group) => group,
+            Routed::Consumer(group) => {
+                let join = mixed_groups::Join {
+                    member_id: req.member_id.to_string(),
+                    instance_id: req.group_instance_id.as_ref().map(|i| i.to_string()),
+                    session_timeout_ms: req.session_timeout_ms,
+                    rebalance_timeout_ms,
+                    protocol_type: req.protocol_type.to_string(),
+                    protocols: protocols.clone(),
+                    version: ctx.version,
+                };
+                let (b, c) = (Arc::clone(broker), client.clone());
+                // It computes the group's assignment: off the reactor.
+                let result =
+                    tokio::task::spawn_blocking(move || mixed_groups::join(&b, join, c, &group))
+                        .await
+                        .map_err(|e| Fatal::Internal(format!("join task failed: {e}")))?;
+                match result {
+                    Some(r) => {
+                        tracing::debug!(group = %group_id, member = %r.member_id, generation = r.generation, error = r.error, "join consumer group (classic member)");
+                        return encode(ctx, &join_response(ctx, r));
+                    }
+                    None => continue,
+                }
+            }
+        };
+        if lock(&group).phase == crate::groups::Phase::Dead {
+            continue;
+        }
+        return classic_join(
+            ctx,
+            &req,
+            client,
+            protocols,
+            rebalance_timeout_ms,
+            broker,
+            &group,
+        )
+        .await;
     }
+    fail(code::COORDINATOR_NOT_AVAILABLE)
+}
+
+async fn classic_join(
+    ctx: Ctx,
+    req: &JoinGroupRequest,
+    client: Client,
+    protocols: Vec<(String, Bytes)>,
+    rebalance_timeout_ms: i32,
+    broker: &Arc<Broker>,
+    group: &crate::groups::coordinator::SharedGroup,
+) -> Result<Response, Fatal> {
+    let group_id = req.group_id.0.to_string();
+    let fail = |e: i16| {
+        let r = JoinResult {
+            error: e,
+            generation: -1,
+            member_id: req.member_id.to_string(),
+            ..Default::default()
+        };
+        encode(ctx, &join_response(ctx, r))
+    };
     let params = JoinParams {
         member_id: req.member_id.to_string(),
         instance_id: req.group_instance_id.as_ref().map(|i| i.to_string()),
         client_id: client.client_id,
         client_host: client.host,
         session_timeout: ms(req.session_timeout_ms),
-        rebalance_timeout: if ctx.version >= 1 {
-            ms(req.rebalance_timeout_ms)
-        } else {
-            ms(req.session_timeout_ms)
-        },
+        rebalance_timeout: ms(rebalance_timeout_ms),
         protocol_type: req.protocol_type.to_string(),
-        protocols: req
-            .protocols
-            .iter()
-            .map(|p| (p.name.to_string(), p.metadata.clone()))
-            .collect(),
+        protocols,
         version: ctx.version,
     };
-    let group = broker.groups.group_or_create(&group_id);
-    let reply = lock(&group).join(params, &broker.groups.config.limits, Instant::now());
+    let reply = lock(group).join(params, &broker.groups.config.limits, Instant::now());
     let result = match reply {
         Reply::Now(r) => r,
         Reply::Wait(rx) => match rx.await {
@@ -217,7 +278,24 @@ pub(super) async fn sync_group(
     req: SyncGroupRequest,
 ) -> Result<Response, Fatal> {
     let group_id = req.group_id.0.to_string();
-    let Some(group) = broker.groups.group(&group_id) else {
+    let routed = broker.groups.route_existing(&group_id);
+    if let Some(Routed::Consumer(g)) = &routed {
+        let result = mixed_groups::sync(
+            req.member_id.as_str(),
+            req.group_instance_id.as_deref(),
+            req.generation_id,
+            req.protocol_type.as_deref(),
+            req.protocol_name.as_deref(),
+            g,
+        )
+        .unwrap_or(SyncResult {
+            error: code::REBALANCE_IN_PROGRESS,
+            ..Default::default()
+        });
+        tracing::debug!(group = %group_id, member = %req.member_id, generation = req.generation_id, error = result.error, "sync consumer group (classic member)");
+        return encode(ctx, &sync_response(ctx, result));
+    }
+    let Some(Routed::Classic(group)) = routed else {
         let code = if group_id.is_empty() {
             code::INVALID_GROUP_ID
         } else {
@@ -265,10 +343,18 @@ pub(super) fn heartbeat(
     req: HeartbeatRequest,
 ) -> Result<Response, Fatal> {
     let group_id = req.group_id.0.to_string();
-    let error = match broker.groups.group(&group_id) {
+    let error = match broker.groups.route_existing(&group_id) {
         None if group_id.is_empty() => code::INVALID_GROUP_ID,
         None => code::UNKNOWN_MEMBER_ID,
-        Some(group) => lock(&group).heartbeat(
+        // Converted meanwhile: rejoin, into the group it became.
+        Some(Routed::Consumer(g)) => mixed_groups::heartbeat(
+            req.member_id.as_str(),
+            req.group_instance_id.as_deref(),
+            req.generation_id,
+            &g,
+        )
+        .unwrap_or(code::REBALANCE_IN_PROGRESS),
+        Some(Routed::Classic(group)) => lock(&group).heartbeat(
             req.member_id.as_str(),
             req.group_instance_id.as_deref(),
             req.generation_id,
@@ -304,7 +390,18 @@ pub(super) fn leave_group(
         vec![(req.member_id.to_string(), None)]
     };
     let mut resp = LeaveGroupResponse::default();
-    let Some(group) = broker.groups.group(&group_id) else {
+    let routed = broker.groups.route_existing(&group_id);
+    let consumer_results = match &routed {
+        Some(Routed::Consumer(g)) => Some(
+            mixed_groups::leave(broker, &group_id, &leaving, g)
+                .unwrap_or_else(|| vec![code::UNKNOWN_MEMBER_ID; leaving.len()]),
+        ),
+        _ => None,
+    };
+    if let Some(results) = consumer_results {
+        return encode(ctx, &leave_response(ctx, &leaving, &results));
+    }
+    let Some(Routed::Classic(group)) = routed else {
         if group_id.is_empty() {
             resp.error_code = code::INVALID_GROUP_ID;
         } else if ctx.version >= 3 {
@@ -330,20 +427,31 @@ pub(super) fn leave_group(
             .map(|(member, instance)| g.leave(member, instance.as_deref(), limits, now))
             .collect()
     };
-    for ((member, instance), error) in leaving.iter().zip(&results) {
+    for ((member, _), error) in leaving.iter().zip(&results) {
         tracing::debug!(group = %group_id, %member, error, "leave group");
-        if ctx.version >= 3 {
+    }
+    encode(ctx, &leave_response(ctx, &leaving, &results))
+}
+
+/// A LeaveGroup answer: per member from v3, else the one member's error.
+fn leave_response(
+    ctx: Ctx,
+    leaving: &[(String, Option<String>)],
+    results: &[i16],
+) -> LeaveGroupResponse {
+    let mut resp = LeaveGroupResponse::default();
+    if ctx.version >= 3 {
+        for ((member, instance), error) in leaving.iter().zip(results) {
             let mut r = MemberResponse::default();
             r.member_id = s(member.clone());
             r.group_instance_id = instance.clone().map(s);
             r.error_code = *error;
             resp.members.push(r);
         }
-    }
-    if ctx.version < 3 {
+    } else {
         resp.error_code = results.first().copied().unwrap_or(0);
     }
-    encode(ctx, &resp)
+    resp
 }
 
 pub(super) fn list_groups(

@@ -24,6 +24,7 @@ mod init_producer_id;
 mod list_offsets;
 mod log_dirs;
 mod metadata;
+mod mixed_groups;
 #[cfg(test)]
 mod offline_tests;
 mod offset_for_leader_epoch;

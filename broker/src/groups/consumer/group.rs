@@ -28,6 +28,8 @@ pub struct ConsumerGroupConfig {
     pub assignors: Vec<String>,
     /// `group.consumer.max.size`.
     pub max_size: usize,
+    /// `group.consumer.migration.policy`.
+    pub migration: crate::groups::routing::MigrationPolicy,
 }
 
 impl Default for ConsumerGroupConfig {
@@ -38,6 +40,7 @@ impl Default for ConsumerGroupConfig {
             heartbeat_interval_ms: 5_000,
             assignors: assignor::ASSIGNORS.iter().map(|a| a.to_string()).collect(),
             max_size: i32::MAX as usize,
+            migration: crate::groups::routing::MigrationPolicy::Bidirectional,
         }
     }
 }
@@ -113,6 +116,8 @@ pub struct Member {
     pub previous_epoch: i32,
     /// A static member that left with -2: kept, with its partitions, for a rejoin.
     pub left_temporarily: bool,
+    /// Set for a member on the classic protocol (a group in online migration).
+    pub classic: Option<super::classic::ClassicMember>,
     pub(super) session_deadline_ms: u64,
     pub(super) revocation_deadline_ms: Option<u64>,
 }
@@ -126,9 +131,18 @@ impl Member {
         previous_epoch: i32,
         left_temporarily: bool,
         session_deadline_ms: u64,
+        session_ms: u64,
     ) -> Self {
+        // A classic member's session is its own (from its JoinGroup).
+        let session_deadline_ms = match &meta.classic {
+            Some(c) => session_deadline_ms
+                .saturating_sub(session_ms)
+                .saturating_add(u64::try_from(c.session_timeout_ms).unwrap_or(0)),
+            None => session_deadline_ms,
+        };
         Self {
             id: id.to_string(),
+            classic: meta.classic.map(super::classic::ClassicMember::new),
             instance_id: meta.instance_id,
             rack_id: meta.rack_id,
             client_id: meta.client_id,
@@ -167,6 +181,9 @@ pub struct ConsumerGroup {
     names: BTreeMap<uuid::Uuid, String>,
     /// Compiled subscriptions by regular expression.
     regexes: HashMap<String, regex::Regex>,
+    /// Converted to a classic group (or removed) while a request held it: whoever
+    /// finds it so looks the group up again.
+    pub dead: bool,
 }
 
 /// Compiles a subscription regex as Kafka matches it (RE2 syntax, whole names).
@@ -187,6 +204,7 @@ impl ConsumerGroup {
             subscribed: BTreeMap::new(),
             names: BTreeMap::new(),
             regexes: HashMap::new(),
+            dead: false,
         }
     }
 
@@ -281,7 +299,14 @@ impl ConsumerGroup {
                         E::UnreleasedInstanceId,
                         format!("Static member {instance} is still in use by another member."),
                     )),
-                    Some((old, true)) => Ok(self.replace_static(&old, hb)),
+                    Some((old, true)) => {
+                        let id = if hb.member_id.is_empty() {
+                            uuid::Uuid::new_v4().to_string()
+                        } else {
+                            hb.member_id.clone()
+                        };
+                        Ok(self.replace_static(&old, &id))
+                    }
                     None => self.join(hb, config),
                 };
             }
@@ -374,6 +399,7 @@ impl ConsumerGroup {
             },
             previous_epoch: 0,
             left_temporarily: false,
+            classic: None,
             session_deadline_ms: 0,
             revocation_deadline_ms: None,
         };
@@ -381,14 +407,11 @@ impl ConsumerGroup {
         Ok(id)
     }
 
-    /// A static member rejoining after a temporary leave: a copy of the old member under
-    /// the new ID, with its partitions, and no new group epoch.
-    fn replace_static(&mut self, old: &str, hb: &Heartbeat) -> String {
-        let id = if hb.member_id.is_empty() {
-            uuid::Uuid::new_v4().to_string()
-        } else {
-            hb.member_id.clone()
-        };
+    /// A static member rejoining (after a temporary leave, or a classic one restarting):
+    /// a copy of the old member under the new ID, with its partitions, and no new group
+    /// epoch.
+    pub(super) fn replace_static(&mut self, old: &str, id: &str) -> String {
+        let id = id.to_string();
         let Some(mut member) = self.members.remove(old) else {
             return id;
         };
@@ -504,23 +527,13 @@ impl ConsumerGroup {
     /// Moves the group epoch if `bump` (membership or a subscription changed) or the
     /// subscribed topics changed (created, deleted, grown, matched by a regex), then
     /// recomputes the target if the group epoch moved past it.
-    fn refresh_target(&mut self, topics: &Topics, config: &ConsumerGroupConfig, bump: bool) {
-        let counts: BTreeMap<uuid::Uuid, i32> = topics.values().map(|(id, n)| (*id, *n)).collect();
-        let resolved: Vec<(String, BTreeSet<uuid::Uuid>)> = self
-            .members
-            .values()
-            .map(|m| (m.id.clone(), self.resolve(m, topics)))
-            .collect();
-        let subscribed: BTreeMap<uuid::Uuid, i32> = resolved
-            .iter()
-            .flat_map(|(_, ts)| ts.iter())
-            .filter_map(|t| counts.get(t).map(|n| (*t, *n)))
-            .collect();
-        self.names = topics
-            .iter()
-            .filter(|(_, (id, _))| subscribed.contains_key(id))
-            .map(|(name, (id, _))| (*id, name.clone()))
-            .collect();
+    pub(super) fn refresh_target(
+        &mut self,
+        topics: &Topics,
+        config: &ConsumerGroupConfig,
+        bump: bool,
+    ) {
+        let (resolved, subscribed) = self.resolve_all(topics);
         if subscribed != self.subscribed || bump {
             self.subscribed = subscribed;
             self.group_epoch += 1;
@@ -541,8 +554,49 @@ impl ConsumerGroup {
         self.assignment_epoch = self.group_epoch;
     }
 
+    /// Each member's subscribed topics that exist, and their partition counts; notes
+    /// their names.
+    #[allow(clippy::type_complexity)]
+    fn resolve_all(
+        &mut self,
+        topics: &Topics,
+    ) -> (
+        Vec<(String, BTreeSet<uuid::Uuid>)>,
+        BTreeMap<uuid::Uuid, i32>,
+    ) {
+        let counts: BTreeMap<uuid::Uuid, i32> = topics.values().map(|(id, n)| (*id, *n)).collect();
+        let resolved: Vec<(String, BTreeSet<uuid::Uuid>)> = self
+            .members
+            .values()
+            .map(|m| (m.id.clone(), self.resolve(m, topics)))
+            .collect();
+        let subscribed: BTreeMap<uuid::Uuid, i32> = resolved
+            .iter()
+            .flat_map(|(_, ts)| ts.iter())
+            .filter_map(|t| counts.get(t).map(|n| (*t, *n)))
+            .collect();
+        self.names = topics
+            .iter()
+            .filter(|(_, (id, _))| subscribed.contains_key(id))
+            .map(|(name, (id, _))| (*id, name.clone()))
+            .collect();
+        (resolved, subscribed)
+    }
+
+    /// Takes the members' subscribed topics as the ones the target was computed over,
+    /// without moving the group epoch (a group just made from a classic one).
+    pub(super) fn note_subscribed(&mut self, topics: &Topics) {
+        let (_, subscribed) = self.resolve_all(topics);
+        self.subscribed = subscribed;
+    }
+
+    /// A subscribed topic's name.
+    pub(super) fn topic_name(&self, topic: uuid::Uuid) -> Option<String> {
+        self.names.get(&topic).cloned()
+    }
+
     /// One reconciliation step of member `id`, keeping [`Self::owners`] in step.
-    fn reconcile(&mut self, id: &str, owned: Option<&Assignment>, now_ms: u64) {
+    pub(super) fn reconcile(&mut self, id: &str, owned: Option<&Assignment>, now_ms: u64) {
         let target = self.targets.get(id).cloned().unwrap_or_default();
         let member = &self.members[id];
         let next = reconcile::next(

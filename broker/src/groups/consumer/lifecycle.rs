@@ -82,6 +82,7 @@ impl ConsumerGroup {
             .filter(|m| {
                 m.session_deadline_ms != 0 && m.session_deadline_ms < now_ms
                     || m.revocation_deadline_ms.is_some_and(|d| d < now_ms)
+                    || m.classic.as_ref().is_some_and(|c| c.overdue(now_ms))
             })
             .map(|m| m.id.clone())
             .collect();
@@ -98,10 +99,7 @@ impl ConsumerGroup {
             return Ok(());
         }
         let member = self.members.get(member_id).ok_or(E::UnknownMemberId)?;
-        if epoch != member.current.epoch {
-            return Err(E::StaleMemberEpoch);
-        }
-        Ok(())
+        check_epoch(member, epoch)
     }
 
     /// OffsetFetch's check: none for a fetch from outside the group (no member ID, epoch
@@ -114,9 +112,16 @@ impl ConsumerGroup {
             .members
             .get(member_id.unwrap_or_default())
             .ok_or(E::UnknownMemberId)?;
-        if epoch != member.current.epoch {
-            return Err(E::StaleMemberEpoch);
-        }
-        Ok(())
+        check_epoch(member, epoch)
+    }
+}
+
+/// A member's commit or fetch must carry its current epoch: else STALE_MEMBER_EPOCH,
+/// or ILLEGAL_GENERATION for a classic member (its generation is its epoch).
+fn check_epoch(member: &super::group::Member, epoch: i32) -> Result<(), E> {
+    match (epoch == member.current.epoch, member.classic.is_some()) {
+        (true, _) => Ok(()),
+        (false, true) => Err(E::IllegalGeneration),
+        (false, false) => Err(E::StaleMemberEpoch),
     }
 }

@@ -4,6 +4,7 @@
 //! or the other.
 
 pub mod assignor;
+pub mod classic;
 pub mod group;
 mod lifecycle;
 #[cfg(test)]
@@ -99,21 +100,39 @@ impl ConsumerGroups {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// What changed in `group` since it was last written (all of it is tombstoned when
-    /// `gone`), and notes it as written.
-    fn changes(&self, group: &ConsumerGroup, gone: bool) -> Changes {
+    /// Writes what changed in `group` since it was last written (all of it is
+    /// tombstoned when `gone`) with `write`, and notes it as written only if `write`
+    /// succeeded: a failed write is retried with the next change.
+    pub fn persist(&self, group: &ConsumerGroup, gone: bool, write: impl FnOnce(&Changes) -> bool) {
         let now = if gone {
             persist::Records::new()
         } else {
             group.records()
         };
         let mut persisted = self.persisted_map();
-        let before = persisted.remove(&group.id).unwrap_or_default();
+        let before = persisted.get(&group.id).cloned().unwrap_or_default();
         let changes = persist::diff(&before, &now);
-        if !gone {
+        if changes.is_empty() || !write(&changes) {
+            return;
+        }
+        if gone {
+            persisted.remove(&group.id);
+        } else {
             persisted.insert(group.id.clone(), now);
         }
-        changes
+    }
+
+    /// Adds a group (made from a classic one), replacing none.
+    pub fn insert(&self, group: ConsumerGroup) -> SharedConsumerGroup {
+        let id = group.id.clone();
+        let shared = Arc::new(Mutex::new(group));
+        self.map().insert(id, Arc::clone(&shared));
+        shared
+    }
+
+    /// Takes group `id` out of the map (it became a classic group).
+    pub fn forget(&self, id: &str) {
+        self.map().remove(id);
     }
 
     fn map(&self) -> MutexGuard<'_, HashMap<String, SharedConsumerGroup>> {
@@ -130,63 +149,49 @@ impl ConsumerGroups {
         self.map().keys().cloned().collect()
     }
 
-    /// A heartbeat to group `id`; `persist` writes what it changed. A join (epoch 0)
-    /// creates the group; any other heartbeat to a group this broker does not have is
-    /// GROUP_ID_NOT_FOUND, as in Kafka (groups survive restarts through their records).
-    pub fn heartbeat(
-        &self,
-        id: &str,
-        hb: Heartbeat,
-        topics: &Topics,
-        now_ms: u64,
-        persist: impl FnOnce(Changes),
-    ) -> Result<Answer, Refusal> {
-        let group = {
-            let mut map = self.map();
-            match map.get(id) {
-                Some(g) => Arc::clone(g),
-                None if hb.member_epoch == 0 => Arc::clone(
-                    map.entry(id.to_string())
-                        .or_insert_with(|| Arc::new(Mutex::new(ConsumerGroup::new(id)))),
-                ),
-                None => {
-                    return Err((
-                        E::GroupIdNotFound,
-                        format!("Consumer group {id} not found."),
-                    ))
-                }
+    /// The group `id`, created for a join (epoch 0); any other heartbeat to a group this
+    /// broker does not have is GROUP_ID_NOT_FOUND, as in Kafka (groups survive restarts
+    /// through their records).
+    pub fn get_or_join(&self, id: &str, member_epoch: i32) -> Result<SharedConsumerGroup, Refusal> {
+        let mut map = self.map();
+        match map.get(id) {
+            Some(g) => Ok(Arc::clone(g)),
+            None if member_epoch == 0 => {
+                Ok(Arc::clone(map.entry(id.to_string()).or_insert_with(|| {
+                    Arc::new(Mutex::new(ConsumerGroup::new(id)))
+                })))
             }
-        };
-        let mut g = lock(&group);
-        let answer = g.heartbeat(hb, topics, &self.config, now_ms);
-        // Written under the group's lock, so the records follow the state in order.
-        persist(self.changes(&g, false));
-        answer
+            None => Err((
+                E::GroupIdNotFound,
+                format!("Consumer group {id} not found."),
+            )),
+        }
     }
 
     /// Forgets an empty group (so its ID can become a classic group). Returns whether
     /// it was there and empty.
-    pub fn remove_if_empty(&self, id: &str, persist: impl FnOnce(Changes)) -> bool {
+    pub fn remove_if_empty(&self, id: &str, write: impl FnOnce(&Changes) -> bool) -> bool {
         let mut map = self.map();
         let Some(group) = map.get(id).cloned() else {
             return false;
         };
-        let g = lock(&group);
+        let mut g = lock(&group);
         if !g.members.is_empty() {
             return false;
         }
         map.remove(id);
-        persist(self.changes(&g, true));
+        g.dead = true;
+        self.persist(&g, true, write);
         true
     }
 
     /// Expires members whose session ended, in every group.
-    pub fn expire(&self, now_ms: u64, persist: impl Fn(Changes)) {
+    pub fn expire(&self, now_ms: u64, write: impl Fn(&Changes) -> bool) {
         let groups: Vec<SharedConsumerGroup> = self.map().values().cloned().collect();
         for group in groups {
             let mut g = lock(&group);
             if g.expire(now_ms) > 0 {
-                persist(self.changes(&g, false));
+                self.persist(&g, false, &write);
             }
         }
     }

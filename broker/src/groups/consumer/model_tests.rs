@@ -20,6 +20,7 @@ fn config() -> ConsumerGroupConfig {
         heartbeat_interval_ms: 100,
         assignors: vec!["uniform".into(), "range".into()],
         max_size: 100,
+        ..ConsumerGroupConfig::default()
     }
 }
 

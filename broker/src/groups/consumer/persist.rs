@@ -40,6 +40,7 @@ impl ConsumerGroup {
                 topic_regex: m.topic_regex.clone(),
                 rebalance_timeout_ms: m.rebalance_timeout_ms,
                 server_assignor: m.server_assignor.clone(),
+                classic: m.classic.as_ref().map(|c| c.meta.clone()),
             };
             let member = Some(m.id.as_str());
             out.insert(
@@ -126,6 +127,7 @@ impl ConsumerGroup {
                 previous_epoch,
                 left_temporarily,
                 now_ms.saturating_add(session_ms),
+                session_ms,
             );
             g.insert_restored(member);
         }

@@ -59,6 +59,21 @@ fn value(fields: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     out
 }
 
+/// Writes a nullable struct as tagged field `tag` (the only tagged field): count, tag,
+/// size, Kafka's presence marker 1, then the struct.
+fn put_tagged_struct(out: &mut Vec<u8>, tag: u64, body: &[u8]) {
+    put_unsigned_varint(out, 1);
+    put_unsigned_varint(out, tag);
+    put_unsigned_varint(out, body.len() as u64 + 1);
+    out.put_u8(1);
+    out.put_slice(body);
+}
+
+fn put_compact_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_unsigned_varint(out, b.len() as u64 + 1);
+    out.put_slice(b);
+}
+
 fn put_compact_str(out: &mut Vec<u8>, s: Option<&str>) {
     match s {
         None => out.put_u8(0),
@@ -119,23 +134,53 @@ pub struct MemberMetadata {
     pub rebalance_timeout_ms: i32,
     /// Asked-for assignor.
     pub server_assignor: Option<String>,
+    /// Set for a member on the classic protocol (Kafka's tagged ClassicMemberMetadata).
+    pub classic: Option<ClassicMetadata>,
+}
+
+/// How a classic-protocol member of a consumer group joined (KIP-848's online
+/// migration): its session timeout and the protocols of its JoinGroup.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClassicMetadata {
+    /// The JoinGroup's session timeout.
+    pub session_timeout_ms: i32,
+    /// (name, metadata) of each protocol it supports, in its order of preference.
+    pub protocols: Vec<(String, bytes::Bytes)>,
+}
+
+fn classic_metadata(c: &ClassicMetadata) -> Vec<u8> {
+    let mut o = Vec::new();
+    o.put_i32(c.session_timeout_ms);
+    put_unsigned_varint(&mut o, c.protocols.len() as u64 + 1);
+    for (name, metadata) in &c.protocols {
+        put_compact_str(&mut o, Some(name));
+        put_compact_bytes(&mut o, metadata);
+        o.put_u8(0);
+    }
+    o.put_u8(0);
+    o
 }
 
 /// A member's subscription and client.
 pub fn member_metadata(m: &MemberMetadata) -> Vec<u8> {
-    value(|o| {
-        put_compact_str(o, m.instance_id.as_deref());
-        put_compact_str(o, m.rack_id.as_deref());
-        put_compact_str(o, Some(&m.client_id));
-        put_compact_str(o, Some(&m.client_host));
-        put_unsigned_varint(o, m.topic_names.len() as u64 + 1);
-        for n in &m.topic_names {
-            put_compact_str(o, Some(n));
-        }
-        put_compact_str(o, m.topic_regex.as_deref());
-        o.put_i32(m.rebalance_timeout_ms);
-        put_compact_str(o, m.server_assignor.as_deref());
-    })
+    let mut o = Vec::new();
+    o.put_i16(0);
+    put_compact_str(&mut o, m.instance_id.as_deref());
+    put_compact_str(&mut o, m.rack_id.as_deref());
+    put_compact_str(&mut o, Some(&m.client_id));
+    put_compact_str(&mut o, Some(&m.client_host));
+    put_unsigned_varint(&mut o, m.topic_names.len() as u64 + 1);
+    for n in &m.topic_names {
+        put_compact_str(&mut o, Some(n));
+    }
+    put_compact_str(&mut o, m.topic_regex.as_deref());
+    o.put_i32(m.rebalance_timeout_ms);
+    put_compact_str(&mut o, m.server_assignor.as_deref());
+    match &m.classic {
+        Some(c) => put_tagged_struct(&mut o, 0, &classic_metadata(c)),
+        None => o.put_u8(0),
+    }
+    o
 }
 
 /// The assignment epoch.
@@ -207,6 +252,22 @@ impl Reader<'_> {
         let (b, rest) = self.0.split_first_chunk::<16>()?;
         self.0 = rest;
         Some(uuid::Uuid::from_bytes(*b))
+    }
+    fn compact_bytes(&mut self) -> Option<bytes::Bytes> {
+        let n = self.len()?;
+        let (b, rest) = (self.0.get(..n)?, self.0.get(n..)?);
+        self.0 = rest;
+        Some(bytes::Bytes::copy_from_slice(b))
+    }
+    /// The struct's tagged fields: `on_tag(tag, its bytes)` for each.
+    fn tags(&mut self, mut on_tag: impl FnMut(u64, &[u8]) -> Option<()>) -> Option<()> {
+        for _ in 0..self.uvarint()? {
+            let tag = self.uvarint()?;
+            let size = usize::try_from(self.uvarint()?).ok()?;
+            on_tag(tag, self.0.get(..size)?)?;
+            self.0 = self.0.get(size..)?;
+        }
+        Some(())
     }
     fn skip_tags(&mut self) -> Option<()> {
         for _ in 0..self.uvarint()? {
@@ -289,17 +350,49 @@ pub fn parse_member_metadata(bytes: &[u8]) -> Option<MemberMetadata> {
         for _ in 0..r.len()? {
             topic_names.extend(r.compact_str()?);
         }
+        let topic_regex = r.compact_str()?;
+        let rebalance_timeout_ms = r.i32()?;
+        let server_assignor = r.compact_str()?;
+        let mut classic = None;
+        r.tags(|tag, bytes| {
+            if tag == 0 {
+                classic = parse_classic_metadata(bytes)?;
+            }
+            Some(())
+        })?;
         Some(MemberMetadata {
             instance_id,
             rack_id,
             client_id,
             client_host,
             topic_names,
-            topic_regex: r.compact_str()?,
-            rebalance_timeout_ms: r.i32()?,
-            server_assignor: r.compact_str()?,
+            topic_regex,
+            rebalance_timeout_ms,
+            server_assignor,
+            classic,
         })
     })
+}
+
+/// The tagged ClassicMemberMetadata: presence marker, then the struct.
+fn parse_classic_metadata(bytes: &[u8]) -> Option<Option<ClassicMetadata>> {
+    let mut r = Reader(bytes);
+    if r.uvarint()? == 0 {
+        return Some(None);
+    }
+    let session_timeout_ms = r.i32()?;
+    let mut protocols = Vec::new();
+    for _ in 0..r.len()? {
+        let name = r.compact_str()?.unwrap_or_default();
+        let metadata = r.compact_bytes()?;
+        r.skip_tags()?;
+        protocols.push((name, metadata));
+    }
+    r.skip_tags()?;
+    Some(Some(ClassicMetadata {
+        session_timeout_ms,
+        protocols,
+    }))
 }
 
 /// A member's target partitions.
@@ -355,7 +448,29 @@ mod tests {
             topic_regex: Some("x.*".into()),
             rebalance_timeout_ms: 300_000,
             server_assignor: Some("range".into()),
+            classic: None,
         };
+        let classic = MemberMetadata {
+            classic: Some(ClassicMetadata {
+                session_timeout_ms: 10_000,
+                protocols: vec![
+                    ("range".into(), bytes::Bytes::from_static(b"\x00\x03sub")),
+                    ("cooperative-sticky".into(), bytes::Bytes::new()),
+                ],
+            }),
+            ..meta.clone()
+        };
+        assert_eq!(
+            parse_member_metadata(&member_metadata(&classic)),
+            Some(classic.clone())
+        );
+        let whole = member_metadata(&classic);
+        for cut in 0..whole.len() - 1 {
+            assert!(
+                parse_member_metadata(&whole[..cut]).is_none(),
+                "cut at {cut}"
+            );
+        }
         assert_eq!(parse_epoch(&group_metadata(9)), Some(9));
         assert_eq!(parse_target_member(&target_member(&a)), Some(a.clone()));
         assert_eq!(

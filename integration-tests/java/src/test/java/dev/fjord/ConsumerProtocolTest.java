@@ -1,6 +1,7 @@
 package dev.fjord;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.time.Duration;
@@ -12,6 +13,7 @@ import java.util.Properties;
 import java.util.Set;
 import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicReference;
@@ -25,12 +27,15 @@ import org.apache.kafka.clients.consumer.CommitFailedException;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.CooperativeStickyAssignor;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.SubscriptionPattern;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.GroupType;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.errors.GroupSubscribedToTopicException;
+import org.apache.kafka.common.errors.RebalanceInProgressException;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.junit.jupiter.api.Test;
 
@@ -113,9 +118,10 @@ class ConsumerProtocolTest {
                         }
                         try {
                             consumer.commitSync();
-                        } catch (CommitFailedException e) {
-                            // STALE_MEMBER_EPOCH while the member's epoch moves: Kafka
-                            // 4.0 refuses such commits too; the next poll commits again.
+                        } catch (CommitFailedException | RebalanceInProgressException e) {
+                            // STALE_MEMBER_EPOCH while the member's epoch moves, or a
+                            // classic member's commit during its rebalance: Kafka
+                            // refuses such commits too; the next poll commits again.
                         }
                     }
                 } catch (Throwable t) {
@@ -152,10 +158,15 @@ class ConsumerProtocolTest {
     }
 
     static void produce(String topic, int partitions, int perPartition) throws Exception {
+        produce(topic, partitions, perPartition, "");
+    }
+
+    /** Values are prefix + "partition-index", each distinct within one call. */
+    static void produce(String topic, int partitions, int perPartition, String prefix) throws Exception {
         try (KafkaProducer<String, String> p = ProduceConsumeTest.producer("none")) {
             for (int part = 0; part < partitions; part++) {
                 for (int i = 0; i < perPartition; i++) {
-                    p.send(new ProducerRecord<>(topic, part, "k", part + "-" + i));
+                    p.send(new ProducerRecord<>(topic, part, "k", prefix + part + "-" + i));
                 }
             }
             p.flush();
@@ -185,6 +196,10 @@ class ConsumerProtocolTest {
                 assertEquals(GroupType.CONSUMER, d.type());
                 assertEquals(2, d.members().size());
                 assertEquals("uniform", d.partitionAssignor());
+                // The members subscribe to the topic: its offsets cannot be deleted.
+                ExecutionException e = assertThrows(ExecutionException.class, () -> admin
+                    .deleteConsumerGroupOffsets(group, Set.of(new TopicPartition(topic, 0))).all().get());
+                assertTrue(e.getCause() instanceof GroupSubscribedToTopicException, e.toString());
             }
         }
         assertTrue(own.violations.isEmpty(), own.violations.toString());
@@ -282,6 +297,87 @@ class ConsumerProtocolTest {
         for (Member m : members) {
             m.close();
         }
+        assertTrue(own.violations.isEmpty(), own.violations.toString());
+    }
+
+    static GroupType typeOf(String group) throws Exception {
+        try (Admin admin = AdminTest.admin()) {
+            return admin.describeConsumerGroups(List.of(group)).all().get().get(group).type();
+        }
+    }
+
+    static Set<String> valuesRead(Member... members) {
+        Set<String> all = new HashSet<>();
+        for (Member m : members) {
+            for (ConsumerRecord<String, String> r : m.records) {
+                all.add(r.value());
+            }
+        }
+        return all;
+    }
+
+    /**
+     * KIP-848's online migration: a classic group upgrades when a consumer-protocol
+     * member joins, its classic members carry on inside it (JoinGroup/SyncGroup), and
+     * it downgrades once the last consumer-protocol member leaves; members are replaced
+     * one at a time, as in a rolling upgrade, while the group keeps consuming.
+     */
+    @Test
+    void aGroupMigratesFromClassicToConsumerAndBackWhileItConsumes() throws Exception {
+        String topic = topic("cpm-", 6);
+        produce(topic, 6, 20);
+        String group = "cpm-" + UUID.randomUUID();
+        Ownership own = new Ownership();
+        Properties classic = new Properties();
+        classic.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, "classic");
+        classic.put(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG, CooperativeStickyAssignor.class.getName());
+        classic.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, "300");
+        classic.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, "10000");
+        Properties modern = new Properties();
+        Member c1 = new Member("c1", group, classic, List.of(topic), null, own);
+        Member c2 = new Member("c2", group, classic, List.of(topic), null, own);
+        awaitTrue("the classic members own all six", () -> own.of("c1").size() + own.of("c2").size() == 6
+            && !own.of("c1").isEmpty() && !own.of("c2").isEmpty());
+        assertEquals(GroupType.CLASSIC, typeOf(group));
+
+        Member n1 = new Member("n1", group, modern, List.of(topic), null, own);
+        awaitTrue("a consumer group now", () -> {
+            try {
+                return typeOf(group) == GroupType.CONSUMER;
+            } catch (Exception e) {
+                return false;
+            }
+        });
+        awaitTrue("n1 owns its share", () -> own.of("n1").size() == 2 && own.owner.size() == 6);
+        c1.close();
+        Member n2 = new Member("n2", group, modern, List.of(topic), null, own);
+        awaitTrue("n2 owns its share", () -> own.of("n2").size() >= 2 && own.owner.size() == 6);
+        c2.close();
+        awaitTrue("the consumer members own all six", () -> own.of("n1").size() + own.of("n2").size() == 6);
+        try (Admin admin = AdminTest.admin()) {
+            ConsumerGroupDescription d = admin.describeConsumerGroups(List.of(group)).all().get().get(group);
+            assertEquals(GroupType.CONSUMER, d.type());
+            assertEquals(2, d.members().size());
+        }
+
+        Member c3 = new Member("c3", group, classic, List.of(topic), null, own);
+        awaitTrue("c3 owns its share", () -> own.of("c3").size() >= 2 && own.owner.size() == 6);
+        n1.close();
+        Member c4 = new Member("c4", group, classic, List.of(topic), null, own);
+        awaitTrue("c4 owns its share", () -> !own.of("c4").isEmpty() && own.owner.size() == 6);
+        n2.close();
+        awaitTrue("a classic group again", () -> {
+            try {
+                return typeOf(group) == GroupType.CLASSIC;
+            } catch (Exception e) {
+                return false;
+            }
+        });
+        awaitTrue("the classic members own all six", () -> own.of("c3").size() + own.of("c4").size() == 6);
+        produce(topic, 6, 20, "late-");
+        awaitTrue("every record read", () -> valuesRead(c1, c2, n1, n2, c3, c4).size() == 2 * 6 * 20);
+        c3.close();
+        c4.close();
         assertTrue(own.violations.isEmpty(), own.violations.toString());
     }
 }
