@@ -61,6 +61,22 @@ pub struct ConsumerConfig {
     pub retry_backoff: Duration,
     /// `metadata.max.age.ms` (default 300000).
     pub metadata_max_age: Duration,
+    /// `group.protocol`: classic (the default) or consumer (KIP-848).
+    pub group_protocol: GroupProtocol,
+    /// `group.remote.assignor`: the broker-side assignor asked for on the consumer
+    /// protocol (none: the broker's default).
+    pub group_remote_assignor: Option<String>,
+    /// Classic-only settings that were set, refused on the consumer protocol.
+    classic_only: Vec<&'static str>,
+}
+
+/// `group.protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupProtocol {
+    /// JoinGroup/SyncGroup, a member assigns.
+    Classic,
+    /// ConsumerGroupHeartbeat (KIP-848), the broker assigns.
+    Consumer,
 }
 
 impl Default for ConsumerConfig {
@@ -86,6 +102,9 @@ impl Default for ConsumerConfig {
             request_timeout: Duration::from_millis(30_000),
             retry_backoff: Duration::from_millis(100),
             metadata_max_age: Duration::from_millis(300_000),
+            group_protocol: GroupProtocol::Classic,
+            group_remote_assignor: None,
+            classic_only: Vec::new(),
         }
     }
 }
@@ -116,8 +135,25 @@ impl ConsumerConfig {
                     _ => return Err(bad(key, value, "expected earliest, latest or none")),
                 }
             }
-            "session.timeout.ms" => self.session_timeout = millis(key, value)?,
-            "heartbeat.interval.ms" => self.heartbeat_interval = millis(key, value)?,
+            "session.timeout.ms" => {
+                self.session_timeout = millis(key, value)?;
+                self.classic_only.push("session.timeout.ms");
+            }
+            "heartbeat.interval.ms" => {
+                self.heartbeat_interval = millis(key, value)?;
+                self.classic_only.push("heartbeat.interval.ms");
+            }
+            "group.protocol" => {
+                self.group_protocol = match value.trim().to_ascii_lowercase().as_str() {
+                    "classic" => GroupProtocol::Classic,
+                    "consumer" => GroupProtocol::Consumer,
+                    _ => return Err(bad(key, value, "expected classic or consumer")),
+                }
+            }
+            "group.remote.assignor" => {
+                self.group_remote_assignor =
+                    Some(value.trim().to_string()).filter(|a| !a.is_empty());
+            }
             "max.poll.interval.ms" => self.max_poll_interval = millis(key, value)?,
             "partition.assignment.strategy" => {
                 let names: Vec<String> = value
@@ -156,6 +192,7 @@ impl ConsumerConfig {
                     ));
                 }
                 self.assignment_strategy = names;
+                self.classic_only.push("partition.assignment.strategy");
             }
             "fetch.min.bytes" => self.fetch_min_bytes = number(key, value)?,
             "fetch.max.wait.ms" | "fetch.wait.max.ms" => self.fetch_max_wait = millis(key, value)?,
@@ -196,6 +233,32 @@ impl ConsumerConfig {
             config.set(key, &settings[key])?;
         }
         Ok(config)
+    }
+
+    /// Whether the group is on the consumer protocol (KIP-848).
+    pub fn consumer_protocol(&self) -> bool {
+        self.group_protocol == GroupProtocol::Consumer
+    }
+
+    /// Refuses settings the chosen group protocol does not have, as the Java client
+    /// does: on the consumer protocol the broker owns the session timeout, the
+    /// heartbeat interval and the assignment.
+    pub fn check(&self) -> Result<(), ConsumeError> {
+        if let Some(key) = self
+            .classic_only
+            .first()
+            .filter(|_| self.consumer_protocol())
+        {
+            return Err(ConsumeError::Config(format!(
+                "{key} is not supported when group.protocol=consumer (the broker sets it)"
+            )));
+        }
+        if self.group_remote_assignor.is_some() && !self.consumer_protocol() {
+            return Err(ConsumeError::Config(
+                "group.remote.assignor is only supported when group.protocol=consumer".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Whether the assignors are cooperative (incremental rebalances).

@@ -100,6 +100,7 @@ impl Consumer {
         config: ConsumerConfig,
         listener: Option<Arc<dyn RebalanceListener>>,
     ) -> Result<Self, ConsumeError> {
+        config.check()?;
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| ConsumeError::Config("a consumer needs a tokio runtime".into()))?;
         let options = ConnectionOptions {
@@ -146,11 +147,14 @@ impl Consumer {
         if let Some(task) = self.group_task.take() {
             task.abort();
         }
-        self.group_task = Some(self.inner.runtime.spawn(group::run(
-            Arc::clone(&self.inner),
-            group,
-            topics,
-        )));
+        let inner = Arc::clone(&self.inner);
+        self.group_task = Some(if self.inner.config.consumer_protocol() {
+            self.inner
+                .runtime
+                .spawn(crate::consumer_protocol::run(inner, group, topics))
+        } else {
+            self.inner.runtime.spawn(group::run(inner, group, topics))
+        });
         Ok(())
     }
 

@@ -140,7 +140,7 @@ pub(crate) async fn committed_offsets(
     }
 }
 
-async fn forget_coordinator(inner: &Arc<Inner>) {
+pub(crate) async fn forget_coordinator(inner: &Arc<Inner>) {
     inner.membership.lock().await.coordinator = None;
 }
 
@@ -154,7 +154,7 @@ enum Round {
     Lost,
 }
 
-fn group_error(code: i16) -> ConsumeError {
+pub(crate) fn group_error(code: i16) -> ConsumeError {
     ConsumeError::Group {
         code,
         name: kafka_error_name(code),
@@ -290,7 +290,7 @@ fn owned(inner: &Inner) -> Vec<TopicPartition> {
 
 /// Gives partitions up in an orderly way: listener, then (with auto-commit) a commit of
 /// their positions, then they stop being fetched.
-async fn revoke(inner: &Arc<Inner>, tps: &[TopicPartition]) {
+pub(crate) async fn revoke(inner: &Arc<Inner>, tps: &[TopicPartition]) {
     if tps.is_empty() {
         return;
     }
@@ -310,7 +310,7 @@ async fn revoke(inner: &Arc<Inner>, tps: &[TopicPartition]) {
 }
 
 /// Partitions gone without a rebalance (fenced, expired): no commit.
-fn lose(inner: &Arc<Inner>) {
+pub(crate) fn lose(inner: &Arc<Inner>) {
     let all = owned(inner);
     if all.is_empty() {
         return;
@@ -451,6 +451,9 @@ async fn heartbeat(inner: &Arc<Inner>, group: &str) -> Result<i16, ConsumeError>
 
 /// Leaves the group (static members do not: their slot waits for them, KIP-345).
 pub(crate) async fn leave(inner: &Arc<Inner>) {
+    if inner.config.consumer_protocol() {
+        return crate::consumer_protocol::leave(inner).await;
+    }
     let Some(group) = inner.config.group_id.clone() else {
         return;
     };

@@ -1,5 +1,6 @@
 //! Fjord's pure-Rust async Kafka consumer: consumer groups on the classic protocol
-//! (range, roundrobin and cooperative-sticky assignors, static membership), commits,
+//! (range, roundrobin and cooperative-sticky assignors, static membership) or on
+//! KIP-848's consumer protocol (`group.protocol=consumer`: the broker assigns), commits,
 //! seek, pause and resume, and a fetch pipeline per broker that keeps the next response
 //! in flight while the application reads the current one. Records' keys and values are
 //! slices of the fetched bytes, never copied.
@@ -24,7 +25,8 @@
 //! - [`record`]: what comes out.
 //! - `consumer`: the public API; `fetcher`: per-broker fetch pipelines; `chunk`: lazy,
 //!   zero-copy decoding of fetched record sets.
-//! - `group` and `assignors`: membership and partition assignment.
+//! - `group` and `assignors`: classic membership and partition assignment;
+//!   `consumer_protocol`: membership on the consumer protocol.
 //! - [`error`]: typed errors.
 
 mod assignors;
@@ -32,6 +34,7 @@ mod chunk;
 mod cluster;
 pub mod config;
 mod consumer;
+mod consumer_protocol;
 pub mod error;
 mod fetcher;
 mod group;
@@ -40,7 +43,7 @@ mod offsets;
 mod partition;
 pub mod record;
 
-pub use config::{ConsumerConfig, OffsetReset};
+pub use config::{ConsumerConfig, GroupProtocol, OffsetReset};
 pub use consumer::{Consumer, ConsumerBuilder, RebalanceListener};
 pub use error::ConsumeError;
 pub use record::{ConsumerRecord, TimestampKind, TopicPartition};

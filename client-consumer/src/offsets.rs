@@ -82,7 +82,9 @@ pub(crate) async fn commit(
     if offsets.is_empty() {
         return Ok(());
     }
-    let version = conn.version(ApiKey::OffsetCommit, 2, 8)?;
+    // v9 carries a consumer-protocol member's epoch (Kafka refuses older versions
+    // from such members); it is v8 otherwise.
+    let version = conn.version(ApiKey::OffsetCommit, 2, 9)?;
     let mut req = OffsetCommitRequest::default();
     req.group_id = GroupId(StrBytes::from_string(group.to_string()));
     req.generation_id_or_member_epoch = generation;

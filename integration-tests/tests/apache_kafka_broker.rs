@@ -2,7 +2,8 @@
 //! started by `bench/peers/kafka.sh` from Maven Central): the reference broker checks
 //! our encoders (it validates every batch's CRC and decompresses every codec) and our
 //! clients' handling of what it answers and Fjord never does (a group coordinator that
-//! is not available until `__consumer_offsets` exists, for one).
+//! is not available until `__consumer_offsets` exists, for one), on both group
+//! protocols.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -195,6 +196,24 @@ async fn fjord_clients_and_cli_work_against_apache_kafka() {
     let total: i64 = committed.values().map(|o| o.unwrap_or(0)).sum();
     assert_eq!(total, 1000, "{committed:?}");
     consumer.close().await.expect("close");
+
+    // And on KIP-848's consumer protocol: Kafka's coordinator assigns, the commit goes
+    // at the member epoch (OffsetCommit v9, which Kafka requires of such members).
+    let mut modern = Consumer::builder()
+        .set("bootstrap.servers", b)
+        .set("group.id", "cross-modern")
+        .set("group.protocol", "consumer")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .build()
+        .expect("consumer");
+    modern.subscribe(&["cross"]).expect("subscribe");
+    check(&read(&mut modern, 1000).await, &sent);
+    assert_eq!(modern.assignment().len(), 3);
+    modern.commit().await.expect("commit");
+    let by_modern = modern.committed(&tps).await.expect("committed");
+    assert_eq!(by_modern, committed, "the same positions as the classic group");
+    modern.close().await.expect("close");
 
     // Assigned with the group's id: the positions are the group's commits.
     let mut resumed = Consumer::builder()
