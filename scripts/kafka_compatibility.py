@@ -45,7 +45,7 @@ NOTES = {
     55: ISSUE_21, 57: "not planned yet: feature levels",
     61: "idempotent producers; coordinator epoch and transaction start offset are -1 until transactions (issue 19)",
     64: ISSUE_21, 65: ISSUE_19, 66: ISSUE_19,
-    68: "KIP-848 groups: uniform and range assignors, incremental reconciliation, static members, regex subscriptions; group state kept as Kafka's __consumer_offsets records",
+    68: "KIP-848 groups: uniform and range assignors, incremental reconciliation, static members, regex subscriptions, online migration from and to classic groups; group state kept as Kafka's __consumer_offsets records",
     69: "KIP-848 groups",
     71: "Kafka too answers UNSUPPORTED without a client-metrics plugin",
     72: "Kafka too answers UNSUPPORTED without a client-metrics plugin",
