@@ -212,7 +212,10 @@ async fn fjord_clients_and_cli_work_against_apache_kafka() {
     assert_eq!(modern.assignment().len(), 3);
     modern.commit().await.expect("commit");
     let by_modern = modern.committed(&tps).await.expect("committed");
-    assert_eq!(by_modern, committed, "the same positions as the classic group");
+    assert_eq!(
+        by_modern, committed,
+        "the same positions as the classic group"
+    );
     modern.close().await.expect("close");
 
     // Assigned with the group's id: the positions are the group's commits.

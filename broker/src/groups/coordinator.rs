@@ -158,12 +158,19 @@ impl GroupCoordinator {
         all
     }
 
-    /// Writes consumer group record changes; whether they were written. A failure is
+    /// Writes consumer group record changes (waiting for the disk when acknowledgements
+    /// do); whether they were written. A failure is
     /// logged: the group goes on in memory, the changes are written again with the next
     /// ones, and a restart brings back the last state that was written.
     pub(super) fn write(&self, changes: &super::consumer::Changes) -> bool {
-        match self.offsets.write_raw(changes) {
-            Ok(_) => true,
+        // Answers go out once the records are durable (with fjord.fsync.on.ack), as
+        // Kafka answers once its records are committed.
+        let written = self
+            .offsets
+            .write_raw(changes)
+            .and_then(|ticket| ticket.map_or(Ok(()), |t| t.wait().map_err(Into::into)));
+        match written {
+            Ok(()) => true,
             Err(e) => {
                 tracing::error!(error = %e, "writing consumer group state failed");
                 false

@@ -409,7 +409,10 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes, origin: Origin) -> Resul
         }
         Request::SyncGroup(req) => groups::sync_group(broker, ctx, req).await,
         Request::Heartbeat(req) => groups::heartbeat(broker, ctx, req),
-        Request::LeaveGroup(req) => groups::leave_group(broker, ctx, req),
+        // A consumer group's leave writes its records (and may wait for their fsync).
+        Request::LeaveGroup(req) => {
+            off_reactor(broker, move |b| groups::leave_group(b, ctx, req)).await
+        }
         // Commits append to the offsets log (and may wait for its fsync).
         Request::OffsetCommit(req) => {
             off_reactor(broker, move |b| offsets::offset_commit(b, ctx, req)).await

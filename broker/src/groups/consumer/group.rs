@@ -251,18 +251,13 @@ impl ConsumerGroup {
         if hb.member_epoch == -1 || hb.member_epoch == -2 {
             return self.leave(&hb);
         }
+        // Checked before anything changes: a refused heartbeat leaves no trace (no
+        // member joined, no static member replaced).
+        self.check_fields(&hb, config)?;
         let known = self.members.len();
         let id = self.find_or_join(&hb, config)?;
         let joined = self.members.len() > known;
-        let changed = match self.update_member(&id, &hb, config) {
-            Ok(changed) => changed,
-            Err(refusal) => {
-                if joined {
-                    self.members.remove(&id);
-                }
-                return Err(refusal);
-            }
-        };
+        let changed = self.update_member(&id, &hb, config);
         // One heartbeat moves the group epoch at most once, whatever changed.
         self.refresh_target(topics, config, joined || changed);
         let before = self.members[&id].current.assigned.clone();
@@ -431,14 +426,13 @@ impl ConsumerGroup {
         id
     }
 
-    /// Applies the heartbeat's non-null fields; whether the subscription changed (which
-    /// moves the group epoch).
-    fn update_member(
+    /// Kafka's checks of the heartbeat's assignor and regex (the regex is compiled and
+    /// kept for [`Self::update_member`]).
+    fn check_fields(
         &mut self,
-        id: &str,
         hb: &Heartbeat,
         config: &ConsumerGroupConfig,
-    ) -> Result<bool, Refusal> {
+    ) -> Result<(), Refusal> {
         if let Some(a) = &hb.server_assignor {
             if !config.assignors.iter().any(|c| c == a) {
                 return Err((
@@ -463,6 +457,12 @@ impl ConsumerGroup {
                 self.regexes.insert(r.to_string(), compiled);
             }
         }
+        Ok(())
+    }
+
+    /// Applies the heartbeat's non-null fields (checked by [`Self::check_fields`]);
+    /// whether the subscription changed (which moves the group epoch).
+    fn update_member(&mut self, id: &str, hb: &Heartbeat, config: &ConsumerGroupConfig) -> bool {
         let before_assignor = self.assignor(config);
         let member = self.members.get_mut(id).expect("member");
         let mut changed = false;
@@ -499,7 +499,7 @@ impl ConsumerGroup {
             .filter_map(|m| m.topic_regex.as_ref())
             .collect();
         self.regexes.retain(|r, _| used.contains(r));
-        Ok(changed || self.assignor(config) != before_assignor)
+        changed || self.assignor(config) != before_assignor
     }
 
     /// The topics `member` subscribes to that exist, by ID.

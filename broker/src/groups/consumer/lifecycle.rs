@@ -125,3 +125,54 @@ fn check_epoch(member: &super::group::Member, epoch: i32) -> Result<(), E> {
         (false, false) => Err(E::StaleMemberEpoch),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::group::{ConsumerGroupConfig, Heartbeat, Topics};
+    use super::*;
+
+    fn static_join(member: &str, regex: Option<&str>) -> Heartbeat {
+        Heartbeat {
+            member_id: member.into(),
+            member_epoch: 0,
+            instance_id: Some("i".into()),
+            rebalance_timeout_ms: 1_000,
+            topic_names: Some(vec!["t".into()]),
+            topic_regex: regex.map(str::to_string),
+            owned: Some(Default::default()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_refused_rejoin_leaves_the_static_member_it_would_replace() {
+        let topics = Topics::from([("t".to_string(), (uuid::Uuid::from_bytes([2; 16]), 2))]);
+        let config = ConsumerGroupConfig::default();
+        let mut g = ConsumerGroup::new("g");
+        let first = g
+            .heartbeat(static_join("a", None), &topics, &config, 1)
+            .expect("joins");
+        let mut leave = static_join("a", None);
+        leave.member_epoch = -2;
+        g.heartbeat(leave, &topics, &config, 2)
+            .expect("leaves for now");
+        let epoch = g.group_epoch;
+        // A rejoin with a bad regex is refused before it takes the instance over.
+        let refused = g.heartbeat(static_join("b", Some("(")), &topics, &config, 3);
+        assert_eq!(
+            refused.map(|_| ()).expect_err("refused").0,
+            E::InvalidRegularExpression
+        );
+        assert!(g.members.contains_key("a"), "the old member is still there");
+        assert!(!g.members.contains_key("b"));
+        assert!(g.members["a"].left_temporarily);
+        assert_eq!(g.group_epoch, epoch);
+        assert_eq!(first.member_id, "a");
+        // A good rejoin takes over with the same partitions.
+        let back = g
+            .heartbeat(static_join("b", None), &topics, &config, 4)
+            .expect("rejoins");
+        assert_eq!(back.member_id, "b");
+        assert!(!g.members.contains_key("a"));
+    }
+}
