@@ -237,13 +237,6 @@ impl GroupCoordinator {
             .persist(g, false, |changes| self.write(changes));
     }
 
-    /// Forgets the empty KIP-848 group `id` (it becomes a classic one); whether it was
-    /// there and empty.
-    pub fn release_consumer_if_empty(&self, id: &str) -> bool {
-        let _kinds = self.kinds();
-        self.consumer.remove_if_empty(id, |c| self.write(c))
-    }
-
     /// Runs the consumer groups' deadlines; groups left with only classic members go
     /// back to being classic groups.
     pub(super) fn tick_consumer_groups(&self) {

@@ -175,7 +175,12 @@ pub(super) async fn join_group(
     // A group changes kind under a lock the join does not hold: it may be converted
     // between the lookup and the join, then the join looks again.
     for _ in 0..3 {
-        let group = match broker.groups.route_join(&group_id) {
+        // Routing may write a group's records and wait for the disk: off the reactor.
+        let (b, id) = (Arc::clone(broker), group_id.clone());
+        let routed = tokio::task::spawn_blocking(move || b.groups.route_join(&id))
+            .await
+            .map_err(|e| Fatal::Internal(format!("join routing failed: {e}")))?;
+        let group = match routed {
             Routed::Classic(group) => group,
             Routed::Consumer(group) => {
                 let join = mixed_groups::Join {

@@ -649,17 +649,29 @@ mod tests {
                         req.rebalance_timeout_ms = 30_000;
                         req.subscribed_topic_names = Some(vec![name("t")]);
                         req.topic_partitions = Some(Vec::new());
-                        let joined = consumer_groups::heartbeat(
-                            &broker,
-                            c,
-                            req.clone(),
-                            String::new(),
-                            String::new(),
-                        );
+                        // As in production (off the reactor): its records' write
+                        // waits for the disk.
+                        let joined = tokio::task::block_in_place(|| {
+                            consumer_groups::heartbeat(
+                                &broker,
+                                c,
+                                req.clone(),
+                                String::new(),
+                                String::new(),
+                            )
+                        });
                         assert_frame(joined, key, v);
                         // A refused one must encode too.
                         req.member_epoch = 99;
-                        consumer_groups::heartbeat(&broker, c, req, String::new(), String::new())
+                        tokio::task::block_in_place(|| {
+                            consumer_groups::heartbeat(
+                                &broker,
+                                c,
+                                req,
+                                String::new(),
+                                String::new(),
+                            )
+                        })
                     }
                     ApiKey::ConsumerGroupDescribe => {
                         let mut req = ConsumerGroupDescribeRequest::default();
