@@ -92,43 +92,52 @@ impl GroupCoordinator {
         }
     }
 
-    /// The consumer group a ConsumerGroupHeartbeat goes to: created by a join, made
-    /// from a classic group of consumers by a join when the policy allows.
+    /// Where a ConsumerGroupHeartbeat goes: a consumer group (created by a join), or,
+    /// for a join to a classic group of consumers the policy lets upgrade, the answer
+    /// of the upgraded group.
     fn route_consumer_heartbeat(
         &self,
         id: &str,
-        member_epoch: i32,
+        hb: &consumer::Heartbeat,
         topics: &consumer::Topics,
-    ) -> Result<SharedConsumerGroup, consumer::Refusal> {
+        now_ms: u64,
+    ) -> Result<HeartbeatTarget, consumer::Refusal> {
         let _kinds = self.kinds();
         if let Some(g) = self.consumer.get(id) {
-            return Ok(g);
+            return Ok(HeartbeatTarget::Group(g));
         }
         if let Some(classic) = self.group(id) {
             let mut c = lock(&classic);
             let empty = !c.has_members() && matches!(c.phase, Phase::Empty | Phase::Dead);
-            if empty {
+            if hb.member_epoch != 0 {
+                return Err(not_consumer(id));
+            } else if empty {
                 c.kill();
                 drop(c);
                 self.forget_classic(id);
-            } else if member_epoch == 0 {
-                return self.upgrade(id, &mut c, topics);
             } else {
-                return Err(not_consumer(id));
+                return self
+                    .upgrade(id, &mut c, hb, topics, now_ms)
+                    .map(HeartbeatTarget::Upgraded);
             }
         }
-        self.consumer.get_or_join(id, member_epoch)
+        self.consumer
+            .get_or_join(id, hb.member_epoch)
+            .map(HeartbeatTarget::Group)
     }
 
-    /// Converts classic group `c` to a consumer group, if the policy and its members
-    /// allow (Kafka's checks: embedded consumer protocol, at most the consumer group
-    /// size).
+    /// Converts classic group `c` to a consumer group with the joining heartbeat `hb`,
+    /// if the policy and its members allow (Kafka's checks: embedded consumer protocol,
+    /// at most the consumer group size). As in Kafka, the conversion and the heartbeat
+    /// are one step: a refused heartbeat leaves the classic group as it was.
     fn upgrade(
         &self,
         id: &str,
         c: &mut Group,
+        hb: &consumer::Heartbeat,
         topics: &consumer::Topics,
-    ) -> Result<SharedConsumerGroup, consumer::Refusal> {
+        now_ms: u64,
+    ) -> Result<consumer::Answer, consumer::Refusal> {
         let config = &self.consumer.config;
         if !config.migration.upgrades()
             || !c.uses_consumer_protocol()
@@ -141,8 +150,7 @@ impl GroupCoordinator {
             return Err(not_consumer(id));
         }
         let (generation, members) = c.members_to_move();
-        let Some(group) =
-            ConsumerGroup::from_classic(id, generation, members, topics, consumer::now_ms())
+        let Some(mut group) = ConsumerGroup::from_classic(id, generation, members, topics, now_ms)
         else {
             tracing::warn!(
                 group = id,
@@ -153,6 +161,7 @@ impl GroupCoordinator {
                 format!("Cannot upgrade the classic group {id}: malformed consumer protocol."),
             ));
         };
+        let answer = group.heartbeat(hb.clone(), topics, config, now_ms)?;
         c.retire();
         self.forget_classic(id);
         self.consumer
@@ -163,7 +172,8 @@ impl GroupCoordinator {
             members = group.members.len(),
             "classic group upgraded to a consumer group"
         );
-        Ok(self.consumer.insert(group))
+        self.consumer.insert(group);
+        Ok(answer)
     }
 
     /// A KIP-848 heartbeat to group `id`, its changes made durable as Kafka's
@@ -178,7 +188,10 @@ impl GroupCoordinator {
     ) -> Result<consumer::Answer, consumer::Refusal> {
         let leaving = hb.member_epoch == -1;
         for _ in 0..3 {
-            let group = self.route_consumer_heartbeat(id, hb.member_epoch, topics)?;
+            let group = match self.route_consumer_heartbeat(id, &hb, topics, now_ms)? {
+                HeartbeatTarget::Group(g) => g,
+                HeartbeatTarget::Upgraded(answer) => return Ok(answer),
+            };
             let mut g = consumer::lock(&group);
             if g.dead {
                 continue;
@@ -251,6 +264,14 @@ impl GroupCoordinator {
             }
         }
     }
+}
+
+/// Where a ConsumerGroupHeartbeat went.
+enum HeartbeatTarget {
+    /// To this consumer group (the heartbeat is still to run).
+    Group(SharedConsumerGroup),
+    /// It upgraded a classic group, and this is its answer.
+    Upgraded(consumer::Answer),
 }
 
 fn not_consumer(id: &str) -> consumer::Refusal {

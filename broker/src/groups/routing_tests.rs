@@ -198,3 +198,23 @@ fn a_heartbeat_that_is_not_a_join_does_not_upgrade() {
         .expect_err("refused");
     assert_eq!(refused.0, E::GroupIdNotFound);
 }
+
+#[test]
+fn a_refused_joining_heartbeat_does_not_upgrade() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = coordinator(dir.path(), MigrationPolicy::Bidirectional);
+    let member = classic_group(&c);
+    let mut hb = consumer_join();
+    hb.topic_regex = Some("(".into());
+    let refused = c
+        .consumer_heartbeat("g", hb, &topics(), consumer::now_ms())
+        .expect_err("refused");
+    assert_eq!(refused.0, E::InvalidRegularExpression);
+    let Some(Routed::Classic(g)) = c.route_existing("g") else {
+        panic!("still classic");
+    };
+    let g = lock(&g);
+    assert_eq!(g.phase, Phase::Stable, "untouched: no rebalance");
+    assert!(g.has_member(&member));
+    assert!(c.consumer.get("g").is_none());
+}

@@ -283,16 +283,31 @@ pub(super) async fn sync_group(
     req: SyncGroupRequest,
 ) -> Result<Response, Fatal> {
     let group_id = req.group_id.0.to_string();
-    let routed = broker.groups.route_existing(&group_id);
-    if let Some(Routed::Consumer(g)) = &routed {
-        let result = mixed_groups::sync(
-            req.member_id.as_str(),
-            req.group_instance_id.as_deref(),
+    // A consumer group's lock can be held across a write's fsync: off the reactor.
+    let (b, id) = (Arc::clone(broker), group_id.clone());
+    let routed = tokio::task::spawn_blocking(move || b.groups.route_existing(&id))
+        .await
+        .map_err(|e| Fatal::Internal(format!("sync routing failed: {e}")))?;
+    if let Some(Routed::Consumer(g)) = routed.clone() {
+        let member = req.member_id.to_string();
+        let instance = req.group_instance_id.as_ref().map(|i| i.to_string());
+        let (generation, protocol_type, protocol) = (
             req.generation_id,
-            req.protocol_type.as_deref(),
-            req.protocol_name.as_deref(),
-            g,
-        )
+            req.protocol_type.as_ref().map(|t| t.to_string()),
+            req.protocol_name.as_ref().map(|p| p.to_string()),
+        );
+        let result = tokio::task::spawn_blocking(move || {
+            mixed_groups::sync(
+                &member,
+                instance.as_deref(),
+                generation,
+                protocol_type.as_deref(),
+                protocol.as_deref(),
+                &g,
+            )
+        })
+        .await
+        .map_err(|e| Fatal::Internal(format!("sync failed: {e}")))?
         .unwrap_or(SyncResult {
             error: code::REBALANCE_IN_PROGRESS,
             ..Default::default()

@@ -408,7 +408,10 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes, origin: Origin) -> Resul
             groups::join_group(broker, ctx, req, client).await
         }
         Request::SyncGroup(req) => groups::sync_group(broker, ctx, req).await,
-        Request::Heartbeat(req) => groups::heartbeat(broker, ctx, req),
+        // A consumer group's lock can be held across a write's fsync.
+        Request::Heartbeat(req) => {
+            off_reactor(broker, move |b| groups::heartbeat(b, ctx, req)).await
+        }
         // A consumer group's leave writes its records (and may wait for their fsync).
         Request::LeaveGroup(req) => {
             off_reactor(broker, move |b| groups::leave_group(b, ctx, req)).await

@@ -169,10 +169,12 @@ impl ConsumerGroup {
     fn encode_assignment(&self, assigned: &Assignment, version: i16) -> Bytes {
         let mut a = ConsumerProtocolAssignment::default();
         for (topic, parts) in assigned {
+            // A topic deleted meanwhile has no name: left out, as Kafka does.
+            let Some(name) = self.topic_name(*topic) else {
+                continue;
+            };
             let mut t = AssignedTopic::default();
-            t.topic = TopicName(StrBytes::from_string(
-                self.topic_name(*topic).unwrap_or_default(),
-            ));
+            t.topic = TopicName(StrBytes::from_string(name));
             t.partitions = parts.iter().copied().collect();
             a.assigned_partitions.push(t);
         }
@@ -296,6 +298,9 @@ impl ConsumerGroup {
         let Some(sub) = decode_subscription(&metadata) else {
             return refuse(code::INCONSISTENT_GROUP_PROTOCOL);
         };
+        if !self.supports_protocols(&j.member_id, &j.protocols) {
+            return refuse(code::INCONSISTENT_GROUP_PROTOCOL);
+        }
         let unknown = j.member_id.is_empty();
         let new_id = if unknown {
             uuid::Uuid::new_v4().to_string()
@@ -308,7 +313,9 @@ impl ConsumerGroup {
         let mut replaced = false;
         let id = match &j.instance_id {
             Some(instance) => match self.static_holder(instance) {
-                None => new_id,
+                None if unknown => new_id,
+                // A member ID this instance never had (Kafka's answer).
+                None => return refuse(code::UNKNOWN_MEMBER_ID),
                 // A static member restarting with an empty member ID takes over the
                 // instance, whichever protocol the old one spoke.
                 Some(old) if unknown => {
@@ -349,6 +356,23 @@ impl ConsumerGroup {
             member_id: id,
             generation: member.current.epoch,
             protocol,
+        })
+    }
+
+    /// Whether a member with `protocols` can join: one of them is supported by every
+    /// other classic member (Kafka's check), so the group can always go back to being a
+    /// classic group with a protocol all its members share.
+    fn supports_protocols(&self, member_id: &str, protocols: &[(String, Bytes)]) -> bool {
+        let others: Vec<&ClassicMember> = self
+            .members
+            .values()
+            .filter(|m| m.id != member_id)
+            .filter_map(|m| m.classic.as_ref())
+            .collect();
+        protocols.iter().any(|(name, _)| {
+            others
+                .iter()
+                .all(|c| c.meta.protocols.iter().any(|(n, _)| n == name))
         })
     }
 
@@ -404,6 +428,7 @@ impl ConsumerGroup {
         m.server_assignor = None;
         m.rack_id = rack;
         m.rebalance_timeout_ms = j.rebalance_timeout_ms;
+        m.instance_id = j.instance_id.clone();
         m.client_id = j.client_id.clone();
         m.client_host = j.client_host.clone();
         let meta = ClassicMetadata {
@@ -418,14 +443,21 @@ impl ConsumerGroup {
     }
 
     /// The classic member a request names (Kafka's checks: an instance must be held by
-    /// this member ID; the member must be on the classic protocol).
-    fn classic_member(&self, member_id: &str, instance_id: Option<&str>) -> Result<String, i16> {
+    /// this member ID, except for an admin's LeaveGroup by instance alone; the member
+    /// must be on the classic protocol).
+    fn classic_member(
+        &self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        by_instance_alone: bool,
+    ) -> Result<String, i16> {
         let id = match instance_id {
             Some(instance) => {
                 let holder = self
                     .static_holder(instance)
                     .ok_or(code::UNKNOWN_MEMBER_ID)?;
-                if !member_id.is_empty() && holder != member_id {
+                let admin = by_instance_alone && member_id.is_empty();
+                if !admin && holder != member_id {
                     return Err(code::FENCED_INSTANCE_ID);
                 }
                 holder
@@ -483,7 +515,7 @@ impl ConsumerGroup {
         now_ms: u64,
     ) -> Result<Bytes, i16> {
         self.expire(now_ms);
-        let id = self.classic_member(member_id, instance_id)?;
+        let id = self.classic_member(member_id, instance_id, false)?;
         let m = &self.members[&id];
         if generation != m.current.epoch {
             return Err(code::ILLEGAL_GENERATION);
@@ -524,7 +556,7 @@ impl ConsumerGroup {
         now_ms: u64,
     ) -> i16 {
         self.expire(now_ms);
-        let id = match self.classic_member(member_id, instance_id) {
+        let id = match self.classic_member(member_id, instance_id, false) {
             Ok(id) => id,
             Err(code) => return code,
         };
@@ -544,7 +576,7 @@ impl ConsumerGroup {
 
     /// Handles one member of a LeaveGroup from a classic member.
     pub fn classic_leave(&mut self, member_id: &str, instance_id: Option<&str>) -> i16 {
-        match self.classic_member(member_id, instance_id) {
+        match self.classic_member(member_id, instance_id, true) {
             Ok(id) => {
                 self.remove(&id);
                 code::NONE

@@ -312,6 +312,13 @@ fn a_static_classic_member_restarting_takes_over_its_instance() {
         g.classic_heartbeat(&one.member_id, Some("i1"), two.generation, 1),
         code::FENCED_INSTANCE_ID
     );
+    assert_eq!(
+        g.classic_heartbeat("", Some("i1"), two.generation, 1),
+        code::FENCED_INSTANCE_ID
+    );
+    // An admin removes a static member by its instance alone.
+    assert_eq!(g.classic_leave("", Some("i1")), code::NONE);
+    assert!(!g.members.contains_key(&two.member_id));
 }
 
 #[test]
@@ -347,4 +354,34 @@ fn classic_members_survive_a_restart_through_their_records() {
     // Its session is its own classic timeout, not the consumer protocol's.
     assert_eq!(a.session_deadline_ms, 100 + 10_000);
     assert_eq!(a.current.assigned[&T], BTreeSet::from([0, 1]));
+}
+
+#[test]
+fn a_classic_member_must_share_a_protocol_with_the_others() {
+    let mut g = upgraded();
+    let mut range_only = join("x", &[]);
+    range_only.protocols = vec![("range".into(), subscription(&[]))];
+    assert_eq!(
+        g.classic_join(range_only, &topics(), &config(), 1)
+            .expect_err("refused")
+            .0,
+        code::INCONSISTENT_GROUP_PROTOCOL
+    );
+    let mut both = join("y", &[]);
+    both.protocols.push(("range".into(), subscription(&[])));
+    g.classic_join(both, &topics(), &config(), 1)
+        .expect("shares cooperative-sticky");
+}
+
+#[test]
+fn a_static_join_with_a_member_id_its_instance_never_had_is_unknown() {
+    let mut g = upgraded();
+    let mut j = join("made-up", &[]);
+    j.instance_id = Some("fresh".into());
+    assert_eq!(
+        g.classic_join(j, &topics(), &config(), 1)
+            .expect_err("refused")
+            .0,
+        code::UNKNOWN_MEMBER_ID
+    );
 }

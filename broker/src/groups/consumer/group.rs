@@ -184,6 +184,9 @@ pub struct ConsumerGroup {
     /// Converted to a classic group (or removed) while a request held it: whoever
     /// finds it so looks the group up again.
     pub dead: bool,
+    /// A member was removed since the group's records were last looked at by the
+    /// timer (which writes them).
+    pub(super) unsaved: bool,
 }
 
 /// Compiles a subscription regex as Kafka matches it (RE2 syntax, whole names).
@@ -205,6 +208,7 @@ impl ConsumerGroup {
             names: BTreeMap::new(),
             regexes: HashMap::new(),
             dead: false,
+            unsaved: false,
         }
     }
 

@@ -71,6 +71,7 @@ impl ConsumerGroup {
         self.targets.remove(id);
         self.owners.retain(|_, owner| owner != id);
         self.group_epoch += 1;
+        self.unsaved = true;
     }
 
     /// Removes members whose session expired or who did not revoke in time. Returns

@@ -109,12 +109,18 @@ impl ConsumerGroups {
         } else {
             group.records()
         };
-        let mut persisted = self.persisted_map();
-        let before = persisted.get(&group.id).cloned().unwrap_or_default();
+        let before = self
+            .persisted_map()
+            .get(&group.id)
+            .cloned()
+            .unwrap_or_default();
         let changes = persist::diff(&before, &now);
+        // Written without the map's lock (other groups write meanwhile); this group's
+        // lock, held by the caller, keeps its writes in order.
         if changes.is_empty() || !write(&changes) {
             return;
         }
+        let mut persisted = self.persisted_map();
         if gone {
             persisted.remove(&group.id);
         } else {
@@ -180,17 +186,20 @@ impl ConsumerGroups {
             return false;
         }
         map.remove(id);
+        drop(map);
         g.dead = true;
         self.persist(&g, true, write);
         true
     }
 
-    /// Expires members whose session ended, in every group.
+    /// Expires members whose session ended, in every group, and writes members
+    /// removed since the last write (expired inside a classic member's request).
     pub fn expire(&self, now_ms: u64, write: impl Fn(&Changes) -> bool) {
         let groups: Vec<SharedConsumerGroup> = self.map().values().cloned().collect();
         for group in groups {
             let mut g = lock(&group);
-            if g.expire(now_ms) > 0 {
+            let expired = g.expire(now_ms) > 0;
+            if (expired || std::mem::take(&mut g.unsaved)) && !g.dead {
                 self.persist(&g, false, &write);
             }
         }
