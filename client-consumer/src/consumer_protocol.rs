@@ -68,6 +68,10 @@ struct Member {
     /// Send the whole subscription (on a join, and after any error).
     full: bool,
     ids: TopicIds,
+    /// The last assignment, while part of it names topics not resolved yet: tried
+    /// again after every heartbeat (the broker sends an assignment only when it
+    /// changes).
+    unresolved: Option<Vec<(uuid::Uuid, Vec<i32>)>>,
 }
 
 /// What a heartbeat came back with.
@@ -79,12 +83,23 @@ enum Beat {
 /// The group task on the consumer protocol: joins, heartbeats, reconciles, rejoins
 /// after being fenced; leaves when the application stops polling.
 pub(crate) async fn run(inner: Arc<Inner>, group: String, topics: Vec<String>) {
+    // A new subscription carries on as the same member (Kafka's client does not leave
+    // and rejoin for it): its ID and epoch, with the whole new subscription.
+    let (id, epoch) = {
+        let m = inner.membership.lock().await;
+        if m.member_id.is_empty() {
+            (uuid::Uuid::new_v4().to_string(), 0)
+        } else {
+            (m.member_id.clone(), m.generation.max(0))
+        }
+    };
     let mut me = Member {
-        id: uuid::Uuid::new_v4().to_string(),
-        epoch: 0,
+        id,
+        epoch,
         interval: inner.config.heartbeat_interval,
         full: true,
         ids: TopicIds::default(),
+        unresolved: None,
     };
     me.ids.refresh(&inner, &topics).await;
     let mut last_commit = Instant::now();
@@ -92,12 +107,12 @@ pub(crate) async fn run(inner: Arc<Inner>, group: String, topics: Vec<String>) {
         if inner.closing.load(Ordering::Acquire) {
             return;
         }
-        if polled_too_long(&inner) && inner.config.group_instance_id.is_none() {
+        if polled_too_long(&inner) {
             tracing::warn!(
                 group,
                 "max.poll.interval.ms passed without recv: leaving the group"
             );
-            leave_with(&inner, &group, &me.id, LEAVE).await;
+            leave_with(&inner, &group, &me.id, leave_epoch(&inner)).await;
             group::lose(&inner);
             me.epoch = 0;
             me.full = true;
@@ -116,10 +131,16 @@ pub(crate) async fn run(inner: Arc<Inner>, group: String, topics: Vec<String>) {
                 }
                 me.full = false;
                 set_membership(&inner, &me).await;
-                match r.assignment {
+                let target = r.assignment.map(|a| {
+                    a.topic_partitions
+                        .into_iter()
+                        .map(|t| (t.topic_id, t.partitions))
+                        .collect::<Vec<_>>()
+                });
+                match target.or_else(|| me.unresolved.take()) {
                     // Tell the broker at once what it now owns.
-                    Some(a) => {
-                        reconcile(&inner, &mut me, &topics, &a.topic_partitions).await;
+                    Some(target) => {
+                        reconcile(&inner, &mut me, &topics, target).await;
                         Duration::ZERO
                     }
                     None => me.interval,
@@ -196,11 +217,15 @@ async fn on_error(inner: &Arc<Inner>, group: &str, me: &mut Member, code: i16) -
         UNRELEASED_INSTANCE_ID => inner.config.retry_backoff.max(me.interval),
         code => {
             // GROUP_MAX_SIZE_REACHED, UNSUPPORTED_ASSIGNOR, GROUP_ID_NOT_FOUND (a
-            // classic group), ...: the application hears of it; the member tries again
-            // later, as it would after a restart.
+            // classic group now), FENCED_INSTANCE_ID, ...: fatal to the membership, as
+            // in Kafka's client. Its partitions are others' now; the application hears
+            // of it, and the member starts over later, as after a restart.
             tracing::warn!(group, code, "consumer group heartbeat refused");
-            let _ = inner.items.send(Item::Error(group::group_error(code)));
+            group::lose(inner);
+            me.epoch = 0;
             me.full = true;
+            set_membership(inner, me).await;
+            let _ = inner.items.send(Item::Error(group::group_error(code)));
             me.interval.max(inner.config.retry_backoff)
         }
     }
@@ -265,26 +290,27 @@ async fn reconcile(
     inner: &Arc<Inner>,
     me: &mut Member,
     topics: &[String],
-    assigned: &[fjord_protocol::kafka_protocol::messages::consumer_group_heartbeat_response::TopicPartitions],
+    assigned: Vec<(uuid::Uuid, Vec<i32>)>,
 ) {
-    if assigned
-        .iter()
-        .any(|t| !me.ids.by_id.contains_key(&t.topic_id))
-    {
+    if assigned.iter().any(|(t, _)| !me.ids.by_id.contains_key(t)) {
         me.ids.refresh(inner, topics).await;
     }
     let mut target: BTreeSet<TopicPartition> = BTreeSet::new();
-    for t in assigned {
-        let Some(name) = me.ids.by_id.get(&t.topic_id) else {
-            tracing::warn!(topic = %t.topic_id, "assigned a topic this consumer cannot name yet");
+    let mut unnamed = false;
+    for (topic, partitions) in &assigned {
+        let Some(name) = me.ids.by_id.get(topic) else {
+            tracing::debug!(%topic, "assigned a topic this consumer cannot name yet");
+            unnamed = true;
             continue;
         };
         target.extend(
-            t.partitions
+            partitions
                 .iter()
                 .map(|p| TopicPartition::new(name.as_str(), *p)),
         );
     }
+    // Kept, and tried again after the next heartbeat.
+    me.unresolved = unnamed.then_some(assigned);
     let current: Vec<TopicPartition> = inner
         .assignment
         .all()
@@ -342,8 +368,17 @@ async fn leave_with(inner: &Arc<Inner>, group: &str, member: &str, epoch: i32) {
     }
 }
 
-/// Leaves the group on close: epoch -1, or -2 for a static member (its partitions wait
-/// for it to come back within the session timeout).
+/// The leave epoch: -1, or -2 for a static member (its partitions wait for it to come
+/// back within the session timeout).
+fn leave_epoch(inner: &Inner) -> i32 {
+    if inner.config.group_instance_id.is_some() {
+        STATIC_LEAVE
+    } else {
+        LEAVE
+    }
+}
+
+/// Leaves the group on close.
 pub(crate) async fn leave(inner: &Arc<Inner>) {
     let Some(group) = inner.config.group_id.clone() else {
         return;
@@ -352,12 +387,7 @@ pub(crate) async fn leave(inner: &Arc<Inner>) {
     if member.is_empty() {
         return;
     }
-    let epoch = if inner.config.group_instance_id.is_some() {
-        STATIC_LEAVE
-    } else {
-        LEAVE
-    };
-    leave_with(inner, &group, &member, epoch).await;
+    leave_with(inner, &group, &member, leave_epoch(inner)).await;
     let mut m = inner.membership.lock().await;
     m.member_id.clear();
     m.generation = -1;
