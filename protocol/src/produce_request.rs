@@ -1,4 +1,4 @@
-//! Produce requests (v3 to v9) written by hand so that record batches are not copied: the
+//! Produce requests (v3 to v12; v10-v12 lay out the request as v9 does) written by hand so that record batches are not copied: the
 //! request is a list of parts, small encoded pieces between the batches' own buffers,
 //! gathered into one `writev` by the connection. Checked against `kafka-protocol`'s
 //! decoder at every version in [`VERSIONS`].
@@ -12,8 +12,10 @@ use crate::varint::{put_length, put_string, put_unsigned_varint as put_uvarint};
 /// The Produce API key.
 const PRODUCE: i16 = 0;
 
-/// The versions [`encode`] writes (9 is the first flexible one).
-pub const VERSIONS: RangeInclusive<i16> = 3..=9;
+/// The versions [`encode`] writes (9 is the first flexible one; 10 adds KIP-951's
+/// leader hints and 11-12 KIP-890's error codes, all in the response). v13 names topics
+/// by ID.
+pub const VERSIONS: RangeInclusive<i16> = 3..=12;
 
 /// One partition's batch.
 #[derive(Debug)]
@@ -34,7 +36,7 @@ pub struct EncodedRequest {
     pub tail: Vec<Bytes>,
 }
 
-/// Encodes a Produce request at `version` (3 to 9; 9 is the first flexible one) for
+/// Encodes a Produce request at `version` (3 to 12; 9 is the first flexible one) for
 /// `topics`, each with its partitions' batches.
 pub fn encode(
     version: i16,
