@@ -48,6 +48,7 @@
 
 mod batch_scan;
 mod clean_shutdown;
+pub mod cleaner;
 pub mod config;
 pub mod error;
 #[cfg(any(test, feature = "fault-injection"))]

@@ -235,6 +235,36 @@ pub fn next_offset_after_whole_batches(buf: &[u8]) -> Option<i64> {
 /// fields inside `buf`, CRC-32C, a known codec, and recordsCount = lastOffsetDelta + 1.
 /// Returns the header; the batch is `buf[..header.total_len()]`.
 pub fn validate_batch(buf: &[u8]) -> Result<BatchHeader> {
+    let header = validate_framing(buf)?;
+    if header.records_count < 1 || header.last_offset_delta != header.records_count - 1 {
+        return Err(Error::RecordCountMismatch {
+            records_count: header.records_count,
+            last_offset_delta: header.last_offset_delta,
+        });
+    }
+    Ok(header)
+}
+
+/// As [`validate_batch`], for a batch read back from a log that compaction may have
+/// thinned: fewer records than its offset range holds, or none (a producer's emptied
+/// last batch keeps its header).
+pub fn validate_stored_batch(buf: &[u8]) -> Result<BatchHeader> {
+    let header = validate_framing(buf)?;
+    let span = i64::from(header.last_offset_delta) + 1;
+    if header.records_count < 0
+        || header.last_offset_delta < 0
+        || i64::from(header.records_count) > span
+    {
+        return Err(Error::RecordCountMismatch {
+            records_count: header.records_count,
+            last_offset_delta: header.last_offset_delta,
+        });
+    }
+    Ok(header)
+}
+
+/// Everything [`validate_batch`] checks but the record count.
+fn validate_framing(buf: &[u8]) -> Result<BatchHeader> {
     let header = BatchHeader::parse(buf)?;
     if header.batch_length < MIN_BATCH_LENGTH {
         return Err(Error::InvalidBatchLength {
@@ -257,25 +287,31 @@ pub fn validate_batch(buf: &[u8]) -> Result<BatchHeader> {
         });
     }
     header.compression()?;
-    if header.records_count < 1 || header.last_offset_delta != header.records_count - 1 {
-        return Err(Error::RecordCountMismatch {
-            records_count: header.records_count,
-            last_offset_delta: header.last_offset_delta,
-        });
-    }
     Ok(header)
 }
 
 /// Splits a buffer holding consecutive batches into `(header, batch bytes)` pairs,
 /// validating each. Stops at the first error, which it yields.
 pub fn batches(buf: &[u8]) -> impl Iterator<Item = Result<(BatchHeader, &[u8])>> + '_ {
+    split_batches(buf, validate_batch)
+}
+
+/// As [`batches`], for batches read back from a log (see [`validate_stored_batch`]).
+pub fn stored_batches(buf: &[u8]) -> impl Iterator<Item = Result<(BatchHeader, &[u8])>> + '_ {
+    split_batches(buf, validate_stored_batch)
+}
+
+fn split_batches(
+    buf: &[u8],
+    validate: fn(&[u8]) -> Result<BatchHeader>,
+) -> impl Iterator<Item = Result<(BatchHeader, &[u8])>> + '_ {
     let mut rest = buf;
     let mut failed = false;
     std::iter::from_fn(move || {
         if rest.is_empty() || failed {
             return None;
         }
-        match validate_batch(rest) {
+        match validate(rest) {
             Ok(header) => {
                 let (batch, tail) = rest.split_at(header.total_len());
                 rest = tail;
@@ -374,6 +410,33 @@ mod tests {
             validate_batch(&bytes),
             Err(Error::RecordCountMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn a_stored_batch_may_hold_fewer_records_than_its_offsets_but_never_more() {
+        let with_count = |count: i32, delta: i32| {
+            let mut bytes = batch();
+            bytes[23..27].copy_from_slice(&delta.to_be_bytes());
+            bytes[57..61].copy_from_slice(&count.to_be_bytes());
+            BatchHeader::seal_crc(&mut bytes);
+            bytes
+        };
+        // Compacted: 1 record left of 3 offsets, or none (a producer's last batch).
+        for (count, delta) in [(1, 2), (0, 2), (0, 0)] {
+            let b = with_count(count, delta);
+            assert!(validate_stored_batch(&b).is_ok(), "{count}/{delta}");
+            assert!(
+                validate_batch(&b).is_err(),
+                "{count}/{delta} is no produced batch"
+            );
+        }
+        for (count, delta) in [(4, 2), (-1, 2), (1, -1)] {
+            assert!(matches!(
+                validate_stored_batch(&with_count(count, delta)),
+                Err(Error::RecordCountMismatch { .. })
+            ));
+        }
+        assert_eq!(stored_batches(&with_count(1, 2)).count(), 1);
     }
 
     #[test]
