@@ -58,6 +58,10 @@ pub enum Kind {
     ChoiceList(&'static [&'static str]),
     /// Any text (a path, a host:port, a list of them): checked where it is used.
     Text,
+    /// A decimal number in `[0, 1]` (Kafka's DOUBLE, e.g. a ratio).
+    Ratio,
+    /// A decimal number above 0 (Kafka's DOUBLE, e.g. a rate).
+    PositiveDouble,
 }
 
 impl Kind {
@@ -83,6 +87,13 @@ impl Kind {
             Kind::OptionalInt { .. } | Kind::Text => Ok(()),
             Kind::Choice(choices) => one_of(key, value, choices).map(drop),
             Kind::ChoiceList(choices) => list_of(key, value, choices).map(drop),
+            Kind::Ratio => double_where(
+                key,
+                value,
+                |d| (0.0..=1.0).contains(&d),
+                "must be between 0 and 1",
+            ),
+            Kind::PositiveDouble => double_where(key, value, |d| d > 0.0, "must be above 0"),
         }
     }
 
@@ -101,8 +112,28 @@ impl Kind {
             Kind::Choice(choices) => format!("one of {}", choices.join(", ")),
             Kind::ChoiceList(choices) => format!("a list of {}", choices.join(", ")),
             Kind::Text => "text".to_string(),
+            Kind::Ratio => "a decimal number in [0, 1]".to_string(),
+            Kind::PositiveDouble => "a decimal number > 0".to_string(),
         }
     }
+}
+
+/// A finite decimal number (Java's `Double.parseDouble` reading, as Kafka's) that
+/// `ok` accepts.
+fn double_where(
+    key: &str,
+    value: &str,
+    ok: impl Fn(f64) -> bool,
+    why: &str,
+) -> Result<(), BadSetting> {
+    let d: f64 = number(key, value)?;
+    if !d.is_finite() {
+        return Err(BadSetting::new(key, value, "not a finite number"));
+    }
+    if !ok(d) {
+        return Err(BadSetting::new(key, value, why));
+    }
+    Ok(())
 }
 
 /// A number.

@@ -197,6 +197,14 @@ impl BrokerConfig {
         {
             bail!("cleanup.policy=compact is not supported yet: Fjord does not compact logs");
         }
+        let lag = |k: &str| value(k).trim().parse::<i64>().unwrap_or(0);
+        if lag("min.compaction.lag.ms") > lag("max.compaction.lag.ms") {
+            bail!(
+                "conflicting min.compaction.lag.ms ({}) above max.compaction.lag.ms ({})",
+                value("min.compaction.lag.ms"),
+                value("max.compaction.lag.ms")
+            );
+        }
         self.log_config_with(dynamic, overrides)?;
         Ok(())
     }
@@ -357,6 +365,50 @@ mod tests {
         assert!(c.check_new_settings(&BTreeMap::new(), &fine).is_ok());
         // The static config is held to it at start.
         let sets = [("log.cleanup.policy".to_string(), "compact".to_string())];
+        assert!(BrokerConfig::from_sources(None, &sets).is_err());
+    }
+
+    #[test]
+    fn the_cleaner_configs_are_accepted_with_kafkas_bounds() {
+        let c = BrokerConfig::from_sources(None, &[]).expect("config");
+        let none = BTreeMap::new();
+        let fine = BTreeMap::from([
+            ("min.cleanable.dirty.ratio".to_string(), "0.01".to_string()),
+            ("delete.retention.ms".to_string(), "100".to_string()),
+            ("min.compaction.lag.ms".to_string(), "0".to_string()),
+            ("max.compaction.lag.ms".to_string(), "60000".to_string()),
+        ]);
+        assert!(c.check_new_settings(&none, &fine).is_ok());
+        for (k, v) in [
+            ("min.cleanable.dirty.ratio", "1.5"),
+            ("min.cleanable.dirty.ratio", "NaN"),
+            ("min.cleanable.dirty.ratio", "half"),
+            ("delete.retention.ms", "-1"),
+            ("max.compaction.lag.ms", "0"),
+        ] {
+            let bad = BTreeMap::from([(k.to_string(), v.to_string())]);
+            assert!(c.check_new_settings(&none, &bad).is_err(), "{k}={v}");
+        }
+        let conflict = BTreeMap::from([
+            ("min.compaction.lag.ms".to_string(), "10".to_string()),
+            ("max.compaction.lag.ms".to_string(), "5".to_string()),
+        ]);
+        let e = c
+            .check_new_settings(&none, &conflict)
+            .expect_err("conflict");
+        assert!(e.to_string().contains("min.compaction.lag.ms"), "{e}");
+        let sets = [
+            (
+                "log.cleaner.io.max.bytes.per.second".to_string(),
+                "1048576.5".to_string(),
+            ),
+            ("log.cleaner.threads".to_string(), "2".to_string()),
+        ];
+        assert!(BrokerConfig::from_sources(None, &sets).is_ok());
+        let sets = [(
+            "log.cleaner.io.max.bytes.per.second".to_string(),
+            "0".to_string(),
+        )];
         assert!(BrokerConfig::from_sources(None, &sets).is_err());
     }
 

@@ -39,8 +39,10 @@ fn config_type(kind: Kind) -> i8 {
     const STRING: i8 = 2;
     const INT: i8 = 3;
     const LONG: i8 = 5;
+    const DOUBLE: i8 = 6;
     const LIST: i8 = 7;
     match kind {
+        Kind::Ratio | Kind::PositiveDouble => DOUBLE,
         Kind::Bool => BOOLEAN,
         Kind::Int { max, .. } | Kind::OptionalInt { max, .. } if max <= i64::from(i32::MAX) => INT,
         Kind::Int { .. } | Kind::OptionalInt { .. } => LONG,
