@@ -442,6 +442,11 @@ impl Segment {
         Ok(())
     }
 
+    /// Closes the segment's files (its `.log` stays open for regions read from it).
+    pub(crate) fn drop_files(&self) {
+        self.lock().files = None;
+    }
+
     /// Whether a region read from this segment may still be in use.
     pub(crate) fn has_readers(&self) -> bool {
         self.lock()

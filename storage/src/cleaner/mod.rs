@@ -4,16 +4,22 @@
 //! - [`pass`]: one pass with no I/O: the map, then every batch of the segments being
 //!   rewritten through the record filter (`fjord_protocol::record_batch::filter_batch`
 //!   rewrites one batch, keeping offsets, producer fields and the last offset delta);
-//! - to come: the driver that picks the dirtiest log (`min.cleanable.dirty.ratio`),
-//!   reads its segments within the I/O throttle, writes `.cleaned` files and swaps them
-//!   in through `.swap` (recovered at start), and keeps `cleaner-offset-checkpoint`.
+//! - [`files`]: sealed segments read batch by batch, each cleaned into
+//!   `<base>.log.cleaned`; `Log::compact` (in `log/compaction.rs`) runs a pass over one
+//!   log and swaps the cleaned files in through `<base>.log.swap`, which an open
+//!   finishes after a crash, and keeps the dirty section's start in
+//!   `cleaner-offset-checkpoint`;
+//! - to come: the broker's cleaner thread that picks the dirtiest log
+//!   (`min.cleanable.dirty.ratio`, `max.compaction.lag.ms`) within the I/O throttle.
 //!
 //! Transactions will add to the filter (aborted records, markers, the last stable
 //! offset) without changing its shape: a record's fate is decided per record with the
 //! batch at hand.
 
+pub mod files;
 pub mod key_map;
 pub mod pass;
 
+pub use files::{CleanedSegment, SealedSegment};
 pub use key_map::KeyMap;
 pub use pass::{build_map, clean_batches, PassStats, Rules};

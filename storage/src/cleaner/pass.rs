@@ -46,6 +46,17 @@ pub struct PassStats {
     pub bytes_written: u64,
 }
 
+impl PassStats {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &PassStats) {
+        self.batches_read += other.batches_read;
+        self.records_read += other.records_read;
+        self.records_kept += other.records_kept;
+        self.bytes_read += other.bytes_read;
+        self.bytes_written += other.bytes_written;
+    }
+}
+
 /// Puts the keys of `log` (whole batches, in offset order) at offsets in
 /// `[from, until)` into `map`. Returns the offset the map covers up to (exclusive):
 /// `until`, or the first record whose new key did not fit.

@@ -20,7 +20,9 @@ use crate::io::OpenMode;
 pub use crate::retention::RetentionOutcome;
 use crate::segment::{Segment, SegmentCtx};
 pub use crate::timestamp_search::TimestampOffset;
+pub use compaction::{CompactOptions, CompactOutcome};
 
+mod compaction;
 mod epochs;
 mod files;
 mod hot;

@@ -1,0 +1,200 @@
+//! The cleaner's file side: sealed segments read batch by batch through their open
+//! files (valid whatever the log does meanwhile), and each cleaned segment written next
+//! to its original as `<base>.log.cleaned`, synced before the log swaps it in.
+
+use std::fs::File;
+use std::io::IoSlice;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fjord_protocol::record_batch::{peek_entry, BatchHeader, LOG_OVERHEAD};
+
+use super::key_map::KeyMap;
+use super::pass::{self, PassStats, Rules};
+use crate::error::{IoContext, Result, StorageError};
+use crate::io::{Io, OpenMode};
+
+/// Suffix of a cleaned segment not yet swapped in (removed at open).
+pub const CLEANED_SUFFIX: &str = "log.cleaned";
+/// Suffix of a cleaned segment being swapped in (the swap is finished at open).
+pub const SWAP_SUFFIX: &str = "log.swap";
+
+/// Bytes read from a segment at a time (more if one batch is larger).
+const CHUNK: usize = 1 << 20;
+
+/// A sealed segment as the cleaner reads it.
+#[derive(Debug, Clone)]
+pub struct SealedSegment {
+    /// Its base offset.
+    pub base: u64,
+    /// The offset after its last batch.
+    pub next_offset: u64,
+    /// Bytes of valid batches.
+    pub size: u64,
+    /// Its largest timestamp (`None` if it has none).
+    pub max_timestamp: Option<i64>,
+    /// Its open `.log`.
+    pub file: Arc<File>,
+}
+
+/// A segment cleaned into its `.cleaned` file, ready to swap in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CleanedSegment {
+    /// The base offset of the segment it replaces (and its own).
+    pub base: u64,
+    /// Its size.
+    pub size: u64,
+    /// The size of the segment it replaces when it was read: a segment that changed
+    /// since is not replaced.
+    pub replaces_size: u64,
+}
+
+/// `<base>.<suffix>` in `dir`.
+pub fn file_path(dir: &Path, base: u64, suffix: &str) -> PathBuf {
+    dir.join(format!("{base:020}.{suffix}"))
+}
+
+fn corrupt(segment: &SealedSegment, position: u64, reason: String) -> StorageError {
+    StorageError::Corrupt {
+        path: PathBuf::from(format!("segment {:020}", segment.base)),
+        position,
+        reason,
+    }
+}
+
+/// Calls `f` with each whole batch of `segment`, in order, reading `CHUNK` bytes at a
+/// time; `f` returns whether to go on.
+pub fn for_each_batch(
+    segment: &SealedSegment,
+    mut f: impl FnMut(&[u8]) -> Result<bool>,
+) -> Result<()> {
+    let mut buf: Vec<u8> = Vec::new();
+    // File position of buf[0].
+    let mut at = 0u64;
+    loop {
+        let mut used = 0;
+        while let Some((_, len)) = peek_entry(&buf[used..]) {
+            let total = usize::try_from(len)
+                .ok()
+                .filter(|n| *n > 0)
+                .map(|n| n + LOG_OVERHEAD)
+                .ok_or_else(|| corrupt(segment, at + used as u64, format!("batch length {len}")))?;
+            if used + total > buf.len() {
+                break;
+            }
+            if !f(&buf[used..used + total])? {
+                return Ok(());
+            }
+            used += total;
+        }
+        buf.drain(..used);
+        at += used as u64;
+        let read_at = at + buf.len() as u64;
+        if read_at >= segment.size {
+            if buf.is_empty() {
+                return Ok(());
+            }
+            return Err(corrupt(
+                segment,
+                at,
+                "a batch runs past the segment's end".into(),
+            ));
+        }
+        let need = peek_entry(&buf)
+            .and_then(|(_, len)| usize::try_from(len).ok())
+            .map_or(CHUNK, |len| (len + LOG_OVERHEAD).max(CHUNK));
+        let n = usize::try_from((segment.size - read_at).min(need as u64)).unwrap_or(CHUNK);
+        let start = buf.len();
+        buf.resize(start + n, 0);
+        segment
+            .file
+            .read_exact_at(&mut buf[start..], read_at)
+            .map_err(|source| StorageError::Io {
+                op: "read segment for cleaning",
+                path: PathBuf::from(format!("segment {:020}", segment.base)),
+                source,
+            })?;
+    }
+}
+
+/// Builds `map` over the records of `segments` at offsets in `[from, until)`; returns
+/// the offset it covers up to (see [`pass::build_map`]).
+pub fn map_segments(
+    segments: &[SealedSegment],
+    from: i64,
+    until: i64,
+    map: &mut KeyMap,
+    max_decompressed: usize,
+) -> Result<i64> {
+    let mut cut = until;
+    for segment in segments {
+        if i64::try_from(segment.next_offset).unwrap_or(i64::MAX) <= from {
+            continue;
+        }
+        if i64::try_from(segment.base).unwrap_or(i64::MAX) >= until {
+            break;
+        }
+        let mut full = false;
+        for_each_batch(segment, |batch| {
+            let reached = pass::build_map(batch, from, until, map, max_decompressed)
+                .map_err(|e| corrupt(segment, 0, e.to_string()))?;
+            if reached < until {
+                cut = reached;
+                full = true;
+            }
+            Ok(!full)
+        })?;
+        if full {
+            break;
+        }
+    }
+    Ok(cut)
+}
+
+/// Cleans `segment` into `<base>.log.cleaned` in `dir` (synced), by `map` and `rules`.
+pub fn write_cleaned(
+    io: &Io,
+    dir: &Path,
+    segment: &SealedSegment,
+    map: &KeyMap,
+    rules: &Rules,
+    last_of_producer: &dyn Fn(&BatchHeader) -> bool,
+) -> Result<(CleanedSegment, PassStats)> {
+    let path = file_path(dir, segment.base, CLEANED_SUFFIX);
+    let out = io
+        .open(&path, OpenMode::CreateTruncate)
+        .io_context("create cleaned segment", &path)?;
+    let mut stats = PassStats::default();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut size = 0u64;
+    let mut flush = |pending: &mut Vec<u8>| -> Result<()> {
+        io.write_all_vectored(&path, &out, &mut [IoSlice::new(pending)])
+            .io_context("write cleaned segment", &path)?;
+        size += pending.len() as u64;
+        pending.clear();
+        Ok(())
+    };
+    for_each_batch(segment, |batch| {
+        let s = pass::clean_batches(batch, map, rules, last_of_producer, |b| {
+            pending.extend_from_slice(b)
+        })
+        .map_err(|e| corrupt(segment, 0, e.to_string()))?;
+        stats.add(&s);
+        if pending.len() >= CHUNK {
+            flush(&mut pending)?;
+        }
+        Ok(true)
+    })?;
+    flush(&mut pending)?;
+    io.sync(&out, true)
+        .io_context("sync cleaned segment", &path)?;
+    Ok((
+        CleanedSegment {
+            base: segment.base,
+            size,
+            replaces_size: segment.size,
+        },
+        stats,
+    ))
+}

@@ -1,0 +1,215 @@
+//! Compaction of a real log on disk: the latest value of every key stays at its
+//! offset, reads step over the gaps, the result survives reopening, tombstones go once
+//! their horizon passed; and a crash (an operation failing, then a power loss that keeps
+//! only what was synced) at any point of a pass loses no surviving record and leaves a
+//! log that opens and reads.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use common::*;
+use fjord_protocol::compression::Compression;
+use fjord_protocol::record_batch::{
+    stored_batches, BatchBuilder, RecordIter, RecordSpec, BATCH_HEADER_LEN,
+};
+use fjord_storage::cleaner::Rules;
+use fjord_storage::fault::{FaultIo, Op as IoOp, Torn};
+use fjord_storage::log::CompactOptions;
+use fjord_storage::{Flusher, Io, Log};
+
+const NOW: i64 = 1_000_000;
+const RETENTION: i64 = 10_000;
+
+type Model = BTreeMap<u64, (u8, Option<Vec<u8>>)>;
+
+/// Appends 60 batches of 3 records: keys 0..8, some tombstones; the model of what was
+/// written.
+fn fill(log: &mut Log) -> Model {
+    let mut model = Model::new();
+    let codecs = [
+        Compression::None,
+        Compression::Lz4,
+        Compression::Zstd,
+        Compression::Gzip,
+    ];
+    for b in 0..60u32 {
+        let mut builder = BatchBuilder::new(codecs[b as usize % 4], 1_000 + i64::from(b));
+        let first = log.log_end_offset();
+        for r in 0..3u32 {
+            let key = ((b * 3 + r) * 7 % 8) as u8;
+            let value = ((b * 3 + r) % 11 != 0).then(|| format!("v{b}-{r}").into_bytes());
+            builder.push(RecordSpec {
+                key: Some(vec![key]),
+                value: value.clone(),
+                headers: Vec::new(),
+                timestamp: Some(1_000 + i64::from(b)),
+            });
+            model.insert(first + u64::from(r), (key, value));
+        }
+        log.append(&builder.build().expect("build"))
+            .expect("append");
+    }
+    model
+}
+
+/// offset -> (key, value) of every record, read through the log's own reads.
+fn records(log: &Log) -> Model {
+    let mut out = Model::new();
+    let mut next = log.log_start_offset();
+    while next < log.log_end_offset() {
+        let bytes = log.read_to_vec(next, 1 << 20).expect("read");
+        assert!(!bytes.is_empty(), "no progress reading at {next}");
+        for batch in stored_batches(&bytes) {
+            let (h, b) = batch.expect("a valid batch");
+            let payload = h
+                .compression()
+                .expect("codec")
+                .decompress(&b[BATCH_HEADER_LEN..], 1 << 20)
+                .expect("payload");
+            for r in RecordIter::new(&payload, h.records_count as usize) {
+                let r = r.expect("record");
+                let offset = (h.base_offset + i64::from(r.offset_delta)) as u64;
+                out.insert(
+                    offset,
+                    (r.key.expect("keyed")[0], r.value.map(<[u8]>::to_vec)),
+                );
+            }
+            next = h.last_offset() as u64 + 1;
+        }
+    }
+    out
+}
+
+fn latest(model: &Model) -> BTreeMap<u8, u64> {
+    model.iter().map(|(o, (k, _))| (*k, *o)).collect()
+}
+
+/// Segments of a few batches each.
+fn config() -> fjord_storage::LogConfig {
+    fjord_storage::LogConfig {
+        segment_bytes: 1024,
+        ..small_config()
+    }
+}
+
+fn options(now_ms: i64) -> CompactOptions {
+    CompactOptions {
+        dedupe_bytes: 1 << 20,
+        min_compaction_lag_ms: 0,
+        rules: Rules {
+            now_ms,
+            delete_retention_ms: RETENTION,
+            max_decompressed: 1 << 20,
+        },
+    }
+}
+
+/// What a compacted log may hold: records as written, the latest of every key with a
+/// value among them.
+fn check(got: &Model, model: &Model, active_base: u64) {
+    for (offset, record) in got {
+        assert_eq!(
+            Some(record),
+            model.get(offset),
+            "offset {offset} is as written"
+        );
+    }
+    for (key, offset) in latest(model) {
+        if model[&offset].1.is_some() || offset >= active_base {
+            assert!(
+                got.contains_key(&offset),
+                "key {key}'s latest record (offset {offset}) stays"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_pass_keeps_the_latest_per_key_and_later_ones_drop_expired_tombstones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(dir.path(), config());
+    let model = fill(&mut log);
+    let end = log.log_end_offset();
+    let before = log.size_bytes();
+    assert!(log.segment_count() > 3, "small segments");
+    // A fetch's region read before the pass keeps reading the old file whole.
+    let regions = log.read(0, 1 << 20).expect("read");
+    let old_bytes = log.read_to_vec(0, 1 << 20).expect("read");
+    let outcome = log.compact(&options(NOW)).expect("compact");
+    let mut after: Vec<u8> = Vec::new();
+    for r in &regions {
+        after.extend(r.read_to_vec().expect("the old file still reads"));
+    }
+    assert_eq!(after, old_bytes);
+    assert!(outcome.segments_swapped > 0);
+    assert_eq!(outcome.first_dirty, log.active_segment_base());
+    assert!(log.size_bytes() < before, "{} < {before}", log.size_bytes());
+    assert_eq!(log.log_end_offset(), end);
+    let active = log.active_segment_base();
+    let got = records(&log);
+    check(&got, &model, active);
+    // Below the active segment only the latest record of each key is left.
+    let sealed: Vec<u8> = got.range(..active).map(|(_, (k, _))| *k).collect();
+    let distinct: std::collections::BTreeSet<u8> = sealed.iter().copied().collect();
+    assert_eq!(sealed.len(), distinct.len(), "{got:?}");
+    // It survives an unclean stop and a clean close.
+    drop(log);
+    let log = open(dir.path(), config());
+    assert_eq!(records(&log), got);
+    assert_eq!(log.first_dirty_offset().expect("checkpoint"), active);
+    log.close().expect("close");
+    let mut log = open(dir.path(), config());
+    assert_eq!(records(&log), got);
+    // Past the horizon, tombstones in the cleaned segments go.
+    log.compact(&options(NOW + RETENTION)).expect("compact");
+    let later = records(&log);
+    assert!(
+        later.range(..active).all(|(_, (_, v))| v.is_some()),
+        "no tombstone left: {later:?}"
+    );
+    check(&later, &model, active);
+}
+
+#[test]
+fn a_crash_anywhere_in_a_pass_loses_no_surviving_record() {
+    for op in [
+        IoOp::Open,
+        IoOp::Write,
+        IoOp::Sync,
+        IoOp::Rename,
+        IoOp::Remove,
+    ] {
+        let mut crashed = 0;
+        for passes in 0..12 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let fault = Arc::new(FaultIo::new());
+            let flusher = || Flusher::with_io("test", Io::new(fault.clone())).expect("flusher");
+            let mut log = Log::open(dir.path(), config(), flusher()).expect("open");
+            let model = fill(&mut log);
+            log.flush().expect("flush");
+            let active = log.active_segment_base();
+            let end = log.log_end_offset();
+            fault.fail_after(op, "", libc::EIO, passes);
+            assert!(log.segment_count() > 3);
+            let result = log.compact(&options(NOW));
+            crashed += usize::from(result.is_err());
+            drop(log);
+            fault.clear();
+            fault.power_loss(Torn::Nothing).expect("power loss");
+            let mut log =
+                Log::open(dir.path(), config(), flusher()).expect("opens after the crash");
+            assert_eq!(log.log_end_offset(), end, "{op:?}/{passes}: {result:?}");
+            check(&records(&log), &model, active);
+            // A pass after the crash finishes the job.
+            log.compact(&options(NOW)).expect("compact again");
+            let got = records(&log);
+            check(&got, &model, active);
+            let sealed: Vec<u8> = got.range(..active).map(|(_, (k, _))| *k).collect();
+            let distinct: std::collections::BTreeSet<u8> = sealed.iter().copied().collect();
+            assert_eq!(sealed.len(), distinct.len(), "{op:?}/{passes}");
+        }
+        assert!(crashed > 0, "{op:?} never failed a pass");
+    }
+}
