@@ -12,6 +12,7 @@
 //! - [`producer_state`]: idempotent producers' sequence tracking per partition.
 
 pub mod acceptor;
+pub mod cleaner;
 pub mod config;
 mod connection;
 pub mod fd_budget;

@@ -140,6 +140,10 @@ fn main() -> Result<()> {
             Arc::clone(&broker),
             stop_tx.subscribe(),
         ));
+        let cleaner = tokio::spawn(fjord_broker::cleaner::run(
+            Arc::clone(&broker),
+            stop_tx.subscribe(),
+        ));
         shutdown_signal().await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
@@ -148,6 +152,7 @@ fn main() -> Result<()> {
         server.await.context("acceptor task")??;
         upkeep.await.context("maintenance task")?;
         group_timers.await.context("group timers task")?;
+        cleaner.await.context("log cleaner task")?;
         anyhow::Ok(broker)
     })?;
     // Outside the runtime: closing flushes and waits for fsyncs, which blocks.

@@ -67,6 +67,13 @@ pub enum Error {
         /// What is wrong.
         what: &'static str,
     },
+    /// A record without a key in a batch for a compacted topic (Kafka's INVALID_RECORD:
+    /// compaction keeps the latest record per key, so every record needs one).
+    #[error("record {index} of the batch has no key, and the topic is compacted")]
+    MissingKey {
+        /// The record's position in its batch.
+        index: usize,
+    },
     /// Decompressing would produce more bytes than the caller allows.
     #[error("decompressed {codec:?} payload exceeds the limit of {limit} bytes")]
     DecompressedTooLarge {

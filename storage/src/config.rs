@@ -49,6 +49,21 @@ pub struct LogConfig {
     /// `fjord.produce.validation`: how deeply appended records are checked beyond header
     /// and CRC (default: not at all here; the broker's default walks record lengths).
     pub record_validation: RecordValidation,
+    /// `cleanup.policy` with `compact`: the cleaner's settings (records then need keys).
+    pub compaction: Option<Compaction>,
+}
+
+/// A compacted log's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compaction {
+    /// `min.cleanable.dirty.ratio`, in parts per million.
+    pub min_cleanable_ratio_ppm: u32,
+    /// `delete.retention.ms`.
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`.
+    pub max_compaction_lag_ms: i64,
 }
 
 const WEEK_MS: u64 = 7 * 24 * 60 * 60 * 1000;
@@ -66,6 +81,7 @@ impl Default for LogConfig {
             timestamp_type: TimestampType::CreateTime,
             durability: Durability::PageCache,
             record_validation: RecordValidation::Header,
+            compaction: None,
         }
     }
 }

@@ -66,7 +66,7 @@ mod segment;
 mod time_index;
 mod timestamp_search;
 
-pub use config::{Durability, LogConfig};
+pub use config::{Compaction, Durability, LogConfig};
 pub use error::{Result, StorageError};
 pub use file_region::FileRegion;
 pub use flusher::{FlushTicket, Flusher};

@@ -103,6 +103,7 @@ fn options(now_ms: i64) -> CompactOptions {
             delete_retention_ms: RETENTION,
             max_decompressed: 1 << 20,
         },
+        max_bytes_per_second: f64::INFINITY,
     }
 }
 

@@ -238,6 +238,16 @@ impl BrokerConfig {
             connections_max_idle_ms: v.millis("connections.max.idle.ms")?.as_millis() as u64,
             retention_check_interval_ms: v.millis("log.retention.check.interval.ms")?.as_millis()
                 as u64,
+            cleaner: super::CleanerConfig {
+                enable: v.flag("log.cleaner.enable")?,
+                backoff_ms: v.millis("log.cleaner.backoff.ms")?.as_millis() as u64,
+                dedupe_buffer_bytes: v.count("log.cleaner.dedupe.buffer.size")?,
+                io_max_bytes_per_second: v
+                    .text("log.cleaner.io.max.bytes.per.second")
+                    .trim()
+                    .parse()
+                    .context("log.cleaner.io.max.bytes.per.second")?,
+            },
             producer_id_expiration_ms: v.millis("producer.id.expiration.ms")?.as_millis() as u64,
             segment_idle_close_ms: v.millis("fjord.segment.idle.close.ms")?.as_millis() as u64,
             fetch_max_bytes: v.count("fetch.max.bytes")?,

@@ -108,6 +108,8 @@ pub struct BrokerConfig {
     pub fetch_max_bytes: usize,
     /// How often retention runs.
     pub retention_check_interval_ms: u64,
+    /// `log.cleaner.*`: the log cleaner of compacted topics.
+    pub cleaner: CleanerConfig,
     /// Segments unused this long have their files closed.
     pub segment_idle_close_ms: u64,
     /// Idempotent producers unseen this long are forgotten.
@@ -132,6 +134,19 @@ fn saved_flag(key: &str, value: &str) -> bool {
         tracing::warn!(error = %e, "saved setting does not parse; taking true (durable)");
         true
     })
+}
+
+/// The log cleaner's settings, by Kafka's names.
+#[derive(Debug, Clone, Copy)]
+pub struct CleanerConfig {
+    /// `log.cleaner.enable`.
+    pub enable: bool,
+    /// `log.cleaner.backoff.ms`: the pause when no log needs cleaning.
+    pub backoff_ms: u64,
+    /// `log.cleaner.dedupe.buffer.size`: the key map's memory.
+    pub dedupe_buffer_bytes: usize,
+    /// `log.cleaner.io.max.bytes.per.second`: the read+write throttle.
+    pub io_max_bytes_per_second: f64,
 }
 
 impl BrokerConfig {
@@ -188,14 +203,6 @@ impl BrokerConfig {
                 .kind
                 .check(topic_key, &value(topic_key))
                 .map_err(|e| anyhow::anyhow!("{e} (accepts {})", setting.kind.describe()))?;
-        }
-        // Compaction is not implemented: a compacted topic deleted by time instead would
-        // silently lose the latest value of old keys.
-        if value("cleanup.policy")
-            .split(',')
-            .any(|p| p.trim() == "compact")
-        {
-            bail!("cleanup.policy=compact is not supported yet: Fjord does not compact logs");
         }
         let lag = |k: &str| value(k).trim().parse::<i64>().unwrap_or(0);
         if lag("min.compaction.lag.ms") > lag("max.compaction.lag.ms") {
@@ -256,13 +263,42 @@ impl BrokerConfig {
         } else {
             Durability::PageCache
         };
+        let policy = pick("cleanup.policy", "log.cleanup.policy");
+        let has = |p: &str| policy.split(',').any(|x| x.trim() == p);
+        // Compact-only logs keep every key's latest record however old: no retention.
+        let deletes = has("delete") || !has("compact");
+        let compaction = if has("compact") {
+            let ratio: f64 = pick(
+                "min.cleanable.dirty.ratio",
+                "log.cleaner.min.cleanable.ratio",
+            )
+            .trim()
+            .parse()
+            .context("config min.cleanable.dirty.ratio")?;
+            Some(fjord_storage::Compaction {
+                min_cleanable_ratio_ppm: (ratio.clamp(0.0, 1.0) * 1e6) as u32,
+                delete_retention_ms: int("delete.retention.ms", "log.cleaner.delete.retention.ms")?,
+                min_compaction_lag_ms: int(
+                    "min.compaction.lag.ms",
+                    "log.cleaner.min.compaction.lag.ms",
+                )?,
+                max_compaction_lag_ms: int(
+                    "max.compaction.lag.ms",
+                    "log.cleaner.max.compaction.lag.ms",
+                )?,
+            })
+        } else {
+            None
+        };
         let config = LogConfig {
+            compaction,
             segment_bytes: int("segment.bytes", "log.segment.bytes")? as u64,
             segment_ms: opt(int("segment.ms", "log.roll.ms")?),
             segment_index_bytes: int("segment.index.bytes", "log.index.size.max.bytes")? as u64,
             index_interval_bytes: int("index.interval.bytes", "log.index.interval.bytes")? as u64,
-            retention_ms: opt(int("retention.ms", "log.retention.ms")?),
-            retention_bytes: opt(int("retention.bytes", "log.retention.bytes")?),
+            retention_ms: opt(int("retention.ms", "log.retention.ms")?).filter(|_| deletes),
+            retention_bytes: opt(int("retention.bytes", "log.retention.bytes")?)
+                .filter(|_| deletes),
             max_batch_bytes: int("max.message.bytes", "message.max.bytes")? as usize,
             timestamp_type: match pick("message.timestamp.type", "log.message.timestamp.type")
                 .as_str()
@@ -334,8 +370,6 @@ mod tests {
     fn settings_fjord_cannot_honour_are_refused() {
         let c = BrokerConfig::from_sources(None, &[]).expect("config");
         for (k, v) in [
-            ("cleanup.policy", "compact"),
-            ("cleanup.policy", "delete,compact"),
             ("cleanup.policy", "shred"),
             ("message.timestamp.type", "Whenever"),
             ("compression.type", "brotli"),
@@ -354,6 +388,21 @@ mod tests {
                 assert!(c.log_config(&bad).is_ok(), "{k}={v}");
             }
         }
+        for policy in ["compact", "delete,compact", "compact,delete"] {
+            let ok = BTreeMap::from([("cleanup.policy".to_string(), policy.to_string())]);
+            assert!(
+                c.check_new_settings(&BTreeMap::new(), &ok).is_ok(),
+                "{policy}"
+            );
+            let log = c.log_config(&ok).expect("log");
+            assert!(log.compaction.is_some(), "{policy}");
+            // Compact-only keeps every key's latest record however old.
+            assert_eq!(
+                log.retention_ms.is_some(),
+                policy.contains("delete"),
+                "{policy}"
+            );
+        }
         let fine = BTreeMap::from([
             ("cleanup.policy".to_string(), "delete".to_string()),
             (
@@ -364,7 +413,7 @@ mod tests {
         ]);
         assert!(c.check_new_settings(&BTreeMap::new(), &fine).is_ok());
         // The static config is held to it at start.
-        let sets = [("log.cleanup.policy".to_string(), "compact".to_string())];
+        let sets = [("log.cleanup.policy".to_string(), "shred".to_string())];
         assert!(BrokerConfig::from_sources(None, &sets).is_err());
     }
 
@@ -397,14 +446,15 @@ mod tests {
             .check_new_settings(&none, &conflict)
             .expect_err("conflict");
         assert!(e.to_string().contains("min.compaction.lag.ms"), "{e}");
-        let sets = [
-            (
-                "log.cleaner.io.max.bytes.per.second".to_string(),
-                "1048576.5".to_string(),
-            ),
-            ("log.cleaner.threads".to_string(), "2".to_string()),
-        ];
-        assert!(BrokerConfig::from_sources(None, &sets).is_ok());
+        let sets = [(
+            "log.cleaner.io.max.bytes.per.second".to_string(),
+            "1048576.5".to_string(),
+        )];
+        let c = BrokerConfig::from_sources(None, &sets).expect("a finite throttle");
+        assert_eq!(c.cleaner.io_max_bytes_per_second, 1_048_576.5);
+        // One cleaner thread: more is refused, not ignored.
+        let sets = [("log.cleaner.threads".to_string(), "2".to_string())];
+        assert!(BrokerConfig::from_sources(None, &sets).is_err());
         let sets = [(
             "log.cleaner.io.max.bytes.per.second".to_string(),
             "0".to_string(),

@@ -35,7 +35,7 @@ const I64: i64 = i64::MAX;
 /// Compression codecs a topic may force (`producer` keeps the producer's).
 pub const COMPRESSION_TYPES: &[&str] =
     &["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"];
-/// Cleanup policies Kafka defines; `compact` is refused until Fjord compacts.
+/// Cleanup policies Kafka defines.
 pub const CLEANUP_POLICIES: &[&str] = &["delete", "compact"];
 
 /// A broker setting that needs a restart.
@@ -107,16 +107,16 @@ pub const SETTINGS: &[Setting] = &[
     broker("offsets.retention.check.interval.ms", int(1, I64), "600000", "How often expired committed offsets are removed."),
     broker("offset.metadata.max.bytes", int(0, I32), "4096", "Largest metadata string an offset commit may carry."),
     broker("producer.id.expiration.ms", Kind::POSITIVE_INT, "86400000", "Idempotent producers unseen this long are forgotten."),
-    topic_default("log.cleanup.policy", "cleanup.policy", Kind::ChoiceList(CLEANUP_POLICIES), "delete", "What happens to old segments: delete (compact is refused: Fjord does not compact yet)."),
-    topic_default("log.cleaner.min.cleanable.ratio", "min.cleanable.dirty.ratio", Kind::Ratio, "0.5", "Compaction: a log is cleaned once this share of it is dirty (not cleaned yet); the dirtiest goes first. Kept for when compaction lands."),
-    topic_default("log.cleaner.delete.retention.ms", "delete.retention.ms", int(0, I64), "86400000", "Compaction: how long a tombstone stays once cleaned (KIP-534 horizon). Kept for when compaction lands."),
-    topic_default("log.cleaner.min.compaction.lag.ms", "min.compaction.lag.ms", int(0, I64), "0", "Compaction: records younger than this are never cleaned. Kept for when compaction lands."),
-    topic_default("log.cleaner.max.compaction.lag.ms", "max.compaction.lag.ms", int(1, I64), "9223372036854775807", "Compaction: a record older than this forces a pass whatever the dirty ratio. Kept for when compaction lands."),
-    broker("log.cleaner.enable", Kind::Bool, "true", "Run the log cleaner (compacted topics only). Kept for when compaction lands."),
-    broker("log.cleaner.threads", Kind::POSITIVE_INT, "1", "Cleaner threads. Kept for when compaction lands."),
-    broker("log.cleaner.dedupe.buffer.size", int(1 << 20, I64), "134217728", "Memory for the cleaners' key maps, shared by the threads (24 bytes a key). Kept for when compaction lands."),
-    broker("log.cleaner.io.max.bytes.per.second", Kind::PositiveDouble, "1.7976931348623157E308", "The cleaners' read+write throttle. Kept for when compaction lands."),
-    broker("log.cleaner.backoff.ms", int(0, I64), "15000", "How long a cleaner sleeps when no log needs cleaning. Kept for when compaction lands."),
+    topic_default("log.cleanup.policy", "cleanup.policy", Kind::ChoiceList(CLEANUP_POLICIES), "delete", "What happens to old segments: delete (by retention.ms and retention.bytes), compact (the log cleaner keeps the latest record per key), or both."),
+    topic_default("log.cleaner.min.cleanable.ratio", "min.cleanable.dirty.ratio", Kind::Ratio, "0.5", "Compaction: a log is cleaned once this share of it is dirty (not cleaned yet); the dirtiest goes first."),
+    topic_default("log.cleaner.delete.retention.ms", "delete.retention.ms", int(0, I64), "86400000", "Compaction: how long a tombstone stays once cleaned (KIP-534 horizon)."),
+    topic_default("log.cleaner.min.compaction.lag.ms", "min.compaction.lag.ms", int(0, I64), "0", "Compaction: records younger than this are never cleaned."),
+    topic_default("log.cleaner.max.compaction.lag.ms", "max.compaction.lag.ms", int(1, I64), "9223372036854775807", "Compaction: a record older than this forces a pass whatever the dirty ratio."),
+    broker("log.cleaner.enable", Kind::Bool, "true", "Run the log cleaner (compacted topics only)."),
+    broker("log.cleaner.threads", int(1, 1), "1", "Cleaner threads: Fjord runs one (more is refused, not ignored)."),
+    broker("log.cleaner.dedupe.buffer.size", int(1 << 20, I64), "134217728", "Memory for the cleaners' key maps, shared by the threads (24 bytes a key)."),
+    broker("log.cleaner.io.max.bytes.per.second", Kind::PositiveDouble, "1.7976931348623157E308", "The cleaners' read+write throttle."),
+    broker("log.cleaner.backoff.ms", int(0, I64), "15000", "How long a cleaner sleeps when no log needs cleaning."),
     topic_default("compression.type", "compression.type", Kind::Choice(COMPRESSION_TYPES), "producer", "Codec batches are stored with; producer keeps the producer's."),
     topic_default("log.segment.bytes", "segment.bytes", int(14, I32), "1073741824", "Roll to a new segment when the active one would exceed this."),
     topic_default("log.roll.ms", "segment.ms", int(1, I64), "604800000", "Roll to a new segment when the active one's first batch is this old."),

@@ -444,6 +444,10 @@ pub(crate) fn storage_error_code(e: &fjord_storage::StorageError) -> i16 {
     use fjord_protocol::kafka_protocol::ResponseError as E;
     use fjord_storage::StorageError as S;
     match e {
+        S::InvalidBatch {
+            source: fjord_protocol::Error::MissingKey { .. },
+            ..
+        } => E::InvalidRecord.code(),
         S::InvalidBatch { .. } | S::EmptyAppend | S::Corrupt { .. } => E::CorruptMessage.code(),
         S::BatchTooLarge { .. } => E::MessageTooLarge.code(),
         S::OffsetOutOfRange { .. } => E::OffsetOutOfRange.code(),

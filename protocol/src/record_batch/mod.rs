@@ -23,4 +23,4 @@ pub use header::{
     MAGIC_OFFSET, MAX_TIMESTAMP_OFFSET, NO_TIMESTAMP,
 };
 pub use records::{Header, HeaderIter, Record, RecordIter};
-pub use validate::{validate_records, RecordValidation};
+pub use validate::{require_keys, validate_records, RecordValidation};

@@ -65,6 +65,30 @@ pub fn validate_records(
     }
 }
 
+/// Checks that every record of `batch` has a key (a compacted topic's rule, as Kafka's
+/// `LogValidator`): the payload is decompressed for it, within `max_decompressed`.
+pub fn require_keys(batch: &[u8], header: &BatchHeader, max_decompressed: usize) -> Result<()> {
+    if header.is_control() {
+        return Ok(());
+    }
+    let payload = batch.get(BATCH_HEADER_LEN..).unwrap_or_default();
+    let count = usize::try_from(header.records_count).unwrap_or(0);
+    let codec = header.compression()?;
+    let owned;
+    let records = if codec == Compression::None {
+        payload
+    } else {
+        owned = codec.decompress(payload, max_decompressed)?;
+        &owned
+    };
+    for (index, record) in RecordIter::new(records, count).enumerate() {
+        if record?.key.is_none() {
+            return Err(Error::MissingKey { index });
+        }
+    }
+    Ok(())
+}
+
 /// `count` records whose varint length prefixes cover `payload` exactly.
 fn walk_lengths(payload: &[u8], count: usize) -> Result<()> {
     let mut pos = 0;

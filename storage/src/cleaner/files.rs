@@ -50,6 +50,38 @@ pub struct CleanedSegment {
     pub replaces_size: u64,
 }
 
+/// The cleaner's I/O throttle (`log.cleaner.io.max.bytes.per.second`): bytes read and
+/// written are paced so their total stays within the rate since the pass began.
+#[derive(Debug)]
+pub struct Throttle {
+    rate: f64,
+    started: std::time::Instant,
+    bytes: f64,
+}
+
+impl Throttle {
+    /// A throttle at `bytes_per_second` (infinite or huge: no pause in practice).
+    pub fn new(bytes_per_second: f64) -> Self {
+        Self {
+            rate: bytes_per_second,
+            started: std::time::Instant::now(),
+            bytes: 0.0,
+        }
+    }
+
+    /// Counts `n` bytes, sleeping as long as the rate requires.
+    pub fn pace(&mut self, n: usize) {
+        self.bytes += n as f64;
+        if !(self.rate.is_finite() && self.rate > 0.0) {
+            return;
+        }
+        let due = std::time::Duration::from_secs_f64((self.bytes / self.rate).min(1e9));
+        if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+}
+
 /// `<base>.<suffix>` in `dir`.
 pub fn file_path(dir: &Path, base: u64, suffix: &str) -> PathBuf {
     dir.join(format!("{base:020}.{suffix}"))
@@ -67,6 +99,7 @@ fn corrupt(segment: &SealedSegment, position: u64, reason: String) -> StorageErr
 /// time; `f` returns whether to go on.
 pub fn for_each_batch(
     segment: &SealedSegment,
+    throttle: &mut Throttle,
     mut f: impl FnMut(&[u8]) -> Result<bool>,
 ) -> Result<()> {
     let mut buf: Vec<u8> = Vec::new();
@@ -115,6 +148,7 @@ pub fn for_each_batch(
                 path: PathBuf::from(format!("segment {:020}", segment.base)),
                 source,
             })?;
+        throttle.pace(n);
     }
 }
 
@@ -126,6 +160,7 @@ pub fn map_segments(
     until: i64,
     map: &mut KeyMap,
     max_decompressed: usize,
+    throttle: &mut Throttle,
 ) -> Result<i64> {
     let mut cut = until;
     for segment in segments {
@@ -136,7 +171,7 @@ pub fn map_segments(
             break;
         }
         let mut full = false;
-        for_each_batch(segment, |batch| {
+        for_each_batch(segment, throttle, |batch| {
             let reached = pass::build_map(batch, from, until, map, max_decompressed)
                 .map_err(|e| corrupt(segment, 0, e.to_string()))?;
             if reached < until {
@@ -160,6 +195,7 @@ pub fn write_cleaned(
     map: &KeyMap,
     rules: &Rules,
     last_of_producer: &dyn Fn(&BatchHeader) -> bool,
+    throttle: &mut Throttle,
 ) -> Result<(CleanedSegment, PassStats)> {
     let path = file_path(dir, segment.base, CLEANED_SUFFIX);
     let out = io
@@ -168,25 +204,29 @@ pub fn write_cleaned(
     let mut stats = PassStats::default();
     let mut pending: Vec<u8> = Vec::new();
     let mut size = 0u64;
-    let mut flush = |pending: &mut Vec<u8>| -> Result<()> {
+    let mut flush = |pending: &mut Vec<u8>, throttle: &mut Throttle| -> Result<()> {
         io.write_all_vectored(&path, &out, &mut [IoSlice::new(pending)])
             .io_context("write cleaned segment", &path)?;
         size += pending.len() as u64;
+        throttle.pace(pending.len());
         pending.clear();
         Ok(())
     };
-    for_each_batch(segment, |batch| {
+    let mut reads = Throttle::new(f64::INFINITY);
+    for_each_batch(segment, &mut reads, |batch| {
         let s = pass::clean_batches(batch, map, rules, last_of_producer, |b| {
             pending.extend_from_slice(b)
         })
         .map_err(|e| corrupt(segment, 0, e.to_string()))?;
         stats.add(&s);
         if pending.len() >= CHUNK {
-            flush(&mut pending)?;
+            flush(&mut pending, throttle)?;
         }
         Ok(true)
     })?;
-    flush(&mut pending)?;
+    flush(&mut pending, throttle)?;
+    // What was read counts against the rate too.
+    throttle.pace(reads.bytes as usize);
     io.sync(&out, true)
         .io_context("sync cleaned segment", &path)?;
     Ok((
@@ -197,4 +237,24 @@ pub fn write_cleaned(
         },
         stats,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_throttle_holds_bytes_to_the_rate_and_an_infinite_one_never_waits() {
+        let started = std::time::Instant::now();
+        let mut t = Throttle::new(1_000_000.0);
+        for _ in 0..10 {
+            t.pace(10_000);
+        }
+        // 100 kB at 1 MB/s: at least 100 ms (a lower bound only: sleeps never end early).
+        assert!(started.elapsed() >= std::time::Duration::from_millis(99));
+        let started = std::time::Instant::now();
+        let mut free = Throttle::new(f64::INFINITY);
+        free.pace(usize::MAX / 2);
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
 }

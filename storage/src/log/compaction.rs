@@ -14,11 +14,15 @@
 //! the same map on its own, so any mix of swapped and unswapped segments after a crash
 //! is a valid log, and the checkpoint, written last, only saves work.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
+
 use fjord_protocol::record_batch::BatchHeader;
 
 use crate::cleaner::files::{self, file_path, CleanedSegment, SealedSegment, SWAP_SUFFIX};
 use crate::cleaner::{KeyMap, PassStats, Rules};
 use crate::error::{IoContext, Result};
+use crate::io::Io;
 use crate::log::Log;
 use crate::segment::{segment_path, Segment};
 
@@ -34,6 +38,8 @@ pub struct CompactOptions {
     pub min_compaction_lag_ms: i64,
     /// The clock, `delete.retention.ms` and the decompression bound.
     pub rules: Rules,
+    /// `log.cleaner.io.max.bytes.per.second`.
+    pub max_bytes_per_second: f64,
 }
 
 /// What a pass did.
@@ -89,52 +95,62 @@ impl Log {
         )
     }
 
-    /// One compaction pass over the sealed segments: the key map over the dirty
-    /// section (up to the first segment younger than `min.compaction.lag.ms`), the
-    /// segments below the cut cleaned and swapped in, the checkpoint moved to the cut.
-    pub fn compact(&mut self, options: &CompactOptions) -> Result<CompactOutcome> {
-        let sealed = self.sealed_segments()?;
+    /// Bytes of the sealed segments from the dirty section's start, and of all sealed
+    /// segments: the dirty ratio, without opening any file.
+    pub fn dirty_bytes(&self) -> Result<(u64, u64)> {
         let first_dirty = self.first_dirty_offset()?;
-        let now = options.rules.now_ms;
-        let lag = options.min_compaction_lag_ms;
-        let until = sealed
-            .iter()
-            .find(|s| s.max_timestamp.is_some_and(|t| now.saturating_sub(t) < lag))
-            .map_or(self.active_segment_base(), |s| s.base);
-        let mut map = KeyMap::with_budget(options.dedupe_bytes);
-        let max = options.rules.max_decompressed;
-        let cut = files::map_segments(&sealed, first_dirty as i64, until as i64, &mut map, max)?;
-        let cut = u64::try_from(cut).unwrap_or(0).max(first_dirty);
-        let lasts = self.last_batches_of_producers()?;
-        let last_of = |h: &BatchHeader| lasts.get(&h.producer_id) == Some(&h.last_offset());
-        let mut stats = PassStats::default();
-        let mut cleaned = Vec::new();
-        for segment in sealed.iter().filter(|s| s.base < cut) {
-            let (c, s) = files::write_cleaned(
-                self.flusher.io(),
-                &self.dir,
-                segment,
-                &map,
-                &options.rules,
-                &last_of,
-            )?;
-            stats.add(&s);
-            cleaned.push(c);
+        let active = self.active_segment_base();
+        let mut dirty = 0;
+        let mut total = 0;
+        let sealed: Vec<(&u64, &Segment)> = self.segments.range(..active).collect();
+        for (i, (base, segment)) in sealed.iter().enumerate() {
+            let size = segment.size();
+            total += size;
+            // A segment is dirty if any of it is at or past the first dirty offset.
+            let next_base = sealed.get(i + 1).map_or(active, |(b, _)| **b);
+            if next_base > first_dirty || **base >= first_dirty {
+                dirty += size;
+            }
         }
-        let segments_swapped = self.swap_cleaned(&cleaned)?;
-        if cut > first_dirty {
-            self.write_checkpoint(cut)?;
-        }
-        Ok(CompactOutcome {
-            stats,
-            segments_swapped,
-            first_dirty: cut,
+        Ok((dirty, total))
+    }
+
+    /// What a pass needs of the log, taken briefly (under a broker's read lock): the
+    /// pass itself then runs without the log, and [`Log::finish_compaction`] swaps in
+    /// what it wrote.
+    pub fn compaction_snapshot(&self) -> Result<CompactionSnapshot> {
+        Ok(CompactionSnapshot {
+            sealed: self.sealed_segments()?,
+            first_dirty: self.first_dirty_offset()?,
+            active_base: self.active_segment_base(),
+            lasts: self.last_batches_of_producers()?,
+            dir: self.dir.clone(),
+            io: self.flusher.io().clone(),
         })
     }
 
+    /// Swaps in what [`CompactionSnapshot::prepare`] wrote and moves the checkpoint.
+    pub fn finish_compaction(&mut self, prepared: PreparedCompaction) -> Result<CompactOutcome> {
+        let segments_swapped = self.swap_cleaned(&prepared.cleaned)?;
+        if prepared.cut > prepared.first_dirty {
+            self.write_checkpoint(prepared.cut)?;
+        }
+        Ok(CompactOutcome {
+            stats: prepared.stats,
+            segments_swapped,
+            first_dirty: prepared.cut,
+        })
+    }
+
+    /// One compaction pass, all of it under `&mut self` (tests, tools).
+    pub fn compact(&mut self, options: &CompactOptions) -> Result<CompactOutcome> {
+        let prepared = self.compaction_snapshot()?.prepare(options)?;
+        self.finish_compaction(prepared)
+    }
+
     /// Each producer's last batch (its last offset), by producer ID.
-    fn last_batches_of_producers(&self) -> Result<std::collections::HashMap<i64, i64>> {
-        let mut lasts = std::collections::HashMap::new();
+    fn last_batches_of_producers(&self) -> Result<HashMap<i64, i64>> {
+        let mut lasts = HashMap::new();
         self.for_each_batch_header(self.log_start_offset, |h| {
             if h.producer_id >= 0 {
                 lasts.insert(h.producer_id, h.last_offset());
@@ -201,6 +217,81 @@ fn remove_indexes(io: &crate::io::Io, dir: &std::path::Path, base: u64) -> Resul
         }
     }
     Ok(())
+}
+
+/// A log as a pass sees it: its sealed segments (files open), the dirty section's
+/// start, the active segment's base, each producer's last batch.
+#[derive(Debug)]
+pub struct CompactionSnapshot {
+    sealed: Vec<SealedSegment>,
+    first_dirty: u64,
+    active_base: u64,
+    lasts: HashMap<i64, i64>,
+    dir: PathBuf,
+    io: Io,
+}
+
+/// Cleaned segments written, ready for [`Log::finish_compaction`].
+#[derive(Debug)]
+pub struct PreparedCompaction {
+    cleaned: Vec<CleanedSegment>,
+    first_dirty: u64,
+    cut: u64,
+    stats: PassStats,
+}
+
+impl CompactionSnapshot {
+    /// Whether a dirty sealed segment holds a record older than `max_lag_ms` at
+    /// `now_ms` (`max.compaction.lag.ms` forces a pass).
+    pub fn overdue(&self, now_ms: i64, max_lag_ms: i64) -> bool {
+        self.sealed
+            .iter()
+            .filter(|s| s.next_offset > self.first_dirty)
+            .filter_map(|s| s.max_timestamp)
+            .any(|t| now_ms.saturating_sub(t) > max_lag_ms)
+    }
+
+    /// The pass: the key map over the dirty section (up to the first segment holding
+    /// a record younger than `min.compaction.lag.ms`), the sealed segments below the
+    /// cut cleaned into `.cleaned` files. Touches no state of the log.
+    pub fn prepare(&self, options: &CompactOptions) -> Result<PreparedCompaction> {
+        let now = options.rules.now_ms;
+        let lag = options.min_compaction_lag_ms;
+        let until = self
+            .sealed
+            .iter()
+            .find(|s| s.max_timestamp.is_some_and(|t| now.saturating_sub(t) < lag))
+            .map_or(self.active_base, |s| s.base);
+        let mut map = KeyMap::with_budget(options.dedupe_bytes);
+        let max = options.rules.max_decompressed;
+        let from = i64::try_from(self.first_dirty).unwrap_or(i64::MAX);
+        let to = i64::try_from(until).unwrap_or(i64::MAX);
+        let mut throttle = files::Throttle::new(options.max_bytes_per_second);
+        let cut = files::map_segments(&self.sealed, from, to, &mut map, max, &mut throttle)?;
+        let cut = u64::try_from(cut).unwrap_or(0).max(self.first_dirty);
+        let last_of = |h: &BatchHeader| self.lasts.get(&h.producer_id) == Some(&h.last_offset());
+        let mut stats = PassStats::default();
+        let mut cleaned = Vec::new();
+        for segment in self.sealed.iter().filter(|s| s.base < cut) {
+            let (c, s) = files::write_cleaned(
+                &self.io,
+                &self.dir,
+                segment,
+                &map,
+                &options.rules,
+                &last_of,
+                &mut throttle,
+            )?;
+            stats.add(&s);
+            cleaned.push(c);
+        }
+        Ok(PreparedCompaction {
+            cleaned,
+            first_dirty: self.first_dirty,
+            cut,
+            stats,
+        })
+    }
 }
 
 /// Finishes swaps a crash interrupted and removes cleaned files never swapped in: run

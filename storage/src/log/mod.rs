@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use fjord_protocol::record_batch::{batches, validate_records, BatchHeader, TimestampType};
+use fjord_protocol::record_batch::{
+    batches, require_keys, validate_records, BatchHeader, TimestampType,
+};
 
 use crate::clean_shutdown;
 use crate::config::{Durability, LogConfig};
@@ -20,7 +22,7 @@ use crate::io::OpenMode;
 pub use crate::retention::RetentionOutcome;
 use crate::segment::{Segment, SegmentCtx};
 pub use crate::timestamp_search::TimestampOffset;
-pub use compaction::{CompactOptions, CompactOutcome};
+pub use compaction::{CompactOptions, CompactOutcome, CompactionSnapshot, PreparedCompaction};
 
 mod compaction;
 mod epochs;
@@ -395,6 +397,10 @@ impl Log {
                 MAX_VALIDATED_BYTES,
             )
             .map_err(|source| StorageError::InvalidBatch { position, source })?;
+            if self.config.compaction.is_some() {
+                require_keys(bytes, &header, MAX_VALIDATED_BYTES)
+                    .map_err(|source| StorageError::InvalidBatch { position, source })?;
+            }
             if bytes.len() > self.config.max_batch_bytes {
                 return Err(StorageError::BatchTooLarge {
                     size: bytes.len(),

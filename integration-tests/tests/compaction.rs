@@ -1,0 +1,148 @@
+//! Compacted topics end to end: created with `cleanup.policy=compact` through
+//! librdkafka's admin API, written by librdkafka, cleaned by the broker's log cleaner in
+//! the background, and read back by librdkafka and by Fjord's consumer stepping over
+//! the gaps: below the active segment only the latest value of each key is left, at
+//! its original offset. A record without a key is refused with INVALID_RECORD, as
+//! Kafka does.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use fjord_integration_tests::BrokerProcess;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+const SETS: &[&str] = &["log.cleaner.backoff.ms=100"];
+
+async fn create(bootstrap: &str, name: &str) {
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin");
+    let topic = NewTopic::new(name, 1, TopicReplication::Fixed(1))
+        .set("cleanup.policy", "compact")
+        .set("segment.bytes", "2048")
+        .set("min.cleanable.dirty.ratio", "0.01")
+        .set("delete.retention.ms", "86400000");
+    let r = admin
+        .create_topics(&[topic], &AdminOptions::new())
+        .await
+        .expect("create");
+    assert!(r.iter().all(Result::is_ok), "{r:?}");
+}
+
+/// Every record of partition 0 as (offset, key, value), read by librdkafka.
+fn read_all(bootstrap: &str, topic: &str, end: i64) -> Vec<(i64, String, Option<String>)> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "compaction-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("tpl");
+    c.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while out.last().is_none_or(|(o, _, _)| *o < end - 1) {
+        assert!(Instant::now() < deadline, "read {} records", out.len());
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            let key = String::from_utf8_lossy(m.key().expect("keyed")).into_owned();
+            let value = m.payload().map(|v| String::from_utf8_lossy(v).into_owned());
+            out.push((m.offset(), key, value));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cleaner_keeps_the_latest_value_per_key_and_clients_read_across_the_gaps() {
+    let broker = BrokerProcess::start(SETS);
+    let b = broker.bootstrap.clone();
+    create(&b, "table").await;
+    let p: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &b)
+        .set("linger.ms", "0")
+        .create()
+        .expect("producer");
+    let mut latest: BTreeMap<String, (i64, String)> = BTreeMap::new();
+    for round in 0..20 {
+        for k in 0..10 {
+            let (key, value) = (format!("k{k}"), format!("v{round}-{k}-{}", "x".repeat(40)));
+            let offset = p
+                .send(
+                    FutureRecord::to("table").key(&key).payload(&value),
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("acked")
+                .offset;
+            latest.insert(key, (offset, value));
+        }
+    }
+    let end = 200;
+    // The cleaner runs in the background: wait until everything below the last rounds
+    // is down to one record per key.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let got = loop {
+        let got = read_all(&b, "table", end);
+        if got.len() < 60 {
+            break got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not cleaned: {} records",
+            got.len()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    // Whatever is left was written with its key (values name their key).
+    for (offset, key, value) in &got {
+        let k = &key[1..];
+        assert!(
+            value
+                .as_deref()
+                .is_some_and(|v| v.split('-').nth(1) == Some(k)),
+            "{offset}: {key} {value:?}"
+        );
+    }
+    for (key, (offset, value)) in &latest {
+        assert!(
+            got.iter()
+                .any(|(o, k, v)| o == offset && k == key && v.as_deref() == Some(value.as_str())),
+            "{key}'s latest value at {offset} is kept"
+        );
+    }
+    // Fjord's consumer reads the same records across the gaps.
+    let mut c = fjord_consumer::Consumer::builder()
+        .set("bootstrap.servers", &b)
+        .set("auto.offset.reset", "earliest")
+        .build()
+        .expect("consumer");
+    c.assign(&[fjord_consumer::TopicPartition::new("table", 0)])
+        .await
+        .expect("assign");
+    let mut mine = Vec::new();
+    while mine.len() < got.len() {
+        let r = tokio::time::timeout(Duration::from_secs(10), c.recv())
+            .await
+            .expect("in time")
+            .expect("record");
+        mine.push(r.offset);
+    }
+    let theirs: Vec<i64> = got.iter().map(|(o, _, _)| *o).collect();
+    assert_eq!(mine, theirs);
+
+    // A record without a key cannot go to a compacted topic.
+    let refused = p
+        .send(
+            FutureRecord::<(), _>::to("table").payload("no key"),
+            Duration::from_secs(10),
+        )
+        .await;
+    let err = refused.expect_err("refused").0;
+    assert!(format!("{err:?}").contains("InvalidRecord"), "{err:?}");
+}
