@@ -45,8 +45,9 @@ assert result == {"broker": {"1": "OK"}}, result
 got = admin.describe_configs([ConfigResource(ConfigResourceType.BROKER, "1")])["broker"]["1"]
 assert got["log.segment.bytes"]["value"] == "2097152", got["log.segment.bytes"]
 
-# Compaction is refused with INVALID_CONFIG (40), and nothing changes.
-result = admin.alter_configs([topic({"cleanup.policy": "compact"})])
+# A cleanup policy Kafka does not have is refused with INVALID_CONFIG (40), and nothing
+# changes.
+result = admin.alter_configs([topic({"cleanup.policy": "shred"})])
 assert "Error 40" in result["topic"]["pyc"], result
 assert described()["retention.ms"]["value"] == "120000"
 

@@ -168,10 +168,43 @@ async fn configs_change_at_runtime_from_the_cli_and_librdkafka() {
             "--topic",
             "events",
             "--add-config",
-            "retention.ms=1,cleanup.policy=compact",
+            "retention.ms=1,cleanup.policy=shred",
         ],
     );
     assert!(!ok && err.contains("InvalidConfig"), "{err}");
+    // Compaction can be turned on at runtime (and off again).
+    for policy in ["compact", "delete"] {
+        let setting = format!("cleanup.policy={policy}");
+        let (ok, out, err) = cli(
+            &b,
+            &[
+                "configs",
+                "alter",
+                "--topic",
+                "events",
+                "--add-config",
+                &setting,
+            ],
+        );
+        assert!(ok, "{out}{err}");
+        let (ok, out, err) = cli(&b, &["configs", "describe", "--topic", "events"]);
+        let shown = out
+            .lines()
+            .any(|l| l.starts_with("cleanup.policy") && l.trim_end().ends_with(policy));
+        assert!(ok && shown, "{out}{err}");
+    }
+    let (ok, out, err) = cli(
+        &b,
+        &[
+            "configs",
+            "alter",
+            "--topic",
+            "events",
+            "--delete-config",
+            "cleanup.policy",
+        ],
+    );
+    assert!(ok, "{out}{err}");
     let (ok, _, err) = cli(
         &b,
         &[
