@@ -58,7 +58,8 @@ fn round(broker: &Broker) {
             return;
         };
         let key = (topic.name.clone(), partition.index);
-        if let Err(e) = clean(broker, &partition, now) {
+        if let Err(e) = clean(broker, &topic.name, &partition, now) {
+            broker.metrics.cleaner.failed(&topic.name, partition.index);
             tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "cleaning failed; the log is skipped this round");
         }
         // Whatever happened, not again this round (a log with little dirty left would
@@ -74,6 +75,7 @@ fn dirtiest(
     skipped: &[(String, i32)],
 ) -> Option<(Arc<Topic>, Arc<Partition>)> {
     let mut best: Option<(f64, Arc<Topic>, Arc<Partition>)> = None;
+    let mut max_ratio = 0.0f64;
     for topic in broker.all_topics() {
         for partition in &topic.partitions {
             if partition.is_offline()
@@ -96,6 +98,7 @@ fn dirtiest(
                 continue;
             }
             let ratio = dirty as f64 / total as f64;
+            max_ratio = max_ratio.max(ratio);
             let wanted = f64::from(compaction.min_cleanable_ratio_ppm) / 1e6;
             // Only a finite max.compaction.lag.ms needs the (costlier) look at the files.
             let overdue = || {
@@ -112,11 +115,12 @@ fn dirtiest(
             }
         }
     }
+    broker.metrics.cleaner.scanned((max_ratio * 1e6) as u64);
     best.map(|(_, t, p)| (t, p))
 }
 
 /// One pass over `partition`'s log.
-fn clean(broker: &Broker, partition: &Partition, now: i64) -> anyhow::Result<()> {
+fn clean(broker: &Broker, topic: &str, partition: &Partition, now: i64) -> anyhow::Result<()> {
     let (snapshot, compaction) = {
         let log = partition.read();
         let Some(compaction) = log.config().compaction else {
@@ -134,9 +138,21 @@ fn clean(broker: &Broker, partition: &Partition, now: i64) -> anyhow::Result<()>
         },
         max_bytes_per_second: broker.config.cleaner.io_max_bytes_per_second,
     };
+    let delay = snapshot
+        .oldest_dirty_timestamp()
+        .map_or(0, |t| u64::try_from(now.saturating_sub(t)).unwrap_or(0));
+    broker.metrics.cleaner.delayed(delay);
     let started = std::time::Instant::now();
     let prepared = snapshot.prepare(&options)?;
     let outcome = partition.write().finish_compaction(prepared)?;
+    broker.metrics.cleaner.cleaned(
+        topic,
+        partition.index,
+        outcome.stats.bytes_read,
+        outcome.stats.bytes_written,
+        started.elapsed(),
+        now,
+    );
     tracing::info!(
         dir = %partition.read().dir().display(),
         segments = outcome.segments_swapped,

@@ -13,6 +13,7 @@
 
 pub mod acceptor;
 pub mod cleaner;
+pub mod cleaner_metrics;
 pub mod config;
 mod connection;
 pub mod fd_budget;

@@ -84,6 +84,8 @@ pub struct Metrics {
     /// Produces waiting for their fsync (acks=all with `fjord.fsync.on.ack`).
     pub produce_waiting: AtomicI64,
     fsync: Histogram,
+    /// The log cleaner's.
+    pub cleaner: crate::cleaner_metrics::CleanerMetrics,
 }
 
 impl Default for Metrics {
@@ -96,6 +98,7 @@ impl Default for Metrics {
             fetch_waiting: AtomicI64::new(0),
             produce_waiting: AtomicI64::new(0),
             fsync: Histogram::default(),
+            cleaner: Default::default(),
         }
     }
 }
@@ -249,6 +252,7 @@ impl Metrics {
             out,
             "# HELP fjord_segments Log segments on this broker.\n# TYPE fjord_segments gauge\nfjord_segments {segments}"
         );
+        self.cleaner.render(&mut out, broker);
         out.push_str("# HELP fjord_consumer_group_lag Records not yet committed by a group.\n# TYPE fjord_consumer_group_lag gauge\n");
         for group in broker.groups.offsets.groups() {
             for l in crate::groups::lag::group_lag(broker, &group) {

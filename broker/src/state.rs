@@ -455,6 +455,7 @@ impl Broker {
                 tracing::error!(dir = %dir.display(), error = %e, "removing partition failed");
             }
         }
+        self.metrics.cleaner.forget_topic(name);
         tracing::info!(topic = name, "deleted topic");
         Some(topic)
     }

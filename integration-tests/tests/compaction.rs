@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use fjord_integration_tests::metrics::{free_metrics_listener, http_get, sample};
 use fjord_integration_tests::BrokerProcess;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -15,6 +16,11 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 const SETS: &[&str] = &["log.cleaner.backoff.ms=100"];
+
+/// The broker's `/metrics` text.
+fn scrape(addr: &str) -> String {
+    http_get(addr, "/metrics").1
+}
 
 async fn create(bootstrap: &str, name: &str) {
     let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
@@ -60,7 +66,10 @@ fn read_all(bootstrap: &str, topic: &str, end: i64) -> Vec<(i64, String, Option<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cleaner_keeps_the_latest_value_per_key_and_clients_read_across_the_gaps() {
-    let broker = BrokerProcess::start(SETS);
+    let (metrics, metrics_addr) = free_metrics_listener();
+    let mut sets = SETS.to_vec();
+    sets.push(&metrics);
+    let broker = BrokerProcess::start(&sets);
     let b = broker.bootstrap.clone();
     create(&b, "table").await;
     let p: FutureProducer = ClientConfig::new()
@@ -116,6 +125,27 @@ async fn the_cleaner_keeps_the_latest_value_per_key_and_clients_read_across_the_
             "{key}'s latest value at {offset} is kept"
         );
     }
+    // The cleaner's work shows in /metrics.
+    let text = scrape(&metrics_addr);
+    assert!(
+        sample(&text, "fjord_cleaner_passes_total").is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    assert!(sample(&text, "fjord_cleaner_bytes_read_total").is_some_and(|n| n > 0.0));
+    assert!(sample(&text, "fjord_cleaner_bytes_written_total").is_some_and(|n| n > 0.0));
+    assert_eq!(
+        sample(&text, "fjord_cleaner_uncleanable_partitions"),
+        Some(0.0)
+    );
+    let series = "fjord_cleaner_dirty_ratio{topic=\"table\",partition=\"0\"}";
+    assert!(
+        sample(&text, series).is_some_and(|r| (0.0..=1.0).contains(&r)),
+        "{text}"
+    );
+    assert!(
+        text.contains("fjord_cleaner_last_clean_timestamp_seconds{topic=\"table\""),
+        "{text}"
+    );
     // Fjord's consumer reads the same records across the gaps.
     let mut c = fjord_consumer::Consumer::builder()
         .set("bootstrap.servers", &b)

@@ -251,6 +251,16 @@ impl CompactionSnapshot {
             .any(|t| now_ms.saturating_sub(t) > max_lag_ms)
     }
 
+    /// The newest timestamp of the oldest dirty sealed segment: how long its records
+    /// have waited to be cleaned.
+    pub fn oldest_dirty_timestamp(&self) -> Option<i64> {
+        self.sealed
+            .iter()
+            .filter(|s| s.next_offset > self.first_dirty)
+            .filter_map(|s| s.max_timestamp)
+            .min()
+    }
+
     /// The pass: the key map over the dirty section (up to the first segment holding
     /// a record younger than `min.compaction.lag.ms`), the sealed segments below the
     /// cut cleaned into `.cleaned` files. Touches no state of the log.
