@@ -9,6 +9,7 @@
 //! fjord-bench e2e --spawn-broker --records 500000 --rate 50000
 //! fjord-bench sweep --spawn-broker --out bench-results
 //! fjord-bench storage --quick
+//! fjord-bench storage --quick --only clean
 //! fjord-bench rebalance --spawn-broker --partitions 100 --members 10
 //! ```
 //! `--spawn-broker` starts `target/release/fjord` (or `$FJORD_BIN`) in a temp dir on a
@@ -16,6 +17,7 @@
 //! `--spawn-broker` first loads the topic with Fjord's producer.
 
 mod broker;
+mod cleaner_bench;
 mod fjord_client;
 mod flood;
 mod java_client;

@@ -4,7 +4,8 @@
 //!
 //! Full size writes about 25 GiB (14 GiB of disk at peak) in a few minutes; `--quick`
 //! shrinks every size about 16x. `--dir` chooses where the data goes (default
-//! `./fjord-bench-data`); `--only NAME` runs one of append, lookup, recovery, partitions.
+//! `./fjord-bench-data`); `--only NAME` runs one of append, lookup, recovery, partitions,
+//! clean (the log cleaner, see `cleaner_bench`).
 
 use std::fs::File;
 use std::io::Write;
@@ -367,7 +368,7 @@ fn bench_partitions(root: &Path, s: &Sizes, flusher: &Flusher) -> Result<()> {
 }
 
 /// The parts of the storage benchmark, in the order they run.
-const PARTS: [&str; 4] = ["append", "lookup", "recovery", "partitions"];
+const PARTS: [&str; 5] = ["append", "lookup", "recovery", "partitions", "clean"];
 
 /// Raises the soft open-file limit to the hard one: opening 10,000 logs and reading each
 /// holds 10,000 segment files, as a broker does.
@@ -414,6 +415,9 @@ pub(crate) fn run(quick: bool, dir: &Path, names: &[String]) -> Result<()> {
         }
         if wanted("partitions") {
             bench_partitions(&root, &s, &flusher)?;
+        }
+        if wanted("clean") {
+            crate::cleaner_bench::run(&root, s.append_bytes / 4, &flusher)?;
         }
         Ok(())
     })();

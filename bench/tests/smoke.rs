@@ -97,6 +97,8 @@ fn storage_benchmarks_print_each_figure_next_to_its_limit() {
             "lookup",
             "--only",
             "partitions",
+            "--only",
+            "clean",
         ])
         .arg("--dir")
         .arg(dir.path())
@@ -108,6 +110,13 @@ fn storage_benchmarks_print_each_figure_next_to_its_limit() {
         "{}\n{stdout}",
         String::from_utf8_lossy(&out.stderr)
     );
+    for prefix in ["clean 16 MiB of keyed records", "appends while a pass runs"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no '{prefix}' line: {stdout}"));
+        assert!(line.contains("ratio") && line.contains("target"), "{line}");
+    }
     let lookup = stdout
         .lines()
         .find(|l| l.starts_with("random read lookup"))
