@@ -43,16 +43,21 @@ pub async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(backoff) => {}
         }
         let b = Arc::clone(&broker);
-        if let Err(e) = tokio::task::spawn_blocking(move || round(&b)).await {
+        let stopping = stop.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || round(&b, &stopping)).await {
             tracing::error!(error = %e, "log cleaner round failed");
         }
     }
 }
 
-/// Cleans the dirtiest cleanable log, then the next, until none is left.
-fn round(broker: &Broker) {
+/// Cleans the dirtiest cleanable log, then the next, until none is left (or the broker
+/// stops: a stop waits for the pass under way only).
+fn round(broker: &Broker, stop: &watch::Receiver<bool>) {
     let mut skipped: Vec<(String, i32)> = Vec::new();
     for _ in 0..MAX_PER_ROUND {
+        if *stop.borrow() {
+            return;
+        }
         let now = now_ms();
         let Some((topic, partition)) = dirtiest(broker, now, &skipped) else {
             return;
