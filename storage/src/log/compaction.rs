@@ -78,37 +78,33 @@ impl Log {
     /// Where the dirty section starts (the cleaner's checkpoint, never below the log
     /// start).
     pub fn first_dirty_offset(&self) -> Result<u64> {
-        let path = self.dir.join(CHECKPOINT_FILE);
-        let saved = match std::fs::read_to_string(&path) {
-            Ok(text) => text.trim().parse().unwrap_or(0),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(e).io_context("read cleaner checkpoint", &path),
-        };
-        Ok(saved.max(self.log_start_offset))
+        Ok(self.cleaner_checkpoint.max(self.log_start_offset))
     }
 
-    fn write_checkpoint(&self, offset: u64) -> Result<()> {
+    fn write_checkpoint(&mut self, offset: u64) -> Result<()> {
         self.flusher.io().write_durably(
             &self.dir,
             CHECKPOINT_FILE,
             format!("{offset}\n").as_bytes(),
-        )
+        )?;
+        self.cleaner_checkpoint = offset;
+        Ok(())
     }
 
     /// Bytes of the sealed segments from the dirty section's start, and of all sealed
-    /// segments: the dirty ratio, without opening any file.
+    /// segments: the dirty ratio, without touching any file.
     pub fn dirty_bytes(&self) -> Result<(u64, u64)> {
         let first_dirty = self.first_dirty_offset()?;
         let active = self.active_segment_base();
         let mut dirty = 0;
         let mut total = 0;
         let sealed: Vec<(&u64, &Segment)> = self.segments.range(..active).collect();
-        for (i, (base, segment)) in sealed.iter().enumerate() {
+        for (i, (_, segment)) in sealed.iter().enumerate() {
             let size = segment.size();
             total += size;
             // A segment is dirty if any of it is at or past the first dirty offset.
             let next_base = sealed.get(i + 1).map_or(active, |(b, _)| **b);
-            if next_base > first_dirty || **base >= first_dirty {
+            if next_base > first_dirty {
                 dirty += size;
             }
         }
@@ -301,6 +297,16 @@ impl CompactionSnapshot {
             cut,
             stats,
         })
+    }
+}
+
+/// The checkpoint in `dir` (0 without one, or one that does not parse).
+pub(super) fn read_checkpoint(dir: &std::path::Path) -> Result<u64> {
+    let path = dir.join(CHECKPOINT_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(text.trim().parse().unwrap_or(0)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e).io_context("read cleaner checkpoint", &path),
     }
 }
 

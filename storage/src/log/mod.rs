@@ -84,6 +84,8 @@ pub struct Log {
     leader_epochs: crate::leader_epochs::LeaderEpochs,
     /// The epoch stamped into appended batches (-1: none, batches keep the client's).
     leader_epoch: i32,
+    /// The cleaner's checkpoint as last read or written (`cleaner-offset-checkpoint`).
+    cleaner_checkpoint: u64,
 }
 
 /// KIP-74: the response's first partition with data gets its first batch whole, past
@@ -176,6 +178,7 @@ impl Log {
                 }
             }
         }
+        let dir_for_checkpoint = dir.clone();
         let mut log = Self {
             dir,
             config,
@@ -191,6 +194,7 @@ impl Log {
             hot: HotWindow::from_end(0, 0),
             leader_epochs: Default::default(),
             leader_epoch: -1,
+            cleaner_checkpoint: compaction::read_checkpoint(&dir_for_checkpoint)?,
         };
         // After a restart nothing is known to be in memory.
         log.hot = HotWindow::from_end(log.log_end_offset(), log.active().1.size());
