@@ -397,7 +397,13 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes, origin: Origin) -> Resul
             })
             .await
         }
-        Request::ConsumerGroupDescribe(req) => consumer_groups::describe_groups(broker, ctx, req),
+        // A consumer group's lock can be held across a write's fsync.
+        Request::ConsumerGroupDescribe(req) => {
+            off_reactor(broker, move |b| {
+                consumer_groups::describe_groups(b, ctx, req)
+            })
+            .await
+        }
         Request::JoinGroup(req, client_id) => {
             let client = groups::Client {
                 client_id: client_id
