@@ -143,6 +143,17 @@ fn join_response(ctx: Ctx, r: JoinResult) -> JoinGroupResponse {
     resp
 }
 
+/// A JoinGroup answered with error `code` for member `member_id`.
+fn join_refused(ctx: Ctx, member_id: &str, code: i16) -> Result<Response, Fatal> {
+    let r = JoinResult {
+        error: code,
+        generation: -1,
+        member_id: member_id.to_string(),
+        ..Default::default()
+    };
+    encode(ctx, &join_response(ctx, r))
+}
+
 pub(super) async fn join_group(
     broker: &Arc<Broker>,
     ctx: Ctx,
@@ -150,15 +161,7 @@ pub(super) async fn join_group(
     client: Client,
 ) -> Result<Response, Fatal> {
     let group_id = req.group_id.0.to_string();
-    let fail = |e: i16| {
-        let r = JoinResult {
-            error: e,
-            generation: -1,
-            member_id: req.member_id.to_string(),
-            ..Default::default()
-        };
-        encode(ctx, &join_response(ctx, r))
-    };
+    let fail = |e: i16| join_refused(ctx, &req.member_id, e);
     if group_id.is_empty() {
         return fail(code::INVALID_GROUP_ID);
     }
@@ -234,15 +237,7 @@ async fn classic_join(
     group: &crate::groups::coordinator::SharedGroup,
 ) -> Result<Response, Fatal> {
     let group_id = req.group_id.0.to_string();
-    let fail = |e: i16| {
-        let r = JoinResult {
-            error: e,
-            generation: -1,
-            member_id: req.member_id.to_string(),
-            ..Default::default()
-        };
-        encode(ctx, &join_response(ctx, r))
-    };
+    let fail = |e: i16| join_refused(ctx, &req.member_id, e);
     let params = JoinParams {
         member_id: req.member_id.to_string(),
         instance_id: req.group_instance_id.as_ref().map(|i| i.to_string()),
