@@ -146,6 +146,34 @@ async fn the_cleaner_keeps_the_latest_value_per_key_and_clients_read_across_the_
         text.contains("fjord_cleaner_last_clean_timestamp_seconds{topic=\"table\""),
         "{text}"
     );
+    // And in `fjord topics describe`, read from the metrics endpoint the broker names.
+    let (ok, out, err) = fjord_integration_tests::fjord(
+        &[
+            "topics",
+            "describe",
+            "--topic",
+            "table",
+            "--bootstrap-server",
+            &b,
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let row = out
+        .lines()
+        .find(|l| l.contains("Partition: 0"))
+        .unwrap_or_else(|| panic!("no partition row in {out}"));
+    let ratio: f64 = row
+        .split("DirtyRatio: ")
+        .nth(1)
+        .and_then(|r| r.split('\t').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no dirty ratio in {row}"));
+    assert!((0.0..=1.0).contains(&ratio), "{row}");
+    let cleaned = row.split("LastCleaned: ").nth(1).unwrap_or_default();
+    assert!(
+        cleaned.starts_with("20") && cleaned.trim_end().ends_with('Z'),
+        "{row}"
+    );
     // Fjord's consumer reads the same records across the gaps.
     let mut c = fjord_consumer::Consumer::builder()
         .set("bootstrap.servers", &b)
@@ -175,4 +203,46 @@ async fn the_cleaner_keeps_the_latest_value_per_key_and_clients_read_across_the_
         .await;
     let err = refused.expect_err("refused").0;
     assert!(format!("{err:?}").contains("InvalidRecord"), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_says_when_the_cleaner_figures_are_unknown() {
+    // No metrics.listener: the broker has nowhere to show its cleaner's figures.
+    let broker = BrokerProcess::start(SETS);
+    let b = broker.bootstrap.clone();
+    create(&b, "quiet").await;
+    let describe = |topic: &str| {
+        let (ok, out, err) = fjord_integration_tests::fjord(
+            &[
+                "topics",
+                "describe",
+                "--topic",
+                topic,
+                "--bootstrap-server",
+                &b,
+            ],
+            None,
+        );
+        assert!(ok, "{err}");
+        out
+    };
+    let out = describe("quiet");
+    assert!(
+        out.contains("DirtyRatio: unknown\tLastCleaned: unknown"),
+        "{out}"
+    );
+    // A topic that is not compacted has no cleaner columns.
+    let (ok, _, err) = fjord_integration_tests::fjord(
+        &[
+            "topics",
+            "create",
+            "--topic",
+            "plain",
+            "--bootstrap-server",
+            &b,
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert!(!describe("plain").contains("DirtyRatio"));
 }

@@ -2,6 +2,7 @@
 //! to any Kafka-compatible broker over the protocol: `topics`, `groups`, `configs`,
 //! `produce`, `consume`.
 
+mod cleaner_status;
 pub(crate) mod configs;
 pub(crate) mod console;
 mod delete_records;

@@ -20,6 +20,7 @@ use fjord_protocol::kafka_protocol::messages::describe_log_dirs_request::{
 };
 use fjord_protocol::kafka_protocol::messages::{ApiKey, TopicName};
 
+use super::cleaner_status;
 use super::{connect, ensure_ok, error_name, offsets_at, s};
 use super::{key_value, TopicsCommand};
 
@@ -89,6 +90,22 @@ async fn sizes(
     out
 }
 
+/// A compacted partition's cleaner columns: its dirty ratio and last cleaning time, or
+/// `unknown` where its leader has no metrics endpoint to read them from. The last
+/// cleaning time is the broker's memory: `not-since-start` until its first pass.
+fn cleaning_columns(figures: Option<&cleaner_status::PartitionCleaning>) -> String {
+    let Some(f) = figures else {
+        return "\tDirtyRatio: unknown\tLastCleaned: unknown".to_string();
+    };
+    let ratio = f
+        .dirty_ratio
+        .map_or_else(|| "unknown".to_string(), |r| format!("{r:.2}"));
+    let cleaned = f
+        .last_clean_secs
+        .map_or_else(|| "not-since-start".to_string(), cleaner_status::utc_time);
+    format!("\tDirtyRatio: {ratio}\tLastCleaned: {cleaned}")
+}
+
 /// Bytes in the largest fitting unit, as `du -h` shows them.
 fn human_bytes(n: i64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -105,8 +122,17 @@ fn human_bytes(n: i64) -> String {
     }
 }
 
-/// Topic configs that differ from the broker's defaults.
-async fn overrides(conn: &Connection, topic: &str) -> Result<Vec<(String, String)>> {
+/// A topic's configs as describe shows them.
+#[derive(Default)]
+struct TopicConfigs {
+    /// Those that differ from the broker's defaults.
+    overrides: Vec<(String, String)>,
+    /// Whether its `cleanup.policy`, however it is set, includes `compact`.
+    compacted: bool,
+}
+
+/// The topic's configs, from DescribeConfigs.
+async fn topic_configs(conn: &Connection, topic: &str) -> Result<TopicConfigs> {
     let version = conn.version(ApiKey::DescribeConfigs, 1, 4)?;
     let mut r = DescribeConfigsResource::default();
     r.resource_type = 2;
@@ -116,12 +142,16 @@ async fn overrides(conn: &Connection, topic: &str) -> Result<Vec<(String, String
     let mut req = DescribeConfigsRequest::default();
     req.resources = vec![r];
     let resp = conn.request(&req, version).await?;
-    let mut out = Vec::new();
+    let mut out = TopicConfigs::default();
     for r in &resp.results {
         for c in &r.configs {
+            if c.name.as_str() == "cleanup.policy" {
+                let policy = c.value.as_deref().unwrap_or("");
+                out.compacted = policy.split(',').any(|p| p.trim() == "compact");
+            }
             // Source 1 = a topic-level override (DYNAMIC_TOPIC_CONFIG).
             if c.config_source == 1 {
-                out.push((
+                out.overrides.push((
                     c.name.to_string(),
                     c.value.as_deref().unwrap_or("").to_string(),
                 ));
@@ -185,9 +215,13 @@ pub(crate) async fn run(cmd: TopicsCommand) -> Result<()> {
                 if t.error != 0 {
                     bail!("{name}: {}", error_name(t.error));
                 }
-                let configs = overrides(&conn, name).await.unwrap_or_default();
-                let configs: Vec<String> =
-                    configs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let configs = topic_configs(&conn, name).await.unwrap_or_default();
+                let compacted = configs.compacted;
+                let configs: Vec<String> = configs
+                    .overrides
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
                 let ids: Vec<i32> = t.partitions.iter().map(|p| p.partition).collect();
                 let leaders: Vec<(i32, i32)> = t
                     .partitions
@@ -207,12 +241,22 @@ pub(crate) async fn run(cmd: TopicsCommand) -> Result<()> {
                     configs.join(",")
                 );
                 let offs = offsets(&conn, name, &ids).await?;
+                let cleaning = if compacted {
+                    cleaner_status::cleaning(&conn, &md.brokers, name, &leaders).await
+                } else {
+                    BTreeMap::new()
+                };
                 for p in &t.partitions {
                     let (start, end) = offs.get(&p.partition).copied().unwrap_or((-1, -1));
                     // -1: the leader did not say (down, or no DescribeLogDirs).
                     let size = sizes.get(&p.partition).copied().unwrap_or(-1);
+                    let cleaner = if compacted {
+                        cleaning_columns(cleaning.get(&p.partition))
+                    } else {
+                        String::new()
+                    };
                     println!(
-                        "\tPartition: {}\tLeader: {}\tLogStartOffset: {start}\tLogEndOffset: {end}\tSize: {size}",
+                        "\tPartition: {}\tLeader: {}\tLogStartOffset: {start}\tLogEndOffset: {end}\tSize: {size}{cleaner}",
                         p.partition, p.leader
                     );
                 }
