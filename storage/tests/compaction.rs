@@ -24,9 +24,10 @@ const RETENTION: i64 = 10_000;
 
 type Model = BTreeMap<u64, (u8, Option<Vec<u8>>)>;
 
-/// Appends 60 batches of 3 records: keys 0..8, some tombstones; the model of what was
-/// written.
-fn fill(log: &mut Log) -> Model {
+/// Appends 60 batches of 3 records over `keys` keys (every codec, some tombstones); the
+/// model of what was written. With few keys every sealed segment is cleaned down to
+/// nothing; with more, latest values are spread over the sealed segments.
+fn fill(log: &mut Log, keys: u32) -> Model {
     let mut model = Model::new();
     let codecs = [
         Compression::None,
@@ -38,7 +39,7 @@ fn fill(log: &mut Log) -> Model {
         let mut builder = BatchBuilder::new(codecs[b as usize % 4], 1_000 + i64::from(b));
         let first = log.log_end_offset();
         for r in 0..3u32 {
-            let key = ((b * 3 + r) * 7 % 8) as u8;
+            let key = ((b * 3 + r) * 7 % keys) as u8;
             let value = ((b * 3 + r) % 11 != 0).then(|| format!("v{b}-{r}").into_bytes());
             builder.push(RecordSpec {
                 key: Some(vec![key]),
@@ -131,7 +132,9 @@ fn check(got: &Model, model: &Model, active_base: u64) {
 fn a_pass_keeps_the_latest_per_key_and_later_ones_drop_expired_tombstones() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut log = open(dir.path(), config());
-    let model = fill(&mut log);
+    // With 64 keys the latest values are spread over the sealed segments, so cleaned
+    // segments have gaps between their batches, and merged ones start past their base.
+    let model = fill(&mut log, 64);
     let end = log.log_end_offset();
     let before = log.size_bytes();
     assert!(log.segment_count() > 3, "small segments");
@@ -163,8 +166,17 @@ fn a_pass_keeps_the_latest_per_key_and_later_ones_drop_expired_tombstones() {
     log.close().expect("close");
     let mut log = open(dir.path(), config());
     assert_eq!(records(&log), got);
-    // Past the horizon, tombstones in the cleaned segments go.
+    // Past the horizon, tombstones in the cleaned segments go, and the segments the
+    // first pass left small merge (each group within segment.bytes, as Kafka's).
+    let segments = log.segment_count();
     log.compact(&options(NOW + RETENTION)).expect("compact");
+    assert!(
+        log.segment_count() < segments,
+        "{} < {segments}",
+        log.segment_count()
+    );
+    let sealed = log.sealed_segments().expect("sealed");
+    assert!(sealed.iter().all(|s| s.size <= 1024), "{sealed:?}");
     let later = records(&log);
     assert!(
         later.range(..active).all(|(_, (_, v))| v.is_some()),
@@ -175,6 +187,20 @@ fn a_pass_keeps_the_latest_per_key_and_later_ones_drop_expired_tombstones() {
 
 #[test]
 fn a_crash_anywhere_in_a_pass_loses_no_surviving_record() {
+    crash_in_pass(0, 64);
+}
+
+#[test]
+fn a_crash_anywhere_in_a_merging_pass_brings_no_removed_record_back() {
+    // The first pass leaves small segments; the second merges them, so crashes land
+    // between a merged swap's steps.
+    crash_in_pass(1, 64);
+}
+
+/// Runs `clean_passes` passes, then one that fails at each I/O operation in turn
+/// followed by a power loss: the log opens with every surviving record and none that
+/// an earlier pass removed, and a later pass finishes the job.
+fn crash_in_pass(clean_passes: usize, keys: u32) {
     for op in [
         IoOp::Open,
         IoOp::Write,
@@ -188,21 +214,37 @@ fn a_crash_anywhere_in_a_pass_loses_no_surviving_record() {
             let fault = Arc::new(FaultIo::new());
             let flusher = || Flusher::with_io("test", Io::new(fault.clone())).expect("flusher");
             let mut log = Log::open(dir.path(), config(), flusher()).expect("open");
-            let model = fill(&mut log);
+            let model = fill(&mut log, keys);
             log.flush().expect("flush");
             let active = log.active_segment_base();
             let end = log.log_end_offset();
-            fault.fail_after(op, "", libc::EIO, passes);
             assert!(log.segment_count() > 3);
+            for _ in 0..clean_passes {
+                log.compact(&options(NOW)).expect("a pass before the crash");
+                log.flush().expect("flush");
+            }
+            let before = records(&log);
+            let segments = log.segment_count();
+            fault.fail_after(op, "", libc::EIO, passes);
             let result = log.compact(&options(NOW));
             crashed += usize::from(result.is_err());
+            if clean_passes > 0 && result.is_ok() {
+                assert!(log.segment_count() < segments, "the pass merged segments");
+            }
             drop(log);
             fault.clear();
             fault.power_loss(Torn::Nothing).expect("power loss");
             let mut log =
                 Log::open(dir.path(), config(), flusher()).expect("opens after the crash");
             assert_eq!(log.log_end_offset(), end, "{op:?}/{passes}: {result:?}");
-            check(&records(&log), &model, active);
+            let recovered = records(&log);
+            check(&recovered, &model, active);
+            for offset in recovered.keys() {
+                assert!(
+                    before.contains_key(offset),
+                    "{op:?}/{passes}: offset {offset}, removed before the pass, is back"
+                );
+            }
             // A pass after the crash finishes the job.
             log.compact(&options(NOW)).expect("compact again");
             let got = records(&log);

@@ -38,16 +38,18 @@ pub struct SealedSegment {
     pub file: Arc<File>,
 }
 
-/// A segment cleaned into its `.cleaned` file, ready to swap in.
+/// A group of sealed segments cleaned into one `.cleaned` file, ready to swap in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CleanedSegment {
-    /// The base offset of the segment it replaces (and its own).
+    /// Its base offset: that of the first segment it replaces.
     pub base: u64,
+    /// The offset after the last segment it replaces.
+    pub end: u64,
     /// Its size.
     pub size: u64,
-    /// The size of the segment it replaces when it was read: a segment that changed
-    /// since is not replaced.
-    pub replaces_size: u64,
+    /// (base, size) of each segment it replaces, as they were read: if any is gone or
+    /// changed since, none is replaced.
+    pub replaces: Vec<(u64, u64)>,
 }
 
 /// The cleaner's I/O throttle (`log.cleaner.io.max.bytes.per.second`): bytes read and
@@ -187,17 +189,50 @@ pub fn map_segments(
     Ok(cut)
 }
 
-/// Cleans `segment` into `<base>.log.cleaned` in `dir` (synced), by `map` and `rules`.
+/// Groups consecutive segments to be cleaned into one each, as Kafka's
+/// `groupSegmentsBySize`: a group grows while the sizes of its segments as they are
+/// (before cleaning, so the cleaned one fits too) add up to at most `max_bytes`, and
+/// while its offsets fit a segment's 32-bit relative offsets.
+pub fn group_by_size(segments: &[SealedSegment], max_bytes: u64) -> Vec<&[SealedSegment]> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    while start < segments.len() {
+        let base = segments[start].base;
+        let mut bytes = segments[start].size;
+        let mut end = start + 1;
+        while let Some(next) = segments.get(end) {
+            let span = next.next_offset.saturating_sub(1).saturating_sub(base);
+            if bytes.saturating_add(next.size) > max_bytes || span > u64::from(u32::MAX) {
+                break;
+            }
+            bytes += next.size;
+            end += 1;
+        }
+        groups.push(&segments[start..end]);
+        start = end;
+    }
+    groups
+}
+
+/// Cleans the segments of `group` into one `<base>.log.cleaned` in `dir` (synced), by
+/// `map` and `rules`; `base` is the first segment's.
 pub fn write_cleaned(
     io: &Io,
     dir: &Path,
-    segment: &SealedSegment,
+    group: &[SealedSegment],
     map: &KeyMap,
     rules: &Rules,
     last_of_producer: &dyn Fn(&BatchHeader) -> bool,
     throttle: &mut Throttle,
 ) -> Result<(CleanedSegment, PassStats)> {
-    let path = file_path(dir, segment.base, CLEANED_SUFFIX);
+    let (Some(first), Some(last)) = (group.first(), group.last()) else {
+        return Err(StorageError::Corrupt {
+            path: dir.to_path_buf(),
+            position: 0,
+            reason: "an empty group of segments to clean".to_string(),
+        });
+    };
+    let path = file_path(dir, first.base, CLEANED_SUFFIX);
     let out = io
         .open(&path, OpenMode::CreateTruncate)
         .io_context("create cleaned segment", &path)?;
@@ -213,17 +248,19 @@ pub fn write_cleaned(
         Ok(())
     };
     let mut reads = Throttle::new(f64::INFINITY);
-    for_each_batch(segment, &mut reads, |batch| {
-        let s = pass::clean_batches(batch, map, rules, last_of_producer, |b| {
-            pending.extend_from_slice(b)
-        })
-        .map_err(|e| corrupt(segment, 0, e.to_string()))?;
-        stats.add(&s);
-        if pending.len() >= CHUNK {
-            flush(&mut pending, throttle)?;
-        }
-        Ok(true)
-    })?;
+    for segment in group {
+        for_each_batch(segment, &mut reads, |batch| {
+            let s = pass::clean_batches(batch, map, rules, last_of_producer, |b| {
+                pending.extend_from_slice(b)
+            })
+            .map_err(|e| corrupt(segment, 0, e.to_string()))?;
+            stats.add(&s);
+            if pending.len() >= CHUNK {
+                flush(&mut pending, throttle)?;
+            }
+            Ok(true)
+        })?;
+    }
     flush(&mut pending, throttle)?;
     // What was read counts against the rate too.
     throttle.pace(reads.bytes as usize);
@@ -231,9 +268,11 @@ pub fn write_cleaned(
         .io_context("sync cleaned segment", &path)?;
     Ok((
         CleanedSegment {
-            base: segment.base,
+            base: first.base,
+            // Past the last base even when that segment is empty (next offset = base).
+            end: last.next_offset.max(last.base + 1),
             size,
-            replaces_size: segment.size,
+            replaces: group.iter().map(|s| (s.base, s.size)).collect(),
         },
         stats,
     ))

@@ -1,33 +1,27 @@
 //! Compaction of one log: a pass (map the dirty section, clean the sealed segments
-//! below the cut into `.cleaned` files), then the swap, crash-safe as Kafka's:
-//!
-//! 1. each `<base>.log.cleaned` (already synced) is renamed `<base>.log.swap`, and the
-//!    directory synced: from here an open finishes the swap;
-//! 2. the old segment's indexes are removed and the directory synced (a stale index
-//!    must never describe the new file);
-//! 3. the swap file is renamed over `<base>.log` (atomic: a reader opening the name sees
-//!    the old file or the new one), the directory synced, and the segment reloaded: its
-//!    indexes are rebuilt on first use.
+//! below the cut, small consecutive ones merged, into `.cleaned` files), then the swap
+//! (`swap.rs`), crash-safe as Kafka's.
 //!
 //! Regions read before the swap keep their open file and read the old bytes; offsets
-//! never change, so a fetch in flight stays consistent. Each segment is cleaned with
-//! the same map on its own, so any mix of swapped and unswapped segments after a crash
-//! is a valid log, and the checkpoint, written last, only saves work.
+//! never change, so a fetch in flight stays consistent. Each group of segments is
+//! cleaned with the same map on its own, so any mix of swapped and unswapped groups
+//! after a crash is a valid log, and the checkpoint, written last, only saves work.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
 use fjord_protocol::record_batch::BatchHeader;
 
-use crate::cleaner::files::{self, file_path, CleanedSegment, SealedSegment, SWAP_SUFFIX};
+use crate::cleaner::files::{self, CleanedSegment, SealedSegment};
 use crate::cleaner::{KeyMap, PassStats, Rules};
 use crate::error::{IoContext, Result};
 use crate::io::Io;
 use crate::log::Log;
-use crate::segment::{segment_path, Segment};
+use crate::segment::Segment;
 
-/// The checkpoint file: where the dirty section starts.
-pub(super) const CHECKPOINT_FILE: &str = "cleaner-offset-checkpoint";
+/// The checkpoint file: where the dirty section starts. Its presence also says the
+/// log's segments may have offset gaps (see `recovery::check_offsets`).
+pub(crate) const CHECKPOINT_FILE: &str = "cleaner-offset-checkpoint";
 
 /// How one pass cleans.
 #[derive(Debug, Clone, Copy)]
@@ -120,6 +114,7 @@ impl Log {
             first_dirty: self.first_dirty_offset()?,
             active_base: self.active_segment_base(),
             lasts: self.last_batches_of_producers()?,
+            segment_bytes: self.config.segment_bytes,
             dir: self.dir.clone(),
             io: self.flusher.io().clone(),
         })
@@ -127,6 +122,11 @@ impl Log {
 
     /// Swaps in what [`CompactionSnapshot::prepare`] wrote and moves the checkpoint.
     pub fn finish_compaction(&mut self, prepared: PreparedCompaction) -> Result<CompactOutcome> {
+        if !prepared.cleaned.is_empty() && !self.dir.join(CHECKPOINT_FILE).exists() {
+            // Before the first swap ever: from here recovery accepts offset gaps, which
+            // cleaned segments have.
+            self.write_checkpoint(self.cleaner_checkpoint)?;
+        }
         let segments_swapped = self.swap_cleaned(&prepared.cleaned)?;
         if prepared.cut > prepared.first_dirty {
             self.write_checkpoint(prepared.cut)?;
@@ -154,65 +154,6 @@ impl Log {
         })?;
         Ok(lasts)
     }
-
-    /// Swaps cleaned segments in (see the module doc). A segment gone or changed since
-    /// it was read keeps its files, and its cleaned file is removed. Returns how many
-    /// were swapped.
-    pub fn swap_cleaned(&mut self, cleaned: &[CleanedSegment]) -> Result<usize> {
-        let io = self.flusher.io().clone();
-        let dir = self.dir.clone();
-        let active = self.active_segment_base();
-        let mut ready = Vec::new();
-        for c in cleaned {
-            let from = file_path(&dir, c.base, files::CLEANED_SUFFIX);
-            let current = self.segments.get(&c.base).map(Segment::size);
-            if c.base >= active || current != Some(c.replaces_size) {
-                io.remove_file(&from)
-                    .io_context("remove cleaned segment", &from)?;
-                continue;
-            }
-            let to = file_path(&dir, c.base, SWAP_SUFFIX);
-            io.rename(&from, &to)
-                .io_context("rename cleaned segment", &to)?;
-            ready.push(c.clone());
-        }
-        if ready.is_empty() {
-            return Ok(0);
-        }
-        io.sync_dir_at(&dir)?;
-        for c in &ready {
-            if let Some(segment) = self.segments.remove(&c.base) {
-                segment.drop_files();
-            }
-            remove_indexes(&io, &dir, c.base)?;
-        }
-        io.sync_dir_at(&dir)?;
-        for c in &ready {
-            let swap = file_path(&dir, c.base, SWAP_SUFFIX);
-            let log = segment_path(&dir, c.base, "log");
-            io.rename(&swap, &log)
-                .io_context("swap cleaned segment", &log)?;
-        }
-        io.sync_dir_at(&dir)?;
-        for c in &ready {
-            self.segments
-                .insert(c.base, Segment::unloaded(c.base, c.size));
-        }
-        tracing::debug!(dir = %dir.display(), segments = ready.len(), "swapped cleaned segments");
-        Ok(ready.len())
-    }
-}
-
-fn remove_indexes(io: &crate::io::Io, dir: &std::path::Path, base: u64) -> Result<()> {
-    for ext in ["index", "timeindex"] {
-        let path = segment_path(dir, base, ext);
-        match io.remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).io_context("remove index", &path),
-        }
-    }
-    Ok(())
 }
 
 /// A log as a pass sees it: its sealed segments (files open), the dirty section's
@@ -223,6 +164,7 @@ pub struct CompactionSnapshot {
     first_dirty: u64,
     active_base: u64,
     lasts: HashMap<i64, i64>,
+    segment_bytes: u64,
     dir: PathBuf,
     io: Io,
 }
@@ -278,11 +220,17 @@ impl CompactionSnapshot {
         let last_of = |h: &BatchHeader| self.lasts.get(&h.producer_id) == Some(&h.last_offset());
         let mut stats = PassStats::default();
         let mut cleaned = Vec::new();
-        for segment in self.sealed.iter().filter(|s| s.base < cut) {
+        let below: Vec<SealedSegment> = self
+            .sealed
+            .iter()
+            .filter(|s| s.base < cut)
+            .cloned()
+            .collect();
+        for group in files::group_by_size(&below, self.segment_bytes) {
             let (c, s) = files::write_cleaned(
                 &self.io,
                 &self.dir,
-                segment,
+                group,
                 &map,
                 &options.rules,
                 &last_of,
@@ -308,41 +256,4 @@ pub(super) fn read_checkpoint(dir: &std::path::Path) -> Result<u64> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
         Err(e) => Err(e).io_context("read cleaner checkpoint", &path),
     }
-}
-
-/// Finishes swaps a crash interrupted and removes cleaned files never swapped in: run
-/// at open, before the segments are listed.
-pub(super) fn recover_swaps(io: &crate::io::Io, dir: &std::path::Path) -> Result<()> {
-    let mut swaps = Vec::new();
-    for entry in std::fs::read_dir(dir).io_context("list log dir", dir)? {
-        let entry = entry.io_context("list log dir", dir)?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let base = |suffix: &str| {
-            name.strip_suffix(&format!(".{suffix}"))
-                .filter(|s| s.len() == 20)
-                .and_then(|s| s.parse::<u64>().ok())
-        };
-        if base(files::CLEANED_SUFFIX).is_some() {
-            let path = entry.path();
-            tracing::info!(file = %path.display(), "removing a cleaned segment never swapped in");
-            io.remove_file(&path)
-                .io_context("remove cleaned segment", &path)?;
-        } else if let Some(b) = base(SWAP_SUFFIX) {
-            swaps.push(b);
-        }
-    }
-    if swaps.is_empty() {
-        return Ok(());
-    }
-    for base in &swaps {
-        remove_indexes(io, dir, *base)?;
-    }
-    io.sync_dir_at(dir)?;
-    for base in &swaps {
-        let log = segment_path(dir, *base, "log");
-        io.rename(&file_path(dir, *base, SWAP_SUFFIX), &log)
-            .io_context("finish segment swap", &log)?;
-        tracing::info!(segment = %log.display(), "finished a cleaned segment's swap");
-    }
-    io.sync_dir_at(dir)
 }

@@ -20,7 +20,7 @@ pub(super) fn parse_segment_name(name: &str) -> Option<u64> {
 /// `.log` files in `dir` as (base offset, size), sorted; removes leftovers that belong to
 /// no segment (temporary files, orphan indexes).
 pub(super) fn list_segments(io: &Io, dir: &Path) -> Result<Vec<(u64, u64)>> {
-    super::compaction::recover_swaps(io, dir)?;
+    super::swap::recover_swaps(io, dir)?;
     let mut logs = Vec::new();
     let mut others = Vec::new();
     for entry in std::fs::read_dir(dir).io_context("list log dir", dir)? {

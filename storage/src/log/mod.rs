@@ -24,11 +24,12 @@ use crate::segment::{Segment, SegmentCtx};
 pub use crate::timestamp_search::TimestampOffset;
 pub use compaction::{CompactOptions, CompactOutcome, CompactionSnapshot, PreparedCompaction};
 
-mod compaction;
+pub(crate) mod compaction;
 mod epochs;
 mod files;
 mod hot;
 mod recover_tail;
+mod swap;
 mod timestamps;
 mod truncation;
 
