@@ -2,6 +2,7 @@
 //! process on a free port with its own data directory, and stop it.
 
 pub mod metrics;
+pub mod reading;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use fjord_integration_tests::metrics::{free_metrics_listener, http_get, sample};
+use fjord_integration_tests::reading::read_partition;
 use fjord_integration_tests::BrokerProcess;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 
 const SETS: &[&str] = &["log.cleaner.backoff.ms=100"];
 
@@ -40,28 +40,15 @@ async fn create(bootstrap: &str, name: &str) {
 }
 
 /// Every record of partition 0 as (offset, key, value), read by librdkafka.
-fn read_all(bootstrap: &str, topic: &str, end: i64) -> Vec<(i64, String, Option<String>)> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "compaction-reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .expect("tpl");
-    c.assign(&tpl).expect("assign");
-    let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while out.last().is_none_or(|(o, _, _)| *o < end - 1) {
-        assert!(Instant::now() < deadline, "read {} records", out.len());
-        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
-            let key = String::from_utf8_lossy(m.key().expect("keyed")).into_owned();
-            let value = m.payload().map(|v| String::from_utf8_lossy(v).into_owned());
-            out.push((m.offset(), key, value));
-        }
-    }
-    out
+fn read_all(bootstrap: &str, topic: &str) -> Vec<(i64, String, Option<String>)> {
+    read_partition(bootstrap, topic, 0)
+        .into_iter()
+        .map(|(offset, key, value)| {
+            let key = String::from_utf8_lossy(&key.expect("keyed")).into_owned();
+            let value = value.map(|v| String::from_utf8_lossy(&v).into_owned());
+            (offset, key, value)
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,12 +79,11 @@ async fn the_cleaner_keeps_the_latest_value_per_key_and_clients_read_across_the_
             latest.insert(key, (offset, value));
         }
     }
-    let end = 200;
     // The cleaner runs in the background: wait until everything below the last rounds
     // is down to one record per key.
     let deadline = Instant::now() + Duration::from_secs(60);
     let got = loop {
-        let got = read_all(&b, "table", end);
+        let got = read_all(&b, "table");
         if got.len() < 60 {
             break got;
         }

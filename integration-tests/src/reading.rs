@@ -1,0 +1,45 @@
+//! Reading a whole partition back with librdkafka, for tests that check what a broker
+//! kept (compaction, recovery).
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+/// A record as read: (offset, key, value).
+pub type Read = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// Every record of `topic`/`partition` from its log start to its end (librdkafka's
+/// partition EOF, so offsets removed at the end do not stall it).
+pub fn read_partition(bootstrap: &str, topic: &str, partition: i32) -> Vec<Read> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "fjord-test-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Beginning)
+        .expect("tpl");
+    c.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "read {} records", out.len());
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => out.push((
+                m.offset(),
+                m.key().map(<[u8]>::to_vec),
+                m.payload().map(<[u8]>::to_vec),
+            )),
+            Some(Err(KafkaError::PartitionEOF(_))) => return out,
+            Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::PartitionEOF))) => {
+                return out
+            }
+            _ => {}
+        }
+    }
+}
