@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests in `tests/`: start the real `fjord` binary as a
 //! process on a free port with its own data directory, and stop it.
 
+pub mod http;
 pub mod metrics;
 pub mod reading;
 

@@ -1,22 +1,10 @@
 //! Reading a broker's Prometheus endpoint from a test.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
+use crate::http::request;
 
-/// `GET path` from the HTTP endpoint at `addr`: (status line, body).
-pub fn http_get(addr: &str, path: &str) -> (String, String) {
-    let mut s = TcpStream::connect(addr).expect("metrics endpoint");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("response");
-    let (head, body) = out.split_once("\r\n\r\n").expect("http response");
-    (
-        head.lines().next().unwrap_or_default().to_string(),
-        body.to_string(),
-    )
+/// `GET path` from the HTTP endpoint at `addr`: (status code, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    request(addr, "GET", path, None)
 }
 
 /// The value of the sample whose name and labels start with `series`.
