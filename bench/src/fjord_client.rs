@@ -24,7 +24,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn producer(bootstrap: &str, o: &Options) -> Result<Producer> {
+pub(crate) fn producer(bootstrap: &str, o: &Options) -> Result<Producer> {
     let mut builder = Producer::builder()
         .set("bootstrap.servers", bootstrap)
         .set("acks", &o.acks)

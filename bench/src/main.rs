@@ -10,6 +10,7 @@
 //! fjord-bench sweep --spawn-broker --out bench-results
 //! fjord-bench storage --quick
 //! fjord-bench storage --quick --only clean
+//! fjord-bench clean-produce --spawn-broker --records 3000000
 //! fjord-bench rebalance --spawn-broker --partitions 100 --members 10
 //! ```
 //! `--spawn-broker` starts `target/release/fjord` (or `$FJORD_BIN`) in a temp dir on a
@@ -17,6 +18,7 @@
 //! `--spawn-broker` first loads the topic with Fjord's producer.
 
 mod broker;
+mod clean_produce;
 mod cleaner_bench;
 mod fjord_client;
 mod flood;
@@ -47,8 +49,9 @@ fn main() -> Result<()> {
         "sweep" => sweep::run(&opts),
         "storage" => storage::run(opts.quick, std::path::Path::new(&opts.dir), &opts.only),
         "rebalance" => rebalance::run(&opts),
+        "clean-produce" => clean_produce::run(&opts),
         other => anyhow::bail!(
-            "unknown command '{other}' (limits, produce, consume, e2e, sweep, storage, rebalance; see --help)"
+            "unknown command '{other}' (limits, produce, consume, e2e, sweep, storage, rebalance, clean-produce; see --help)"
         ),
     }
 }

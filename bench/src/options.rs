@@ -21,6 +21,10 @@ Commands:
   storage   the storage engine alone, no broker: append next to a raw write, random
             read lookups next to a raw pread, crash recovery, opening 10,000 logs
             (about 25 GiB of writes; --quick for 16x less)
+  clean-produce
+            with --spawn-broker: produce (the workload flags) while the broker's
+            cleaner compacts a 1 GiB topic, next to the same produce with the cleaner
+            idle; 3 alternating pairs, medians (--quick: a 128 MiB topic)
 
 Flags (defaults in brackets):
   --bootstrap HOST:PORT   broker to use, or --spawn-broker to start a fresh one
@@ -53,7 +57,7 @@ Flags (defaults in brackets):
   --broker-set K=V        setting for --spawn-broker or --spawn-peer, by Kafka's name
                           (repeatable)
   --out DIR               where sweep writes [bench-results]
-  --quick                 storage: every size 16x smaller
+  --quick                 storage: every size 16x smaller; clean-produce: 8x
   --flood                 produce, e2e: another client floods the broker meanwhile with
                           Produce and Metadata requests naming 1,000 new topics each
                           (compare the latency with and without it)
