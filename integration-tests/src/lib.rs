@@ -79,6 +79,8 @@ pub struct BrokerProcess {
     pub bootstrap: String,
     /// Its data directory.
     pub data: PathBuf,
+    /// Every line it has logged so far.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -122,6 +124,8 @@ impl BrokerProcess {
         let mut child = cmd.spawn().expect("spawn fjord");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = std::sync::Arc::clone(&log);
         // Find the bound address in the log, then keep echoing the log for failing tests.
         std::thread::spawn(move || {
             use std::io::BufRead;
@@ -141,6 +145,7 @@ impl BrokerProcess {
                     }
                 }
                 eprintln!("[fjord] {line}");
+                kept.lock().unwrap_or_else(|e| e.into_inner()).push(line);
             }
         });
         let bootstrap = rx
@@ -158,8 +163,15 @@ impl BrokerProcess {
             child,
             bootstrap,
             data: data.to_path_buf(),
+            log,
             _tmp: None,
         }
+    }
+
+    /// The lines it has logged so far that contain `text`.
+    pub fn log_lines_with(&self, text: &str) -> Vec<String> {
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        log.iter().filter(|l| l.contains(text)).cloned().collect()
     }
 
     /// The port it listens on.

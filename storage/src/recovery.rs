@@ -27,15 +27,25 @@ use crate::time_index::TimeIndex;
 /// How many index entries from the end recovery will try before giving up on the index.
 const MAX_ENTRY_PROBES: usize = 16;
 
+/// Whether a segment's index files should be there when it is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Indexes {
+    /// Written with the segment: missing ones are damage, rebuilt with a warning.
+    Expected,
+    /// Not written (a segment the cleaner swapped in): built on first load, quietly.
+    NotWritten,
+}
+
 /// Recovers segment `base`; `active` leaves its indexes writable and preallocated.
 pub(crate) fn recover_segment(
     ctx: SegmentCtx<'_>,
     base: u64,
     active: bool,
+    indexes: Indexes,
 ) -> Result<(SegmentMeta, SegmentFiles)> {
     let mut limit = None;
     loop {
-        match recover_once(ctx, base, active, limit)? {
+        match recover_once(ctx, base, active, limit, indexes)? {
             Recovered::Done(done) => return Ok(*done),
             // The batch at the last trusted index entry was itself damaged (and is now cut
             // off): trust one entry fewer and rescan from the one before it. With no entry
@@ -56,12 +66,13 @@ fn recover_once(
     base: u64,
     active: bool,
     limit: Option<usize>,
+    indexes: Indexes,
 ) -> Result<Recovered> {
     let (dir, config, io) = (ctx.dir, ctx.config, ctx.io);
     let log_path = segment_path(dir, base, "log");
     let log = open_log_file(io, dir, base, false)?;
     let size = log.metadata().io_context("stat segment", &log_path)?.len();
-    let trusted = trusted_prefix(ctx, base, &log, size, limit)?;
+    let trusted = trusted_prefix(ctx, base, &log, size, limit, indexes)?;
     // A log the cleaner has swapped segments into has gaps between batches.
     let gaps = dir.join(crate::log::compaction::CHECKPOINT_FILE).exists();
     let offset_index = OffsetIndex::open_writable(
@@ -160,6 +171,7 @@ fn trusted_prefix(
     log: &std::fs::File,
     size: u64,
     limit: Option<usize>,
+    indexes: Indexes,
 ) -> Result<TrustedPrefix> {
     let index_path = segment_path(ctx.dir, base, "index");
     let time_path = segment_path(ctx.dir, base, "timeindex");
@@ -170,8 +182,11 @@ fn trusted_prefix(
         scan_position: 0,
     };
     if limit == Some(0) || !index_path.exists() || !time_path.exists() {
-        if size > 0 {
-            tracing::warn!(segment = base, "rebuilding indexes from the log");
+        match indexes {
+            Indexes::Expected if size > 0 => {
+                tracing::warn!(segment = base, "rebuilding indexes from the log");
+            }
+            _ => tracing::debug!(segment = base, "building indexes from the log"),
         }
         return Ok(rebuild);
     }

@@ -20,7 +20,7 @@ use crate::error::{IoContext, Result, StorageError};
 use crate::file_region::FileRegion;
 use crate::io::{Io, OpenMode};
 use crate::offset_index::OffsetIndex;
-use crate::recovery;
+use crate::recovery::{self, Indexes};
 use crate::time_index::TimeIndex;
 
 /// File name of a segment file: the base offset in 20 digits and an extension.
@@ -137,6 +137,8 @@ pub(crate) struct SegmentState {
     /// Size from the directory listing, until `meta` is known.
     size_hint: u64,
     last_used: Instant,
+    /// Whether the first load should find index files.
+    indexes: Indexes,
 }
 
 /// A region read from a segment, and whether it reaches the segment's end.
@@ -186,12 +188,23 @@ impl Segment {
                 meta: Some(meta),
                 files,
                 last_used: Instant::now(),
+                indexes: Indexes::Expected,
             }),
         }
     }
 
     /// A sealed segment known only by name and size, loaded on first access.
     pub(crate) fn unloaded(base_offset: u64, size_hint: u64) -> Self {
+        Self::unloaded_with(base_offset, size_hint, Indexes::Expected)
+    }
+
+    /// A segment the cleaner just swapped in: its indexes are built on first access
+    /// (an expected rebuild, not logged as damage).
+    pub(crate) fn swapped_in(base_offset: u64, size: u64) -> Self {
+        Self::unloaded_with(base_offset, size, Indexes::NotWritten)
+    }
+
+    fn unloaded_with(base_offset: u64, size_hint: u64, indexes: Indexes) -> Self {
         Self {
             base_offset,
             state: Mutex::new(SegmentState {
@@ -199,6 +212,7 @@ impl Segment {
                 files: None,
                 size_hint,
                 last_used: Instant::now(),
+                indexes,
             }),
         }
     }
@@ -415,7 +429,7 @@ impl Segment {
                 .io_context("truncate segment", &path)?;
         }
         state.files = None;
-        let (meta, files) = recovery::recover_segment(ctx, base, true)?;
+        let (meta, files) = recovery::recover_segment(ctx, base, true, Indexes::Expected)?;
         state.size_hint = meta.size;
         state.meta = Some(meta);
         state.files = Some(files);
@@ -507,7 +521,7 @@ fn open_state(
             state.files = Some(SegmentFiles::open(ctx, base, meta, active)?);
         }
         None => {
-            let (meta, files) = recovery::recover_segment(ctx, base, active)?;
+            let (meta, files) = recovery::recover_segment(ctx, base, active, state.indexes)?;
             state.size_hint = meta.size;
             state.meta = Some(meta);
             state.files = Some(files);

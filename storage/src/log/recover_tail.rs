@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::Result;
-use crate::recovery::recover_segment;
+use crate::recovery::{recover_segment, Indexes};
 use crate::segment::{seal_files, Segment, SegmentCtx};
 
 /// Recovers the active segment (the last of `listed`, as (base, size)) and returns every
@@ -29,10 +29,11 @@ pub(super) fn recover_tail(
         return Ok(segments);
     };
     let mut kept = sealed.len();
-    let (mut meta, mut files) = recover_segment(ctx, active_base, true)?;
+    let (mut meta, mut files) = recover_segment(ctx, active_base, true, Indexes::Expected)?;
     while meta.size == 0 && kept > 0 {
         let previous = sealed[kept - 1].0;
-        let (mut prev_meta, mut prev_files) = recover_segment(ctx, previous, true)?;
+        let (mut prev_meta, mut prev_files) =
+            recover_segment(ctx, previous, true, Indexes::Expected)?;
         if prev_meta.next_offset >= active_base {
             // No hole: the previous segment stays sealed, recovered already.
             seal_files(&mut prev_meta, &mut prev_files, previous)?;

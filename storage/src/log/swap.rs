@@ -90,7 +90,7 @@ impl Log {
         io.sync_dir_at(&dir)?;
         for c in &ready {
             self.segments
-                .insert(c.base, Segment::unloaded(c.base, c.size));
+                .insert(c.base, Segment::swapped_in(c.base, c.size));
         }
         let replaced = ready.iter().map(|c| c.replaces.len()).sum();
         tracing::debug!(dir = %dir.display(), replaced, into = ready.len(), "swapped cleaned segments");
