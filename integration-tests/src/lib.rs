@@ -4,6 +4,7 @@
 pub mod http;
 pub mod metrics;
 pub mod reading;
+pub mod topics;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

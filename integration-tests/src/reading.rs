@@ -11,20 +11,28 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 /// A record as read: (offset, key, value).
 pub type Read = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
 
-/// Every record of `topic`/`partition` from its log start to its end (librdkafka's
-/// partition EOF, so offsets removed at the end do not stall it).
-pub fn read_partition(bootstrap: &str, topic: &str, partition: i32) -> Vec<Read> {
+/// A librdkafka consumer assigned `topic`/`partition` from its log start, checking
+/// every batch's CRC; `eof` makes it report the partition's end as an error.
+pub fn reader_from_start(bootstrap: &str, topic: &str, partition: i32, eof: bool) -> BaseConsumer {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "fjord-test-reader")
         .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
+        .set("enable.partition.eof", eof.to_string())
+        .set("check.crcs", "true")
         .create()
         .expect("consumer");
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Beginning)
         .expect("tpl");
     c.assign(&tpl).expect("assign");
+    c
+}
+
+/// Every record of `topic`/`partition` from its log start to its end (librdkafka's
+/// partition EOF, so offsets removed at the end do not stall it).
+pub fn read_partition(bootstrap: &str, topic: &str, partition: i32) -> Vec<Read> {
+    let c = reader_from_start(bootstrap, topic, partition, true);
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

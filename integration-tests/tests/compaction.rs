@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use fjord_integration_tests::metrics::{free_metrics_listener, http_get, sample};
 use fjord_integration_tests::reading::read_partition;
+use fjord_integration_tests::topics::{create_topic, describe_topic};
 use fjord_integration_tests::BrokerProcess;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
@@ -22,21 +22,15 @@ fn scrape(addr: &str) -> String {
     http_get(addr, "/metrics").1
 }
 
+/// A compacted topic in small segments, cleaned as soon as anything is dirty.
 async fn create(bootstrap: &str, name: &str) {
-    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("admin");
-    let topic = NewTopic::new(name, 1, TopicReplication::Fixed(1))
-        .set("cleanup.policy", "compact")
-        .set("segment.bytes", "2048")
-        .set("min.cleanable.dirty.ratio", "0.01")
-        .set("delete.retention.ms", "86400000");
-    let r = admin
-        .create_topics(&[topic], &AdminOptions::new())
-        .await
-        .expect("create");
-    assert!(r.iter().all(Result::is_ok), "{r:?}");
+    let configs = [
+        ("cleanup.policy", "compact"),
+        ("segment.bytes", "2048"),
+        ("min.cleanable.dirty.ratio", "0.01"),
+        ("delete.retention.ms", "86400000"),
+    ];
+    create_topic(bootstrap, name, &configs).await;
 }
 
 /// Every record of partition 0 as (offset, key, value), read by librdkafka.
@@ -133,18 +127,7 @@ async fn the_cleaner_keeps_the_latest_value_per_key_and_clients_read_across_the_
         "{text}"
     );
     // And in `fjord topics describe`, read from the metrics endpoint the broker names.
-    let (ok, out, err) = fjord_integration_tests::fjord(
-        &[
-            "topics",
-            "describe",
-            "--topic",
-            "table",
-            "--bootstrap-server",
-            &b,
-        ],
-        None,
-    );
-    assert!(ok, "{err}");
+    let out = describe_topic(&b, "table");
     let row = out
         .lines()
         .find(|l| l.contains("Partition: 0"))
@@ -200,21 +183,7 @@ async fn describe_says_when_the_cleaner_figures_are_unknown() {
     let broker = BrokerProcess::start(SETS);
     let b = broker.bootstrap.clone();
     create(&b, "quiet").await;
-    let describe = |topic: &str| {
-        let (ok, out, err) = fjord_integration_tests::fjord(
-            &[
-                "topics",
-                "describe",
-                "--topic",
-                topic,
-                "--bootstrap-server",
-                &b,
-            ],
-            None,
-        );
-        assert!(ok, "{err}");
-        out
-    };
+    let describe = |topic: &str| describe_topic(&b, topic);
     let out = describe("quiet");
     assert!(
         out.contains("DirtyRatio: unknown\tLastCleaned: unknown"),

@@ -18,8 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use fjord_integration_tests::reading::{read_partition, Read};
+use fjord_integration_tests::topics::create_topic;
 use fjord_integration_tests::BrokerProcess;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
@@ -61,21 +61,15 @@ fn seed() -> u64 {
         })
 }
 
-async fn create_topic(bootstrap: &str) {
-    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("admin");
-    let topic = NewTopic::new(TOPIC, 1, TopicReplication::Fixed(1))
-        .set("cleanup.policy", "compact")
-        .set("segment.bytes", "4096")
-        .set("min.cleanable.dirty.ratio", "0.01")
-        .set("delete.retention.ms", "1500");
-    let r = admin
-        .create_topics(&[topic], &AdminOptions::new())
-        .await
-        .expect("create");
-    assert!(r.iter().all(Result::is_ok), "{r:?}");
+/// The model's topic: small segments, cleaned eagerly, tombstones kept 1.5 s.
+async fn create_model_topic(bootstrap: &str) {
+    let configs = [
+        ("cleanup.policy", "compact"),
+        ("segment.bytes", "4096"),
+        ("min.cleanable.dirty.ratio", "0.01"),
+        ("delete.retention.ms", "1500"),
+    ];
+    create_topic(bootstrap, TOPIC, &configs).await;
 }
 
 /// One round: records in batches compressed with `codec`, each acknowledged and
@@ -193,7 +187,7 @@ async fn compaction_matches_the_model_across_kills() {
     let mut rng = Rng(seed);
     let mut broker = BrokerProcess::start(SETS);
     let data_dir = broker.take_data_dir().expect("data dir");
-    create_topic(&broker.bootstrap).await;
+    create_model_topic(&broker.bootstrap).await;
     let mut model = Model::new();
     let mut gone = BTreeSet::new();
     let mut kills = 0;

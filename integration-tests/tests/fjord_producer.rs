@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use fjord_integration_tests::reading::reader_from_start;
 use fjord_integration_tests::BrokerProcess;
 use fjord_producer::{ProduceError, Producer, ProducerRecord};
 use fjord_protocol::record_batch::batches;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Message};
 
 fn producer(bootstrap: &str, settings: &[(&str, &str)]) -> Producer {
     let mut b = Producer::builder().set("bootstrap.servers", bootstrap);
@@ -32,17 +32,7 @@ type Got = (
 );
 
 fn consume(bootstrap: &str, topic: &str, partition: i32, count: usize) -> Vec<Got> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "fjord-producer-test")
-        .set("enable.auto.commit", "false")
-        .set("check.crcs", "true")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Beginning)
-        .expect("tpl");
-    c.assign(&tpl).expect("assign");
+    let c = reader_from_start(bootstrap, topic, partition, false);
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut out = Vec::new();
     while out.len() < count {

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use fjord_integration_tests::http::request;
 use fjord_integration_tests::metrics::free_metrics_listener;
-use fjord_integration_tests::{fjord, BrokerProcess};
+use fjord_integration_tests::topics::describe_topic;
+use fjord_integration_tests::BrokerProcess;
 use serde_json::{json, Value};
 
 const API: &str = "/apis/ccompat/v7";
@@ -217,19 +218,7 @@ fn await_replayed(registry: &Registry, ids: &[(String, usize, i64)]) {
 
 /// `fjord topics describe --topic JOURNAL`.
 fn describe_journal(bootstrap: &str) -> String {
-    let (ok, out, err) = fjord(
-        &[
-            "topics",
-            "describe",
-            "--bootstrap-server",
-            bootstrap,
-            "--topic",
-            JOURNAL,
-        ],
-        None,
-    );
-    assert!(ok, "{err}");
-    out
+    describe_topic(bootstrap, JOURNAL)
 }
 
 #[test]
