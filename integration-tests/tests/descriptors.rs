@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use fjord_integration_tests::topics::describe_topic;
 use fjord_integration_tests::{fjord, BrokerProcess};
 use fjord_producer::{Producer, ProducerRecord};
 
@@ -35,18 +36,7 @@ async fn fill(bootstrap: &str, round: u32) {
 
 /// The sum of every partition's log end offset, per `fjord topics describe`.
 fn records(bootstrap: &str, topic: &str) -> i64 {
-    let (ok, out, err) = fjord(
-        &[
-            "topics",
-            "describe",
-            "--topic",
-            topic,
-            "--bootstrap-server",
-            bootstrap,
-        ],
-        None,
-    );
-    assert!(ok, "{err}");
+    let out = describe_topic(bootstrap, topic);
     out.lines()
         .filter_map(|l| l.split("LogEndOffset: ").nth(1))
         .filter_map(|rest| rest.split_whitespace().next())
