@@ -142,6 +142,15 @@ impl Broker {
         Ok(broker)
     }
 
+    /// Where a spawned broker keeps its partitions' directories (`log.dirs`).
+    pub(crate) fn log_dir(&self) -> Option<PathBuf> {
+        let dir = self._dir.as_ref()?.path();
+        Some(match self.process {
+            Process::Kafka { .. } => dir.join("data"),
+            _ => dir.to_path_buf(),
+        })
+    }
+
     /// A broker someone else runs, measured if its `pid` is given.
     pub(crate) fn external(bootstrap: String, pid: Option<u32>) -> Self {
         Self {
