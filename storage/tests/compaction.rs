@@ -186,6 +186,39 @@ fn a_pass_keeps_the_latest_per_key_and_later_ones_drop_expired_tombstones() {
 }
 
 #[test]
+fn the_io_throttle_holds_a_pass_to_its_rate() {
+    // The same log twice: one pass unthrottled, to count its bytes; then the other at a
+    // rate that makes those bytes take at least 300 ms.
+    let (free_dir, slow_dir) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let mut free = open(free_dir.path(), config());
+    fill(&mut free, 64);
+    let stats = free.compact(&options(NOW)).expect("compact").stats;
+    let bytes = (stats.bytes_read + stats.bytes_written) as f64;
+    assert!(bytes > 0.0);
+    let mut slow = open(slow_dir.path(), config());
+    fill(&mut slow, 64);
+    let throttled = CompactOptions {
+        max_bytes_per_second: bytes / 0.3,
+        ..options(NOW)
+    };
+    let started = std::time::Instant::now();
+    let outcome = slow.compact(&throttled).expect("compact");
+    // A lower bound only: sleeps never end early, and the map's reads count too.
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(299),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        outcome.stats.bytes_written, stats.bytes_written,
+        "same log, same pass"
+    );
+}
+
+#[test]
 fn a_crash_anywhere_in_a_pass_loses_no_surviving_record() {
     crash_in_pass(0, 64);
 }

@@ -58,7 +58,9 @@ pub struct CleanedSegment {
 pub struct Throttle {
     rate: f64,
     started: std::time::Instant,
-    bytes: f64,
+    /// Counted through `&self`, so the reads of a batch and the writes its cleaning
+    /// causes pace against one throttle in the same loop.
+    bytes: std::cell::Cell<f64>,
 }
 
 impl Throttle {
@@ -67,17 +69,18 @@ impl Throttle {
         Self {
             rate: bytes_per_second,
             started: std::time::Instant::now(),
-            bytes: 0.0,
+            bytes: std::cell::Cell::new(0.0),
         }
     }
 
     /// Counts `n` bytes, sleeping as long as the rate requires.
-    pub fn pace(&mut self, n: usize) {
-        self.bytes += n as f64;
+    pub fn pace(&self, n: usize) {
+        let bytes = self.bytes.get() + n as f64;
+        self.bytes.set(bytes);
         if !(self.rate.is_finite() && self.rate > 0.0) {
             return;
         }
-        let due = std::time::Duration::from_secs_f64((self.bytes / self.rate).min(1e9));
+        let due = std::time::Duration::from_secs_f64((bytes / self.rate).min(1e9));
         if let Some(wait) = due.checked_sub(self.started.elapsed()) {
             std::thread::sleep(wait);
         }
@@ -101,7 +104,7 @@ fn corrupt(segment: &SealedSegment, position: u64, reason: String) -> StorageErr
 /// time; `f` returns whether to go on.
 pub fn for_each_batch(
     segment: &SealedSegment,
-    throttle: &mut Throttle,
+    throttle: &Throttle,
     mut f: impl FnMut(&[u8]) -> Result<bool>,
 ) -> Result<()> {
     let mut buf: Vec<u8> = Vec::new();
@@ -162,7 +165,7 @@ pub fn map_segments(
     until: i64,
     map: &mut KeyMap,
     max_decompressed: usize,
-    throttle: &mut Throttle,
+    throttle: &Throttle,
 ) -> Result<i64> {
     let mut cut = until;
     for segment in segments {
@@ -223,7 +226,7 @@ pub fn write_cleaned(
     map: &KeyMap,
     rules: &Rules,
     last_of_producer: &dyn Fn(&BatchHeader) -> bool,
-    throttle: &mut Throttle,
+    throttle: &Throttle,
 ) -> Result<(CleanedSegment, PassStats)> {
     let (Some(first), Some(last)) = (group.first(), group.last()) else {
         return Err(StorageError::Corrupt {
@@ -239,7 +242,7 @@ pub fn write_cleaned(
     let mut stats = PassStats::default();
     let mut pending: Vec<u8> = Vec::new();
     let mut size = 0u64;
-    let mut flush = |pending: &mut Vec<u8>, throttle: &mut Throttle| -> Result<()> {
+    let mut flush = |pending: &mut Vec<u8>, throttle: &Throttle| -> Result<()> {
         io.write_all_vectored(&path, &out, &mut [IoSlice::new(pending)])
             .io_context("write cleaned segment", &path)?;
         size += pending.len() as u64;
@@ -247,9 +250,9 @@ pub fn write_cleaned(
         pending.clear();
         Ok(())
     };
-    let mut reads = Throttle::new(f64::INFINITY);
     for segment in group {
-        for_each_batch(segment, &mut reads, |batch| {
+        // Reads are paced as they happen, chunk by chunk, with the writes.
+        for_each_batch(segment, throttle, |batch| {
             let s = pass::clean_batches(batch, map, rules, last_of_producer, |b| {
                 pending.extend_from_slice(b)
             })
@@ -262,8 +265,6 @@ pub fn write_cleaned(
         })?;
     }
     flush(&mut pending, throttle)?;
-    // What was read counts against the rate too.
-    throttle.pace(reads.bytes as usize);
     io.sync(&out, true)
         .io_context("sync cleaned segment", &path)?;
     Ok((
@@ -285,14 +286,14 @@ mod tests {
     #[test]
     fn the_throttle_holds_bytes_to_the_rate_and_an_infinite_one_never_waits() {
         let started = std::time::Instant::now();
-        let mut t = Throttle::new(1_000_000.0);
+        let t = Throttle::new(1_000_000.0);
         for _ in 0..10 {
             t.pace(10_000);
         }
         // 100 kB at 1 MB/s: at least 100 ms (a lower bound only: sleeps never end early).
         assert!(started.elapsed() >= std::time::Duration::from_millis(99));
         let started = std::time::Instant::now();
-        let mut free = Throttle::new(f64::INFINITY);
+        let free = Throttle::new(f64::INFINITY);
         free.pace(usize::MAX / 2);
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }

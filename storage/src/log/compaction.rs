@@ -214,8 +214,8 @@ impl CompactionSnapshot {
         let max = options.rules.max_decompressed;
         let from = i64::try_from(self.first_dirty).unwrap_or(i64::MAX);
         let to = i64::try_from(until).unwrap_or(i64::MAX);
-        let mut throttle = files::Throttle::new(options.max_bytes_per_second);
-        let cut = files::map_segments(&self.sealed, from, to, &mut map, max, &mut throttle)?;
+        let throttle = files::Throttle::new(options.max_bytes_per_second);
+        let cut = files::map_segments(&self.sealed, from, to, &mut map, max, &throttle)?;
         let cut = u64::try_from(cut).unwrap_or(0).max(self.first_dirty);
         let last_of = |h: &BatchHeader| self.lasts.get(&h.producer_id) == Some(&h.last_offset());
         let mut stats = PassStats::default();
@@ -234,7 +234,7 @@ impl CompactionSnapshot {
                 &map,
                 &options.rules,
                 &last_of,
-                &mut throttle,
+                &throttle,
             )?;
             stats.add(&s);
             cleaned.push(c);
