@@ -1,8 +1,10 @@
 //! The log cleaner of compacted topics (`cleanup.policy` with `compact`), as Kafka's
-//! `LogCleaner` with one thread: every `log.cleaner.backoff.ms` it looks for the dirtiest
-//! log whose dirty share is at least its `min.cleanable.dirty.ratio`, or whose dirty
-//! section holds a record older than `max.compaction.lag.ms`, and cleans it, then the
-//! next, until none is left.
+//! `LogCleaner`: each of `log.cleaner.threads` threads, every `log.cleaner.backoff.ms`,
+//! looks for the dirtiest log whose dirty share is at least its
+//! `min.cleanable.dirty.ratio`, or whose dirty section holds a record older than
+//! `max.compaction.lag.ms`, and cleans it, then the next, until none is left. A log
+//! under way in one thread is claimed, so no other takes it; the dedupe buffer and the
+//! I/O throttle are split evenly between the threads, as Kafka splits them.
 //!
 //! A pass holds the partition's lock only to snapshot the log (a read lock) and to swap
 //! the cleaned segments in (a write lock): reading, mapping and writing run without it,
@@ -10,7 +12,8 @@
 //! blocking pool. A log that fails to clean is logged and skipped until the next round
 //! (Kafka marks it uncleanable; a counter of those is to come with the cleaner metrics).
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use fjord_storage::cleaner::Rules;
@@ -31,20 +34,80 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Runs until `stop` turns true (at once if `log.cleaner.enable` is false).
-pub async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
-    if !broker.config.cleaner.enable {
+/// A log: (topic, partition).
+type LogKey = (String, i32);
+
+/// The logs a pass is under way on, so two cleaner threads never take the same one.
+#[derive(Default)]
+struct Claims(Mutex<HashSet<LogKey>>);
+
+/// A log one thread is cleaning; released on drop, however the pass ended.
+struct Claim<'a> {
+    claims: &'a Claims,
+    key: LogKey,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.claims.lock().remove(&self.key);
+    }
+}
+
+impl Claims {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<LogKey>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The dirtiest cleanable log nobody has claimed and not in `skipped`, claimed.
+    fn claim_dirtiest(
+        &self,
+        broker: &Broker,
+        now: i64,
+        skipped: &[LogKey],
+    ) -> Option<(Arc<Topic>, Arc<Partition>, Claim<'_>)> {
+        let mut claimed = self.lock();
+        let (topic, partition) = dirtiest(broker, now, |t, p| {
+            claimed.contains(&(t.to_string(), p))
+                || skipped.iter().any(|(st, sp)| st == t && *sp == p)
+        })?;
+        let key = (topic.name.clone(), partition.index);
+        claimed.insert(key.clone());
+        Some((topic, partition, Claim { claims: self, key }))
+    }
+}
+
+/// Runs until `stop` turns true (at once if `log.cleaner.enable` is false or
+/// `log.cleaner.threads` is 0).
+pub async fn run(broker: Arc<Broker>, stop: watch::Receiver<bool>) {
+    let threads = broker.config.cleaner.threads;
+    if !broker.config.cleaner.enable || threads == 0 {
         return;
     }
+    let claims = Arc::new(Claims::default());
+    let loops: Vec<_> = (0..threads)
+        .map(|_| {
+            tokio::spawn(cleaner_thread(
+                Arc::clone(&broker),
+                stop.clone(),
+                Arc::clone(&claims),
+            ))
+        })
+        .collect();
+    for l in loops {
+        let _ = l.await;
+    }
+}
+
+/// One cleaner thread: a round after every backoff, on the blocking pool.
+async fn cleaner_thread(broker: Arc<Broker>, mut stop: watch::Receiver<bool>, claims: Arc<Claims>) {
     let backoff = Duration::from_millis(broker.config.cleaner.backoff_ms.max(1));
     loop {
         tokio::select! {
             _ = stop.changed() => return,
             _ = tokio::time::sleep(backoff) => {}
         }
-        let b = Arc::clone(&broker);
-        let stopping = stop.clone();
-        if let Err(e) = tokio::task::spawn_blocking(move || round(&b, &stopping)).await {
+        let (b, stopping, c) = (Arc::clone(&broker), stop.clone(), Arc::clone(&claims));
+        if let Err(e) = tokio::task::spawn_blocking(move || round(&b, &stopping, &c)).await {
             tracing::error!(error = %e, "log cleaner round failed");
         }
     }
@@ -52,24 +115,23 @@ pub async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
 
 /// Cleans the dirtiest cleanable log, then the next, until none is left (or the broker
 /// stops: a stop waits for the pass under way only).
-fn round(broker: &Broker, stop: &watch::Receiver<bool>) {
-    let mut skipped: Vec<(String, i32)> = Vec::new();
+fn round(broker: &Broker, stop: &watch::Receiver<bool>, claims: &Claims) {
+    let mut skipped: Vec<LogKey> = Vec::new();
     for _ in 0..MAX_PER_ROUND {
         if *stop.borrow() {
             return;
         }
         let now = now_ms();
-        let Some((topic, partition)) = dirtiest(broker, now, &skipped) else {
+        let Some((topic, partition, claim)) = claims.claim_dirtiest(broker, now, &skipped) else {
             return;
         };
-        let key = (topic.name.clone(), partition.index);
         if let Err(e) = clean(broker, &topic.name, &partition, now) {
             broker.metrics.cleaner.failed(&topic.name, partition.index);
             tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "cleaning failed; the log is skipped this round");
         }
         // Whatever happened, not again this round (a log with little dirty left would
         // otherwise be cleaned over and over).
-        skipped.push(key);
+        skipped.push(claim.key.clone());
     }
 }
 
@@ -77,17 +139,13 @@ fn round(broker: &Broker, stop: &watch::Receiver<bool>) {
 fn dirtiest(
     broker: &Broker,
     now: i64,
-    skipped: &[(String, i32)],
+    excluded: impl Fn(&str, i32) -> bool,
 ) -> Option<(Arc<Topic>, Arc<Partition>)> {
     let mut best: Option<(f64, Arc<Topic>, Arc<Partition>)> = None;
     let mut max_ratio = 0.0f64;
     for topic in broker.all_topics() {
         for partition in &topic.partitions {
-            if partition.is_offline()
-                || skipped
-                    .iter()
-                    .any(|(t, p)| *t == topic.name && *p == partition.index)
-            {
+            if partition.is_offline() || excluded(&topic.name, partition.index) {
                 continue;
             }
             let Some(log) = partition.try_read() else {
@@ -133,15 +191,17 @@ fn clean(broker: &Broker, topic: &str, partition: &Partition, now: i64) -> anyho
         };
         (log.compaction_snapshot()?, compaction)
     };
+    // Kafka's split: each thread gets its share of the memory and of the throttle.
+    let threads = broker.config.cleaner.threads.max(1);
     let options = CompactOptions {
-        dedupe_bytes: broker.config.cleaner.dedupe_buffer_bytes,
+        dedupe_bytes: broker.config.cleaner.dedupe_buffer_bytes / threads,
         min_compaction_lag_ms: compaction.min_compaction_lag_ms,
         rules: Rules {
             now_ms: now,
             delete_retention_ms: compaction.delete_retention_ms,
             max_decompressed: MAX_DECOMPRESSED,
         },
-        max_bytes_per_second: broker.config.cleaner.io_max_bytes_per_second,
+        max_bytes_per_second: broker.config.cleaner.io_max_bytes_per_second / threads as f64,
     };
     let delay = snapshot
         .oldest_dirty_timestamp()
@@ -170,4 +230,71 @@ fn clean(broker: &Broker, topic: &str, partition: &Partition, now: i64) -> anyho
         "cleaned log"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use fjord_protocol::compression::Compression;
+    use fjord_protocol::record_batch::{BatchBuilder, RecordSpec};
+
+    use super::*;
+    use crate::config::BrokerConfig;
+
+    /// A broker over `dir` whose compacted topics `a` and `b` each have sealed segments
+    /// of superseded records: both cleanable.
+    fn broker_with_dirty_logs(dir: &std::path::Path) -> Arc<Broker> {
+        let sets = vec![
+            ("log.dirs".to_string(), dir.display().to_string()),
+            ("log.cleaner.threads".to_string(), "2".to_string()),
+        ];
+        let config = BrokerConfig::from_sources(None, &sets).expect("config");
+        let broker = Arc::new(Broker::open(config).expect("broker"));
+        for name in ["a", "b"] {
+            let overrides = BTreeMap::from([
+                ("cleanup.policy".to_string(), "compact".to_string()),
+                ("segment.bytes".to_string(), "1024".to_string()),
+            ]);
+            let topic = broker
+                .create_topic(name, 1, overrides, false)
+                .expect("created");
+            for round in 0..10u8 {
+                let mut b = BatchBuilder::new(Compression::None, 1_000);
+                for k in 0..5 {
+                    b.push(
+                        RecordSpec::value(vec![round; 50]).with_key(format!("k{k}").into_bytes()),
+                    );
+                }
+                let batch = b.build().expect("batch");
+                topic.partitions[0].write().append(&batch).expect("append");
+            }
+        }
+        broker
+    }
+
+    #[test]
+    fn two_cleaner_threads_never_take_the_same_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let broker = broker_with_dirty_logs(dir.path());
+        let claims = Claims::default();
+        let (t1, _, first) = claims
+            .claim_dirtiest(&broker, now_ms(), &[])
+            .expect("a dirty log");
+        let (t2, _, _second) = claims
+            .claim_dirtiest(&broker, now_ms(), &[])
+            .expect("the other");
+        assert_ne!(t1.name, t2.name);
+        assert!(claims.claim_dirtiest(&broker, now_ms(), &[]).is_none());
+        // A finished pass (or a failed one: the claim goes with it) frees its log.
+        drop(first);
+        let (t3, _, third) = claims
+            .claim_dirtiest(&broker, now_ms(), &[])
+            .expect("free again");
+        assert_eq!(t3.name, t1.name);
+        // A log this thread skipped this round is not taken again.
+        let skipped = [(t1.name.clone(), 0)];
+        drop(third);
+        assert!(claims.claim_dirtiest(&broker, now_ms(), &skipped).is_none());
+    }
 }

@@ -15,7 +15,8 @@ use fjord_integration_tests::BrokerProcess;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
-const SETS: &[&str] = &["log.cleaner.backoff.ms=100"];
+// Two cleaner threads here; the other compaction tests run the default one.
+const SETS: &[&str] = &["log.cleaner.backoff.ms=100", "log.cleaner.threads=2"];
 
 /// The broker's `/metrics` text.
 fn scrape(addr: &str) -> String {

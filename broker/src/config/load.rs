@@ -240,6 +240,7 @@ impl BrokerConfig {
                 as u64,
             cleaner: super::CleanerConfig {
                 enable: v.flag("log.cleaner.enable")?,
+                threads: v.count("log.cleaner.threads")?,
                 backoff_ms: v.millis("log.cleaner.backoff.ms")?.as_millis() as u64,
                 dedupe_buffer_bytes: v.count("log.cleaner.dedupe.buffer.size")?,
                 io_max_bytes_per_second: v

@@ -141,6 +141,8 @@ fn saved_flag(key: &str, value: &str) -> bool {
 pub struct CleanerConfig {
     /// `log.cleaner.enable`.
     pub enable: bool,
+    /// `log.cleaner.threads`: passes that run at once, each on its own log (0: none).
+    pub threads: usize,
     /// `log.cleaner.backoff.ms`: the pause when no log needs cleaning.
     pub backoff_ms: u64,
     /// `log.cleaner.dedupe.buffer.size`: the key map's memory.
@@ -452,8 +454,10 @@ mod tests {
         )];
         let c = BrokerConfig::from_sources(None, &sets).expect("a finite throttle");
         assert_eq!(c.cleaner.io_max_bytes_per_second, 1_048_576.5);
-        // One cleaner thread: more is refused, not ignored.
         let sets = [("log.cleaner.threads".to_string(), "2".to_string())];
+        let c = BrokerConfig::from_sources(None, &sets).expect("two cleaner threads");
+        assert_eq!(c.cleaner.threads, 2);
+        let sets = [("log.cleaner.threads".to_string(), "-1".to_string())];
         assert!(BrokerConfig::from_sources(None, &sets).is_err());
         let sets = [(
             "log.cleaner.io.max.bytes.per.second".to_string(),
