@@ -24,3 +24,4 @@ pub mod metrics;
 pub mod producer_state;
 mod sendfile;
 pub mod state;
+pub mod txn;

@@ -10,9 +10,13 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use fjord_broker::txn::log_records::{decode_key, TxnMetadata, TxnState};
 use fjord_consumer::{Consumer, ConsumerRecord, TopicPartition};
 use fjord_integration_tests::fjord;
+use fjord_integration_tests::reading::read_partition;
 use fjord_producer::{Producer, ProducerRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::ClientConfig;
 
 /// Apache Kafka's broker in a temp dir, stopped on drop.
 struct KafkaBroker {
@@ -242,4 +246,108 @@ async fn fjord_clients_and_cli_work_against_apache_kafka() {
         None,
     );
     assert!(ok && out.contains("cross"), "groups describe: {out}{err}");
+
+    // Kafka's own transaction coordinator writes `__transaction_state`: Fjord's codec
+    // of those records reads every one and writes the same bytes back.
+    transaction_log_matches_kafkas(b).await;
+}
+
+/// Java's `String.hashCode`: Kafka puts a transactional id on partition
+/// `abs(hashCode) % 50` of `__transaction_state`.
+fn java_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+}
+
+/// One committed transaction of librdkafka's on Kafka; then its coordinator's records,
+/// decoded with Fjord's codec and encoded again byte for byte.
+async fn transaction_log_matches_kafkas(b: &str) {
+    const ID: &str = "cross-tx";
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", b)
+        .set("transactional.id", ID)
+        .set("transaction.timeout.ms", "45000")
+        .create()
+        .expect("transactional producer");
+    let blocking = |f: &dyn Fn() -> rdkafka::error::KafkaResult<()>| {
+        tokio::task::block_in_place(f).expect("transaction call")
+    };
+    blocking(&|| producer.init_transactions(Duration::from_secs(60)));
+    blocking(&|| producer.begin_transaction());
+    producer
+        .send(
+            FutureRecord::to("cross")
+                .partition(1)
+                .key("k")
+                .payload("in a transaction"),
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("sent");
+    blocking(&|| producer.commit_transaction(Duration::from_secs(60)));
+
+    let partition = (java_hash(ID) & 0x7fff_ffff) % 50;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ours = loop {
+        let ours: Vec<(Vec<u8>, TxnMetadata)> = read_partition(b, "__transaction_state", partition)
+            .into_iter()
+            .filter(|(_, k, _)| {
+                k.as_deref().and_then(|k| decode_key(k).ok()).as_deref() == Some(ID)
+            })
+            .filter_map(|(_, _, v)| v)
+            .map(|v| {
+                let m = TxnMetadata::decode(&v).unwrap_or_else(|e| panic!("{e}: {v:?}"));
+                (v, m)
+            })
+            .collect();
+        // CompleteCommit is written once the markers are: it may lag the commit call.
+        if ours
+            .iter()
+            .any(|(_, m)| m.state == TxnState::CompleteCommit)
+        {
+            break ours;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no CompleteCommit for {ID}: {ours:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for (bytes, m) in &ours {
+        let version = i16::from_be_bytes([bytes[0], bytes[1]]);
+        assert_eq!(
+            &m.encode(version),
+            bytes,
+            "{m:?}\nours   {:?}\nkafka's {bytes:?}",
+            m.encode(version)
+        );
+    }
+    let states: Vec<TxnState> = ours.iter().map(|(_, m)| m.state).collect();
+    let expected = [
+        TxnState::Empty,
+        TxnState::Ongoing,
+        TxnState::PrepareCommit,
+        TxnState::CompleteCommit,
+    ];
+    let mut at = 0;
+    for s in &states {
+        if at < expected.len() && *s == expected[at] {
+            at += 1;
+        }
+    }
+    assert_eq!(at, expected.len(), "{states:?}");
+    let ongoing = ours
+        .iter()
+        .map(|(_, m)| m)
+        .find(|m| m.state == TxnState::Ongoing)
+        .expect("an Ongoing record");
+    assert_eq!(
+        ongoing.partitions.get("cross"),
+        Some(&vec![1]),
+        "{ongoing:?}"
+    );
+    assert_eq!(ongoing.timeout_ms, 45_000);
+    assert!(ours
+        .iter()
+        .all(|(_, m)| m.producer_id == ongoing.producer_id));
 }
