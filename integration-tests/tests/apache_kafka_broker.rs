@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fjord_broker::txn::log_records::{decode_key, TxnMetadata, TxnState};
+use fjord_broker::txn::log_records::{decode_key, TxnMetadata};
+use fjord_broker::txn::state::TxnState;
 use fjord_consumer::{Consumer, ConsumerRecord, TopicPartition};
 use fjord_integration_tests::fjord;
 use fjord_integration_tests::reading::read_partition;
@@ -323,6 +324,10 @@ async fn transaction_log_matches_kafkas(b: &str) {
         );
     }
     let states: Vec<TxnState> = ours.iter().map(|(_, m)| m.state).collect();
+    // Each of Kafka's moves is one Fjord's state machine allows.
+    for w in states.windows(2) {
+        assert!(w[1].can_follow(w[0]), "{:?} after {:?}", w[1], w[0]);
+    }
     let expected = [
         TxnState::Empty,
         TxnState::Ongoing,

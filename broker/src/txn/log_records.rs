@@ -13,57 +13,7 @@ use std::collections::BTreeMap;
 
 use bytes::BufMut;
 
-/// A transaction's state, with Kafka's byte values (`TransactionState.id`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TxnState {
-    /// No transaction under way.
-    Empty,
-    /// Partitions added; records may be in flight.
-    Ongoing,
-    /// EndTxn(commit) accepted; markers being written.
-    PrepareCommit,
-    /// EndTxn(abort), or a timeout or a fence; markers being written.
-    PrepareAbort,
-    /// Commit markers written.
-    CompleteCommit,
-    /// Abort markers written.
-    CompleteAbort,
-    /// The id expired; its record is about to be removed.
-    Dead,
-    /// An epoch bump fencing the producer, before the abort (Kafka's intermediate state).
-    PrepareEpochFence,
-}
-
-impl TxnState {
-    /// Kafka's byte for the state.
-    pub fn id(self) -> i8 {
-        match self {
-            Self::Empty => 0,
-            Self::Ongoing => 1,
-            Self::PrepareCommit => 2,
-            Self::PrepareAbort => 3,
-            Self::CompleteCommit => 4,
-            Self::CompleteAbort => 5,
-            Self::Dead => 6,
-            Self::PrepareEpochFence => 7,
-        }
-    }
-
-    /// The state of Kafka's byte `id`.
-    pub fn from_id(id: i8) -> Option<Self> {
-        Some(match id {
-            0 => Self::Empty,
-            1 => Self::Ongoing,
-            2 => Self::PrepareCommit,
-            3 => Self::PrepareAbort,
-            4 => Self::CompleteCommit,
-            5 => Self::CompleteAbort,
-            6 => Self::Dead,
-            7 => Self::PrepareEpochFence,
-            _ => return None,
-        })
-    }
-}
+use super::state::TxnState;
 
 /// What the coordinator keeps of one transactional id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -510,14 +460,5 @@ mod tests {
             TxnMetadata::decode(&bytes),
             Err(DecodeError("unknown state"))
         );
-    }
-
-    #[test]
-    fn every_state_keeps_its_kafka_byte() {
-        for id in 0..8 {
-            let state = TxnState::from_id(id).expect("a state");
-            assert_eq!(state.id(), id);
-        }
-        assert_eq!(TxnState::from_id(8), None);
     }
 }
