@@ -11,10 +11,14 @@ use crate::segment::segment_path;
 /// The durable log start offset's file.
 pub(super) const LOG_START_FILE: &str = "log-start-offset";
 
+/// The offset a log directory file's stem spells: exactly 20 decimal digits.
+pub(super) fn parse_offset_stem(stem: &str) -> Option<u64> {
+    (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit())).then(|| stem.parse().ok())?
+}
+
 /// A `.log` file name's base offset, if the name is one.
 pub(super) fn parse_segment_name(name: &str) -> Option<u64> {
-    let stem = name.strip_suffix(".log")?;
-    (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit())).then(|| stem.parse().ok())?
+    parse_offset_stem(name.strip_suffix(".log")?)
 }
 
 /// `.log` files in `dir` as (base offset, size), sorted; removes leftovers that belong to

@@ -21,7 +21,7 @@ use std::path::Path;
 use crate::cleaner::files::{self, file_path, CleanedSegment, SWAP_SUFFIX};
 use crate::error::{IoContext, Result};
 use crate::io::Io;
-use crate::log::files::parse_segment_name;
+use crate::log::files::{parse_offset_stem, parse_segment_name};
 use crate::log::Log;
 use crate::segment::{segment_path, Segment};
 
@@ -34,14 +34,9 @@ pub(crate) fn swap_path(dir: &Path, base: u64, end: u64) -> std::path::PathBuf {
 /// as single-segment swaps were once named (it replaces its own base only).
 fn parse_swap_name(name: &str) -> Option<(u64, Option<u64>)> {
     let stem = name.strip_suffix(&format!(".{SWAP_SUFFIX}"))?;
-    let number = |s: &str| {
-        (s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse::<u64>().ok())
-            .flatten()
-    };
     match stem.split_once('-') {
-        Some((base, end)) => Some((number(base)?, Some(number(end)?))),
-        None => Some((number(stem)?, None)),
+        Some((base, end)) => Some((parse_offset_stem(base)?, Some(parse_offset_stem(end)?))),
+        None => Some((parse_offset_stem(stem)?, None)),
     }
 }
 
@@ -127,7 +122,8 @@ pub(super) fn recover_swaps(io: &Io, dir: &Path) -> Result<()> {
         let name = entry.file_name().to_string_lossy().into_owned();
         let cleaned = name
             .strip_suffix(&format!(".{}", files::CLEANED_SUFFIX))
-            .is_some_and(|s| s.len() == 20 && s.parse::<u64>().is_ok());
+            .and_then(parse_offset_stem)
+            .is_some();
         if cleaned {
             let path = entry.path();
             tracing::info!(file = %path.display(), "removing a cleaned segment never swapped in");
