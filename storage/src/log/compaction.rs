@@ -220,13 +220,9 @@ impl CompactionSnapshot {
         let last_of = |h: &BatchHeader| self.lasts.get(&h.producer_id) == Some(&h.last_offset());
         let mut stats = PassStats::default();
         let mut cleaned = Vec::new();
-        let below: Vec<SealedSegment> = self
-            .sealed
-            .iter()
-            .filter(|s| s.base < cut)
-            .cloned()
-            .collect();
-        for group in files::group_by_size(&below, self.segment_bytes) {
+        // The sealed segments are in offset order: those below the cut are a prefix.
+        let below = &self.sealed[..self.sealed.partition_point(|s| s.base < cut)];
+        for group in files::group_by_size(below, self.segment_bytes) {
             let (c, s) = files::write_cleaned(
                 &self.io,
                 &self.dir,
