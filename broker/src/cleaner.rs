@@ -66,9 +66,12 @@ impl Claims {
         skipped: &[LogKey],
     ) -> Option<(Arc<Topic>, Arc<Partition>, Claim<'_>)> {
         let mut claimed = self.lock();
+        // Both sets are small (a thread each; a round's logs): a scan, no key built.
         let (topic, partition) = dirtiest(broker, now, |t, p| {
-            claimed.contains(&(t.to_string(), p))
-                || skipped.iter().any(|(st, sp)| st == t && *sp == p)
+            claimed
+                .iter()
+                .chain(skipped)
+                .any(|(ct, cp)| ct == t && *cp == p)
         })?;
         let key = (topic.name.clone(), partition.index);
         claimed.insert(key.clone());
