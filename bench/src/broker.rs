@@ -26,7 +26,8 @@ pub(crate) struct Broker {
     pub(crate) bootstrap: String,
     /// `fjord`, `kafka`, or `external`.
     pub(crate) name: &'static str,
-    _dir: Option<tempfile::TempDir>,
+    /// A spawned broker's temp dir (removed on drop).
+    dir: Option<tempfile::TempDir>,
 }
 
 fn fjord_bin() -> PathBuf {
@@ -88,7 +89,7 @@ impl Broker {
             process: Process::Fjord(child),
             bootstrap,
             name: "fjord",
-            _dir: Some(dir),
+            dir: Some(dir),
         };
         broker.await_port(Duration::from_secs(20))?;
         Ok(broker)
@@ -136,7 +137,7 @@ impl Broker {
             process: Process::Kafka { pid },
             bootstrap,
             name: "kafka",
-            _dir: Some(dir),
+            dir: Some(dir),
         };
         broker.await_port(Duration::from_secs(20))?;
         Ok(broker)
@@ -144,7 +145,7 @@ impl Broker {
 
     /// Where a spawned broker keeps its partitions' directories (`log.dirs`).
     pub(crate) fn log_dir(&self) -> Option<PathBuf> {
-        let dir = self._dir.as_ref()?.path();
+        let dir = self.dir.as_ref()?.path();
         Some(match self.process {
             Process::Kafka { .. } => dir.join("data"),
             _ => dir.to_path_buf(),
@@ -157,7 +158,7 @@ impl Broker {
             process: Process::External(pid),
             bootstrap,
             name: "external",
-            _dir: None,
+            dir: None,
         }
     }
 

@@ -5,12 +5,12 @@
 //!
 //! Each pair of runs loads a compacted topic (4 partitions of keyed 100-byte records
 //! over 50,000 keys a partition, 1 GiB in all, 4 segments a partition; `--quick`: 128
-//! MiB) whose
-//! `min.compaction.lag.ms` keeps it uncleanable. The idle run produces then. The busy run
-//! sets the lag to 0 (the cleaner takes the topic at its next wake-up) and produces at
-//! once. The pair's order alternates; medians are reported, with how much of each busy
-//! run the cleaner was busy for. The end of cleaning is read off the topic's files (the
-//! last time their sizes changed, once they have shrunk), the same way for both brokers.
+//! MiB) whose `min.compaction.lag.ms` keeps it uncleanable. The idle run produces then.
+//! The busy run sets the lag to 0 (the cleaner takes the topic at its next wake-up) and
+//! produces at once. The pair's order alternates; medians are reported, with how much of
+//! each busy run the cleaner was busy for. The end of cleaning is read off the topic's
+//! files (the last time their sizes changed, once they have shrunk), the same way for
+//! both brokers.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -108,39 +108,35 @@ fn make_cleanable(bootstrap: &str, topic: &str, bytes: u64) -> Result<()> {
 /// Loads `bytes` of keyed 100-byte records into the compacted topic, round-robin.
 fn load(bootstrap: &str, topic: &str, bytes: u64, o: &Options) -> Result<()> {
     let records = bytes / 100;
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?
-        .block_on(async {
-            let producer = crate::fjord_client::producer(bootstrap, o)?;
-            let value = Bytes::from(payload(100));
-            let topic: Arc<str> = topic.into();
-            let mut pending = std::collections::VecDeque::new();
-            for n in 0..records {
-                let partition = (n % PARTITIONS as u64) as i32;
-                let key = format!("key-{:08}", (n / PARTITIONS as u64) % KEYS);
-                let record = ProducerRecord {
-                    topic: Arc::clone(&topic),
-                    partition: Some(partition),
-                    key: Some(Bytes::from(key)),
-                    value: Some(value.clone()),
-                    headers: Vec::new(),
-                    timestamp: None,
-                };
-                pending.push_back(producer.send(record).await.context("send")?);
-                if pending.len() >= 100_000 {
-                    if let Some(d) = pending.pop_front() {
-                        d.await.context("delivery")?;
-                    }
+    crate::fjord_client::runtime()?.block_on(async {
+        let producer = crate::fjord_client::producer(bootstrap, o)?;
+        let value = Bytes::from(payload(100));
+        let topic: Arc<str> = topic.into();
+        let mut pending = std::collections::VecDeque::new();
+        for n in 0..records {
+            let partition = (n % PARTITIONS as u64) as i32;
+            let key = format!("key-{:08}", (n / PARTITIONS as u64) % KEYS);
+            let record = ProducerRecord {
+                topic: Arc::clone(&topic),
+                partition: Some(partition),
+                key: Some(Bytes::from(key)),
+                value: Some(value.clone()),
+                headers: Vec::new(),
+                timestamp: None,
+            };
+            pending.push_back(producer.send(record).await.context("send")?);
+            if pending.len() >= crate::fjord_client::WINDOW {
+                if let Some(d) = pending.pop_front() {
+                    d.await.context("delivery")?;
                 }
             }
-            for d in pending {
-                d.await.context("delivery")?;
-            }
-            producer.close().await;
-            anyhow::Ok(())
-        })
+        }
+        for d in pending {
+            d.await.context("delivery")?;
+        }
+        producer.close().await;
+        anyhow::Ok(())
+    })
 }
 
 /// Bytes of each partition's `.log` files (cleaned, swap and deleted files left out).
@@ -242,7 +238,8 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// The whole command: spawns Fjord, runs the pairs, prints the table.
+/// The whole command: spawns the broker (Fjord's or Kafka's), runs the pairs, prints
+/// the table.
 pub(crate) fn run(o: &Options) -> Result<()> {
     let mut settings = vec![format!("log.cleaner.backoff.ms={BACKOFF_MS}")];
     settings.extend(o.broker_settings.iter().cloned());

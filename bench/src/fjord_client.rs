@@ -15,9 +15,9 @@ use crate::progress::Progress;
 use crate::workload::{e2e_value, sent_micros, Outcome, WARM_UP};
 
 /// Delivery futures kept before awaiting the oldest: bounds the bench's own memory.
-const WINDOW: usize = 200_000;
+pub(crate) const WINDOW: usize = 200_000;
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
