@@ -10,6 +10,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A loopback port free right now (the OS picks it; another process could take it
+/// before the caller binds it, so only for processes that cannot report their own).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
 /// Path of the `fjord` binary: `FJORD_BIN`, else next to the test executable's `deps/`.
 pub fn fjord_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("FJORD_BIN") {

@@ -17,11 +17,7 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
 
 /// A `metrics.listener` setting on a free loopback port, and that address.
 pub fn free_metrics_listener() -> (String, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = format!("127.0.0.1:{}", crate::free_port());
     (format!("metrics.listener={addr}"), addr)
 }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use fjord_integration_tests::http::request;
 use fjord_integration_tests::metrics::free_metrics_listener;
 use fjord_integration_tests::topics::describe_topic;
-use fjord_integration_tests::BrokerProcess;
+use fjord_integration_tests::{free_port, BrokerProcess};
 use serde_json::{json, Value};
 
 const API: &str = "/apis/ccompat/v7";
@@ -48,10 +48,7 @@ impl Registry {
     /// Starts the registry on a free port against `bootstrap`, its log in `dir`, and
     /// waits until it reports ready (its journal replayed).
     fn start(jar: &Path, bootstrap: &str, dir: &Path, run: u32) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = free_port();
         let log = dir.join(format!("registry-{run}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let child = Command::new("java")
