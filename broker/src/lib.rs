@@ -19,6 +19,7 @@ mod connection;
 pub mod fd_budget;
 pub mod groups;
 pub mod handler;
+pub mod keyed_log;
 pub mod maintenance;
 pub mod metrics;
 pub mod producer_state;

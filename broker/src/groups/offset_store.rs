@@ -1,164 +1,61 @@
-//! Committed offsets: a map in memory, made durable by an append-only Fjord log of
-//! Kafka-format offset records (see [`super::offset_records`]) under
-//! `<log.dir>/fjord-offsets/<generation>/`.
+//! Committed offsets: a map in memory, made durable by a [`KeyedLog`] of Kafka-format
+//! offset records (see [`super::offset_records`]) under `<log.dir>/fjord-offsets/`.
 //!
 //! Every commit appends one batch (so a commit of many partitions is all or nothing) and
-//! then updates the map. At startup the log is replayed. When superseded records
-//! outnumber live ones, the live set is written to a new generation, which becomes current
-//! once `fjord-offsets/CURRENT` names it (a durable write), and the old one is deleted:
-//! a snapshot instead of Kafka's log compaction, with the same effect.
+//! then updates the map. At startup the log is replayed; when superseded records
+//! outnumber live ones, the live set is snapshotted into a new generation.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
-use fjord_protocol::compression::Compression;
-use fjord_protocol::record_batch::{batches, BatchBuilder, RecordIter, RecordSpec};
-use fjord_storage::{Durability, FlushTicket, Flusher, Log, LogConfig};
+use fjord_storage::{FlushTicket, Flusher};
 
 use super::offset_records::{Committed, OffsetKey};
-
-/// Errors of the offsets store.
-#[derive(Debug, thiserror::Error)]
-pub enum OffsetStoreError {
-    /// The log under the store failed.
-    #[error(transparent)]
-    Storage(#[from] fjord_storage::StorageError),
-    /// A file of the store could not be read or written.
-    #[error("{what} {path}: {source}")]
-    Io {
-        /// What was being done.
-        what: &'static str,
-        /// The file or directory.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// A batch could not be built (a group id or metadata far too large).
-    #[error("offsets batch: {0}")]
-    Batch(String),
-}
+pub use crate::keyed_log::StoreError as OffsetStoreError;
+use crate::keyed_log::{KeyedLog, KeyedRecord};
 
 type Result<T> = std::result::Result<T, OffsetStoreError>;
 
 /// (topic, partition).
 pub type TopicPartition = (String, i32);
 
-/// Records per batch when writing a snapshot.
-const SNAPSHOT_BATCH: usize = 1000;
-/// Superseded records tolerated before a snapshot, on top of one per live entry.
-const GARBAGE_ALLOWANCE: u64 = 10_000;
-
-#[derive(Debug)]
-struct Inner {
-    log: Option<Log>,
-    generation: u64,
+/// The maps the log is replayed into.
+#[derive(Debug, Default)]
+struct Maps {
     groups: BTreeMap<String, BTreeMap<TopicPartition, Committed>>,
     /// The other group-coordinator records (KIP-848 group state, key types 2 and up):
     /// the latest value of each key, as encoded.
     raw: BTreeMap<Vec<u8>, Vec<u8>>,
     /// Live entries across groups.
     live: u64,
-    /// Records in the current log (live or superseded).
-    records: u64,
-    /// Whether commits wait for the disk (`fjord.fsync.on.ack`).
-    fsync: bool,
-    /// The previous generation, kept while the switch away from it is not yet durable
-    /// (its directory sync failed).
-    unsynced_old: Option<PathBuf>,
 }
 
-/// The settings of the store's log: large segments, no retention (snapshots compact it),
-/// and commits that wait for the disk with `fsync`.
-fn log_config(fsync: bool) -> LogConfig {
-    LogConfig {
-        segment_bytes: 100 << 20,
-        segment_ms: None,
-        retention_ms: None,
-        retention_bytes: None,
-        // A commit is one batch, however many partitions it names.
-        max_batch_bytes: i32::MAX as usize / 2,
-        durability: if fsync {
-            Durability::FsyncOnAck
-        } else {
-            Durability::PageCache
-        },
-        ..LogConfig::default()
-    }
+#[derive(Debug)]
+struct Inner {
+    log: KeyedLog,
+    maps: Maps,
 }
 
 /// The durable committed offsets of every group.
 #[derive(Debug)]
 pub struct OffsetStore {
-    dir: PathBuf,
-    flusher: Flusher,
     inner: Mutex<Inner>,
-}
-
-fn io<'a>(
-    what: &'static str,
-    path: &'a Path,
-) -> impl FnOnce(std::io::Error) -> OffsetStoreError + 'a {
-    move |source| OffsetStoreError::Io {
-        what,
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 impl OffsetStore {
     /// Opens (or creates) the store under `log_dir` and replays it. With `fsync`, each
     /// commit's ticket completes once it is on disk.
     pub fn open(log_dir: &Path, flusher: Flusher, fsync: bool) -> Result<Self> {
-        let dir = log_dir.join("fjord-offsets");
-        flusher
-            .io()
-            .create_dir_all(&dir)
-            .map_err(io("create", &dir))?;
-        let current = dir.join("CURRENT");
-        let generation = match std::fs::read_to_string(&current) {
-            // An unreadable pointer must not lead to deleting every generation.
-            Ok(text) => text.trim().parse().map_err(|_| OffsetStoreError::Io {
-                what: "parse",
-                path: current.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not a generation"),
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(io("read", &current)(e)),
-        };
-        // Generations other than the current one are unfinished snapshots or leftovers
-        // of a deletion cut short.
-        for entry in std::fs::read_dir(&dir).map_err(io("list", &dir))? {
-            let entry = entry.map_err(io("list", &dir))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.parse::<u64>().is_ok_and(|g| g != generation) {
-                flusher
-                    .io()
-                    .remove_dir_all(&entry.path())
-                    .map_err(io("remove", &entry.path()))?;
-            }
-        }
-        let log = Log::open(
-            dir.join(generation.to_string()),
-            log_config(fsync),
-            flusher.clone(),
-        )?;
-        let mut inner = Inner {
-            log: None,
-            generation,
-            groups: BTreeMap::new(),
-            raw: BTreeMap::new(),
-            live: 0,
-            records: 0,
-            fsync,
-            unsynced_old: None,
-        };
-        replay(&log, &mut inner)?;
-        inner.log = Some(log);
-        let store = Self {
-            dir,
+        let mut maps = Maps::default();
+        let log = KeyedLog::open(
+            log_dir.join("fjord-offsets"),
             flusher,
-            inner: Mutex::new(inner),
+            fsync,
+            |key, value| replay_record(&mut maps, key, value),
+        )?;
+        let store = Self {
+            inner: Mutex::new(Inner { log, maps }),
         };
         store.maybe_snapshot(&mut store.lock())?;
         Ok(store)
@@ -171,19 +68,12 @@ impl OffsetStore {
     /// Whether commits wait for the disk from now on (`fjord.fsync.on.ack` changed while
     /// the broker runs). Later snapshot generations keep the setting.
     pub fn set_fsync(&self, fsync: bool) -> Result<()> {
-        let mut inner = self.lock();
-        inner.fsync = fsync;
-        if let Some(log) = inner.log.as_mut() {
-            let mut config = log.config().clone();
-            config.durability = log_config(fsync).durability;
-            log.set_config(config)?;
-        }
-        Ok(())
+        self.lock().log.set_fsync(fsync)
     }
 
     /// Whether commits wait for the disk.
     pub fn fsync(&self) -> bool {
-        self.lock().fsync
+        self.lock().log.fsync()
     }
 
     /// Records `entries` for `group` (a value of `None` deletes the entry). Returns the
@@ -196,76 +86,54 @@ impl OffsetStore {
         if entries.is_empty() {
             return Ok(None);
         }
-        let now = now_ms();
-        let mut batch = BatchBuilder::new(Compression::None, now);
-        for ((topic, partition), value) in entries {
-            let key = OffsetKey {
-                group: group.to_string(),
-                topic: topic.clone(),
-                partition: *partition,
-            };
-            batch.push(RecordSpec {
-                key: Some(key.encode()),
-                value: value.as_ref().map(Committed::encode),
-                headers: Vec::new(),
-                timestamp: None,
-            });
-        }
-        self.append(batch, entries.len(), |inner| {
+        let records: Vec<KeyedRecord> = entries
+            .iter()
+            .map(|((topic, partition), value)| {
+                let key = OffsetKey {
+                    group: group.to_string(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                };
+                (key.encode(), value.as_ref().map(Committed::encode))
+            })
+            .collect();
+        self.append(&records, |maps| {
             for ((topic, partition), value) in entries {
-                apply(inner, group, (topic.clone(), *partition), value.clone());
+                apply(maps, group, (topic.clone(), *partition), value.clone());
             }
         })
     }
 
-    /// Appends `batch` (of `records` records), then applies it to the maps with
-    /// `apply`, then snapshots if due. The one write path of the store.
+    /// Appends `records`, then applies them to the maps with `apply`, then snapshots
+    /// if due. The one write path of the store.
     fn append(
         &self,
-        batch: BatchBuilder,
-        records: usize,
-        apply: impl FnOnce(&mut Inner),
+        records: &[KeyedRecord],
+        apply: impl FnOnce(&mut Maps),
     ) -> Result<Option<FlushTicket>> {
-        let bytes = batch
-            .build()
-            .map_err(|e| OffsetStoreError::Batch(e.to_string()))?;
         let mut inner = self.lock();
-        self.finish_switch(&mut inner)?;
-        let Some(log) = inner.log.as_mut() else {
-            return Err(OffsetStoreError::Batch("offsets store is closed".into()));
-        };
-        let info = log.append(&bytes)?;
-        inner.records += records as u64;
-        apply(&mut inner);
+        let durable = inner.log.append(records)?;
+        apply(&mut inner.maps);
         // The write is done; a failed snapshot only postpones compaction.
         if let Err(e) = self.maybe_snapshot(&mut inner) {
-            if inner.unsynced_old.is_some() {
+            if inner.log.switch_pending() {
                 tracing::error!(error = %e, "offsets generation switched, but the directory sync failed; commits wait for it");
             } else {
                 tracing::error!(error = %e, "offsets snapshot failed; will retry");
             }
         }
-        Ok(info.durable)
+        Ok(durable)
     }
 
     /// Records other group-coordinator records (keys of type 2 and up, in Kafka's
     /// `__consumer_offsets` layout; a value of `None` is a tombstone), one batch for all.
-    pub fn write_raw(&self, entries: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<Option<FlushTicket>> {
+    pub fn write_raw(&self, entries: &[KeyedRecord]) -> Result<Option<FlushTicket>> {
         if entries.is_empty() {
             return Ok(None);
         }
-        let mut batch = BatchBuilder::new(Compression::None, now_ms());
-        for (key, value) in entries {
-            batch.push(RecordSpec {
-                key: Some(key.clone()),
-                value: value.clone(),
-                headers: Vec::new(),
-                timestamp: None,
-            });
-        }
-        self.append(batch, entries.len(), |inner| {
+        self.append(entries, |maps| {
             for (key, value) in entries {
-                apply_raw(inner, key.clone(), value.clone());
+                apply_raw(maps, key.clone(), value.clone());
             }
         })
     }
@@ -273,6 +141,7 @@ impl OffsetStore {
     /// Every other group-coordinator record, as (key, value).
     pub fn raw(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         self.lock()
+            .maps
             .raw
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -282,6 +151,7 @@ impl OffsetStore {
     /// The committed offset of one partition.
     pub fn committed(&self, group: &str, topic: &str, partition: i32) -> Option<Committed> {
         self.lock()
+            .maps
             .groups
             .get(group)?
             .get(&(topic.to_string(), partition))
@@ -290,17 +160,22 @@ impl OffsetStore {
 
     /// Every committed offset of `group`, by topic and partition.
     pub fn group(&self, group: &str) -> BTreeMap<TopicPartition, Committed> {
-        self.lock().groups.get(group).cloned().unwrap_or_default()
+        self.lock()
+            .maps
+            .groups
+            .get(group)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Whether `group` has committed offsets (cheaper than [`OffsetStore::group`]).
     pub fn has_group(&self, group: &str) -> bool {
-        self.lock().groups.contains_key(group)
+        self.lock().maps.groups.contains_key(group)
     }
 
     /// Groups with at least one committed offset.
     pub fn groups(&self) -> Vec<String> {
-        self.lock().groups.keys().cloned().collect()
+        self.lock().maps.groups.keys().cloned().collect()
     }
 
     /// Deletes every offset of `group`; returns how many there were.
@@ -313,152 +188,51 @@ impl OffsetStore {
 
     /// Makes everything written durable and closes the log (clean shutdown).
     pub fn close(&self) -> Result<()> {
-        if let Some(log) = self.lock().log.take() {
-            log.close()?;
-        }
-        Ok(())
+        self.lock().log.close()
     }
 
     /// Writes the live entries to a new generation when superseded records dominate.
     fn maybe_snapshot(&self, inner: &mut Inner) -> Result<()> {
-        if inner.records <= inner.live * 2 + GARBAGE_ALLOWANCE {
+        let live = inner.maps.live;
+        if !inner.log.snapshot_due(live) {
             return Ok(());
         }
-        let next = inner.generation + 1;
-        let next_dir = self.dir.join(next.to_string());
-        // Leftovers of a snapshot that failed part-way must not be appended to.
-        if next_dir.exists() {
-            self.flusher
-                .io()
-                .remove_dir_all(&next_dir)
-                .map_err(io("remove", &next_dir))?;
-        }
-        // The new generation's directory entry is made durable by the same directory sync
-        // as the CURRENT rename below: both or neither survive a crash.
-        let mut log = Log::open_in_batch(&next_dir, log_config(inner.fsync), self.flusher.clone())?;
-        let now = now_ms();
-        let entries: Vec<(OffsetKey, &Committed)> = inner
-            .groups
+        let mut entries: Vec<(Vec<u8>, Vec<u8>)> = inner
+            .maps
+            .raw
             .iter()
-            .flat_map(|(g, offsets)| {
-                offsets.iter().map(move |((t, p), c)| {
-                    (
-                        OffsetKey {
-                            group: g.clone(),
-                            topic: t.clone(),
-                            partition: *p,
-                        },
-                        c,
-                    )
-                })
-            })
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let raw: Vec<(&Vec<u8>, &Vec<u8>)> = inner.raw.iter().collect();
-        for chunk in raw.chunks(SNAPSHOT_BATCH) {
-            let mut batch = BatchBuilder::new(Compression::None, now);
-            for (key, value) in chunk {
-                batch.push(RecordSpec {
-                    key: Some((*key).clone()),
-                    value: Some((*value).clone()),
-                    headers: Vec::new(),
-                    timestamp: None,
-                });
-            }
-            let bytes = batch
-                .build()
-                .map_err(|e| OffsetStoreError::Batch(e.to_string()))?;
-            log.append(&bytes)?;
-        }
-        for chunk in entries.chunks(SNAPSHOT_BATCH) {
-            let mut batch = BatchBuilder::new(Compression::None, now);
-            for (key, value) in chunk {
-                batch.push(RecordSpec {
-                    key: Some(key.encode()),
-                    value: Some(value.encode()),
-                    headers: Vec::new(),
-                    timestamp: None,
-                });
-            }
-            let bytes = batch
-                .build()
-                .map_err(|e| OffsetStoreError::Batch(e.to_string()))?;
-            log.append(&bytes)?;
-        }
-        log.flush()?;
-        self.flusher
-            .io()
-            .replace_file(&self.dir, "CURRENT", next.to_string().as_bytes())?;
-        // From here the new generation is the store: CURRENT names it and a restart opens
-        // it, so a commit appended to the old one now would be lost.
-        let old_dir = self.dir.join(inner.generation.to_string());
-        let superseded = inner.records - inner.live;
-        inner.generation = next;
-        inner.records = inner.live;
-        let old = inner.log.replace(log);
-        if let Err(e) = self.flusher.io().sync_dir_at(&self.dir) {
-            // Until the rename is durable a crash leaves CURRENT naming the old generation:
-            // keep it, and take no commit before the sync succeeds (`finish_switch`).
-            drop(old);
-            inner.unsynced_old = Some(old_dir);
-            return Err(e.into());
-        }
-        if let Some(old) = old {
-            if let Err(e) = old.delete() {
-                tracing::warn!(error = %e, "removing the old offsets generation failed");
-            }
-        }
-        remove_generation(self.flusher.io(), &old_dir);
-        tracing::debug!(
-            live = inner.live,
-            superseded,
-            generation = next,
-            "offsets snapshot written"
-        );
-        Ok(())
-    }
-
-    /// Finishes a generation switch whose directory sync failed: syncs again, then
-    /// removes the old generation. Until then commits are refused, since a crash could
-    /// still bring back the old generation without them.
-    fn finish_switch(&self, inner: &mut Inner) -> Result<()> {
-        let Some(old_dir) = inner.unsynced_old.take() else {
-            return Ok(());
-        };
-        if let Err(e) = self.flusher.io().sync_dir_at(&self.dir) {
-            inner.unsynced_old = Some(old_dir);
-            return Err(e.into());
-        }
-        remove_generation(self.flusher.io(), &old_dir);
-        Ok(())
-    }
-}
-
-/// Removes a superseded generation's directory, if still there (the next open removes
-/// it otherwise).
-fn remove_generation(io: &fjord_storage::Io, dir: &Path) {
-    if dir.exists() {
-        if let Err(e) = io.remove_dir_all(dir) {
-            tracing::warn!(dir = %dir.display(), error = %e, "removing the old offsets generation failed");
-        }
+        entries.extend(inner.maps.groups.iter().flat_map(|(g, offsets)| {
+            offsets.iter().map(move |((t, p), c)| {
+                let key = OffsetKey {
+                    group: g.clone(),
+                    topic: t.clone(),
+                    partition: *p,
+                };
+                (key.encode(), c.encode())
+            })
+        }));
+        inner.log.snapshot(live, &entries)
     }
 }
 
 /// Applies one record to the map.
-fn apply(inner: &mut Inner, group: &str, tp: TopicPartition, value: Option<Committed>) {
+fn apply(maps: &mut Maps, group: &str, tp: TopicPartition, value: Option<Committed>) {
     match value {
         Some(c) => {
-            let offsets = inner.groups.entry(group.to_string()).or_default();
+            let offsets = maps.groups.entry(group.to_string()).or_default();
             if offsets.insert(tp, c).is_none() {
-                inner.live += 1;
+                maps.live += 1;
             }
         }
         None => {
-            if let Some(offsets) = inner.groups.get_mut(group) {
+            if let Some(offsets) = maps.groups.get_mut(group) {
                 if offsets.remove(&tp).is_some() {
-                    inner.live -= 1;
+                    maps.live -= 1;
                 }
                 if offsets.is_empty() {
-                    inner.groups.remove(group);
+                    maps.groups.remove(group);
                 }
             }
         }
@@ -466,16 +240,16 @@ fn apply(inner: &mut Inner, group: &str, tp: TopicPartition, value: Option<Commi
 }
 
 /// Applies one record of another kind.
-fn apply_raw(inner: &mut Inner, key: Vec<u8>, value: Option<Vec<u8>>) {
+fn apply_raw(maps: &mut Maps, key: Vec<u8>, value: Option<Vec<u8>>) {
     match value {
         Some(v) => {
-            if inner.raw.insert(key, v).is_none() {
-                inner.live += 1;
+            if maps.raw.insert(key, v).is_none() {
+                maps.live += 1;
             }
         }
         None => {
-            if inner.raw.remove(&key).is_some() {
-                inner.live -= 1;
+            if maps.raw.remove(&key).is_some() {
+                maps.live -= 1;
             }
         }
     }
@@ -487,57 +261,23 @@ fn is_raw_key(key: &[u8]) -> bool {
         .is_some_and(|v| i16::from_be_bytes([v[0], v[1]]) >= 2)
 }
 
-/// Rebuilds the map from every record of `log`. Records that do not decode are skipped
-/// with a warning: one bad record must not cost every group its offsets.
-fn replay(log: &Log, inner: &mut Inner) -> Result<()> {
-    let mut from = log.log_start_offset();
-    let end = log.log_end_offset();
-    while from < end {
-        let buf = log.read_to_vec(from, 16 << 20)?;
-        if buf.is_empty() {
-            break;
-        }
-        for batch in batches(&buf) {
-            let (header, bytes) = batch.map_err(|e| OffsetStoreError::Batch(e.to_string()))?;
-            from = header.last_offset() as u64 + 1;
-            if header.compression().ok() != Some(Compression::None) {
-                tracing::warn!(
-                    offset = header.base_offset,
-                    "skipping compressed offsets batch"
-                );
-                continue;
-            }
-            let count = usize::try_from(header.records_count).unwrap_or(0);
-            for record in RecordIter::new(&bytes[61..], count) {
-                let Ok(record) = record else {
-                    tracing::warn!(offset = header.base_offset, "undecodable offsets batch");
-                    break;
-                };
-                inner.records += 1;
-                if let Some(key) = record.key.filter(|k| is_raw_key(k)) {
-                    apply_raw(inner, key.to_vec(), record.value.map(|v| v.to_vec()));
-                    continue;
-                }
-                let key = record.key.map(OffsetKey::decode);
-                let value = record.value.map(Committed::decode).transpose();
-                match (key, value) {
-                    (Some(Ok(key)), Ok(value)) => {
-                        apply(inner, &key.group, (key.topic, key.partition), value);
-                    }
-                    _ => tracing::warn!(offset = header.base_offset, "skipping offsets record"),
-                }
-            }
-        }
+/// Applies one replayed record. Records that do not decode are skipped with a warning:
+/// one bad record must not cost every group its offsets.
+fn replay_record(maps: &mut Maps, key: &[u8], value: Option<&[u8]>) {
+    if is_raw_key(key) {
+        apply_raw(maps, key.to_vec(), value.map(<[u8]>::to_vec));
+        return;
     }
-    Ok(())
+    match (
+        OffsetKey::decode(key),
+        value.map(Committed::decode).transpose(),
+    ) {
+        (Ok(key), Ok(value)) => apply(maps, &key.group, (key.topic, key.partition), value),
+        _ => tracing::warn!("skipping an undecodable offsets record"),
+    }
 }
 
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub(crate) use crate::keyed_log::now_ms;
 
 #[cfg(test)]
 mod tests {
@@ -613,13 +353,13 @@ mod tests {
         std::fs::create_dir_all(&leftover).expect("mkdir");
         std::fs::write(leftover.join("junk"), b"junk").expect("junk");
         // Enough superseded commits to force at least two snapshots.
-        for round in 0..(GARBAGE_ALLOWANCE as i64 / 25 + 10) {
+        for round in 0..(crate::keyed_log::GARBAGE_ALLOWANCE as i64 / 25 + 10) {
             let entries: Vec<_> = (0..100).map(|p| (tp("t", p), committed(round))).collect();
             store.write("g", &entries).expect("commit");
         }
-        let generation = store.lock().generation;
+        let generation = store.lock().log.generation();
         assert!(generation > 1, "fewer than two snapshots were written");
-        let last = GARBAGE_ALLOWANCE as i64 / 25 + 9;
+        let last = crate::keyed_log::GARBAGE_ALLOWANCE as i64 / 25 + 9;
         assert!(!leftover.join("junk").exists());
         // Only the current generation is left on disk.
         let dirs: Vec<_> = std::fs::read_dir(dir.path().join("fjord-offsets"))
@@ -638,7 +378,7 @@ mod tests {
                 "partition {p}"
             );
         }
-        assert_eq!(store.lock().live, 100);
+        assert_eq!(store.lock().maps.live, 100);
     }
 
     /// Copies the store's directory tree, as a crash would leave it on disk.
@@ -674,12 +414,12 @@ mod tests {
                 .write("g", &entries)
                 .expect("the commit before the switch");
             acknowledged = round;
-            if store.lock().generation != 0 {
+            if store.lock().log.generation() != 0 {
                 break;
             }
         }
         assert_eq!(
-            store.lock().generation,
+            store.lock().log.generation(),
             1,
             "no snapshot switch in 200 rounds"
         );
