@@ -333,3 +333,19 @@ pub(crate) fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
+
+/// Waits for `ticket` from synchronous code wherever it runs: a runtime worker hands
+/// its other tasks away first, a current-thread runtime (tests) waits on a helper
+/// thread, and plain threads (the blocking pool) wait in place.
+pub fn wait_durable(ticket: FlushTicket) -> std::result::Result<(), fjord_storage::StorageError> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::CurrentThread) => std::thread::scope(|s| {
+            s.spawn(|| ticket.wait())
+                .join()
+                .unwrap_or(Err(fjord_storage::StorageError::FlusherStopped))
+        }),
+        Ok(_) => tokio::task::block_in_place(|| ticket.wait()),
+        Err(_) => ticket.wait(),
+    }
+}

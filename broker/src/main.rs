@@ -140,6 +140,10 @@ fn main() -> Result<()> {
             Arc::clone(&broker),
             stop_tx.subscribe(),
         ));
+        let txn_timers = tokio::spawn(fjord_broker::maintenance::run_transaction_timers(
+            Arc::clone(&broker),
+            stop_tx.subscribe(),
+        ));
         let cleaner = tokio::spawn(fjord_broker::cleaner::run(
             Arc::clone(&broker),
             stop_tx.subscribe(),
@@ -152,6 +156,7 @@ fn main() -> Result<()> {
         server.await.context("acceptor task")??;
         upkeep.await.context("maintenance task")?;
         group_timers.await.context("group timers task")?;
+        txn_timers.await.context("transaction timers task")?;
         cleaner.await.context("log cleaner task")?;
         anyhow::Ok(broker)
     })?;

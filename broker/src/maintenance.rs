@@ -145,3 +145,41 @@ pub async fn run_group_timers(broker: Arc<Broker>, mut stop: watch::Receiver<boo
         }
     }
 }
+
+/// Runs the transaction coordinator's timers until `stop` turns true: aborts
+/// transactions past their timeout (fencing their producers) and finishes decisions
+/// whose markers failed, every `transaction.abort.timed.out.transaction.cleanup.interval.ms`;
+/// forgets idle transactional ids every
+/// `transaction.remove.expired.transaction.cleanup.interval.ms`. On the blocking pool:
+/// each writes the transaction log and markers.
+pub async fn run_transaction_timers(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let config = broker.txn.config().clone();
+    let mut last_expiry = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(config.abort_check) => {}
+        }
+        let expire = last_expiry.elapsed() >= config.expiry_check;
+        if expire {
+            last_expiry = tokio::time::Instant::now();
+        }
+        let b = Arc::clone(&broker);
+        let done = tokio::task::spawn_blocking(move || {
+            let aborted = b.txn.abort_timed_out(now_ms(), b.as_ref());
+            let finished = b.txn.finish_prepared(b.as_ref());
+            let expired = if expire {
+                b.txn.expire_ids(now_ms())
+            } else {
+                0
+            };
+            if aborted + finished + expired > 0 {
+                tracing::info!(aborted, finished, expired, "transaction timers");
+            }
+        })
+        .await;
+        if let Err(e) = done {
+            tracing::error!(error = %e, "transaction timers failed");
+        }
+    }
+}

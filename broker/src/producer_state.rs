@@ -31,6 +31,8 @@ struct Producer {
     last_seen: Instant,
     /// Max timestamp of its last batch (what DescribeProducers reports).
     last_timestamp: i64,
+    /// The first offset of its transaction under way here, if one is.
+    txn_start: Option<u64>,
 }
 
 impl Default for Producer {
@@ -40,6 +42,7 @@ impl Default for Producer {
             recent: VecDeque::new(),
             last_seen: Instant::now(),
             last_timestamp: -1,
+            txn_start: None,
         }
     }
 }
@@ -55,6 +58,8 @@ pub struct ActiveProducer {
     pub last_sequence: i32,
     /// The max timestamp of its last batch here.
     pub last_timestamp: i64,
+    /// The first offset of its open transaction here (-1: none).
+    pub txn_start_offset: i64,
 }
 
 /// What to do with an incoming batch.
@@ -130,11 +135,25 @@ impl ProducerStates {
     }
 
     /// Records a batch that was appended (or found in the log at startup) at `first_offset`.
+    /// A transaction marker ends the producer's transaction here and may carry a newer
+    /// epoch (the coordinator fenced the producer); it has no sequence.
     pub fn record(&mut self, header: &BatchHeader, first_offset: u64) {
         if header.producer_id < 0 {
             return;
         }
         let p = self.producers.entry(header.producer_id).or_default();
+        if header.is_control() {
+            if header.producer_epoch > p.epoch {
+                p.epoch = header.producer_epoch;
+                p.recent.clear();
+            }
+            p.txn_start = None;
+            p.last_seen = Instant::now();
+            return;
+        }
+        if header.is_transactional() && p.txn_start.is_none() {
+            p.txn_start = Some(first_offset);
+        }
         if header.producer_epoch != p.epoch {
             p.epoch = header.producer_epoch;
             p.recent.clear();
@@ -163,6 +182,7 @@ impl ProducerStates {
                 epoch: p.epoch,
                 last_sequence: p.recent.back().map_or(-1, |a| a.last_seq),
                 last_timestamp: p.last_timestamp,
+                txn_start_offset: p.txn_start.map_or(-1, |o| o as i64),
             })
             .collect();
         out.sort_by_key(|a| a.producer_id);
@@ -173,7 +193,9 @@ impl ProducerStates {
     /// the map does not grow with every producer id ever used. Returns how many went.
     pub fn expire(&mut self, idle: Duration) -> usize {
         let before = self.producers.len();
-        self.producers.retain(|_, p| p.last_seen.elapsed() < idle);
+        // A producer with a transaction open here stays: its marker is still to come.
+        self.producers
+            .retain(|_, p| p.txn_start.is_some() || p.last_seen.elapsed() < idle);
         before - self.producers.len()
     }
 }

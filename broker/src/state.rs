@@ -168,6 +168,8 @@ pub struct Broker {
     pub request_budget: Arc<tokio::sync::Semaphore>,
     /// Consumer groups and committed offsets.
     pub groups: GroupCoordinator,
+    /// Transactional ids and their transactions.
+    pub txn: crate::txn::TxnCoordinator,
     /// Counters for /metrics.
     pub metrics: crate::metrics::Metrics,
     /// The process's descriptor limit (`None`: unlimited), read at open.
@@ -219,6 +221,13 @@ impl Broker {
         )
         .context("open committed offsets")?;
         let groups = GroupCoordinator::new(config.coordinator.clone(), offsets);
+        let txn_store = crate::txn::store::TxnStore::open(
+            &config.log_dir,
+            flusher.clone(),
+            config.offsets_fsync(&dynamic.effective()),
+        )
+        .context("open the transaction log")?;
+        let txn = crate::txn::TxnCoordinator::new(config.transactions.clone(), txn_store);
         let mutation_quota = MutationQuota::new(config.controller_mutation_rate);
         let client_quotas = ClientQuotas::new(config.controller_mutation_rate);
         let broker = Self {
@@ -226,6 +235,7 @@ impl Broker {
             dynamic: RwLock::new(dynamic),
             metrics: crate::metrics::Metrics::default(),
             groups,
+            txn,
             config,
             topics: RwLock::new(topic_table::TopicTable::default()),
             admin: std::sync::Mutex::new(()),
@@ -269,6 +279,11 @@ impl Broker {
         // A saved topic whose partition directory was missing has it again.
         broker.flusher.io().sync_dir_at(&broker.config.log_dir)?;
         tracing::info!(topics = broker.topics().len(), dir = %broker.config.log_dir.display(), "opened log directory");
+        // Decisions made before a crash get their markers now that partitions are open.
+        let finished = broker.txn.finish_prepared(&broker);
+        if finished > 0 {
+            tracing::info!(transactions = finished, "finished prepared transactions");
+        }
         Ok(broker)
     }
 
@@ -549,6 +564,7 @@ impl Broker {
         if let Err(e) = self.groups.offsets.close() {
             tracing::error!(error = %e, "closing committed offsets failed");
         }
+        self.txn.close();
         let topics: Vec<Arc<Topic>> = self.topics_mut().drain().collect();
         for topic in topics {
             let Ok(topic) = Arc::try_unwrap(topic) else {

@@ -230,6 +230,15 @@ impl BrokerConfig {
                 ),
             },
             coordinator: coordinator(&v)?,
+            transactions: crate::txn::TxnConfig {
+                max_timeout_ms: i32::try_from(v.int("transaction.max.timeout.ms")?)
+                    .context("transaction.max.timeout.ms")?,
+                id_expiration: v.millis("transactional.id.expiration.ms")?,
+                abort_check: v
+                    .millis("transaction.abort.timed.out.transaction.cleanup.interval.ms")?,
+                expiry_check: v
+                    .millis("transaction.remove.expired.transaction.cleanup.interval.ms")?,
+            },
             fsync_on_ack: v.flag("fjord.fsync.on.ack")?,
             max_partitions: v.count("fjord.max.partitions")?,
             fetch_mode: fetch_mode(&v)?,

@@ -121,6 +121,8 @@ pub struct BrokerConfig {
     pub max_partitions: usize,
     /// Consumer group coordinator settings (`group.*`, `offsets.*`).
     pub coordinator: crate::groups::CoordinatorConfig,
+    /// Transaction coordinator settings (`transaction.*`, `transactional.id.*`).
+    pub transactions: crate::txn::TxnConfig,
     /// `fjord.fsync.on.ack` broker-wide, as set at start: committed offsets wait for the
     /// disk too (see [`BrokerConfig::offsets_fsync`] for the value in force).
     pub fsync_on_ack: bool,

@@ -60,7 +60,7 @@ fn describe(partition: Option<&Partition>, index: i32) -> PartitionResponse {
             p.last_sequence = a.last_sequence;
             p.last_timestamp = a.last_timestamp;
             p.coordinator_epoch = -1;
-            p.current_txn_start_offset = -1;
+            p.current_txn_start_offset = a.txn_start_offset;
             p
         })
         .collect();

@@ -62,15 +62,12 @@ pub(super) fn find_coordinator(
 ) -> Result<Response, Fatal> {
     let (host, port) = broker.config.advertised(ctx.listener);
     let node = BrokerId(broker.config.node_id);
-    // Fjord coordinates groups; transactions are not supported, as InitProducerId says.
+    // This broker coordinates every group (0) and every transactional id (1).
     let error = match req.key_type {
-        0 => 0,
-        1 => {
-            fjord_protocol::kafka_protocol::ResponseError::TransactionalIdAuthorizationFailed.code()
-        }
+        0 | 1 => 0,
         _ => fjord_protocol::kafka_protocol::ResponseError::InvalidRequest.code(),
     };
-    let message = (error != 0).then(|| s("only group coordinators are supported"));
+    let message = (error != 0).then(|| s("key type must be 0 (group) or 1 (transaction)"));
     let mut resp = FindCoordinatorResponse::default();
     if ctx.version >= 4 {
         resp.coordinators = req

@@ -34,6 +34,7 @@ mod offsets_tests;
 mod produce;
 #[cfg(test)]
 mod test_support;
+mod transactions;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -47,10 +48,11 @@ pub use api_versions::SUPPORTED;
 pub use fetch::{FetchResponse, Part};
 
 use fjord_protocol::kafka_protocol::messages::{
-    AlterConfigsRequest, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
-    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest,
-    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
-    DescribeLogDirsRequest, DescribeProducersRequest, DescribeTopicPartitionsRequest, FetchRequest,
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AlterConfigsRequest,
+    ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest, CreatePartitionsRequest,
+    CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
+    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest,
+    DescribeProducersRequest, DescribeTopicPartitionsRequest, EndTxnRequest, FetchRequest,
     FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
     InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
     ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
@@ -187,6 +189,12 @@ pub enum Request {
     Fetch(FetchRequest),
     /// InitProducerId.
     InitProducerId(InitProducerIdRequest),
+    /// AddPartitionsToTxn.
+    AddPartitionsToTxn(AddPartitionsToTxnRequest),
+    /// AddOffsetsToTxn.
+    AddOffsetsToTxn(AddOffsetsToTxnRequest),
+    /// EndTxn.
+    EndTxn(EndTxnRequest),
     /// DeleteTopics.
     /// DeleteTopics, and the client id whose quota it is charged to.
     DeleteTopics(DeleteTopicsRequest, String),
@@ -293,6 +301,9 @@ pub fn decode_request(frame: Bytes) -> Result<(Ctx, Request), Fatal> {
         ApiKey::DescribeTopicPartitions => Request::DescribeTopicPartitions(decode(body, v)?),
         ApiKey::Fetch => Request::Fetch(decode(body, v)?),
         ApiKey::InitProducerId => Request::InitProducerId(decode(body, v)?),
+        ApiKey::AddPartitionsToTxn => Request::AddPartitionsToTxn(decode(body, v)?),
+        ApiKey::AddOffsetsToTxn => Request::AddOffsetsToTxn(decode(body, v)?),
+        ApiKey::EndTxn => Request::EndTxn(decode(body, v)?),
         ApiKey::DeleteTopics => Request::DeleteTopics(decode(body, v)?, client()),
         ApiKey::CreatePartitions => Request::CreatePartitions(decode(body, v)?, client()),
         ApiKey::DescribeConfigs => Request::DescribeConfigs(decode(body, v)?),
@@ -359,6 +370,22 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes, origin: Origin) -> Resul
         }
         Request::InitProducerId(req) => {
             off_reactor(broker, move |b| init_producer_id::handle(b, ctx, req)).await
+        }
+        // The coordinator's writes wait for the disk; EndTxn writes markers.
+        Request::AddPartitionsToTxn(req) => {
+            off_reactor(broker, move |b| {
+                transactions::add_partitions_to_txn(b, ctx, req)
+            })
+            .await
+        }
+        Request::AddOffsetsToTxn(req) => {
+            off_reactor(broker, move |b| {
+                transactions::add_offsets_to_txn(b, ctx, req)
+            })
+            .await
+        }
+        Request::EndTxn(req) => {
+            off_reactor(broker, move |b| transactions::end_txn(b, ctx, req)).await
         }
         Request::DeleteTopics(req, client) => {
             off_reactor(broker, move |b| admin::delete_topics(b, ctx, req, &client)).await

@@ -21,6 +21,8 @@ use crate::state::{Broker, Partition, Topic};
 
 /// One partition's part of the request and, after the append, its outcome.
 struct Slot {
+    /// The topic (for the transaction check), when the partition is known.
+    topic: Option<Arc<Topic>>,
     partition: Option<Arc<Partition>>,
     records: Option<Bytes>,
     error_code: i16,
@@ -32,7 +34,34 @@ struct Slot {
     appended: bool,
 }
 
-fn append_all(slots: &mut [Slot]) {
+/// The checks of a batch's transaction attributes, made under the partition's lock:
+/// clients never write control batches (Kafka's `LogValidator`), and a transactional
+/// batch needs an ongoing transaction that holds the partition (KIP-890 part 1).
+fn check_transaction(broker: &Broker, slot: &Slot, header: &BatchHeader) -> Result<(), i16> {
+    if header.is_control() {
+        return Err(E::InvalidRecord.code());
+    }
+    if !header.is_transactional() {
+        return Ok(());
+    }
+    let (Some(topic), Some(partition)) = (&slot.topic, &slot.partition) else {
+        return Ok(());
+    };
+    broker
+        .txn
+        .check_produce(
+            header.producer_id,
+            header.producer_epoch,
+            &topic.name,
+            partition.index,
+        )
+        .map_err(|e| {
+            tracing::info!(topic = %topic.name, partition = partition.index, producer_id = header.producer_id, error = ?e, "transactional produce refused");
+            e.code()
+        })
+}
+
+fn append_all(broker: &Broker, slots: &mut [Slot]) {
     for slot in slots.iter_mut() {
         let (Some(partition), Some(records)) = (&slot.partition, &slot.records) else {
             continue;
@@ -51,6 +80,10 @@ fn append_all(slots: &mut [Slot]) {
         let header = BatchHeader::parse(records).ok();
         if header.is_some_and(|h| h.total_len() < records.len()) {
             slot.error_code = E::InvalidRecord.code();
+            continue;
+        }
+        if let Some(Err(code)) = header.map(|h| check_transaction(broker, slot, &h)) {
+            slot.error_code = code;
             continue;
         }
         match header.map_or(Check::Append, |h| producers.check(&h)) {
@@ -165,6 +198,7 @@ fn slots(broker: &Broker, version: i16, req: ProduceRequest) -> (Shape, Vec<i32>
             };
             indexes.push(data.index);
             slots.push(Slot {
+                topic: found.clone(),
                 partition: if error_code == 0 { partition } else { None },
                 records: data.records,
                 error_code,
@@ -249,8 +283,9 @@ pub(super) async fn handle(
     let acks = req.acks;
     let (shape, indexes, mut work) = slots(broker, ctx.version, req);
     // Page-cache writes can stall (dirty throttling): keep them off the reactor.
+    let appender = Arc::clone(broker);
     work = tokio::task::spawn_blocking(move || {
-        append_all(&mut work);
+        append_all(&appender, &mut work);
         work
     })
     .await

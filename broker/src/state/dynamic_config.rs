@@ -377,6 +377,9 @@ impl Broker {
         {
             tracing::error!(error = %e, "applying fjord.fsync.on.ack to committed offsets failed");
         }
+        if let Err(e) = self.txn.set_fsync(self.config.offsets_fsync(&next)) {
+            tracing::error!(error = %e, "applying fjord.fsync.on.ack to the transaction log failed");
+        }
         tracing::info!(scope = if cluster_default { "cluster default" } else { "this broker" }, settings = ?changed_scope, "broker configs changed");
         synced.map_err(|e| AlterError::AppliedNotDurable(e.to_string()))
     }

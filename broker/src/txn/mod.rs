@@ -1,5 +1,13 @@
-//! Transactions (KIP-98), coming in slices: first the transaction coordinator's durable
-//! records in Kafka's own `__transaction_state` layout and the moves between states.
+//! Transactions (KIP-98): the transaction coordinator, its durable records in Kafka's
+//! own `__transaction_state` layout, the moves between states, and the markers it
+//! writes into partitions.
 
+pub mod coordinator;
+#[cfg(test)]
+mod coordinator_tests;
 pub mod log_records;
+mod markers;
 pub mod state;
+pub mod store;
+
+pub use coordinator::{MarkerError, MarkerWriter, TxnConfig, TxnCoordinator};

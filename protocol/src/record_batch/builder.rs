@@ -2,7 +2,9 @@
 
 use crate::compression::Compression;
 use crate::error::Result;
-use crate::record_batch::header::{BatchHeader, BATCH_HEADER_LEN, LOG_OVERHEAD};
+use crate::record_batch::header::{
+    BatchHeader, ATTR_CONTROL, ATTR_TRANSACTIONAL, BATCH_HEADER_LEN, LOG_OVERHEAD,
+};
 use crate::varint::{varint_len, write_varint, write_varlong};
 
 /// One record to put in a batch.
@@ -55,6 +57,8 @@ pub struct BatchBuilder {
     producer_id: i64,
     producer_epoch: i16,
     base_sequence: i32,
+    /// Extra attribute bits: transactional, control.
+    flags: i16,
     count: i32,
     records: Vec<u8>,
 }
@@ -79,6 +83,7 @@ impl BatchBuilder {
             producer_id: -1,
             producer_epoch: -1,
             base_sequence: -1,
+            flags: 0,
             count: 0,
             records: Vec::new(),
         }
@@ -94,6 +99,18 @@ impl BatchBuilder {
         self.producer_id = producer_id;
         self.producer_epoch = producer_epoch;
         self.base_sequence = base_sequence;
+        self
+    }
+
+    /// Marks the batch as part of a transaction of its producer (KIP-98).
+    pub fn transactional(mut self) -> Self {
+        self.flags |= ATTR_TRANSACTIONAL;
+        self
+    }
+
+    /// Marks the batch as a control batch (a transaction marker; only brokers write one).
+    pub fn control(mut self) -> Self {
+        self.flags |= ATTR_CONTROL;
         self
     }
 
@@ -143,7 +160,7 @@ impl BatchBuilder {
             partition_leader_epoch: -1,
             magic: 2,
             crc: 0, // set below
-            attributes: self.compression.attribute_bits(),
+            attributes: self.compression.attribute_bits() | self.flags,
             last_offset_delta: (self.count - 1).max(0),
             base_timestamp: self.base_timestamp,
             max_timestamp: self.max_timestamp,

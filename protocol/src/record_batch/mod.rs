@@ -6,12 +6,14 @@
 //! its records ([`filter_batch`]) is for the log cleaner.
 
 mod builder;
+mod control;
 mod filter;
 mod header;
 mod records;
 mod validate;
 
 pub use builder::{BatchBuilder, RecordSpec};
+pub use control::{end_txn_batch, read_end_txn_marker, EndTxnMarker};
 pub use filter::{
     delete_horizon, filter_batch, Candidate, FilterOptions, FilterStats, Filtered,
     ATTR_DELETE_HORIZON,

@@ -1,0 +1,58 @@
+//! The broker side of transaction markers: a control batch appended to a partition's
+//! log under its write lock, recorded in the partition's producer state (which ends the
+//! producer's transaction there), and waited for like an acks=all write.
+
+use fjord_protocol::record_batch::{end_txn_batch, BatchHeader, EndTxnMarker};
+
+use super::coordinator::{MarkerError, MarkerWriter};
+use crate::keyed_log::now_ms;
+use crate::state::Broker;
+
+/// The coordinator epoch a single-node broker writes into markers.
+pub(crate) const COORDINATOR_EPOCH: i32 = 0;
+
+impl MarkerWriter for Broker {
+    fn write_marker(
+        &self,
+        topic: &str,
+        partition: i32,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+    ) -> Result<(), MarkerError> {
+        let partition = self
+            .topic(topic)
+            .and_then(|t| t.partition(partition).cloned())
+            .ok_or(MarkerError::Gone)?;
+        let marker = EndTxnMarker {
+            commit,
+            coordinator_epoch: COORDINATOR_EPOCH,
+        };
+        let batch = end_txn_batch(producer_id, epoch, marker, now_ms())
+            .map_err(|e| MarkerError::Failed(e.to_string()))?;
+        let header = BatchHeader::parse(&batch).map_err(|e| MarkerError::Failed(e.to_string()))?;
+        let durable = {
+            let mut log = partition.write();
+            if partition.is_offline() {
+                return Err(MarkerError::Failed("partition offline".into()));
+            }
+            let info = log
+                .append(&batch)
+                .map_err(|e| MarkerError::Failed(e.to_string()))?;
+            partition
+                .producers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .record(&header, info.first_offset);
+            info.durable
+        };
+        self.notify_appended();
+        if let Some(ticket) = durable {
+            if let Err(e) = crate::keyed_log::wait_durable(ticket) {
+                partition.mark_offline(&e);
+                return Err(MarkerError::Failed(e.to_string()));
+            }
+        }
+        Ok(())
+    }
+}
