@@ -35,6 +35,8 @@ mod produce;
 #[cfg(test)]
 mod test_support;
 mod transactions;
+#[cfg(test)]
+mod transactions_tests;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -745,7 +747,9 @@ mod tests {
                         req.response_partition_limit = 1; // a page with a next cursor
                         describe_topic_partitions::handle(&broker, c, req)
                     }
-                    other => match configs_tests::exercise(&broker, other, c) {
+                    other => match configs_tests::exercise(&broker, other, c)
+                        .or_else(|| transactions_tests::exercise(&broker, other, c))
+                    {
                         Some(r) => r,
                         None => group_encode_tests::exercise(&broker, other, v)
                             .await
