@@ -35,6 +35,7 @@ mod produce;
 #[cfg(test)]
 mod test_support;
 mod transactions;
+mod transactions_admin;
 #[cfg(test)]
 mod transactions_tests;
 
@@ -54,11 +55,12 @@ use fjord_protocol::kafka_protocol::messages::{
     ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest, CreatePartitionsRequest,
     CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
     DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest,
-    DescribeProducersRequest, DescribeTopicPartitionsRequest, EndTxnRequest, FetchRequest,
-    FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
-    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
-    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
-    OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, SyncGroupRequest,
+    DescribeProducersRequest, DescribeTopicPartitionsRequest, DescribeTransactionsRequest,
+    EndTxnRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListGroupsRequest, ListOffsetsRequest, ListTransactionsRequest, MetadataRequest,
+    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest,
+    ProduceRequest, SyncGroupRequest,
 };
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 
@@ -197,6 +199,10 @@ pub enum Request {
     AddOffsetsToTxn(AddOffsetsToTxnRequest),
     /// EndTxn.
     EndTxn(EndTxnRequest),
+    /// DescribeTransactions.
+    DescribeTransactions(DescribeTransactionsRequest),
+    /// ListTransactions.
+    ListTransactions(ListTransactionsRequest),
     /// DeleteTopics.
     /// DeleteTopics, and the client id whose quota it is charged to.
     DeleteTopics(DeleteTopicsRequest, String),
@@ -306,6 +312,8 @@ pub fn decode_request(frame: Bytes) -> Result<(Ctx, Request), Fatal> {
         ApiKey::AddPartitionsToTxn => Request::AddPartitionsToTxn(decode(body, v)?),
         ApiKey::AddOffsetsToTxn => Request::AddOffsetsToTxn(decode(body, v)?),
         ApiKey::EndTxn => Request::EndTxn(decode(body, v)?),
+        ApiKey::DescribeTransactions => Request::DescribeTransactions(decode(body, v)?),
+        ApiKey::ListTransactions => Request::ListTransactions(decode(body, v)?),
         ApiKey::DeleteTopics => Request::DeleteTopics(decode(body, v)?, client()),
         ApiKey::CreatePartitions => Request::CreatePartitions(decode(body, v)?, client()),
         ApiKey::DescribeConfigs => Request::DescribeConfigs(decode(body, v)?),
@@ -388,6 +396,19 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes, origin: Origin) -> Resul
         }
         Request::EndTxn(req) => {
             off_reactor(broker, move |b| transactions::end_txn(b, ctx, req)).await
+        }
+        // Read the coordinator, whose lock a transaction log write may hold.
+        Request::DescribeTransactions(req) => {
+            off_reactor(broker, move |b| {
+                transactions_admin::describe_transactions(b, ctx, req)
+            })
+            .await
+        }
+        Request::ListTransactions(req) => {
+            off_reactor(broker, move |b| {
+                transactions_admin::list_transactions(b, ctx, req)
+            })
+            .await
         }
         Request::DeleteTopics(req, client) => {
             off_reactor(broker, move |b| admin::delete_topics(b, ctx, req, &client)).await

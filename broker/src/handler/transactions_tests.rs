@@ -11,9 +11,13 @@ use fjord_protocol::kafka_protocol::messages::add_partitions_to_txn_request::{
     AddPartitionsToTxnRequest, AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
 };
 use fjord_protocol::kafka_protocol::messages::add_partitions_to_txn_response::AddPartitionsToTxnResponse;
+use fjord_protocol::kafka_protocol::messages::describe_transactions_request::DescribeTransactionsRequest;
+use fjord_protocol::kafka_protocol::messages::describe_transactions_response::DescribeTransactionsResponse;
 use fjord_protocol::kafka_protocol::messages::end_txn_request::EndTxnRequest;
 use fjord_protocol::kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
 use fjord_protocol::kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
+use fjord_protocol::kafka_protocol::messages::list_transactions_request::ListTransactionsRequest;
+use fjord_protocol::kafka_protocol::messages::list_transactions_response::ListTransactionsResponse;
 use fjord_protocol::kafka_protocol::messages::produce_request::{
     PartitionProduceData, ProduceRequest, TopicProduceData,
 };
@@ -24,7 +28,7 @@ use fjord_protocol::kafka_protocol::ResponseError as E;
 use fjord_protocol::record_batch::{end_txn_batch, BatchBuilder, EndTxnMarker, RecordSpec};
 
 use super::test_support::{body, ctx, open};
-use super::{init_producer_id, produce, transactions, Ctx, Fatal, Response};
+use super::{init_producer_id, produce, transactions, transactions_admin, Ctx, Fatal, Response};
 use crate::state::Broker;
 
 fn tid(s: &str) -> TransactionalId {
@@ -118,6 +122,17 @@ pub(super) fn exercise(
             req.producer_epoch = epoch;
             req.committed = true; // nothing under way: INVALID_TXN_STATE must encode too
             transactions::end_txn(broker, c, req)
+        }
+        ApiKey::DescribeTransactions => {
+            let mut req = DescribeTransactionsRequest::default();
+            req.transactional_ids = vec![tid("exercise"), tid("unknown")];
+            transactions_admin::describe_transactions(broker, c, req)
+        }
+        ApiKey::ListTransactions => {
+            let mut req = ListTransactionsRequest::default();
+            req.state_filters = vec![StrBytes::from_string("Empty".into())];
+            req.duration_filter = -1;
+            transactions_admin::list_transactions(broker, c, req)
         }
         _ => return None,
     })
@@ -219,5 +234,98 @@ fn transactional_produce_needs_the_partition_in_an_ongoing_transaction() {
     assert_eq!(
         transactions::fenced_for(3, 4, E::ProducerFenced),
         E::InvalidProducerEpoch.code()
+    );
+}
+
+#[test]
+fn admins_list_and_describe_transactions_with_kafkas_filters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = open(dir.path());
+    broker
+        .create_topic("t", 2, Default::default(), false)
+        .expect("topic");
+    let (_, pid, epoch) = init(&broker, "orders-1", 3);
+    let (_, other, _) = init(&broker, "audit", 3);
+    assert_eq!(add(&broker, "orders-1", pid, epoch, vec![1, 0]), vec![0, 0]);
+
+    let list = |states: &[&str], pids: &[i64], duration: i64, pattern: Option<&str>, v: i16| {
+        let mut req = ListTransactionsRequest::default();
+        req.state_filters = states
+            .iter()
+            .map(|s| StrBytes::from_string((*s).into()))
+            .collect();
+        req.producer_id_filters = pids.iter().map(|p| ProducerId(*p)).collect();
+        req.duration_filter = duration;
+        req.transactional_id_pattern = pattern.map(|p| StrBytes::from_string(p.into()));
+        let r =
+            transactions_admin::list_transactions(&broker, ctx(ApiKey::ListTransactions, v), req)
+                .expect("answer");
+        let mut b = body(r);
+        b.advance(1);
+        let resp = ListTransactionsResponse::decode(&mut b, v).expect("decode");
+        let ids: Vec<(String, i64, String)> = resp
+            .transaction_states
+            .iter()
+            .map(|t| {
+                (
+                    t.transactional_id.0.to_string(),
+                    t.producer_id.0,
+                    t.transaction_state.to_string(),
+                )
+            })
+            .collect();
+        let unknown: Vec<String> = resp
+            .unknown_state_filters
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        (resp.error_code, ids, unknown)
+    };
+    let ongoing = ("orders-1".to_string(), pid, "Ongoing".to_string());
+    let empty = ("audit".to_string(), other, "Empty".to_string());
+    assert_eq!(
+        list(&[], &[], -1, None, 0).1,
+        vec![empty.clone(), ongoing.clone()]
+    );
+    assert_eq!(
+        list(&["Ongoing"], &[], -1, None, 0).1,
+        vec![ongoing.clone()]
+    );
+    assert_eq!(list(&[], &[other], -1, None, 0).1, vec![empty.clone()]);
+    let (_, none, unknown) = list(&["Nonsense"], &[], -1, None, 0);
+    assert_eq!((none.len(), unknown), (2, vec!["Nonsense".to_string()]));
+    // Running at least an hour: none is; at least 0 ms: the one with a start time.
+    assert!(list(&[], &[], 3_600_000, None, 1).1.is_empty());
+    assert_eq!(list(&[], &[], 0, None, 1).1, vec![ongoing.clone()]);
+    assert_eq!(list(&[], &[], -1, Some("orders-.*"), 2).1, vec![ongoing]);
+    assert_eq!(
+        list(&[], &[], -1, Some("("), 2).0,
+        E::InvalidRegularExpression.code()
+    );
+
+    let mut req = DescribeTransactionsRequest::default();
+    req.transactional_ids = vec![tid("orders-1"), tid("nobody")];
+    let r = transactions_admin::describe_transactions(
+        &broker,
+        ctx(ApiKey::DescribeTransactions, 0),
+        req,
+    )
+    .expect("answer");
+    let mut b = body(r);
+    b.advance(1);
+    let resp = DescribeTransactionsResponse::decode(&mut b, 0).expect("decode");
+    let d = &resp.transaction_states[0];
+    assert_eq!(
+        (d.error_code, d.producer_id.0, d.producer_epoch),
+        (0, pid, epoch)
+    );
+    assert_eq!(d.transaction_state.as_str(), "Ongoing");
+    assert_eq!(d.transaction_timeout_ms, 60_000);
+    assert!(d.transaction_start_time_ms > 0);
+    assert_eq!(d.topics.len(), 1);
+    assert_eq!(d.topics[0].partitions, vec![1, 0]);
+    assert_eq!(
+        resp.transaction_states[1].error_code,
+        E::TransactionalIdNotFound.code()
     );
 }

@@ -142,20 +142,11 @@ struct Model {
     open: Option<Vec<i32>>,
 }
 
-const STATES: [TxnState; 6] = [
-    TxnState::Empty,
-    TxnState::Ongoing,
-    TxnState::PrepareCommit,
-    TxnState::PrepareAbort,
-    TxnState::CompleteCommit,
-    TxnState::CompleteAbort,
-];
-
 /// Whether `to` can follow `from` in at most `moves` allowed moves.
 fn reachable(from: TxnState, to: TxnState, moves: usize) -> bool {
     moves > 0
         && (to.can_follow(from)
-            || STATES
+            || TxnState::ALL[..6]
                 .iter()
                 .any(|&via| via.can_follow(from) && reachable(via, to, moves - 1)))
 }

@@ -23,6 +23,18 @@ pub enum TxnState {
 }
 
 impl TxnState {
+    /// Every state, in Kafka's byte order.
+    pub const ALL: [TxnState; 8] = [
+        Self::Empty,
+        Self::Ongoing,
+        Self::PrepareCommit,
+        Self::PrepareAbort,
+        Self::CompleteCommit,
+        Self::CompleteAbort,
+        Self::Dead,
+        Self::PrepareEpochFence,
+    ];
+
     /// Kafka's byte for the state.
     pub fn id(self) -> i8 {
         match self {
