@@ -20,8 +20,8 @@ NOT_PLANNED_SHARE = "not planned: share groups (KIP-932)"
 NOT_PLANNED_STREAMS = "not planned: the streams group protocol (KIP-1071); Kafka Streams uses the classic protocol"
 NOTES = {
     0: "record batches v2 only; v13 names topics by ID (UNKNOWN_TOPIC_ID for a stale one)",
-    1: "v13+ name topics by ID (UNKNOWN_TOPIC_ID for a deleted or re-created topic's old ID)",
-    2: "no tiered storage: earliest-local (v8) is the log start, latest-tiered (v9) is -1, as Kafka answers with remote storage off; v11 is not in kafka-protocol 0.18",
+    1: "v13+ name topics by ID (UNKNOWN_TOPIC_ID for a deleted or re-created topic's old ID); read_committed stops at the last stable offset and lists aborted transactions from the .txnindex, still zero-copy",
+    2: "read_committed: latest is the last stable offset; no tiered storage: earliest-local (v8) is the log start, latest-tiered (v9) is -1, as Kafka answers with remote storage off; v11 is not in kafka-protocol 0.18",
     3: "v12+ also by topic ID (UNKNOWN_TOPIC_ID for an unknown one)",
     8: "v9 checks KIP-848 member epochs; v10 (topics by ID) is not in kafka-protocol 0.18",
     9: "v9 checks KIP-848 member epochs; v10 (topics by ID) is not in kafka-protocol 0.18",

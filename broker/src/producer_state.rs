@@ -9,7 +9,7 @@
 //! producer with no state left (idle longer than a segment) is accepted at any sequence,
 //! as Kafka does after KIP-360.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use fjord_protocol::record_batch::BatchHeader;
@@ -82,6 +82,9 @@ pub enum Check {
 #[derive(Debug, Default)]
 pub struct ProducerStates {
     producers: HashMap<i64, Producer>,
+    /// Transactions open here, as (first offset, producer id): the lowest first offset
+    /// is the last stable offset.
+    open_txns: BTreeSet<(u64, i64)>,
 }
 
 /// Sequence of the last record of a batch (sequences wrap at `i32::MAX`).
@@ -147,12 +150,15 @@ impl ProducerStates {
                 p.epoch = header.producer_epoch;
                 p.recent.clear();
             }
-            p.txn_start = None;
+            if let Some(start) = p.txn_start.take() {
+                self.open_txns.remove(&(start, header.producer_id));
+            }
             p.last_seen = Instant::now();
             return;
         }
         if header.is_transactional() && p.txn_start.is_none() {
             p.txn_start = Some(first_offset);
+            self.open_txns.insert((first_offset, header.producer_id));
         }
         if header.producer_epoch != p.epoch {
             p.epoch = header.producer_epoch;
@@ -172,6 +178,33 @@ impl ProducerStates {
 }
 
 impl ProducerStates {
+    /// The last stable offset: the first offset of the oldest transaction open here, or
+    /// `log_end` when none is (what read_committed consumers may read up to).
+    pub fn last_stable_offset(&self, log_end: u64) -> u64 {
+        self.open_txns.first().map_or(log_end, |(first, _)| *first)
+    }
+
+    /// The first offset of `producer_id`'s transaction open here, if one is.
+    pub fn txn_start(&self, producer_id: i64) -> Option<u64> {
+        self.producers.get(&producer_id)?.txn_start
+    }
+
+    /// Transactions open here.
+    pub fn open_transactions(&self) -> usize {
+        self.open_txns.len()
+    }
+
+    /// Sets where `producer_id`'s open transaction began when it is older than what the
+    /// startup scan of the active segment saw (the transaction began in an earlier
+    /// segment; the coordinator says it is still open).
+    pub fn restore_txn_start(&mut self, producer_id: i64, first_offset: u64) {
+        let p = self.producers.entry(producer_id).or_default();
+        if let Some(old) = p.txn_start.replace(first_offset) {
+            self.open_txns.remove(&(old, producer_id));
+        }
+        self.open_txns.insert((first_offset, producer_id));
+    }
+
     /// The producers with state here, by producer id.
     pub fn active(&self) -> Vec<ActiveProducer> {
         let mut out: Vec<ActiveProducer> = self
@@ -199,6 +232,9 @@ impl ProducerStates {
         before - self.producers.len()
     }
 }
+
+#[cfg(test)]
+mod txn_tests;
 
 #[cfg(test)]
 mod tests {

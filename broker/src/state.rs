@@ -279,7 +279,9 @@ impl Broker {
         // A saved topic whose partition directory was missing has it again.
         broker.flusher.io().sync_dir_at(&broker.config.log_dir)?;
         tracing::info!(topics = broker.topics().len(), dir = %broker.config.log_dir.display(), "opened log directory");
-        // Decisions made before a crash get their markers now that partitions are open.
+        // Transactions still open get their start in each partition back, then
+        // decisions made before a crash get their markers.
+        crate::txn::recovery::restore_open_transactions(&broker);
         let finished = broker.txn.finish_prepared(&broker);
         if finished > 0 {
             tracing::info!(transactions = finished, "finished prepared transactions");

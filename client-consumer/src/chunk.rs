@@ -12,6 +12,7 @@ use fjord_protocol::record_batch::{
 };
 use fjord_protocol::varint::{read_varint, read_varlong};
 
+use crate::aborted::AbortedFilter;
 use crate::error::ConsumeError;
 use crate::partition::PartitionState;
 use crate::record::{ConsumerRecord, TimestampKind};
@@ -37,6 +38,8 @@ pub(crate) struct Chunk {
     base_offset: i64,
     base_timestamp: i64,
     log_append_time: Option<i64>,
+    /// read_committed: batches of aborted transactions to drop.
+    aborted: Option<AbortedFilter>,
 }
 
 struct Failure(String);
@@ -74,7 +77,15 @@ impl Chunk {
             base_offset: 0,
             base_timestamp: 0,
             log_append_time: None,
+            aborted: None,
         }
+    }
+
+    /// Drops the batches of these aborted transactions, (producer id, first offset), as
+    /// a read_committed fetch lists them.
+    pub(crate) fn without_aborted(mut self, aborted: Vec<(i64, i64)>) -> Self {
+        self.aborted = Some(AbortedFilter::new(aborted));
+        self
     }
 
     fn corrupt(&self, offset: i64, reason: String) -> ConsumeError {
@@ -154,7 +165,8 @@ impl Chunk {
                 }
             }
             let (attributes, count) = (header.attributes, header.records_count);
-            if header.is_control() || header.last_offset() < self.min_offset {
+            let aborted = self.aborted.as_mut().is_some_and(|f| f.drops(&header));
+            if aborted || header.is_control() || header.last_offset() < self.min_offset {
                 continue;
             }
             let compression = Compression::from_attributes(attributes)

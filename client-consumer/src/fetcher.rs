@@ -224,7 +224,16 @@ async fn deliver(
             };
             // Only this task moves the fetch position while the epoch holds.
             p.fetch_position.store(next.max(*offset), Ordering::Release);
-            let chunk = Chunk::new(Arc::clone(p), *epoch, records, *offset, check.clone());
+            let mut chunk = Chunk::new(Arc::clone(p), *epoch, records, *offset, check.clone());
+            if inner.config.read_committed {
+                let aborted = pd.aborted_transactions.as_deref().unwrap_or_default();
+                chunk = chunk.without_aborted(
+                    aborted
+                        .iter()
+                        .map(|a| (a.producer_id.0, a.first_offset))
+                        .collect(),
+                );
+            }
             inner.buffered.fetch_add(chunk.size, Ordering::AcqRel);
             if inner.items.send(Item::Chunk(chunk)).is_err() {
                 return None; // the consumer is gone

@@ -29,6 +29,7 @@
 //!   `consumer_protocol`: membership on the consumer protocol.
 //! - [`error`]: typed errors.
 
+mod aborted;
 mod assignors;
 mod chunk;
 mod cluster;

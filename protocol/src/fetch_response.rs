@@ -14,7 +14,7 @@
 //! topics [ name (v4-12) or topic_id uuid (v13+)
 //!        | partitions [ index i32, error i16, high_watermark i64,
 //!          last_stable_offset i64, log_start_offset i64: v5+,
-//!          aborted_transactions (null), preferred_read_replica i32: v11+,
+//!          aborted_transactions (null; the list under read_committed), preferred_read_replica i32: v11+,
 //!          records (length, then the bytes)
 //!          | tagged (v12+): 1 current_leader {leader_id i32, leader_epoch i32} ]
 //!        | tagged: v12+ ]
@@ -66,9 +66,20 @@ pub struct NodeEndpoint {
     pub rack: Option<String>,
 }
 
+/// A transaction aborted in the fetched range (read_committed): its producer and the
+/// offset of its first record, so the client drops that producer's records from there
+/// to its ABORT marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTransaction {
+    /// The producer.
+    pub producer_id: i64,
+    /// Its first record's offset.
+    pub first_offset: i64,
+}
+
 /// One partition's fields; its records are sent where [`encode`] puts its marker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PartitionHead {
+pub struct PartitionHead<'a> {
     /// The partition.
     pub index: i32,
     /// Its error code (0 for none).
@@ -77,6 +88,8 @@ pub struct PartitionHead {
     pub high_watermark: i64,
     /// The last stable offset (the high watermark without transactions).
     pub last_stable_offset: i64,
+    /// Aborted transactions of the range (read_committed); `None` (null) otherwise.
+    pub aborted: Option<&'a [AbortedTransaction]>,
     /// The log start offset (v5+).
     pub log_start_offset: i64,
     /// Bytes of record sets that follow.
@@ -101,7 +114,7 @@ pub enum Piece {
     },
 }
 
-fn put_partition(buf: &mut BytesMut, version: i16, p: &PartitionHead) {
+fn put_partition(buf: &mut BytesMut, version: i16, p: &PartitionHead<'_>) {
     let flexible = version >= 12;
     buf.put_i32(p.index);
     buf.put_i16(p.error_code);
@@ -110,10 +123,19 @@ fn put_partition(buf: &mut BytesMut, version: i16, p: &PartitionHead) {
     if version >= 5 {
         buf.put_i64(p.log_start_offset);
     }
-    if flexible {
-        buf.put_u8(0); // aborted_transactions: null
-    } else {
-        buf.put_i32(-1);
+    match p.aborted {
+        None if flexible => buf.put_u8(0), // null
+        None => buf.put_i32(-1),
+        Some(aborted) => {
+            put_length(buf, aborted.len(), flexible);
+            for a in aborted {
+                buf.put_i64(a.producer_id);
+                buf.put_i64(a.first_offset);
+                if flexible {
+                    buf.put_u8(0); // the entry's tagged fields
+                }
+            }
+        }
     }
     if version >= 11 {
         buf.put_i32(-1); // preferred_read_replica
@@ -126,7 +148,7 @@ fn put_partition(buf: &mut BytesMut, version: i16, p: &PartitionHead) {
 }
 
 /// A partition's tagged fields: `current_leader` (tag 1) when set.
-fn put_partition_tags(buf: &mut BytesMut, p: &PartitionHead) {
+fn put_partition_tags(buf: &mut BytesMut, p: &PartitionHead<'_>) {
     match p.current_leader {
         None => buf.put_u8(0),
         Some(leader) => {
@@ -170,7 +192,7 @@ fn put_response_tags(buf: &mut BytesMut, version: i16, nodes: &[NodeEndpoint]) {
 pub fn encode(
     version: i16,
     correlation_id: i32,
-    topics: &[(TopicKey<'_>, &[PartitionHead])],
+    topics: &[(TopicKey<'_>, &[PartitionHead<'_>])],
     nodes: &[NodeEndpoint],
 ) -> Vec<Piece> {
     let flexible = version >= 12;
@@ -272,7 +294,17 @@ mod tests {
             vec![batch(&["a", "b"]), Vec::new(), batch(&["c"])],
             vec![batch(&["long value"; 3])],
         ];
-        let heads = |t: usize| -> Vec<PartitionHead> {
+        let aborted = [
+            AbortedTransaction {
+                producer_id: 9,
+                first_offset: 30,
+            },
+            AbortedTransaction {
+                producer_id: 4,
+                first_offset: 38,
+            },
+        ];
+        let heads = |t: usize| -> Vec<PartitionHead<'_>> {
             records[t]
                 .iter()
                 .enumerate()
@@ -281,6 +313,8 @@ mod tests {
                     error_code: if r.is_empty() { 74 } else { 0 },
                     high_watermark: 40 + i as i64,
                     last_stable_offset: 40 + i as i64,
+                    // read_committed lists aborted transactions (none, or two).
+                    aborted: (i > 0).then_some(&aborted[..i.min(2)]),
                     log_start_offset: 3,
                     records_len: r.len() as u64,
                     // A fenced partition names its leader.
@@ -327,6 +361,16 @@ mod tests {
                     if version >= 5 {
                         assert_eq!(p.log_start_offset, 3);
                     }
+                    let got_aborted: Option<Vec<(i64, i64)>> =
+                        p.aborted_transactions.as_ref().map(|a| {
+                            a.iter()
+                                .map(|a| (a.producer_id.0, a.first_offset))
+                                .collect()
+                        });
+                    let want: Option<Vec<(i64, i64)>> = expect[i]
+                        .aborted
+                        .map(|a| a.iter().map(|a| (a.producer_id, a.first_offset)).collect());
+                    assert_eq!(got_aborted, want, "v{version}: aborted transactions");
                     if version >= 12 {
                         let leader = expect[i]
                             .current_leader
@@ -363,6 +407,7 @@ mod tests {
             error_code: 0,
             high_watermark: 1,
             last_stable_offset: 1,
+            aborted: Some(&[]),
             log_start_offset: 0,
             records_len: records[0][0].len() as u64,
             current_leader: None,

@@ -72,4 +72,4 @@ pub use file_region::FileRegion;
 pub use flusher::{FlushTicket, Flusher};
 pub use io::{FileIo, Io, OpenMode, RealIo};
 pub use leader_epochs::EpochEntry;
-pub use log::{AppendInfo, Log, RetentionOutcome, TimestampOffset};
+pub use log::{AbortedTxn, AppendInfo, Log, RetentionOutcome, TimestampOffset};

@@ -364,6 +364,19 @@ impl Segment {
         })
     }
 
+    /// The byte position of the batch holding `offset`, if this segment has it.
+    pub(crate) fn position_of(
+        &self,
+        ctx: SegmentCtx<'_>,
+        active: bool,
+        offset: u64,
+    ) -> Result<Option<u64>> {
+        let base = self.base_offset;
+        self.with_open(ctx, active, |meta, files| {
+            Ok(locate_in(base, meta, files, offset)?.map(|l| l.position))
+        })
+    }
+
     /// [`Segment::read`] (first batch allowed past `max_bytes`) only if it can start at
     /// once: `None` when another thread holds the segment or its files are closed.
     /// Otherwise also gives the next offset, read under the same lock; from there on,

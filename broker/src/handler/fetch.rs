@@ -11,14 +11,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fjord_protocol::fetch_response::{
-    self, CurrentLeader, NodeEndpoint, PartitionHead, Piece, TopicKey, TOPIC_ID_VERSION,
+    self, AbortedTransaction, CurrentLeader, NodeEndpoint, PartitionHead, Piece, TopicKey,
+    TOPIC_ID_VERSION,
 };
 use fjord_protocol::kafka_protocol::messages::fetch_request::FetchRequest;
 use fjord_protocol::kafka_protocol::ResponseError as E;
 use fjord_storage::FileRegion;
 
 use super::{storage_error_code, Ctx, Fatal, Response};
-use crate::state::Broker;
+use crate::state::{Broker, Partition};
 
 /// A piece of a fetch response.
 #[derive(Debug)]
@@ -42,6 +43,9 @@ pub(super) struct PartitionData {
     pub(super) index: i32,
     pub(super) error_code: i16,
     pub(super) high_watermark: i64,
+    pub(super) last_stable_offset: i64,
+    /// read_committed: the aborted transactions of the range (`None` otherwise).
+    pub(super) aborted: Option<Vec<AbortedTransaction>>,
     pub(super) log_start_offset: i64,
     pub(super) regions: Vec<FileRegion>,
     /// The leader's epoch, told to a client whose epoch was refused.
@@ -112,6 +116,8 @@ pub(super) fn collect(
                 index: p.partition,
                 error_code: 0,
                 high_watermark: -1,
+                last_stable_offset: -1,
+                aborted: None,
                 log_start_offset: -1,
                 regions: Vec::new(),
                 leader_epoch: None,
@@ -145,19 +151,33 @@ pub(super) fn collect(
             // Storage applies the range rule and KIP-74 (the first non-empty partition
             // may exceed its limit by one batch; later ones stay within it).
             let first = !any;
-            let (log_start, log_end, result) = match access {
+            let committed = req.isolation_level == 1;
+            let (log_start, log_end, lso, result) = match access {
                 Access::Wait => {
                     let log = partition.read();
-                    let result = log.read_for_fetch(offset, max, first);
-                    (log.log_start_offset(), log.log_end_offset(), result)
+                    let lso = last_stable_offset(partition, &log);
+                    let mut result = log.read_for_fetch(offset, max, first);
+                    if committed {
+                        result = result.and_then(|r| stable_part(&log, r, lso, &mut data));
+                    }
+                    (log.log_start_offset(), log.log_end_offset(), lso, result)
                 }
                 Access::HotOnly => {
                     let log = partition.try_read()?;
-                    let (end, result) = log.read_hot_for_fetch(offset, max, first)?;
-                    (log.log_start_offset(), end, result)
+                    let lso = last_stable_offset(partition, &log);
+                    let (end, mut result) = log.read_hot_for_fetch(offset, max, first)?;
+                    if committed {
+                        // Cutting at the LSO may read a header: not on the reactor.
+                        if lso < end {
+                            return None;
+                        }
+                        result = result.and_then(|r| stable_part(&log, r, lso, &mut data));
+                    }
+                    (log.log_start_offset(), end, lso, result)
                 }
             };
             data.high_watermark = log_end as i64;
+            data.last_stable_offset = lso as i64;
             data.log_start_offset = log_start as i64;
             match result {
                 Ok(regions) => data.regions = regions,
@@ -175,6 +195,38 @@ pub(super) fn collect(
         });
     }
     Some(out)
+}
+
+/// The partition's last stable offset (the log end when no transaction is open).
+fn last_stable_offset(partition: &Partition, log: &fjord_storage::Log) -> u64 {
+    partition
+        .producers
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .last_stable_offset(log.log_end_offset())
+}
+
+/// What a read_committed fetch gets of `regions`: the records below the last stable
+/// offset (the regions only get shorter: still zero-copy), and the list of transactions
+/// aborted in that range, from the aborted-transaction index.
+fn stable_part(
+    log: &fjord_storage::Log,
+    mut regions: Vec<FileRegion>,
+    lso: u64,
+    data: &mut PartitionData,
+) -> Result<Vec<FileRegion>, fjord_storage::StorageError> {
+    log.cut_regions_at(&mut regions, lso)?;
+    let from = regions.first().map_or(lso, |r| r.first_offset);
+    data.aborted = Some(
+        log.aborted_between(from, lso)
+            .into_iter()
+            .map(|a| AbortedTransaction {
+                producer_id: a.producer_id,
+                first_offset: a.first_offset as i64,
+            })
+            .collect(),
+    );
+    Ok(regions)
 }
 
 pub(super) async fn handle(
@@ -258,7 +310,7 @@ async fn collect_regions(
 /// Metadata first.
 fn write_response(broker: &Broker, ctx: Ctx, data: &[TopicData]) -> FetchResponse {
     let node = broker.config.node_id;
-    let heads: Vec<Vec<PartitionHead>> = data
+    let heads: Vec<Vec<PartitionHead<'_>>> = data
         .iter()
         .map(|t| {
             t.partitions
@@ -267,7 +319,8 @@ fn write_response(broker: &Broker, ctx: Ctx, data: &[TopicData]) -> FetchRespons
                     index: p.index,
                     error_code: p.error_code,
                     high_watermark: p.high_watermark,
-                    last_stable_offset: p.high_watermark, // no transactions yet
+                    last_stable_offset: p.last_stable_offset,
+                    aborted: p.aborted.as_deref(),
                     log_start_offset: p.log_start_offset,
                     records_len: p.bytes(),
                     current_leader: p.leader_epoch.map(|leader_epoch| CurrentLeader {
@@ -278,7 +331,7 @@ fn write_response(broker: &Broker, ctx: Ctx, data: &[TopicData]) -> FetchRespons
                 .collect()
         })
         .collect();
-    let topics: Vec<(TopicKey<'_>, &[PartitionHead])> = data
+    let topics: Vec<(TopicKey<'_>, &[PartitionHead<'_>])> = data
         .iter()
         .zip(&heads)
         .map(|(t, h)| {

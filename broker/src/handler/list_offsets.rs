@@ -31,12 +31,29 @@ fn lookup(log: &Log, timestamp: i64) -> fjord_storage::Result<Option<TimestampOf
     }
 }
 
+/// read_committed (as Kafka's `fetchOffsetByTimestamp`): "latest" is the last stable
+/// offset, and an offset found by timestamp at or past it is not there yet.
+fn stable_only(hit: Option<TimestampOffset>, timestamp: i64, lso: u64) -> Option<TimestampOffset> {
+    if timestamp == fjord_storage::log::LATEST_TIMESTAMP {
+        return hit.map(|h| TimestampOffset {
+            offset: h.offset.min(lso),
+            ..h
+        });
+    }
+    let earliest = matches!(
+        timestamp,
+        fjord_storage::log::EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP
+    );
+    hit.filter(|h| h.offset < lso || earliest)
+}
+
 pub(super) fn handle(
     broker: &Arc<Broker>,
     ctx: Ctx,
     req: ListOffsetsRequest,
 ) -> Result<Response, Fatal> {
     let mut resp = ListOffsetsResponse::default();
+    let committed = req.isolation_level == 1;
     for topic in req.topics {
         let found = broker.topic(topic.name.0.as_str());
         let mut out = ListOffsetsTopicResponse::default();
@@ -59,7 +76,19 @@ pub(super) fn handle(
                         continue;
                     }
                     let log = partition.read();
-                    match lookup(&log, p.timestamp) {
+                    let found = lookup(&log, p.timestamp).map(|hit| {
+                        if committed {
+                            let lso = partition
+                                .producers
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .last_stable_offset(log.log_end_offset());
+                            stable_only(hit, p.timestamp, lso)
+                        } else {
+                            hit
+                        }
+                    });
+                    match found {
                         Ok(Some(hit)) => {
                             r.offset = hit.offset as i64;
                             r.timestamp = hit.timestamp;

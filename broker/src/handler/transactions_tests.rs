@@ -329,3 +329,55 @@ fn admins_list_and_describe_transactions_with_kafkas_filters() {
         E::TransactionalIdNotFound.code()
     );
 }
+
+/// ListOffsets for partition 0 of "t" at `timestamp`, read_committed or not: the offset.
+fn list_offset(broker: &Arc<Broker>, timestamp: i64, committed: bool) -> i64 {
+    use fjord_protocol::kafka_protocol::messages::list_offsets_request::{
+        ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
+    };
+    use fjord_protocol::kafka_protocol::messages::list_offsets_response::ListOffsetsResponse;
+    let mut p = ListOffsetsPartition::default();
+    p.timestamp = timestamp;
+    p.current_leader_epoch = -1;
+    let mut t = ListOffsetsTopic::default();
+    t.name = TopicName(StrBytes::from_string("t".into()));
+    t.partitions = vec![p];
+    let mut req = ListOffsetsRequest::default();
+    req.isolation_level = i8::from(committed);
+    req.topics = vec![t];
+    let r = super::list_offsets::handle(broker, ctx(ApiKey::ListOffsets, 10), req).expect("answer");
+    let mut b = body(r);
+    b.advance(1);
+    let resp = ListOffsetsResponse::decode(&mut b, 10).expect("decode");
+    resp.topics[0].partitions[0].offset
+}
+
+#[test]
+fn read_committed_list_offsets_answer_the_last_stable_offset() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = open(dir.path());
+    broker
+        .create_topic("t", 1, Default::default(), false)
+        .expect("topic");
+    let plain = |ts: i64| {
+        let mut b = BatchBuilder::new(Compression::None, ts);
+        b.push(RecordSpec::value("v"));
+        b.build().expect("batch")
+    };
+    assert_eq!(produce_one(&broker, plain(1_000)), 0);
+    let (_, pid, epoch) = init(&broker, "lso", 3);
+    assert_eq!(add(&broker, "lso", pid, epoch, vec![0]), vec![0]);
+    assert_eq!(produce_one(&broker, txn_batch(pid, epoch, 0)), 0); // offset 1, ts 1000
+    assert_eq!(produce_one(&broker, plain(5_000)), 0); // offset 2
+    assert_eq!(list_offset(&broker, -1, false), 3);
+    assert_eq!(list_offset(&broker, -1, true), 1, "latest is the LSO");
+    assert_eq!(list_offset(&broker, -2, true), 0, "earliest is the log start");
+    assert_eq!(list_offset(&broker, 4_000, false), 2);
+    assert_eq!(list_offset(&broker, 4_000, true), -1, "past the LSO: not there yet");
+    broker
+        .txn
+        .end_txn("lso", pid, epoch, true, broker.as_ref())
+        .expect("commit");
+    assert_eq!(list_offset(&broker, -1, true), 4, "the marker is at 3");
+    assert_eq!(list_offset(&broker, 4_000, true), 2);
+}

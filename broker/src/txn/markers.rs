@@ -1,8 +1,10 @@
 //! The broker side of transaction markers: a control batch appended to a partition's
 //! log under its write lock, recorded in the partition's producer state (which ends the
-//! producer's transaction there), and waited for like an acks=all write.
+//! producer's transaction there and moves the last stable offset), for an ABORT an entry
+//! in the aborted-transaction index, and waited for like an acks=all write.
 
 use fjord_protocol::record_batch::{end_txn_batch, BatchHeader, EndTxnMarker};
+use fjord_storage::AbortedTxn;
 
 use super::coordinator::{MarkerError, MarkerWriter};
 use crate::keyed_log::now_ms;
@@ -36,14 +38,30 @@ impl MarkerWriter for Broker {
             if partition.is_offline() {
                 return Err(MarkerError::Failed("partition offline".into()));
             }
+            let mut producers = partition
+                .producers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let first = producers.txn_start(producer_id);
             let info = log
                 .append(&batch)
                 .map_err(|e| MarkerError::Failed(e.to_string()))?;
-            partition
-                .producers
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .record(&header, info.first_offset);
+            producers.record(&header, info.first_offset);
+            if let (false, Some(first_offset)) = (commit, first) {
+                let entry = AbortedTxn {
+                    producer_id,
+                    first_offset,
+                    last_offset: info.first_offset,
+                    last_stable_offset: producers.last_stable_offset(log.log_end_offset()),
+                };
+                // A marker without its index entry would let read_committed consumers
+                // see the aborted records: the partition goes offline, as for a failed
+                // fsync.
+                if let Err(e) = log.record_aborted(entry) {
+                    partition.mark_offline(&e);
+                    return Err(MarkerError::Failed(e.to_string()));
+                }
+            }
             info.durable
         };
         self.notify_appended();

@@ -22,8 +22,10 @@ use crate::io::OpenMode;
 pub use crate::retention::RetentionOutcome;
 use crate::segment::{Segment, SegmentCtx};
 pub use crate::timestamp_search::TimestampOffset;
+pub use aborted::AbortedTxn;
 pub use compaction::{CompactOptions, CompactOutcome, CompactionSnapshot, PreparedCompaction};
 
+mod aborted;
 pub(crate) mod compaction;
 mod epochs;
 mod files;
@@ -87,6 +89,8 @@ pub struct Log {
     leader_epoch: i32,
     /// The cleaner's checkpoint as last read or written (`cleaner-offset-checkpoint`).
     cleaner_checkpoint: u64,
+    /// Aborted transactions (`.txnindex`).
+    aborted: aborted::AbortedIndex,
 }
 
 /// KIP-74: the response's first partition with data gets its first batch whole, past
@@ -196,6 +200,7 @@ impl Log {
             leader_epochs: Default::default(),
             leader_epoch: -1,
             cleaner_checkpoint: compaction::read_checkpoint(&dir_for_checkpoint)?,
+            aborted: aborted::AbortedIndex::default(),
         };
         // After a restart nothing is known to be in memory.
         log.hot = HotWindow::from_end(log.log_end_offset(), log.active().1.size());
@@ -226,6 +231,9 @@ impl Log {
             log.delete_segments(&below)?;
         }
         log.load_epochs()?;
+        log.aborted = aborted::AbortedIndex::load(&log.dir, log.log_end_offset())?;
+        let io = log.flusher.io().clone();
+        log.forget_aborted_below_first_segment(&io)?;
         Ok(log)
     }
 

@@ -138,6 +138,8 @@ impl Log {
         if bases.is_empty() {
             return Ok(());
         }
-        self.flusher.io().sync_dir_at(&self.dir)
+        let io = self.flusher.io().clone();
+        self.forget_aborted_below_first_segment(&io)?;
+        io.sync_dir_at(&self.dir)
     }
 }

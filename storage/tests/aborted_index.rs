@@ -1,0 +1,102 @@
+//! The aborted-transaction index (`.txnindex`) and cutting a read at the last stable
+//! offset, through the public API.
+
+mod common;
+
+use common::*;
+use fjord_storage::{AbortedTxn, LogConfig};
+
+fn entry(producer_id: i64, first: u64, last: u64) -> AbortedTxn {
+    AbortedTxn {
+        producer_id,
+        first_offset: first,
+        last_offset: last,
+        last_stable_offset: last + 1,
+    }
+}
+
+#[test]
+fn entries_survive_a_reopen_and_go_with_their_segments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = small_config();
+    let mut log = open(dir.path(), config.clone());
+    // 50 batches of 4 records over small segments; an abort recorded every 10 batches.
+    for i in 0..50u64 {
+        let info = log.append(&batch(4, 80, i as i64 * 10)).expect("append");
+        if i % 10 == 9 {
+            log.record_aborted(entry(i as i64, info.first_offset - 8, info.first_offset))
+                .expect("record");
+        }
+    }
+    assert!(log.segment_count() > 3, "small segments");
+    let all: Vec<u64> = log.aborted_between(0, 200).iter().map(|e| e.last_offset).collect();
+    assert_eq!(all, vec![36, 76, 116, 156, 196]);
+    // Only entries whose marker is at or after `from` and whose first record is before
+    // `upper`.
+    let some: Vec<u64> = log.aborted_between(77, 150).iter().map(|e| e.last_offset).collect();
+    assert_eq!(some, vec![116, 156], "156 began at 148, before 150");
+    assert!(log.has_aborted(19, 76));
+    assert!(!log.has_aborted(19, 77));
+    drop(log); // no clean close: a crash
+
+    let mut log = open(dir.path(), config);
+    let again: Vec<u64> = log.aborted_between(0, 200).iter().map(|e| e.last_offset).collect();
+    assert_eq!(again, all, "read back from the .txnindex files");
+    // Moving the log start past the first two entries' segments removes them.
+    log.delete_records_before(100).expect("delete records");
+    let left: Vec<u64> = log
+        .aborted_between(0, 200)
+        .iter()
+        .map(|e| e.last_offset)
+        .collect();
+    assert!(left.len() < 5 && left.ends_with(&[116, 156, 196]), "{left:?}");
+    let files = std::fs::read_dir(dir.path())
+        .expect("list")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "txnindex"))
+        })
+        .count();
+    assert_eq!(files, left.len(), "one file per segment with an abort");
+}
+
+#[test]
+fn a_read_is_cut_before_the_batch_at_the_stable_offset() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(dir.path(), small_config());
+    for i in 0..50 {
+        log.append(&batch(4, 30, i * 10)).expect("append");
+    }
+    for lso in [0u64, 4, 40, 41, 120, 199, 200] {
+        let mut regions = log.read(0, 1 << 20).expect("read");
+        log.cut_regions_at(&mut regions, lso).expect("cut");
+        let mut bytes = Vec::new();
+        for r in &regions {
+            bytes.extend(r.read_to_vec().expect("bytes"));
+        }
+        let batches = batch_offsets(&bytes);
+        // Whole batches only, every one ending before the batch holding `lso`.
+        let end = batches.last().map_or(0, |(base, n)| *base as u64 + *n as u64);
+        assert_eq!(end, lso - lso % 4, "lso {lso}");
+    }
+}
+
+#[test]
+fn a_torn_last_entry_is_ignored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(dir.path(), LogConfig::default());
+    let info = log.append(&batch(2, 10, 0)).expect("append");
+    log.record_aborted(entry(3, 0, info.last_offset)).expect("record");
+    drop(log);
+    let file = std::fs::read_dir(dir.path())
+        .expect("list")
+        .filter_map(Result::ok)
+        .find(|e| e.path().extension().is_some_and(|x| x == "txnindex"))
+        .expect("a txnindex file")
+        .path();
+    let mut bytes = std::fs::read(&file).expect("read");
+    bytes.extend_from_slice(&[0, 0, 0, 1, 2]); // half an entry, as a crash leaves it
+    std::fs::write(&file, bytes).expect("write");
+    let log = open(dir.path(), LogConfig::default());
+    assert_eq!(log.aborted_between(0, 10), vec![entry(3, 0, 1)]);
+}
