@@ -40,6 +40,37 @@ type Result<T> = std::result::Result<T, StoreError>;
 /// One record: a key and its new value (`None` deletes it).
 pub type KeyedRecord = (Vec<u8>, Option<Vec<u8>>);
 
+/// What a replay hands its owner, oldest first.
+#[derive(Debug)]
+pub enum Replayed<'a> {
+    /// A record: key, value (`None`: a deletion), and the producer (id, epoch) whose
+    /// transaction it belongs to, if it was written in one.
+    Record {
+        /// The key.
+        key: &'a [u8],
+        /// The value, `None` for a deletion.
+        value: Option<&'a [u8]>,
+        /// The transaction's producer id and epoch, for a transactional record.
+        producer: Option<(i64, i16)>,
+    },
+    /// The end of `producer_id`'s transaction: its records count (commit) or not.
+    Marker {
+        /// The producer.
+        producer_id: i64,
+        /// Commit (true) or abort.
+        commit: bool,
+    },
+}
+
+/// The records of one producer's open transaction, for a snapshot.
+#[derive(Debug)]
+pub struct PendingBatch {
+    /// The producer id and epoch.
+    pub producer: (i64, i16),
+    /// Its records so far.
+    pub records: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
 /// Records per batch when writing a snapshot.
 const SNAPSHOT_BATCH: usize = 1000;
 /// Superseded records tolerated before a snapshot, on top of one per live entry.
@@ -93,12 +124,27 @@ pub struct KeyedLog {
 
 impl KeyedLog {
     /// Opens (or creates) the store in `dir` and hands every record of the current
-    /// generation, oldest first, to `each` (key, value or `None` for a deletion).
+    /// generation, oldest first, to `each` (key, value or `None` for a deletion), for a
+    /// store that never writes transactions.
     pub fn open(
         dir: PathBuf,
         flusher: Flusher,
         fsync: bool,
-        each: impl FnMut(&[u8], Option<&[u8]>),
+        mut each: impl FnMut(&[u8], Option<&[u8]>),
+    ) -> Result<Self> {
+        Self::open_replaying(dir, flusher, fsync, |r| {
+            if let Replayed::Record { key, value, .. } = r {
+                each(key, value);
+            }
+        })
+    }
+
+    /// [`KeyedLog::open`] handing over transactional records and markers too.
+    pub fn open_replaying(
+        dir: PathBuf,
+        flusher: Flusher,
+        fsync: bool,
+        each: impl FnMut(Replayed<'_>),
     ) -> Result<Self> {
         flusher
             .io()
@@ -169,7 +215,43 @@ impl KeyedLog {
     /// writes wait for the disk. The caller applies the records to its maps only after
     /// this succeeded.
     pub fn append(&mut self, records: &[KeyedRecord]) -> Result<Option<FlushTicket>> {
-        let mut batch = BatchBuilder::new(Compression::None, now_ms());
+        self.append_batch(BatchBuilder::new(Compression::None, now_ms()), records)
+    }
+
+    /// [`KeyedLog::append`] as part of `producer`'s transaction (id, epoch): replayed
+    /// with its producer, to count only once its commit marker is.
+    pub fn append_transactional(
+        &mut self,
+        producer: (i64, i16),
+        records: &[KeyedRecord],
+    ) -> Result<Option<FlushTicket>> {
+        let batch = BatchBuilder::new(Compression::None, now_ms())
+            .with_producer(producer.0, producer.1, 0)
+            .transactional();
+        self.append_batch(batch, records)
+    }
+
+    /// Appends the marker ending `producer`'s transaction.
+    pub fn append_marker(
+        &mut self,
+        producer: (i64, i16),
+        commit: bool,
+    ) -> Result<Option<FlushTicket>> {
+        let marker = fjord_protocol::record_batch::EndTxnMarker {
+            commit,
+            coordinator_epoch: 0,
+        };
+        let bytes =
+            fjord_protocol::record_batch::end_txn_batch(producer.0, producer.1, marker, now_ms())
+                .map_err(|e| StoreError::Batch(e.to_string()))?;
+        self.append_bytes(&bytes, 1)
+    }
+
+    fn append_batch(
+        &mut self,
+        mut batch: BatchBuilder,
+        records: &[KeyedRecord],
+    ) -> Result<Option<FlushTicket>> {
         for (key, value) in records {
             batch.push(RecordSpec {
                 key: Some(key.clone()),
@@ -181,12 +263,16 @@ impl KeyedLog {
         let bytes = batch
             .build()
             .map_err(|e| StoreError::Batch(e.to_string()))?;
+        self.append_bytes(&bytes, records.len())
+    }
+
+    fn append_bytes(&mut self, bytes: &[u8], records: usize) -> Result<Option<FlushTicket>> {
         self.finish_switch()?;
         let Some(log) = self.log.as_mut() else {
             return Err(StoreError::Batch("store is closed".into()));
         };
-        let info = log.append(&bytes)?;
-        self.records += records.len() as u64;
+        let info = log.append(bytes)?;
+        self.records += records as u64;
         Ok(info.durable)
     }
 
@@ -197,6 +283,17 @@ impl KeyedLog {
 
     /// Writes the `live` entries to a new generation and switches to it.
     pub fn snapshot(&mut self, live: u64, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+        self.snapshot_with_pending(live, entries, &[])
+    }
+
+    /// [`KeyedLog::snapshot`] keeping open transactions' records as transactional
+    /// batches, so they still wait for their markers after the switch.
+    pub fn snapshot_with_pending(
+        &mut self,
+        live: u64,
+        entries: &[(Vec<u8>, Vec<u8>)],
+        pending: &[PendingBatch],
+    ) -> Result<()> {
         let next = self.generation + 1;
         let next_dir = self.dir.join(next.to_string());
         // Leftovers of a snapshot that failed part-way must not be appended to.
@@ -211,19 +308,16 @@ impl KeyedLog {
         let mut log = Log::open_in_batch(&next_dir, log_config(self.fsync), self.flusher.clone())?;
         let now = now_ms();
         for chunk in entries.chunks(SNAPSHOT_BATCH) {
-            let mut batch = BatchBuilder::new(Compression::None, now);
-            for (key, value) in chunk {
-                batch.push(RecordSpec {
-                    key: Some(key.clone()),
-                    value: Some(value.clone()),
-                    headers: Vec::new(),
-                    timestamp: None,
-                });
-            }
-            let bytes = batch
-                .build()
-                .map_err(|e| StoreError::Batch(e.to_string()))?;
-            log.append(&bytes)?;
+            log.append(&live_batch(
+                BatchBuilder::new(Compression::None, now),
+                chunk,
+            )?)?;
+        }
+        for p in pending.iter().filter(|p| !p.records.is_empty()) {
+            let batch = BatchBuilder::new(Compression::None, now)
+                .with_producer(p.producer.0, p.producer.1, 0)
+                .transactional();
+            log.append(&live_batch(batch, &p.records)?)?;
         }
         log.flush()?;
         self.flusher
@@ -282,6 +376,19 @@ impl KeyedLog {
     }
 }
 
+/// `batch` with `records` (live values) pushed, built.
+fn live_batch(mut batch: BatchBuilder, records: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<u8>> {
+    for (key, value) in records {
+        batch.push(RecordSpec {
+            key: Some(key.clone()),
+            value: Some(value.clone()),
+            headers: Vec::new(),
+            timestamp: None,
+        });
+    }
+    batch.build().map_err(|e| StoreError::Batch(e.to_string()))
+}
+
 /// Removes a superseded generation's directory, if still there (the next open removes
 /// it otherwise).
 fn remove_generation(io: &fjord_storage::Io, dir: &Path) {
@@ -292,10 +399,10 @@ fn remove_generation(io: &fjord_storage::Io, dir: &Path) {
     }
 }
 
-/// Hands every record of `log` to `each`; returns how many there were. A batch that
+/// Hands every record and marker of `log` to `each`; returns how many there were. A batch that
 /// does not decode ends the replay of that batch with a warning: one bad record must
 /// not cost the store everything after it.
-fn replay(log: &Log, mut each: impl FnMut(&[u8], Option<&[u8]>)) -> Result<u64> {
+fn replay(log: &Log, mut each: impl FnMut(Replayed<'_>)) -> Result<u64> {
     let (mut from, end) = (log.log_start_offset(), log.log_end_offset());
     let mut records = 0;
     while from < end {
@@ -306,6 +413,19 @@ fn replay(log: &Log, mut each: impl FnMut(&[u8], Option<&[u8]>)) -> Result<u64> 
         for batch in batches(&buf) {
             let (header, bytes) = batch.map_err(|e| StoreError::Batch(e.to_string()))?;
             from = header.last_offset() as u64 + 1;
+            if header.is_control() {
+                if let Some(m) = fjord_protocol::record_batch::read_end_txn_marker(bytes) {
+                    records += 1;
+                    each(Replayed::Marker {
+                        producer_id: header.producer_id,
+                        commit: m.commit,
+                    });
+                }
+                continue;
+            }
+            let producer = header
+                .is_transactional()
+                .then_some((header.producer_id, header.producer_epoch));
             if header.compression().ok() != Some(Compression::None) {
                 tracing::warn!(offset = header.base_offset, "skipping a compressed batch");
                 continue;
@@ -318,7 +438,11 @@ fn replay(log: &Log, mut each: impl FnMut(&[u8], Option<&[u8]>)) -> Result<u64> 
                 };
                 records += 1;
                 match record.key {
-                    Some(key) => each(key, record.value),
+                    Some(key) => each(Replayed::Record {
+                        key,
+                        value: record.value,
+                        producer,
+                    }),
                     None => tracing::warn!(offset = header.base_offset, "record without a key"),
                 }
             }

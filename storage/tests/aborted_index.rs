@@ -29,18 +29,30 @@ fn entries_survive_a_reopen_and_go_with_their_segments() {
         }
     }
     assert!(log.segment_count() > 3, "small segments");
-    let all: Vec<u64> = log.aborted_between(0, 200).iter().map(|e| e.last_offset).collect();
+    let all: Vec<u64> = log
+        .aborted_between(0, 200)
+        .iter()
+        .map(|e| e.last_offset)
+        .collect();
     assert_eq!(all, vec![36, 76, 116, 156, 196]);
     // Only entries whose marker is at or after `from` and whose first record is before
     // `upper`.
-    let some: Vec<u64> = log.aborted_between(77, 150).iter().map(|e| e.last_offset).collect();
+    let some: Vec<u64> = log
+        .aborted_between(77, 150)
+        .iter()
+        .map(|e| e.last_offset)
+        .collect();
     assert_eq!(some, vec![116, 156], "156 began at 148, before 150");
     assert!(log.has_aborted(19, 76));
     assert!(!log.has_aborted(19, 77));
     drop(log); // no clean close: a crash
 
     let mut log = open(dir.path(), config);
-    let again: Vec<u64> = log.aborted_between(0, 200).iter().map(|e| e.last_offset).collect();
+    let again: Vec<u64> = log
+        .aborted_between(0, 200)
+        .iter()
+        .map(|e| e.last_offset)
+        .collect();
     assert_eq!(again, all, "read back from the .txnindex files");
     // Moving the log start past the first two entries' segments removes them.
     log.delete_records_before(100).expect("delete records");
@@ -49,7 +61,10 @@ fn entries_survive_a_reopen_and_go_with_their_segments() {
         .iter()
         .map(|e| e.last_offset)
         .collect();
-    assert!(left.len() < 5 && left.ends_with(&[116, 156, 196]), "{left:?}");
+    assert!(
+        left.len() < 5 && left.ends_with(&[116, 156, 196]),
+        "{left:?}"
+    );
     let files = std::fs::read_dir(dir.path())
         .expect("list")
         .filter(|e| {
@@ -76,7 +91,9 @@ fn a_read_is_cut_before_the_batch_at_the_stable_offset() {
         }
         let batches = batch_offsets(&bytes);
         // Whole batches only, every one ending before the batch holding `lso`.
-        let end = batches.last().map_or(0, |(base, n)| *base as u64 + *n as u64);
+        let end = batches
+            .last()
+            .map_or(0, |(base, n)| *base as u64 + *n as u64);
         assert_eq!(end, lso - lso % 4, "lso {lso}");
     }
 }
@@ -86,7 +103,8 @@ fn a_torn_last_entry_is_ignored() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut log = open(dir.path(), LogConfig::default());
     let info = log.append(&batch(2, 10, 0)).expect("append");
-    log.record_aborted(entry(3, 0, info.last_offset)).expect("record");
+    log.record_aborted(entry(3, 0, info.last_offset))
+        .expect("record");
     drop(log);
     let file = std::fs::read_dir(dir.path())
         .expect("list")

@@ -13,16 +13,26 @@ use fjord_storage::{FlushTicket, Flusher};
 
 use super::offset_records::{Committed, OffsetKey};
 pub use crate::keyed_log::StoreError as OffsetStoreError;
-use crate::keyed_log::{KeyedLog, KeyedRecord};
+use crate::keyed_log::{KeyedLog, KeyedRecord, PendingBatch, Replayed};
 
 type Result<T> = std::result::Result<T, OffsetStoreError>;
 
 /// (topic, partition).
 pub type TopicPartition = (String, i32);
 
+/// Offsets committed in a transaction (TxnOffsetCommit), not yet visible: they count
+/// once the transaction's COMMIT marker is written, and go with its ABORT.
+#[derive(Debug, Default)]
+struct Pending {
+    epoch: i16,
+    offsets: BTreeMap<(String, TopicPartition), Committed>,
+}
+
 /// The maps the log is replayed into.
 #[derive(Debug, Default)]
 struct Maps {
+    /// Open transactions' offsets, by producer id.
+    pending: BTreeMap<i64, Pending>,
     groups: BTreeMap<String, BTreeMap<TopicPartition, Committed>>,
     /// The other group-coordinator records (KIP-848 group state, key types 2 and up):
     /// the latest value of each key, as encoded.
@@ -48,12 +58,24 @@ impl OffsetStore {
     /// commit's ticket completes once it is on disk.
     pub fn open(log_dir: &Path, flusher: Flusher, fsync: bool) -> Result<Self> {
         let mut maps = Maps::default();
-        let log = KeyedLog::open(
-            log_dir.join("fjord-offsets"),
-            flusher,
-            fsync,
-            |key, value| replay_record(&mut maps, key, value),
-        )?;
+        let log =
+            KeyedLog::open_replaying(log_dir.join("fjord-offsets"), flusher, fsync, |r| match r {
+                Replayed::Record {
+                    key,
+                    value,
+                    producer: None,
+                } => replay_record(&mut maps, key, value),
+                Replayed::Record {
+                    key,
+                    value: Some(value),
+                    producer: Some(producer),
+                } => replay_pending(&mut maps, producer, key, value),
+                Replayed::Record { .. } => {}
+                Replayed::Marker {
+                    producer_id,
+                    commit,
+                } => end_pending(&mut maps, producer_id, commit),
+            })?;
         let store = Self {
             inner: Mutex::new(Inner { log, maps }),
         };
@@ -123,6 +145,73 @@ impl OffsetStore {
             }
         }
         Ok(durable)
+    }
+
+    /// Records offsets committed in `producer`'s transaction (TxnOffsetCommit): durable
+    /// now, visible once its COMMIT marker is written ([`OffsetStore::end_transaction`]).
+    /// `verify` (the transaction still open, holding the group) runs under the store's
+    /// lock, which the marker also takes: the offsets cannot land after their marker.
+    /// Its error is handed back, and nothing is written then.
+    pub fn write_pending(
+        &self,
+        producer: (i64, i16),
+        group: &str,
+        entries: &[(TopicPartition, Committed)],
+        verify: impl FnOnce() -> std::result::Result<(), i16>,
+    ) -> Result<std::result::Result<Option<FlushTicket>, i16>> {
+        let records: Vec<KeyedRecord> = entries
+            .iter()
+            .map(|(tp, c)| (offset_key(group, tp).encode(), Some(c.encode())))
+            .collect();
+        let mut inner = self.lock();
+        if let Err(code) = verify() {
+            return Ok(Err(code));
+        }
+        if entries.is_empty() {
+            return Ok(Ok(None));
+        }
+        let durable = inner.log.append_transactional(producer, &records)?;
+        for (tp, c) in entries {
+            add_pending(
+                &mut inner.maps,
+                producer,
+                (group.to_string(), tp.clone()),
+                c.clone(),
+            );
+        }
+        Ok(Ok(durable))
+    }
+
+    /// Ends `producer_id`'s transaction here: its offsets become the committed ones
+    /// (commit) or are dropped (abort), behind a marker in the log. Nothing is written
+    /// when it committed no offsets.
+    pub fn end_transaction(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+    ) -> Result<Option<FlushTicket>> {
+        let mut inner = self.lock();
+        if !inner.maps.pending.contains_key(&producer_id) {
+            return Ok(None);
+        }
+        let durable = inner.log.append_marker((producer_id, epoch), commit)?;
+        end_pending(&mut inner.maps, producer_id, commit);
+        if let Err(e) = self.maybe_snapshot(&mut inner) {
+            tracing::error!(error = %e, "offsets snapshot failed; will retry");
+        }
+        Ok(durable)
+    }
+
+    /// Whether an open transaction holds an offset of `group` for this partition
+    /// (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT then).
+    pub fn has_pending(&self, group: &str, topic: &str, partition: i32) -> bool {
+        let key = (group.to_string(), (topic.to_string(), partition));
+        self.lock()
+            .maps
+            .pending
+            .values()
+            .any(|p| p.offsets.contains_key(&key))
     }
 
     /// Records other group-coordinator records (keys of type 2 and up, in Kafka's
@@ -213,7 +302,58 @@ impl OffsetStore {
                 (key.encode(), c.encode())
             })
         }));
-        inner.log.snapshot(live, &entries)
+        let pending: Vec<PendingBatch> = inner
+            .maps
+            .pending
+            .iter()
+            .map(|(&producer_id, p)| PendingBatch {
+                producer: (producer_id, p.epoch),
+                records: p
+                    .offsets
+                    .iter()
+                    .map(|((g, tp), c)| (offset_key(g, tp).encode(), c.encode()))
+                    .collect(),
+            })
+            .collect();
+        inner.log.snapshot_with_pending(live, &entries, &pending)
+    }
+}
+
+fn offset_key(group: &str, (topic, partition): &TopicPartition) -> OffsetKey {
+    OffsetKey {
+        group: group.to_string(),
+        topic: topic.clone(),
+        partition: *partition,
+    }
+}
+
+/// Holds one offset of an open transaction.
+fn add_pending(maps: &mut Maps, producer: (i64, i16), key: (String, TopicPartition), c: Committed) {
+    let p = maps.pending.entry(producer.0).or_default();
+    p.epoch = producer.1;
+    if p.offsets.insert(key, c).is_none() {
+        maps.live += 1;
+    }
+}
+
+/// Ends a transaction's offsets: committed ones replace the group's, aborted ones go.
+fn end_pending(maps: &mut Maps, producer_id: i64, commit: bool) {
+    let Some(p) = maps.pending.remove(&producer_id) else {
+        return;
+    };
+    maps.live = maps.live.saturating_sub(p.offsets.len() as u64);
+    if commit {
+        for ((group, tp), c) in p.offsets {
+            apply(maps, &group, tp, Some(c));
+        }
+    }
+}
+
+/// A replayed transactional offset record.
+fn replay_pending(maps: &mut Maps, producer: (i64, i16), key: &[u8], value: &[u8]) {
+    match (OffsetKey::decode(key), Committed::decode(value)) {
+        (Ok(k), Ok(c)) => add_pending(maps, producer, (k.group, (k.topic, k.partition)), c),
+        _ => tracing::warn!("skipping an undecodable transactional offsets record"),
     }
 }
 
@@ -278,6 +418,10 @@ fn replay_record(maps: &mut Maps, key: &[u8], value: Option<&[u8]>) {
 }
 
 pub(crate) use crate::keyed_log::now_ms;
+
+#[cfg(test)]
+#[path = "offset_store_txn_tests.rs"]
+mod txn_tests;
 
 #[cfg(test)]
 mod tests {

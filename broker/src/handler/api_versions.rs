@@ -31,6 +31,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AddOffsetsToTxn, 0, 4),
     // v5 is transaction version 2 (an epoch bump per transaction), not served yet.
     (ApiKey::EndTxn, 0, 4),
+    // v5 is transaction version 2.
+    (ApiKey::TxnOffsetCommit, 0, 4),
     (ApiKey::DescribeTransactions, 0, 0),
     // v1 filters by duration (KIP-994), v2 by a regular expression on the id.
     (ApiKey::ListTransactions, 0, 2),

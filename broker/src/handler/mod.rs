@@ -38,6 +38,7 @@ mod transactions;
 mod transactions_admin;
 #[cfg(test)]
 mod transactions_tests;
+mod txn_offset_commit;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -49,6 +50,7 @@ use fjord_protocol::request_header::{peek_header_fixed, RequestHeader};
 
 pub use api_versions::SUPPORTED;
 pub use fetch::{FetchResponse, Part};
+pub(crate) use transactions::OFFSETS_TOPIC;
 
 use fjord_protocol::kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AlterConfigsRequest,
@@ -60,7 +62,7 @@ use fjord_protocol::kafka_protocol::messages::{
     IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
     ListGroupsRequest, ListOffsetsRequest, ListTransactionsRequest, MetadataRequest,
     OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest,
-    ProduceRequest, SyncGroupRequest,
+    ProduceRequest, SyncGroupRequest, TxnOffsetCommitRequest,
 };
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 
@@ -199,6 +201,8 @@ pub enum Request {
     AddOffsetsToTxn(AddOffsetsToTxnRequest),
     /// EndTxn.
     EndTxn(EndTxnRequest),
+    /// TxnOffsetCommit.
+    TxnOffsetCommit(TxnOffsetCommitRequest),
     /// DescribeTransactions.
     DescribeTransactions(DescribeTransactionsRequest),
     /// ListTransactions.
@@ -312,6 +316,7 @@ pub fn decode_request(frame: Bytes) -> Result<(Ctx, Request), Fatal> {
         ApiKey::AddPartitionsToTxn => Request::AddPartitionsToTxn(decode(body, v)?),
         ApiKey::AddOffsetsToTxn => Request::AddOffsetsToTxn(decode(body, v)?),
         ApiKey::EndTxn => Request::EndTxn(decode(body, v)?),
+        ApiKey::TxnOffsetCommit => Request::TxnOffsetCommit(decode(body, v)?),
         ApiKey::DescribeTransactions => Request::DescribeTransactions(decode(body, v)?),
         ApiKey::ListTransactions => Request::ListTransactions(decode(body, v)?),
         ApiKey::DeleteTopics => Request::DeleteTopics(decode(body, v)?, client()),
@@ -396,6 +401,10 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes, origin: Origin) -> Resul
         }
         Request::EndTxn(req) => {
             off_reactor(broker, move |b| transactions::end_txn(b, ctx, req)).await
+        }
+        // Appends to the offsets log (and may wait for its fsync).
+        Request::TxnOffsetCommit(req) => {
+            off_reactor(broker, move |b| txn_offset_commit::handle(b, ctx, req)).await
         }
         // Read the coordinator, whose lock a transaction log write may hold.
         Request::DescribeTransactions(req) => {

@@ -151,6 +151,15 @@ pub(super) fn offset_commit(
     encode(ctx, &resp)
 }
 
+/// KIP-447: a consumer asking for stable offsets (OffsetFetch v7+ `require_stable`, what
+/// read_committed consumers send) is told to retry while an open transaction holds an
+/// offset for the partition.
+const UNSTABLE_OFFSET_COMMIT: i16 = 88;
+
+fn unstable(broker: &Broker, require_stable: bool, group: &str, topic: &str, p: i32) -> bool {
+    require_stable && broker.groups.offsets.has_pending(group, topic, p)
+}
+
 /// One partition's committed offset, or -1 with no metadata.
 fn fetched(broker: &Broker, group: &str, topic: &str, partition: i32) -> (i64, i32, String) {
     match broker.groups.offsets.committed(group, topic, partition) {
@@ -220,6 +229,9 @@ pub(super) fn offset_fetch(
                     r.committed_offset = offset;
                     r.committed_leader_epoch = leader_epoch;
                     r.metadata = Some(StrBytes::from_string(metadata));
+                    if unstable(broker, req.require_stable, &group, &topic, p) {
+                        (r.error_code, r.committed_offset) = (UNSTABLE_OFFSET_COMMIT, -1);
+                    }
                     t.partitions.push(r);
                 }
                 out.topics.push(t);
@@ -247,6 +259,9 @@ pub(super) fn offset_fetch(
             r.committed_offset = offset;
             r.committed_leader_epoch = epoch(leader_epoch);
             r.metadata = Some(StrBytes::from_string(metadata));
+            if unstable(broker, req.require_stable, &group, &topic, p) {
+                (r.error_code, r.committed_offset) = (UNSTABLE_OFFSET_COMMIT, -1);
+            }
             t.partitions.push(r);
         }
         resp.topics.push(t);

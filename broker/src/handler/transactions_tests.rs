@@ -123,6 +123,27 @@ pub(super) fn exercise(
             req.committed = true; // nothing under way: INVALID_TXN_STATE must encode too
             transactions::end_txn(broker, c, req)
         }
+        ApiKey::TxnOffsetCommit => {
+            use fjord_protocol::kafka_protocol::messages::txn_offset_commit_request::{
+                TxnOffsetCommitRequest, TxnOffsetCommitRequestPartition,
+                TxnOffsetCommitRequestTopic,
+            };
+            let mut p = TxnOffsetCommitRequestPartition::default();
+            p.committed_offset = 1;
+            let mut t = TxnOffsetCommitRequestTopic::default();
+            t.name = TopicName(StrBytes::from_string("t".into()));
+            t.partitions = vec![p];
+            let mut req = TxnOffsetCommitRequest::default();
+            req.transactional_id = tid("exercise");
+            req.group_id = fjord_protocol::kafka_protocol::messages::GroupId(
+                StrBytes::from_string("g".into()),
+            );
+            req.producer_id = ProducerId(pid);
+            req.producer_epoch = epoch;
+            req.generation_id = -1;
+            req.topics = vec![t];
+            super::txn_offset_commit::handle(broker, c, req)
+        }
         ApiKey::DescribeTransactions => {
             let mut req = DescribeTransactionsRequest::default();
             req.transactional_ids = vec![tid("exercise"), tid("unknown")];
@@ -371,9 +392,17 @@ fn read_committed_list_offsets_answer_the_last_stable_offset() {
     assert_eq!(produce_one(&broker, plain(5_000)), 0); // offset 2
     assert_eq!(list_offset(&broker, -1, false), 3);
     assert_eq!(list_offset(&broker, -1, true), 1, "latest is the LSO");
-    assert_eq!(list_offset(&broker, -2, true), 0, "earliest is the log start");
+    assert_eq!(
+        list_offset(&broker, -2, true),
+        0,
+        "earliest is the log start"
+    );
     assert_eq!(list_offset(&broker, 4_000, false), 2);
-    assert_eq!(list_offset(&broker, 4_000, true), -1, "past the LSO: not there yet");
+    assert_eq!(
+        list_offset(&broker, 4_000, true),
+        -1,
+        "past the LSO: not there yet"
+    );
     broker
         .txn
         .end_txn("lso", pid, epoch, true, broker.as_ref())

@@ -22,6 +22,20 @@ impl MarkerWriter for Broker {
         epoch: i16,
         commit: bool,
     ) -> Result<(), MarkerError> {
+        if topic == crate::handler::OFFSETS_TOPIC {
+            // Committed offsets live in the offsets store, which ends the transaction's
+            // offsets behind a marker of its own.
+            let durable = self
+                .groups
+                .offsets
+                .end_transaction(producer_id, epoch, commit)
+                .map_err(|e| MarkerError::Failed(e.to_string()))?;
+            if let Some(ticket) = durable {
+                crate::keyed_log::wait_durable(ticket)
+                    .map_err(|e| MarkerError::Failed(e.to_string()))?;
+            }
+            return Ok(());
+        }
         let partition = self
             .topic(topic)
             .and_then(|t| t.partition(partition).cloned())
