@@ -51,6 +51,7 @@ fn run_tool(tool: cli::Command) -> Result<()> {
         match tool {
             cli::Command::Topics(cmd) => cli::topics::run(cmd).await,
             cli::Command::Groups(cmd) => cli::groups::run(cmd).await,
+            cli::Command::Transactions(cmd) => cli::transactions::run(cmd).await,
             cli::Command::Configs(cmd) => cli::configs::run(cmd).await,
             cli::Command::Produce(args) => cli::console::produce(args).await,
             cli::Command::Consume(args) => cli::console::consume(args).await,

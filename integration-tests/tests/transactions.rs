@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use fjord_integration_tests::{create_topic, BrokerProcess};
+use fjord_integration_tests::{create_topic, fjord, BrokerProcess};
 use fjord_protocol::record_batch::{batches, read_end_txn_marker};
 use rdkafka::error::KafkaResult;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
@@ -150,6 +150,39 @@ async fn a_new_producer_of_the_id_fences_the_old_one_and_aborts_its_transaction(
     blocking(|| old.init_transactions(Duration::from_secs(30))).expect("init");
     blocking(|| old.begin_transaction()).expect("begin");
     send(&old, "fence", 0, "left open").await;
+    // `fjord transactions` shows it open, with its partition.
+    let (ok, out, err) = fjord(
+        &[
+            "transactions",
+            "describe",
+            "--transactional-id",
+            "tx-f",
+            "--bootstrap-server",
+            &b,
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let row: Vec<&str> = out.lines().nth(1).expect("a row").split('\t').collect();
+    assert_eq!(
+        (row[0], row[3], row[4], row[6]),
+        ("tx-f", "Ongoing", "60000", "fence-0"),
+        "{out}"
+    );
+    let (ok, out, err) = fjord(
+        &[
+            "transactions",
+            "list",
+            "--state",
+            "Ongoing",
+            "--bootstrap-server",
+            &b,
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(out.contains("tx-f\t"), "{out}");
 
     let new = producer(&b, "tx-f", 60_000);
     blocking(|| new.init_transactions(Duration::from_secs(30))).expect("init fences");
@@ -166,6 +199,23 @@ async fn a_new_producer_of_the_id_fences_the_old_one_and_aborts_its_transaction(
     assert!(
         err.to_string().to_lowercase().contains("fenc"),
         "not a fencing error: {err}"
+    );
+    let (ok, out, _) = fjord(
+        &[
+            "transactions",
+            "list",
+            "--state",
+            "Ongoing",
+            "--bootstrap-server",
+            &b,
+        ],
+        None,
+    );
+    assert!(ok);
+    assert_eq!(
+        out.lines().count(),
+        1,
+        "only the header once aborted: {out}"
     );
     blocking(|| new.begin_transaction()).expect("begin");
     send(&new, "fence", 0, "new").await;

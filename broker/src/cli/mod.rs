@@ -9,6 +9,7 @@ mod delete_records;
 pub(crate) mod groups;
 mod groups_describe;
 pub(crate) mod topics;
+pub(crate) mod transactions;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -34,6 +35,9 @@ pub(crate) enum Command {
     /// List, describe (with lag), reset and delete consumer groups.
     #[command(subcommand)]
     Groups(GroupsCommand),
+    /// List and describe transactions (as kafka-transactions.sh).
+    #[command(subcommand)]
+    Transactions(transactions::TransactionsCommand),
     /// Read and change topic and broker configs while the broker runs.
     #[command(subcommand)]
     Configs(ConfigsCommand),
