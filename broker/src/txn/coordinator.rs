@@ -81,6 +81,19 @@ struct Inner {
     busy: HashSet<String>,
 }
 
+impl Inner {
+    /// `id`'s metadata for a request of `producer_id` at `epoch`, if it is the id's
+    /// producer and no thread is writing the id's markers.
+    fn idle_transaction(&self, id: &str, producer_id: i64, epoch: i16) -> Result<TxnMetadata, E> {
+        let meta = self.store.get(id).ok_or(E::InvalidProducerIdMapping)?;
+        check_producer(meta, producer_id, epoch)?;
+        if self.busy.contains(id) {
+            return Err(E::ConcurrentTransactions);
+        }
+        Ok(meta.clone())
+    }
+}
+
 /// The transaction coordinator of this broker (every transactional id is its own).
 #[derive(Debug)]
 pub struct TxnCoordinator {
@@ -220,15 +233,7 @@ impl TxnCoordinator {
         partitions: &[(String, i32)],
     ) -> Result<(), E> {
         let mut inner = self.lock();
-        let meta = inner
-            .store
-            .get(id)
-            .ok_or(E::InvalidProducerIdMapping)?
-            .clone();
-        check_producer(&meta, producer_id, epoch)?;
-        if inner.busy.contains(id) {
-            return Err(E::ConcurrentTransactions);
-        }
+        let meta = inner.idle_transaction(id, producer_id, epoch)?;
         match meta.state {
             TxnState::Ongoing | TxnState::Empty => {}
             TxnState::CompleteCommit | TxnState::CompleteAbort => {}
@@ -307,15 +312,7 @@ impl TxnCoordinator {
         markers: &dyn MarkerWriter,
     ) -> Result<(), E> {
         let mut inner = self.lock();
-        let meta = inner
-            .store
-            .get(id)
-            .ok_or(E::InvalidProducerIdMapping)?
-            .clone();
-        check_producer(&meta, producer_id, epoch)?;
-        if inner.busy.contains(id) {
-            return Err(E::ConcurrentTransactions);
-        }
+        let meta = inner.idle_transaction(id, producer_id, epoch)?;
         match (meta.state, commit) {
             (TxnState::Ongoing, _) => self.prepare(&mut inner, id, meta, commit)?,
             (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => return Ok(()),
