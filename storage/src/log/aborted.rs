@@ -123,10 +123,17 @@ impl Log {
     /// The aborted transactions that may touch records in `[from, upper)`: every entry
     /// whose marker is at or after `from` and whose first record is before `upper`.
     pub fn aborted_between(&self, from: u64, upper: u64) -> Vec<AbortedTxn> {
+        // A file holds markers of its segment only, all below the next segment's base:
+        // files before the segment holding `from` have none at or after it.
+        let first = self
+            .segments
+            .range(..=from)
+            .next_back()
+            .map_or(0, |(base, _)| *base);
         self.aborted
             .by_file
-            .values()
-            .flatten()
+            .range(first..)
+            .flat_map(|(_, entries)| entries)
             .filter(|e| e.last_offset >= from && e.first_offset < upper)
             .copied()
             .collect()
