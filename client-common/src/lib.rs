@@ -6,10 +6,14 @@
 //! as `Bytes` built and parsed by `fjord-protocol`.
 
 pub mod connection;
+pub mod coordinator;
 pub mod error;
 pub mod metadata;
 pub mod settings;
 
 pub use connection::Connection;
+pub use coordinator::{
+    find_coordinator, ConsumerGroupMetadata, CoordinatorAddress, CoordinatorKey,
+};
 pub use error::{kafka_error_name, ClientError};
 pub use metadata::{ClusterMetadata, PartitionMetadata, TopicMetadata};

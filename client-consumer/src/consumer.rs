@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use fjord_client_common::connection::ConnectionOptions;
+use fjord_client_common::ConsumerGroupMetadata;
 use tokio::sync::{mpsc, Notify};
 
 use crate::chunk::Chunk;
@@ -296,6 +297,21 @@ impl Consumer {
         offsets: &[(TopicPartition, i64)],
     ) -> Result<(), ConsumeError> {
         self.inner.commit(offsets).await
+    }
+
+    /// The group identity a transactional producer commits this consumer's offsets
+    /// under (`send_offsets_to_transaction`): the group, and the member's generation and
+    /// id, so the coordinator fences a zombie that lost its partitions (KIP-447). `None`
+    /// without a `group.id`.
+    pub async fn group_metadata(&self) -> Option<ConsumerGroupMetadata> {
+        let group_id = self.inner.config.group_id.clone()?;
+        let (generation_id, member_id) = self.inner.membership_identity().await;
+        Some(ConsumerGroupMetadata {
+            group_id,
+            generation_id,
+            member_id,
+            group_instance_id: self.inner.config.group_instance_id.clone(),
+        })
     }
 
     /// Commits the positions in the background; errors are logged.

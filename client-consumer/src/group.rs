@@ -7,8 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fjord_client_common::{ClientError, Connection};
-use fjord_protocol::kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
+use fjord_client_common::{ClientError, Connection, CoordinatorKey};
 use fjord_protocol::kafka_protocol::messages::heartbeat_request::HeartbeatRequest;
 use fjord_protocol::kafka_protocol::messages::join_group_request::{
     JoinGroupRequest, JoinGroupRequestProtocol,
@@ -103,15 +102,13 @@ pub(crate) async fn coordinator(
 
 async fn find_coordinator(inner: &Arc<Inner>, group: &str) -> Result<Connection, ConsumeError> {
     let any = inner.cluster.any().await?;
-    let version = any.version(ApiKey::FindCoordinator, 0, 3)?;
-    let mut req = FindCoordinatorRequest::default();
-    req.key = s(group);
-    let resp = any.request(&req, version).await?;
-    if resp.error_code != 0 {
-        return Err(group_error(resp.error_code));
-    }
-    let addr = format!("{}:{}", resp.host, resp.port);
-    let conn = inner.cluster.node_at(resp.node_id.0, &addr).await?;
+    let found =
+        match fjord_client_common::find_coordinator(&any, CoordinatorKey::Group(group)).await {
+            Ok(found) => found,
+            Err(ClientError::Broker { code, .. }) => return Err(group_error(code)),
+            Err(e) => return Err(e.into()),
+        };
+    let conn = inner.cluster.node_at(found.node_id, &found.addr).await?;
     inner.membership.lock().await.coordinator = Some(conn.clone());
     Ok(conn)
 }

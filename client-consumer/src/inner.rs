@@ -206,6 +206,12 @@ impl Inner {
         self.commit(&offsets).await
     }
 
+    /// The member's generation and id now (-1 and "" outside a generation).
+    pub(crate) async fn membership_identity(&self) -> (i32, String) {
+        let m = self.membership.lock().await;
+        (m.generation, m.member_id.clone())
+    }
+
     /// Commits `offsets` with the group's current generation (or as a group without
     /// members in manual-assignment mode).
     pub(crate) async fn commit(
@@ -213,10 +219,7 @@ impl Inner {
         offsets: &[(TopicPartition, i64)],
     ) -> Result<(), ConsumeError> {
         let group = self.config.group_id.clone().ok_or(ConsumeError::NoGroup)?;
-        let (generation, member) = {
-            let m = self.membership.lock().await;
-            (m.generation, m.member_id.clone())
-        };
+        let (generation, member) = self.membership_identity().await;
         let conn = group::coordinator(self, &group).await?;
         offsets::commit(
             &conn,

@@ -47,4 +47,5 @@ pub mod record;
 pub use config::{ConsumerConfig, GroupProtocol, OffsetReset};
 pub use consumer::{Consumer, ConsumerBuilder, RebalanceListener};
 pub use error::ConsumeError;
+pub use fjord_client_common::ConsumerGroupMetadata;
 pub use record::{ConsumerRecord, TimestampKind, TopicPartition};

@@ -4,7 +4,9 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use fjord_protocol::compression::Compression;
-use fjord_protocol::record_batch::{BatchHeader, BATCH_HEADER_LEN, LOG_OVERHEAD};
+use fjord_protocol::record_batch::{
+    BatchHeader, ATTR_TRANSACTIONAL, BATCH_HEADER_LEN, LOG_OVERHEAD,
+};
 use fjord_protocol::varint::{
     put_unsigned_varint as put_uvarint, put_varint_bytes as put_bytes,
     unsigned_varint_len as uvarint_len, varint_bytes_len as bytes_len, zigzag32, zigzag64,
@@ -108,13 +110,15 @@ impl BatchWriter {
         offset_delta
     }
 
-    /// The finished batch: compressed if asked, producer fields set, CRC computed.
+    /// The finished batch: compressed if asked, producer fields set (and the
+    /// transactional bit, for a transactional producer), CRC computed.
     pub(crate) fn finish(
         self,
         compression: Compression,
         producer_id: i64,
         producer_epoch: i16,
         base_sequence: i32,
+        transactional: bool,
     ) -> Result<Bytes, ProduceError> {
         let mut buf = if compression == Compression::None {
             self.buf
@@ -135,7 +139,8 @@ impl BatchWriter {
             partition_leader_epoch: -1,
             magic: 2,
             crc: 0, // below
-            attributes: compression.attribute_bits(),
+            attributes: compression.attribute_bits()
+                | if transactional { ATTR_TRANSACTIONAL } else { 0 },
             last_offset_delta: self.count - 1,
             base_timestamp: self.base_timestamp,
             max_timestamp: self.max_timestamp,
@@ -179,8 +184,10 @@ mod tests {
                 w.append(&r);
                 assert_eq!(w.len() - before, expected);
             }
-            let batch = w.finish(codec, 7, 1, 42).expect("finish");
+            let transactional = codec == Compression::Lz4;
+            let batch = w.finish(codec, 7, 1, 42, transactional).expect("finish");
             let header = validate_batch(&batch).expect("valid batch");
+            assert_eq!(header.is_transactional(), transactional);
             assert_eq!(header.records_count, 50);
             assert_eq!(
                 (

@@ -72,6 +72,12 @@ pub struct ProducerConfig {
     pub partitioner: String,
     /// `allow.auto.create.topics` (default true).
     pub allow_auto_create_topics: bool,
+    /// `transactional.id` (default none): makes the producer transactional, fencing
+    /// any older producer with the same id.
+    pub transactional_id: Option<String>,
+    /// `transaction.timeout.ms` (default 60000): how long the coordinator lets a
+    /// transaction stay open before aborting it.
+    pub transaction_timeout: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -95,6 +101,8 @@ impl Default for ProducerConfig {
             metadata_max_age: Duration::from_secs(300),
             partitioner: "default".into(),
             allow_auto_create_topics: true,
+            transactional_id: None,
+            transaction_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -153,6 +161,16 @@ impl ProducerConfig {
             "allow.auto.create.topics" => {
                 self.allow_auto_create_topics = boolean(key, value)?;
             }
+            "transactional.id" => {
+                let id = value.trim();
+                self.transactional_id = (!id.is_empty()).then(|| id.to_string());
+            }
+            "transaction.timeout.ms" => {
+                self.transaction_timeout = millis(key, value)?;
+                if self.transaction_timeout.as_millis() > i32::MAX as u128 {
+                    return Err(bad(key, value, "at most 2147483647"));
+                }
+            }
             _ => {
                 return Err(ProduceError::Config(format!(
                     "unknown producer setting {key}"
@@ -187,6 +205,11 @@ impl ProducerConfig {
             return Err(ProduceError::Config(
                 "enable.idempotence=true allows at most 5 max.in.flight.requests.per.connection"
                     .into(),
+            ));
+        }
+        if self.transactional_id.is_some() && !self.idempotence {
+            return Err(ProduceError::Config(
+                "transactional.id needs enable.idempotence=true".into(),
             ));
         }
         if self.batch_size == 0 || self.buffer_memory < self.batch_size {

@@ -52,6 +52,34 @@ pub enum ProduceError {
     /// The producer was closed before the record could be sent.
     #[error("producer closed")]
     Closed,
+    /// The transactional producer cannot go on: a newer producer with the same
+    /// `transactional.id` fenced it, it is not authorized, or the broker cannot do what
+    /// it needs. Close it (the Java client's fatal errors, `ProducerFencedException`
+    /// first among them).
+    #[error("transactional producer failed: {reason}")]
+    TransactionFatal {
+        /// The Kafka error code behind it (-1 if none).
+        code: i16,
+        /// What happened.
+        reason: String,
+    },
+    /// The transaction cannot commit (a record failed, an offset commit was refused, the
+    /// coordinator did not answer): abort it, then a new one may begin.
+    #[error("transaction must be aborted: {reason}")]
+    TransactionAbortable {
+        /// The Kafka error code behind it (-1 if none).
+        code: i16,
+        /// What happened.
+        reason: String,
+    },
+    /// The call does not fit the producer's transaction state (a send before
+    /// `begin_transaction`, a commit without a transaction, `begin_transaction` before
+    /// `init_transactions`).
+    #[error("{0}")]
+    TransactionState(String),
+    /// The record was dropped unsent because its transaction was aborted.
+    #[error("transaction aborted before the record was sent")]
+    TransactionAborted,
 }
 
 impl ProduceError {
@@ -68,7 +96,29 @@ impl ProduceError {
             ProduceError::Config(_)
             | ProduceError::RecordTooLarge { .. }
             | ProduceError::UnknownPartition { .. }
-            | ProduceError::Closed => false,
+            | ProduceError::Closed
+            | ProduceError::TransactionFatal { .. }
+            | ProduceError::TransactionAbortable { .. }
+            | ProduceError::TransactionState(_)
+            | ProduceError::TransactionAborted => false,
+        }
+    }
+
+    /// Whether a transactional producer must be closed after this error (nothing it
+    /// does will succeed again). Errors that are not fatal leave the transaction to be
+    /// aborted (or, for a state error, the call to be made at the right time).
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, ProduceError::TransactionFatal { .. })
+    }
+
+    /// The Kafka error code behind this error, if there is one.
+    pub fn code(&self) -> Option<i16> {
+        match self {
+            ProduceError::Broker { code, .. }
+            | ProduceError::TransactionFatal { code, .. }
+            | ProduceError::TransactionAbortable { code, .. } => (*code >= 0).then_some(*code),
+            ProduceError::Client(ClientError::Broker { code, .. }) => Some(*code),
+            _ => None,
         }
     }
 

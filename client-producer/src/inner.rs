@@ -48,6 +48,8 @@ pub(crate) struct Inner {
     pub(crate) connection_options: ConnectionOptions,
     pub(crate) runtime: tokio::runtime::Handle,
     pub(crate) started: Instant,
+    /// The transaction state of a producer with a `transactional.id`.
+    pub(crate) txn: Option<crate::transaction::Transactions>,
 }
 
 impl Inner {
@@ -126,6 +128,16 @@ impl Inner {
         }
     }
 
+    /// Every topic's state now (a snapshot: topics added later are not in it).
+    pub(crate) fn topic_states(&self) -> Vec<Arc<TopicState>> {
+        self.topics
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
     /// The topic's state if metadata has described it already.
     fn known_topic(&self, name: &str) -> Option<Arc<TopicState>> {
         self.topics
@@ -180,6 +192,12 @@ impl Inner {
             .await?;
         *slot = Some(c.clone());
         Ok(c)
+    }
+
+    /// A connection to some broker (known or bootstrap), for FindCoordinator.
+    pub(crate) async fn bootstrap_connection(&self) -> Result<Connection, ClientError> {
+        let mut slot = self.metadata_lock.lock().await;
+        self.any_connection(&mut slot).await
     }
 
     /// Asks the cluster about `names` (and every known topic), updating leaders and
@@ -261,6 +279,12 @@ impl Inner {
         let mut id = self.producer_id.lock().await;
         if let Some(id) = *id {
             return Ok(id);
+        }
+        if self.txn.is_some() {
+            // A transactional producer's id comes from init_transactions only.
+            return Err(ClientError::Protocol(
+                "init_transactions has not completed".into(),
+            ));
         }
         let version = conn.version(ApiKey::InitProducerId, 0, 4)?;
         let mut req = InitProducerIdRequest::default();

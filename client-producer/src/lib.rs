@@ -35,10 +35,14 @@ pub mod partitioner;
 mod producer;
 pub mod record;
 mod sender;
+mod transaction;
+mod transactional;
+mod txn_requests;
 
 pub use config::{Acks, ProducerConfig};
 pub use delivery::DeliveryFuture;
 pub use error::ProduceError;
+pub use fjord_client_common::ConsumerGroupMetadata;
 pub use partitioner::{murmur2, murmur2_partition, DefaultPartitioner, Partitioner};
 pub use producer::{Producer, ProducerBuilder};
 pub use record::{ProducerRecord, RecordMetadata};

@@ -9,13 +9,14 @@ use std::time::Instant;
 use fjord_client_common::connection::ConnectionOptions;
 use tokio::sync::Notify;
 
-use crate::accumulator::{Memory, OpenBatch, TopicState};
+use crate::accumulator::{Memory, OpenBatch};
 use crate::batch_writer::{record_size, BatchWriter, RecordParts, BATCH_HEADER};
 use crate::config::ProducerConfig;
 use crate::delivery::{Completion, CompletionWait, DeliveryFuture};
 use crate::error::ProduceError;
 use crate::partitioner::{DefaultPartitioner, Partitioner};
 use crate::record::ProducerRecord;
+use crate::transaction::Transactions;
 
 use crate::inner::{metadata_loop, Inner, SenderHandle};
 
@@ -51,7 +52,7 @@ const REQUEST_OVERHEAD: usize = 128;
 /// A pure-Rust Kafka producer. Cheap to clone: clones share batches and connections.
 #[derive(Debug, Clone)]
 pub struct Producer {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
     _metadata_task: Arc<AbortOnDrop>,
 }
 
@@ -146,7 +147,13 @@ impl Producer {
             request_timeout: config.request_timeout,
             max_response_bytes: 64 << 20,
         };
+        let txn = config.transactional_id.clone().map(|id| {
+            let timeout_ms =
+                i32::try_from(config.transaction_timeout.as_millis()).unwrap_or(i32::MAX);
+            Transactions::new(id, timeout_ms)
+        });
         let inner = Arc::new(Inner {
+            txn,
             memory: Memory::new(config.buffer_memory),
             config,
             partitioner,
@@ -178,6 +185,9 @@ impl Producer {
         let inner = &self.inner;
         if inner.closing.load(Ordering::Acquire) {
             return Err(ProduceError::Closed);
+        }
+        if let Some(txn) = &inner.txn {
+            txn.state().check_in_transaction("send")?;
         }
         let topic = inner.topic(&record.topic).await?;
         let count = topic.partitions.len() as i32;
@@ -267,13 +277,7 @@ impl Producer {
         inner.flushing.fetch_add(1, Ordering::AcqRel);
         inner.wake_all_senders();
         let mut waits = Vec::new();
-        let topics: Vec<Arc<TopicState>> = inner
-            .topics
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
+        let topics = inner.topic_states();
         for t in &topics {
             for p in &t.partitions {
                 let q = p.lock();

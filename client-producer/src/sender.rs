@@ -83,6 +83,15 @@ pub(crate) async fn run(inner: Arc<Inner>, node: i32, handle: Arc<SenderHandle>)
                 continue;
             }
         };
+        let batches = match add_to_transaction(&inner, batches).await {
+            Ok(b) => b,
+            Err((batches, e)) => {
+                for f in batches {
+                    finish(&inner, f, Err(e.clone()));
+                }
+                continue;
+            }
+        };
         let sealed = match seal(&inner, &connection, batches).await {
             Ok(s) => s,
             Err((batches, e)) => {
@@ -122,13 +131,7 @@ async fn connect(
 /// backoff is over, else the open batch if `linger.ms` passed (or a flush or close asks).
 /// Also returns when the next one will be due.
 fn collect(inner: &Arc<Inner>, node: i32, now: Instant) -> (Vec<InFlight>, Option<Instant>) {
-    let topics: Vec<Arc<TopicState>> = inner
-        .topics
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .values()
-        .cloned()
-        .collect();
+    let topics = inner.topic_states();
     let hurry = inner.flushing.load(Ordering::Acquire) > 0 || inner.closing.load(Ordering::Acquire);
     let budget = inner.config.max_request_size;
     let mut used = 0usize;
@@ -174,6 +177,54 @@ fn collect(inner: &Arc<Inner>, node: i32, now: Instant) -> (Vec<InFlight>, Optio
     (out, next_due)
 }
 
+/// For a transactional producer: has the coordinator record the batches' partitions
+/// that the transaction does not have yet (AddPartitionsToTxn) before they are written.
+/// Batches of a transaction that can no longer commit are not sent.
+async fn add_to_transaction(
+    inner: &Arc<Inner>,
+    batches: Vec<InFlight>,
+) -> Result<Vec<InFlight>, (Vec<InFlight>, ProduceError)> {
+    let Some(txn) = &inner.txn else {
+        return Ok(batches);
+    };
+    if let Err(e) = txn.state().check_sending() {
+        return Err((batches, e));
+    }
+    let producer = match *inner.producer_id.lock().await {
+        Some(p) => p,
+        None => {
+            let e = ProduceError::TransactionState("init_transactions has not completed".into());
+            return Err((batches, e));
+        }
+    };
+    let _one_at_a_time = txn.adding.lock().await;
+    let mut missing: Vec<(Arc<str>, i32)> = {
+        let state = txn.state();
+        batches
+            .iter()
+            .map(|f| (Arc::clone(&f.topic.name), f.partition.index))
+            .filter(|tp| !state.added.contains(tp))
+            .collect()
+    };
+    missing.sort_unstable();
+    missing.dedup();
+    if missing.is_empty() {
+        return Ok(batches);
+    }
+    match inner.add_partitions_to_txn(producer, &missing).await {
+        Ok(()) => {
+            txn.state().added.extend(missing);
+            Ok(batches)
+        }
+        Err(e) => {
+            if !e.is_retriable() {
+                txn.state().fail(e.clone());
+            }
+            Err((batches, e))
+        }
+    }
+}
+
 /// Gives each batch its producer id, epoch and sequence (unless it keeps the ones it was
 /// first sent with) and its wire bytes.
 async fn seal(
@@ -209,7 +260,8 @@ async fn seal(
             },
         };
         if let Some(writer) = b.writer.take() {
-            match writer.finish(inner.config.compression, pid, epoch, seq) {
+            let transactional = inner.txn.is_some();
+            match writer.finish(inner.config.compression, pid, epoch, seq, transactional) {
                 Ok(bytes) => b.bytes = Some(bytes),
                 Err(e) => {
                     // Cannot happen for valid codecs; fail the batch rather than loop.
@@ -396,6 +448,13 @@ async fn handle_response(
                         || !q.ready.is_empty()
                 };
                 if !earlier_pending {
+                    if let Some(txn) = &inner.txn {
+                        // A transactional id keeps its producer id: the transaction
+                        // must abort, and the abort bumps the epoch (KIP-360).
+                        txn.state().epoch_bump_needed = true;
+                        finish(inner, f, Err(ProduceError::broker(p.error_code)));
+                        continue;
+                    }
                     if let Some((pid, epoch, _)) = f.batch.sequence {
                         inner.reset_producer_id((pid, epoch)).await;
                     }
@@ -421,8 +480,17 @@ async fn handle_response(
     }
 }
 
-/// Completes a batch and gives its memory back.
+/// Completes a batch and gives its memory back. A failed batch of a transaction makes
+/// the transaction abortable (or the producer fatal), and its records fail with that.
 fn finish(inner: &Arc<Inner>, f: InFlight, result: Result<BatchAck, ProduceError>) {
+    let result = match (result, &inner.txn) {
+        (Err(e), Some(txn)) => {
+            let e = crate::transaction::classify_record_failure(&e);
+            txn.state().fail(e.clone());
+            Err(e)
+        }
+        (result, _) => result,
+    };
     {
         let mut q = f.partition.lock();
         q.in_flight.retain(|c| !Arc::ptr_eq(c, &f.batch.completion));
