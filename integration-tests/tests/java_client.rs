@@ -97,6 +97,7 @@ fn the_java_client_passes_its_tests_against_fjord() {
             "dev.fjord.ConsumerProtocolTest",
             "dev.fjord.StreamsWordCountTest",
             "dev.fjord.ConnectDistributedTest",
+            "dev.fjord.TransactionsTest",
         ],
     );
     // The client ran on its newest code paths: the versions Kafka 4.x serves.

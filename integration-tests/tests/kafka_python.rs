@@ -42,3 +42,9 @@ fn kafka_python_configs_and_log_dirs() {
     let out = run_script("configs.py", &[]);
     assert!(out.contains("kafka-python configs ok"), "{out}");
 }
+
+#[test]
+fn kafka_python_transactions() {
+    let out = run_script("transactions.py", &[]);
+    assert!(out.contains("kafka-python transactions ok"), "{out}");
+}

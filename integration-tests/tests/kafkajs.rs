@@ -1,8 +1,8 @@
 //! KafkaJS (a pure-JavaScript client with its own protocol code, the third independent
 //! implementation the broker is checked against after librdkafka and kafka-python):
 //! admin, plain, gzip and idempotent produce, a consumer group with commits, resuming,
-//! growing partitions. scripts/test installs KafkaJS from integration-tests/node's lock
-//! file.
+//! growing partitions, and transactions. scripts/test installs KafkaJS from
+//! integration-tests/node's lock file.
 
 use std::process::Command;
 
@@ -27,4 +27,24 @@ fn kafkajs_round_trip() {
         stdout.contains("kafkajs round trip ok: 332 records"),
         "{stdout}"
     );
+}
+
+/// KafkaJS's transactional producer: commit, abort, offsets in a transaction, and
+/// read_committed against read_uncommitted consumers.
+#[test]
+fn kafkajs_transactions() {
+    let broker = BrokerProcess::start(&["group.initial.rebalance.delay.ms=0"]);
+    let script = format!("{}/node/transactions.js", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("node")
+        .arg(script)
+        .arg(&broker.bootstrap)
+        .output()
+        .expect("node runs (scripts/test installs it)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "KafkaJS failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("kafkajs transactions ok"), "{stdout}");
 }
