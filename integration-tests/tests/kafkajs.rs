@@ -8,21 +8,27 @@ use std::process::Command;
 
 use fjord_integration_tests::BrokerProcess;
 
-#[test]
-fn kafkajs_round_trip() {
+/// Runs `node/<script>` against a fresh broker; its stdout, after checking it exited 0.
+fn run_script(script: &str) -> String {
     let broker = BrokerProcess::start(&["group.initial.rebalance.delay.ms=0"]);
-    let script = format!("{}/node/round_trip.js", env!("CARGO_MANIFEST_DIR"));
+    let script = format!("{}/node/{script}", env!("CARGO_MANIFEST_DIR"));
     let out = Command::new("node")
         .arg(script)
         .arg(&broker.bootstrap)
         .output()
         .expect("node runs (scripts/test installs it)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "KafkaJS failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+#[test]
+fn kafkajs_round_trip() {
+    let stdout = run_script("round_trip.js");
     assert!(
         stdout.contains("kafkajs round trip ok: 332 records"),
         "{stdout}"
@@ -33,18 +39,6 @@ fn kafkajs_round_trip() {
 /// read_committed against read_uncommitted consumers.
 #[test]
 fn kafkajs_transactions() {
-    let broker = BrokerProcess::start(&["group.initial.rebalance.delay.ms=0"]);
-    let script = format!("{}/node/transactions.js", env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("node")
-        .arg(script)
-        .arg(&broker.bootstrap)
-        .output()
-        .expect("node runs (scripts/test installs it)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "KafkaJS failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = run_script("transactions.js");
     assert!(stdout.contains("kafkajs transactions ok"), "{stdout}");
 }
