@@ -186,9 +186,15 @@ impl Producer {
         if inner.closing.load(Ordering::Acquire) {
             return Err(ProduceError::Closed);
         }
-        if let Some(txn) = &inner.txn {
-            txn.state().check_in_transaction("send")?;
-        }
+        // Held until the record is in a batch, so a commit or abort flushes it.
+        let _in_transaction = match &inner.txn {
+            Some(txn) => {
+                let gate = txn.sends.read().await;
+                txn.state().check_in_transaction("send")?;
+                Some(gate)
+            }
+            None => None,
+        };
         let topic = inner.topic(&record.topic).await?;
         let count = topic.partitions.len() as i32;
         let partition = match record.partition {

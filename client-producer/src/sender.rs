@@ -187,8 +187,10 @@ async fn add_to_transaction(
     let Some(txn) = &inner.txn else {
         return Ok(batches);
     };
-    if let Err(e) = txn.state().check_sending() {
-        return Err((batches, e));
+    match txn.state().partitions_to_add(partitions_of(&batches)) {
+        Ok(missing) if missing.is_empty() => return Ok(batches),
+        Ok(_) => {}
+        Err(e) => return Err((batches, e)),
     }
     let producer = match *inner.producer_id.lock().await {
         Some(p) => p,
@@ -198,19 +200,12 @@ async fn add_to_transaction(
         }
     };
     let _one_at_a_time = txn.adding.lock().await;
-    let mut missing: Vec<(Arc<str>, i32)> = {
-        let state = txn.state();
-        batches
-            .iter()
-            .map(|f| (Arc::clone(&f.topic.name), f.partition.index))
-            .filter(|tp| !state.added.contains(tp))
-            .collect()
+    // Another sender may have added some meanwhile, or the transaction failed.
+    let missing = match txn.state().partitions_to_add(partitions_of(&batches)) {
+        Ok(missing) if missing.is_empty() => return Ok(batches),
+        Ok(missing) => missing,
+        Err(e) => return Err((batches, e)),
     };
-    missing.sort_unstable();
-    missing.dedup();
-    if missing.is_empty() {
-        return Ok(batches);
-    }
     match inner.add_partitions_to_txn(producer, &missing).await {
         Ok(()) => {
             txn.state().added.extend(missing);
@@ -223,6 +218,12 @@ async fn add_to_transaction(
             Err((batches, e))
         }
     }
+}
+
+fn partitions_of(batches: &[InFlight]) -> impl Iterator<Item = (Arc<str>, i32)> + '_ {
+    batches
+        .iter()
+        .map(|f| (Arc::clone(&f.topic.name), f.partition.index))
 }
 
 /// Gives each batch its producer id, epoch and sequence (unless it keeps the ones it was
@@ -485,9 +486,8 @@ async fn handle_response(
 fn finish(inner: &Arc<Inner>, f: InFlight, result: Result<BatchAck, ProduceError>) {
     let result = match (result, &inner.txn) {
         (Err(e), Some(txn)) => {
-            let e = crate::transaction::classify_record_failure(&e);
-            txn.state().fail(e.clone());
-            Err(e)
+            let had_sequence = f.batch.sequence.is_some();
+            Err(txn.state().batch_failed(&e, had_sequence))
         }
         (result, _) => result,
     };

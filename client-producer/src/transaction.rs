@@ -44,21 +44,56 @@ const FATAL_COORDINATOR_CODES: &[i16] = &[
     43, // UNSUPPORTED_FOR_MESSAGE_FORMAT
     47, // INVALID_PRODUCER_EPOCH: an older epoch, so a newer producer took over
     48, // INVALID_TXN_STATE
-    49, // INVALID_PRODUCER_ID_MAPPING
     50, // INVALID_TRANSACTION_TIMEOUT
     53, // TRANSACTIONAL_ID_AUTHORIZATION_FAILED
     90, // PRODUCER_FENCED
 ];
 
 /// Kafka error codes that end a transactional producer when a Produce answers them.
-/// INVALID_PRODUCER_EPOCH is not among them: a coordinator that aborted a transaction
-/// past its timeout bumps the epoch, and the transaction is then only abortable
-/// (KIP-588).
+///
+/// INVALID_PRODUCER_EPOCH (47) is not among them, as in the Java client since KIP-588:
+/// the record's failure makes the transaction abortable. It rarely ends there, though:
+/// the usual cause is a coordinator that aborted the transaction past its timeout and
+/// bumped the epoch, and the abort's EndTxn under the old epoch is then answered
+/// PRODUCER_FENCED, which is fatal. Only a producer that can still present its epoch
+/// (a produce raced a fencing that did not complete) recovers.
 const FATAL_PRODUCE_CODES: &[i16] = &[31, 35, 48, 53, 90];
 
-/// Whether a coordinator's answer `code` ends the producer.
-pub(crate) fn fatal_coordinator_code(code: i16) -> bool {
-    FATAL_COORDINATOR_CODES.contains(&code)
+const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
+const UNKNOWN_PRODUCER_ID: i16 = 59;
+
+/// What a transactional request does with a coordinator's error answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CoordinatorAnswer {
+    /// The coordinator is busy with the previous transaction's markers: ask again soon.
+    RetrySoon,
+    /// Ask the same coordinator again after the retry backoff.
+    Retry,
+    /// It is not the coordinator (any more): find it again, then ask.
+    Rediscover,
+    /// The producer cannot go on.
+    Fatal,
+    /// The transaction must be aborted.
+    Abortable,
+    /// The transaction must be aborted and the epoch bumped after it: the coordinator no
+    /// longer knows the producer id (UNKNOWN_PRODUCER_ID, INVALID_PRODUCER_ID_MAPPING:
+    /// the transactional id expired), as the Java client's `abortableErrorIfPossible`.
+    AbortableWithBump,
+}
+
+/// How a transactional request treats a coordinator's error `code`.
+pub(crate) fn coordinator_answer(code: i16) -> CoordinatorAnswer {
+    match code {
+        // CONCURRENT_TRANSACTIONS
+        51 => CoordinatorAnswer::RetrySoon,
+        // UNKNOWN_TOPIC_OR_PARTITION, REQUEST_TIMED_OUT, COORDINATOR_LOAD_IN_PROGRESS
+        3 | 7 | 14 => CoordinatorAnswer::Retry,
+        // COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR
+        15 | 16 => CoordinatorAnswer::Rediscover,
+        INVALID_PRODUCER_ID_MAPPING | UNKNOWN_PRODUCER_ID => CoordinatorAnswer::AbortableWithBump,
+        code if FATAL_COORDINATOR_CODES.contains(&code) => CoordinatorAnswer::Fatal,
+        _ => CoordinatorAnswer::Abortable,
+    }
 }
 
 /// The transactional view of a record's failure: fatal, aborted, or abortable.
@@ -93,6 +128,9 @@ pub(crate) struct TxnState {
     /// A sequence may have been lost (a batch failed after being sent): after the
     /// abort, the epoch is bumped (KIP-360) so sequences start again from 0.
     pub(crate) epoch_bump_needed: bool,
+    /// The coordinator answered INVALID_PRODUCER_ID_MAPPING: it will not take an EndTxn
+    /// of this producer id, so the abort goes straight to InitProducerId (as Java's).
+    pub(crate) producer_id_unknown: bool,
 }
 
 fn state_error(call: &str, phase: Phase) -> ProduceError {
@@ -107,6 +145,7 @@ impl TxnState {
             added: HashSet::new(),
             groups: HashSet::new(),
             epoch_bump_needed: false,
+            producer_id_unknown: false,
         }
     }
 
@@ -149,12 +188,55 @@ impl TxnState {
         }
     }
 
-    /// Whether the sender may put batches on the wire: inside a transaction, while it
-    /// commits, or while an abort waits for batches already sent.
+    /// Whether the sender may put batches on the wire: inside a transaction or while it
+    /// commits. A batch that comes back for a retry while the transaction aborts is not
+    /// sent again (it could only be aborted): it fails with
+    /// [`ProduceError::TransactionAborted`].
     pub(crate) fn check_sending(&self) -> Result<(), ProduceError> {
         match self.phase {
-            Phase::InTransaction | Phase::Committing | Phase::Aborting => Ok(()),
+            Phase::InTransaction | Phase::Committing => Ok(()),
+            Phase::Aborting => Err(ProduceError::TransactionAborted),
             _ => Err(self.refusal("send a batch")),
+        }
+    }
+
+    /// The partitions of `wanted` that the coordinator has not recorded for the open
+    /// transaction (sorted, each once), if the batches may be sent at all.
+    pub(crate) fn partitions_to_add(
+        &self,
+        wanted: impl Iterator<Item = (Arc<str>, i32)>,
+    ) -> Result<Vec<(Arc<str>, i32)>, ProduceError> {
+        self.check_sending()?;
+        let mut missing: Vec<(Arc<str>, i32)> =
+            wanted.filter(|tp| !self.added.contains(tp)).collect();
+        missing.sort_unstable();
+        missing.dedup();
+        Ok(missing)
+    }
+
+    /// A batch of the transaction failed with `error`: returns what its records fail
+    /// with, and moves the state on. A batch that had a sequence may leave a gap in the
+    /// partition's sequences (it may or may not have been written), so the epoch is
+    /// bumped after the abort.
+    pub(crate) fn batch_failed(
+        &mut self,
+        error: &ProduceError,
+        had_sequence: bool,
+    ) -> ProduceError {
+        let error = classify_record_failure(error);
+        if had_sequence {
+            self.epoch_bump_needed = true;
+        }
+        self.fail(error.clone());
+        error
+    }
+
+    /// A coordinator answered `code`, which makes the transaction abortable and needs a
+    /// new epoch after the abort.
+    pub(crate) fn producer_id_lost(&mut self, code: i16) {
+        self.epoch_bump_needed = true;
+        if code == INVALID_PRODUCER_ID_MAPPING {
+            self.producer_id_unknown = true;
         }
     }
 
@@ -190,12 +272,14 @@ impl TxnState {
         !self.added.is_empty() || !self.groups.is_empty()
     }
 
-    /// A call (init, commit, abort) ended with `result`: success moves on to `done`; a
-    /// retriable failure leaves the phase, so the same call may be made again; a fatal
-    /// one ends the producer; anything else makes the transaction abortable (or, for
-    /// init, leaves it to be called again).
+    /// A call (init, commit, abort) ended with `result`: success moves on to `done`
+    /// (unless a fatal error came meanwhile, which stays); a retriable failure leaves
+    /// the phase, so the same call may be made again; a fatal one ends the producer;
+    /// anything else makes the transaction abortable (or, for init, leaves it to be
+    /// called again).
     pub(crate) fn finish_call(&mut self, result: &Result<(), ProduceError>, done: Phase) {
         match result {
+            Ok(()) if self.phase == Phase::Fatal => {}
             Ok(()) => {
                 self.phase = done;
                 self.error = None;
@@ -244,6 +328,13 @@ pub(crate) struct Transactions {
     /// Held while partitions are added, so the senders of several brokers add theirs
     /// one request at a time and none adds a partition twice.
     pub(crate) adding: tokio::sync::Mutex<()>,
+    /// Held shared by each send (and `send_offsets_to_transaction`) from its state check
+    /// until its record is in a batch; commit and abort take it exclusively once they
+    /// changed the phase, so every send that got past the check is in the batches they
+    /// flush, and none joins the transaction after that.
+    pub(crate) sends: tokio::sync::RwLock<()>,
+    /// Held by init, commit and abort for their whole run: one at a time.
+    pub(crate) calls: tokio::sync::Mutex<()>,
     /// The coordinator of the group offsets were last sent for.
     pub(crate) group_coordinator: tokio::sync::Mutex<Option<(String, Connection)>>,
 }
@@ -256,6 +347,8 @@ impl Transactions {
             state: Mutex::new(TxnState::new()),
             coordinator: tokio::sync::Mutex::new(None),
             adding: tokio::sync::Mutex::new(()),
+            sends: tokio::sync::RwLock::new(()),
+            calls: tokio::sync::Mutex::new(()),
             group_coordinator: tokio::sync::Mutex::new(None),
         }
     }

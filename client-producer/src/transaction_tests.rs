@@ -102,7 +102,10 @@ fn a_failed_record_makes_the_transaction_abortable() {
         Some(ProduceError::TransactionAbortable { code: 22, .. })
     ));
     s.start_end(false).expect("abort");
-    s.check_sending().expect("retries of batches on the wire");
+    assert!(
+        matches!(s.check_sending(), Err(ProduceError::TransactionAborted)),
+        "a batch back for a retry during the abort is not sent again"
+    );
     s.finish_call(&Ok(()), Phase::Ready);
     assert_eq!((s.phase, s.error.is_none()), (Phase::Ready, true));
     s.begin().expect("a new transaction after the abort");
@@ -154,9 +157,78 @@ fn record_failures_split_as_the_java_client_splits_them() {
         classify_record_failure(&ProduceError::TransactionAborted),
         ProduceError::TransactionAborted
     ));
-    assert!(fatal_coordinator_code(47) && fatal_coordinator_code(90));
+}
+
+#[test]
+fn coordinator_answers_split_as_the_java_client_splits_them() {
+    use CoordinatorAnswer as A;
+    let cases = [
+        (47, A::Fatal),
+        (90, A::Fatal),
+        (53, A::Fatal),
+        (51, A::RetrySoon),
+        (14, A::Retry),
+        (16, A::Rediscover),
+        (22, A::Abortable), // ILLEGAL_GENERATION
+        (49, A::AbortableWithBump),
+        (59, A::AbortableWithBump),
+    ];
+    for (code, want) in cases {
+        assert_eq!(coordinator_answer(code), want, "code {code}");
+    }
+    let mut s = ready();
+    s.producer_id_lost(59);
+    assert!(s.epoch_bump_needed && !s.producer_id_unknown);
+    s.producer_id_lost(49);
+    assert!(s.producer_id_unknown, "the abort skips EndTxn");
+}
+
+#[test]
+fn a_failed_batch_with_a_sequence_needs_a_new_epoch() {
+    let mut s = ready();
+    s.begin().expect("begin");
+    let never_sealed = s.batch_failed(&ProduceError::broker(10), false);
+    assert!(matches!(
+        never_sealed,
+        ProduceError::TransactionAbortable { code: 10, .. }
+    ));
+    assert!(!s.epoch_bump_needed, "no sequence was used");
+    assert_eq!(s.phase, Phase::Abortable);
+    s.start_end(false).expect("abort");
+    let retried = s.batch_failed(&ProduceError::TransactionAborted, true);
+    assert!(matches!(retried, ProduceError::TransactionAborted));
+    assert!(s.epoch_bump_needed, "its sequence may be a gap");
+    assert_eq!(s.phase, Phase::Aborting, "the abort goes on");
+}
+
+#[test]
+fn a_success_does_not_hide_a_fatal_error_that_came_meanwhile() {
+    let mut s = ready();
+    s.begin().expect("begin");
+    s.start_end(false).expect("abort");
+    s.fail(fenced());
+    s.finish_call(&Ok(()), Phase::Ready);
+    assert_eq!(s.phase, Phase::Fatal);
+    assert!(s.begin().is_err());
+}
+
+#[test]
+fn partitions_to_add_are_the_new_ones_once_each() {
+    let mut s = ready();
     assert!(
-        !fatal_coordinator_code(22),
-        "ILLEGAL_GENERATION is abortable"
+        s.partitions_to_add(std::iter::empty()).is_err(),
+        "no transaction"
     );
+    s.begin().expect("begin");
+    s.added.insert((Arc::from("a"), 0));
+    let wanted = [("b", 1), ("a", 0), ("b", 1), ("a", 2)]
+        .into_iter()
+        .map(|(t, p)| (Arc::from(t), p));
+    let missing = s.partitions_to_add(wanted).expect("in a transaction");
+    assert_eq!(missing, [(Arc::from("a"), 2), (Arc::from("b"), 1)]);
+    s.start_end(false).expect("abort");
+    assert!(matches!(
+        s.partitions_to_add(std::iter::empty()),
+        Err(ProduceError::TransactionAborted)
+    ));
 }

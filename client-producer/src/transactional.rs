@@ -77,6 +77,7 @@ impl Producer {
     pub async fn init_transactions(&self) -> Result<(), ProduceError> {
         let inner = &self.inner;
         let txn = inner.transactions()?;
+        let _one_call = txn.calls.lock().await;
         txn.state().start_init()?;
         let result = match inner.init_transactional_id(None).await {
             Ok(id) => {
@@ -116,6 +117,8 @@ impl Producer {
     {
         let inner = &self.inner;
         let txn = inner.transactions()?;
+        // Held to the end, so a commit or abort waits for these offsets.
+        let _in_transaction = txn.sends.read().await;
         txn.state()
             .check_in_transaction("send_offsets_to_transaction")?;
         let offsets: Vec<(String, i32, i64)> = offsets
@@ -144,11 +147,17 @@ impl Producer {
 
     /// Sends what is buffered, waits for it, and commits the transaction. If a record
     /// of it failed, nothing is committed and the error (abortable) comes back: call
-    /// [`Producer::abort_transaction`]. After a timeout it may be called again.
+    /// [`Producer::abort_transaction`]. After a timeout it may be called again. Sends
+    /// made meanwhile from other tasks either make it into this transaction (the commit
+    /// waits for them) or are refused; a second commit made meanwhile waits for this one
+    /// and then finds no transaction open.
     pub async fn commit_transaction(&self) -> Result<(), ProduceError> {
         let inner = &self.inner;
         let txn = inner.transactions()?;
+        let _one_call = txn.calls.lock().await;
         txn.state().start_end(true)?;
+        // Sends that passed their state check put their records in batches first.
+        drop(txn.sends.write().await);
         self.flush().await;
         let started = {
             let state = txn.state();
@@ -178,17 +187,22 @@ impl Producer {
     pub async fn abort_transaction(&self) -> Result<(), ProduceError> {
         let inner = &self.inner;
         let txn = inner.transactions()?;
+        let _one_call = txn.calls.lock().await;
         txn.state().start_end(false)?;
+        drop(txn.sends.write().await);
         if inner.drop_unsent() {
             txn.state().epoch_bump_needed = true;
         }
         self.flush().await;
-        let (started, bump) = {
+        let (started, bump, unknown) = {
             let state = txn.state();
-            (state.started(), state.epoch_bump_needed)
+            let unknown = state.producer_id_unknown;
+            (state.started(), state.epoch_bump_needed || unknown, unknown)
         };
         let producer = inner.current_producer().await?;
-        let mut result = if started {
+        // A coordinator that lost the producer id refuses EndTxn: InitProducerId alone
+        // ends what it may still hold.
+        let mut result = if started && !unknown {
             inner.end_txn(producer, false).await
         } else {
             Ok(())
@@ -198,7 +212,9 @@ impl Producer {
             result = match inner.init_transactional_id(Some(producer)).await {
                 Ok(id) => {
                     *inner.producer_id.lock().await = Some(id);
-                    txn.state().epoch_bump_needed = false;
+                    let mut state = txn.state();
+                    state.epoch_bump_needed = false;
+                    state.producer_id_unknown = false;
                     Ok(())
                 }
                 Err(e) => Err(e),

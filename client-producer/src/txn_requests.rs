@@ -26,14 +26,8 @@ use fjord_protocol::kafka_protocol::protocol::StrBytes;
 
 use crate::error::ProduceError;
 use crate::inner::Inner;
-use crate::transaction::{fatal_coordinator_code, Transactions};
+use crate::transaction::{coordinator_answer, CoordinatorAnswer, Transactions};
 
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-const REQUEST_TIMED_OUT: i16 = 7;
-const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
-const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-const NOT_COORDINATOR: i16 = 16;
-const CONCURRENT_TRANSACTIONS: i16 = 51;
 const OPERATION_NOT_ATTEMPTED: i16 = 55;
 
 /// How soon CONCURRENT_TRANSACTIONS is asked again: the coordinator is writing the
@@ -137,26 +131,29 @@ impl Inner {
                 Err(e) => e,
             };
             let backoff = match &error {
-                ClientError::Broker { code, .. } => match *code {
-                    CONCURRENT_TRANSACTIONS => CONCURRENT_BACKOFF,
-                    COORDINATOR_LOAD_IN_PROGRESS
-                    | UNKNOWN_TOPIC_OR_PARTITION
-                    | REQUEST_TIMED_OUT => self.config.retry_backoff,
-                    NOT_COORDINATOR | COORDINATOR_NOT_AVAILABLE => {
+                ClientError::Broker { code, .. } => match coordinator_answer(*code) {
+                    CoordinatorAnswer::RetrySoon => CONCURRENT_BACKOFF,
+                    CoordinatorAnswer::Retry => self.config.retry_backoff,
+                    CoordinatorAnswer::Rediscover => {
                         self.forget_coordinator(target).await;
                         self.config.retry_backoff
                     }
-                    code if fatal_coordinator_code(code) => {
+                    CoordinatorAnswer::Fatal => {
                         return Err(ProduceError::TransactionFatal {
-                            code,
+                            code: *code,
                             reason: format!("{what}: {error}"),
                         })
                     }
-                    code => {
+                    answer => {
+                        if answer == CoordinatorAnswer::AbortableWithBump {
+                            if let Some(txn) = &self.txn {
+                                txn.state().producer_id_lost(*code);
+                            }
+                        }
                         return Err(ProduceError::TransactionAbortable {
-                            code,
+                            code: *code,
                             reason: format!("{what}: {error}"),
-                        })
+                        });
                     }
                 },
                 e if e.is_retriable() => {

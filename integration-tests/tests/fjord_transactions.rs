@@ -1,8 +1,11 @@
 //! Fjord's own transactional producer against the broker: a consume-transform-produce
 //! loop whose output and offsets commit together, an aborted transaction that leaves
 //! neither, and a second producer with the same transactional.id fencing the first
-//! (a fatal error, as the Java client reports ProducerFencedException).
+//! (a fatal error, as the Java client reports ProducerFencedException); sends racing a
+//! commit, and two commits racing each other.
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use fjord_consumer::{Consumer, ConsumerGroupMetadata, TopicPartition};
@@ -154,4 +157,162 @@ async fn fjord_producer_commits_aborts_and_is_fenced() {
     want.push("P2".into());
     assert_eq!(committed_values(&b, "out").await, want);
     input.close().await.expect("close");
+}
+
+/// One round of `sends_racing_the_end_land_in_the_transaction_or_are_refused`: eight
+/// tasks send until the producer refuses, while the commit (or abort) starts 100 ms in.
+/// Returns the values whose sends were accepted, after checking that each had been
+/// delivered (or, for an abort, dropped) by the time the call returned, so it is in
+/// this transaction and not a later one.
+async fn send_while_ending(p: &Arc<Producer>, round: usize, commit: bool) -> Vec<String> {
+    p.begin_transaction().expect("begin");
+    let senders: Vec<_> = (0..8)
+        .map(|task| {
+            let p = Arc::clone(p);
+            tokio::spawn(async move {
+                let mut accepted = Vec::new();
+                for i in 0.. {
+                    let value = format!("{round}-{task}-{i}-{}", "x".repeat(900));
+                    let record = ProducerRecord::new("race", value.clone()).partition(0);
+                    match p.send(record).await {
+                        Ok(delivery) => accepted.push((value, delivery)),
+                        Err(ProduceError::TransactionState(_)) => return accepted,
+                        Err(e) => panic!("send: {e}"),
+                    }
+                }
+                accepted
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    if commit {
+        p.commit_transaction().await.expect("commit");
+    } else {
+        p.abort_transaction().await.expect("abort");
+    }
+    let mut values = Vec::new();
+    for task in senders {
+        for (value, delivery) in task.await.expect("sender task") {
+            let done = tokio::time::timeout(Duration::ZERO, delivery).await;
+            match done {
+                Ok(Ok(_)) => values.push(value),
+                Ok(Err(ProduceError::TransactionAborted)) if !commit => {}
+                Ok(Err(e)) => panic!("an accepted send failed after the end: {e}"),
+                Err(_) => panic!("an accepted send was still pending after the end"),
+            }
+        }
+    }
+    values
+}
+
+/// Sends racing a commit or an abort: a send the producer accepted belongs to the
+/// transaction being ended (the call waits for it), and a send after it began is
+/// refused. A small buffer keeps sends waiting for room past their state check, where
+/// the race was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_racing_the_end_land_in_the_transaction_or_are_refused() {
+    let broker = BrokerProcess::start(&[]);
+    let b = broker.bootstrap.clone();
+    create_topic(&b, "race", 1).await;
+    let p = Producer::builder()
+        .set("bootstrap.servers", &b)
+        .set("transactional.id", "racer")
+        .set("linger.ms", "5")
+        .set("buffer.memory", "32768")
+        .build()
+        .expect("producer");
+    let p = Arc::new(p);
+    p.init_transactions().await.expect("init");
+    let mut committed = BTreeSet::new();
+    for round in 0..6 {
+        let commit = round % 2 == 0;
+        let values = send_while_ending(&p, round, commit).await;
+        if commit {
+            assert!(values.len() > 8, "round {round}: the senders got going");
+            committed.extend(values);
+        }
+    }
+    let read: BTreeSet<String> = committed_values(&b, "race").await.into_iter().collect();
+    assert_eq!(read.len(), committed.len(), "read_committed sees each once");
+    assert!(
+        read == committed,
+        "exactly the accepted records are committed"
+    );
+}
+
+/// Two commits at once: one commits, the other is told a commit is no longer open, and
+/// the producer goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commits_commit_once() {
+    let broker = BrokerProcess::start(&[]);
+    let b = broker.bootstrap.clone();
+    create_topic(&b, "twice", 1).await;
+    let p = transactional(&b, "twice");
+    p.init_transactions().await.expect("init");
+    p.begin_transaction().expect("begin");
+    let _reported_by_commit = p
+        .send(ProducerRecord::new("twice", "once").partition(0))
+        .await
+        .expect("send");
+    let (a, b2) = tokio::join!(p.commit_transaction(), p.commit_transaction());
+    let refused = [&a, &b2]
+        .iter()
+        .filter(|r| matches!(r, Err(ProduceError::TransactionState(_))))
+        .count();
+    assert!(a.is_ok() || b2.is_ok(), "one commit succeeds: {a:?} {b2:?}");
+    assert_eq!(refused, 1, "the other finds no transaction: {a:?} {b2:?}");
+    p.begin_transaction().expect("the next transaction");
+    let _reported_by_commit = p
+        .send(ProducerRecord::new("twice", "next").partition(0))
+        .await
+        .expect("send");
+    p.commit_transaction().await.expect("commit the next");
+    assert_eq!(committed_values(&b, "twice").await, ["once", "next"]);
+}
+
+/// A transactional id the coordinator forgot (`transactional.id.expiration.ms`) makes the
+/// next transaction abortable (INVALID_PRODUCER_ID_MAPPING); the abort skips EndTxn and
+/// takes a new producer id, and the producer goes on, as the Java client does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_whose_id_expired_aborts_and_goes_on() {
+    let broker = BrokerProcess::start(&[
+        "transactional.id.expiration.ms=300",
+        "transaction.remove.expired.transaction.cleanup.interval.ms=100",
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms=100",
+    ]);
+    let b = broker.bootstrap.clone();
+    create_topic(&b, "expiry", 1).await;
+    let p = transactional(&b, "forgotten");
+    p.init_transactions().await.expect("init");
+    p.begin_transaction().expect("begin");
+    let _reported_by_commit = p
+        .send(ProducerRecord::new("expiry", "first").partition(0))
+        .await
+        .expect("send");
+    p.commit_transaction().await.expect("commit");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    p.begin_transaction().expect("begin after the expiry");
+    let lost = p
+        .send(ProducerRecord::new("expiry", "lost").partition(0))
+        .await
+        .expect("queued");
+    let e = p.commit_transaction().await.expect_err("the id is gone");
+    assert!(
+        matches!(e, ProduceError::TransactionAbortable { code: 49, .. }),
+        "INVALID_PRODUCER_ID_MAPPING, abortable: {e}"
+    );
+    assert!(lost.await.is_err(), "the record was not written");
+    p.abort_transaction()
+        .await
+        .expect("abort with a new producer id");
+    p.begin_transaction().expect("begin again");
+    let _reported_by_commit = p
+        .send(ProducerRecord::new("expiry", "after").partition(0))
+        .await
+        .expect("send");
+    p.commit_transaction()
+        .await
+        .expect("commit under the new id");
+    assert_eq!(committed_values(&b, "expiry").await, ["first", "after"]);
 }
