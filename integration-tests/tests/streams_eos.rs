@@ -162,7 +162,7 @@ async fn write_input(bootstrap: String, stop: Arc<AtomicBool>) -> BTreeMap<Strin
         let record = ProducerRecord::new(INPUT, format!("v{i}")).key(key.clone());
         sent.push((key, p.send(record).await.expect("send input")));
         i += 1;
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
