@@ -37,7 +37,7 @@ NOTES = {
     24: "v0-3 from clients; v4-5 batches with verify-only (KIP-890); transactional Produce is verified against the coordinator",
     25: "the group's offsets join the transaction as Kafka's __consumer_offsets partition",
     26: "markers written before the answer; v5 (transaction version 2) not served yet",
-    27: "markers are written by the coordinator in-process (one broker); WriteTxnMarkers is broker-to-broker",
+    27: "served for administrators (kafka-transactions.sh abort, KIP-664; the coordinator writes its own markers in-process); v2 (transaction version 2) is not in kafka-protocol",
     28: "offsets durable at once, visible at COMMIT, dropped at ABORT; v3+ fenced by generation and member (KIP-447); v5 (transaction version 2) not served yet",
     29: ISSUE_20, 30: ISSUE_20, 31: ISSUE_20,
     34: "one log dir per broker: " + ISSUE_21,

@@ -184,6 +184,11 @@ impl ProducerStates {
         self.open_txns.first().map_or(log_end, |(first, _)| *first)
     }
 
+    /// `producer_id`'s current epoch here, if it has state here.
+    pub fn epoch(&self, producer_id: i64) -> Option<i16> {
+        self.producers.get(&producer_id).map(|p| p.epoch)
+    }
+
     /// The first offset of `producer_id`'s transaction open here, if one is.
     pub fn txn_start(&self, producer_id: i64) -> Option<u64> {
         self.producers.get(&producer_id)?.txn_start

@@ -2,14 +2,15 @@
 //! loop whose output and offsets commit together, an aborted transaction that leaves
 //! neither, and a second producer with the same transactional.id fencing the first
 //! (a fatal error, as the Java client reports ProducerFencedException); sends racing a
-//! commit, and two commits racing each other.
+//! commit, and two commits racing each other; and `fjord transactions abort` (KIP-664)
+//! ending a transaction that pins the last stable offset.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use fjord_consumer::{Consumer, ConsumerGroupMetadata, TopicPartition};
-use fjord_integration_tests::{create_topic, BrokerProcess};
+use fjord_integration_tests::{create_topic, fjord, BrokerProcess};
 use fjord_producer::{ProduceError, Producer, ProducerRecord};
 
 fn transactional(bootstrap: &str, id: &str) -> Producer {
@@ -315,4 +316,125 @@ async fn a_producer_whose_id_expired_aborts_and_goes_on() {
         .await
         .expect("commit under the new id");
     assert_eq!(committed_values(&b, "expiry").await, ["first", "after"]);
+}
+
+/// `fjord transactions describe-producers` of `topic`-0: (producer id, epoch, start
+/// offset of its open transaction) per producer.
+fn producers_of(bootstrap: &str, topic: &str) -> Vec<(i64, i16, i64)> {
+    let args = [
+        "transactions",
+        "describe-producers",
+        "--bootstrap-server",
+        bootstrap,
+    ];
+    let (ok, out, err) = fjord(
+        &[&args[..], &["--topic", topic, "--partition", "0"]].concat(),
+        None,
+    );
+    assert!(ok, "describe-producers: {err}");
+    out.lines()
+        .skip(1)
+        .map(|line| {
+            let cols: Vec<&str> = line.split('\t').collect();
+            let num = |i: usize| cols[i].parse::<i64>().expect("number");
+            (num(0), num(1) as i16, num(5))
+        })
+        .collect()
+}
+
+fn abort_cli(bootstrap: &str, topic: &str, how: &[&str]) -> (bool, String) {
+    let args = [
+        "transactions",
+        "abort",
+        "--bootstrap-server",
+        bootstrap,
+        "--topic",
+        topic,
+    ];
+    let (ok, out, err) = fjord(&[&args[..], &["--partition", "0"], how].concat(), None);
+    (ok, format!("{out}{err}"))
+}
+
+/// A transaction left open pins the last stable offset: read_committed readers stop
+/// before it, even at records written after it. `fjord transactions abort` finds it by
+/// its start offset and has the leader write its ABORT marker: the readers go on, and
+/// its records stay hidden even when its producer later commits (the coordinator's
+/// COMMIT marker finds nothing open there). A marker of an older epoch than the
+/// producer's is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_transaction_is_aborted_from_the_command_line() {
+    let broker = BrokerProcess::start(&[]);
+    let b = broker.bootstrap.clone();
+    create_topic(&b, "hang", 1).await;
+    let plain = Producer::builder()
+        .set("bootstrap.servers", &b)
+        .build()
+        .expect("producer");
+    let write = |value: &'static str| {
+        let plain = &plain;
+        async move {
+            let d = plain.send(ProducerRecord::new("hang", value).partition(0));
+            d.await.expect("send").await.expect("written");
+        }
+    };
+    write("before").await;
+    // The second incarnation (epoch 1) opens the transaction.
+    let old = transactional(&b, "hanger");
+    old.init_transactions().await.expect("init");
+    let p = transactional(&b, "hanger");
+    p.init_transactions().await.expect("init fences the first");
+    p.begin_transaction().expect("begin");
+    for value in ["stuck-1", "stuck-2"] {
+        let d = p
+            .send(ProducerRecord::new("hang", value).partition(0))
+            .await;
+        d.expect("send").await.expect("written in the transaction");
+    }
+    write("after").await;
+    assert_eq!(committed_values(&b, "hang").await, ["before"], "pinned");
+
+    let open: Vec<_> = producers_of(&b, "hang")
+        .into_iter()
+        .filter(|p| p.2 >= 0)
+        .collect();
+    let [(pid, epoch, start)] = open[..] else {
+        panic!("one open transaction: {open:?}");
+    };
+    assert_eq!((epoch, start), (1, 1));
+    let (ok, out) = abort_cli(&b, "hang", &["--start-offset", "99"]);
+    assert!(
+        !ok && out.contains("no open transaction starts at offset 99"),
+        "{out}"
+    );
+    let stale = [
+        "--producer-id",
+        &pid.to_string(),
+        "--producer-epoch",
+        "0",
+        "--coordinator-epoch",
+        "0",
+    ];
+    let (ok, out) = abort_cli(&b, "hang", &stale);
+    assert!(!ok && out.contains("InvalidProducerEpoch"), "{out}");
+    assert_eq!(
+        committed_values(&b, "hang").await,
+        ["before"],
+        "still pinned"
+    );
+
+    let (ok, out) = abort_cli(&b, "hang", &["--start-offset", "1"]);
+    assert!(ok, "abort: {out}");
+    assert_eq!(committed_values(&b, "hang").await, ["before", "after"]);
+    assert!(
+        producers_of(&b, "hang").iter().all(|p| p.2 == -1),
+        "nothing open"
+    );
+    p.commit_transaction()
+        .await
+        .expect("the coordinator still commits");
+    write("last").await;
+    assert_eq!(
+        committed_values(&b, "hang").await,
+        ["before", "after", "last"]
+    );
 }

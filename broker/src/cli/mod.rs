@@ -10,6 +10,7 @@ pub(crate) mod groups;
 mod groups_describe;
 pub(crate) mod topics;
 pub(crate) mod transactions;
+pub(crate) mod transactions_abort;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -35,7 +36,7 @@ pub(crate) enum Command {
     /// List, describe (with lag), reset and delete consumer groups.
     #[command(subcommand)]
     Groups(GroupsCommand),
-    /// List and describe transactions (as kafka-transactions.sh).
+    /// List, describe and abort transactions (as kafka-transactions.sh).
     #[command(subcommand)]
     Transactions(transactions::TransactionsCommand),
     /// Read and change topic and broker configs while the broker runs.

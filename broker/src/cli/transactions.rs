@@ -1,6 +1,6 @@
 //! `fjord transactions`: the transactions a broker coordinates, as Kafka's
 //! `kafka-transactions.sh list|describe` shows them (KIP-664), over ListTransactions and
-//! DescribeTransactions.
+//! DescribeTransactions; `describe-producers` and `abort` are in `transactions_abort`.
 
 use anyhow::{bail, Result};
 use clap::Subcommand;
@@ -33,10 +33,21 @@ pub(crate) enum TransactionsCommand {
         #[arg(long)]
         transactional_id: String,
     },
+    /// The producers with state in one partition, with the start offset of each one's
+    /// open transaction (where `abort --start-offset` points).
+    DescribeProducers(super::transactions_abort::PartitionArgs),
+    /// Aborts a hanging transaction in one partition: its leader writes the ABORT
+    /// marker. Name the transaction by its start offset, or give its producer id,
+    /// epoch and coordinator epoch.
+    Abort(super::transactions_abort::AbortArgs),
 }
 
 pub(crate) async fn run(cmd: TransactionsCommand) -> Result<()> {
     match cmd {
+        TransactionsCommand::DescribeProducers(at) => {
+            super::transactions_abort::describe_producers(&at).await?
+        }
+        TransactionsCommand::Abort(args) => super::transactions_abort::abort(&args).await?,
         TransactionsCommand::List {
             connect: c,
             states,

@@ -55,6 +55,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::DescribeProducers, 0, 0),
+    // From administrators only (KIP-664's abort): Fjord's coordinator writes its own
+    // markers in-process.
+    (ApiKey::WriteTxnMarkers, 1, 1),
     (ApiKey::DescribeTopicPartitions, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),

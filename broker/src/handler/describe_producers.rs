@@ -1,7 +1,8 @@
 //! DescribeProducers (API 61): the idempotent producers with state in each partition,
-//! with their epoch, last sequence and last timestamp (what kafka-transactions.sh
-//! describe-producers shows). Fjord has no transactions yet, so the coordinator epoch and
-//! the current transaction's start offset are always -1.
+//! with their epoch, last sequence, last timestamp and the first offset of their open
+//! transaction (what kafka-transactions.sh describe-producers shows, and what its
+//! `abort --start-offset` looks for). The coordinator epoch is -1: a single node's one
+//! coordinator writes its markers at epoch 0, and no older coordinator is to be fenced.
 
 use std::sync::Arc;
 

@@ -39,6 +39,7 @@ mod transactions_admin;
 #[cfg(test)]
 mod transactions_tests;
 mod txn_offset_commit;
+mod write_txn_markers;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -62,7 +63,7 @@ use fjord_protocol::kafka_protocol::messages::{
     IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
     ListGroupsRequest, ListOffsetsRequest, ListTransactionsRequest, MetadataRequest,
     OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest,
-    ProduceRequest, SyncGroupRequest, TxnOffsetCommitRequest,
+    ProduceRequest, SyncGroupRequest, TxnOffsetCommitRequest, WriteTxnMarkersRequest,
 };
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 
@@ -183,6 +184,8 @@ pub enum Request {
     DeleteRecords(DeleteRecordsRequest),
     /// DescribeProducers.
     DescribeProducers(DescribeProducersRequest),
+    /// WriteTxnMarkers (from an administrator).
+    WriteTxnMarkers(WriteTxnMarkersRequest),
     /// OffsetForLeaderEpoch.
     OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
     /// ConsumerGroupHeartbeat, and the client id.
@@ -305,6 +308,7 @@ pub fn decode_request(frame: Bytes) -> Result<(Ctx, Request), Fatal> {
         ApiKey::ListOffsets => Request::ListOffsets(decode(body, v)?),
         ApiKey::DeleteRecords => Request::DeleteRecords(decode(body, v)?),
         ApiKey::DescribeProducers => Request::DescribeProducers(decode(body, v)?),
+        ApiKey::WriteTxnMarkers => Request::WriteTxnMarkers(decode(body, v)?),
         ApiKey::OffsetForLeaderEpoch => Request::OffsetForLeaderEpoch(decode(body, v)?),
         ApiKey::ConsumerGroupHeartbeat => {
             Request::ConsumerGroupHeartbeat(decode(body, v)?, header.client_id.clone())
@@ -378,6 +382,10 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes, origin: Origin) -> Resul
         }
         // Takes each partition's producer-state lock, which appends hold briefly.
         Request::DescribeProducers(req) => describe_producers::handle(broker, ctx, req),
+        // Appends markers and waits for the disk.
+        Request::WriteTxnMarkers(req) => {
+            off_reactor(broker, move |b| write_txn_markers::handle(b, ctx, req)).await
+        }
         // Reads the epoch cache under each log's read lock; no files.
         Request::OffsetForLeaderEpoch(req) => offset_for_leader_epoch::handle(broker, ctx, req),
         Request::DescribeTopicPartitions(req) => {
@@ -711,6 +719,20 @@ mod tests {
                         let mut req = DescribeProducersRequest::default();
                         req.topics = vec![t];
                         describe_producers::handle(&broker, c, req)
+                    }
+                    ApiKey::WriteTxnMarkers => {
+                        use fjord_protocol::kafka_protocol::messages::write_txn_markers_request::{
+                            WritableTxnMarker, WritableTxnMarkerTopic,
+                        };
+                        let mut t = WritableTxnMarkerTopic::default();
+                        t.name = name("t");
+                        t.partition_indexes = vec![0, 9];
+                        let mut m = WritableTxnMarker::default();
+                        m.producer_id = fjord_protocol::kafka_protocol::messages::ProducerId(7);
+                        m.topics = vec![t];
+                        let mut req = WriteTxnMarkersRequest::default();
+                        req.markers = vec![m];
+                        tokio::task::block_in_place(|| write_txn_markers::handle(&broker, c, req))
                     }
                     ApiKey::ConsumerGroupHeartbeat => {
                         let mut req = ConsumerGroupHeartbeatRequest::default();

@@ -6,7 +6,7 @@ pub mod coordinator;
 #[cfg(test)]
 mod coordinator_tests;
 pub mod log_records;
-mod markers;
+pub(crate) mod markers;
 pub mod recovery;
 pub mod state;
 pub mod store;

@@ -10,6 +10,9 @@ import java.util.List;
 import java.util.Map;
 import java.util.Properties;
 
+import org.apache.kafka.clients.admin.AbortTransactionSpec;
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.ProducerState;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
@@ -25,7 +28,9 @@ import org.junit.jupiter.api.Test;
  * The Java client's transactional producer on Fjord: committed records and offsets
  * appear together, aborted ones never reach a read_committed consumer (while
  * read_uncommitted sees them), and a second producer with the same transactional.id
- * fences the first with ProducerFencedException.
+ * fences the first with ProducerFencedException. Admin.describeProducers finds an open
+ * transaction's start offset and Admin.abortTransaction (KIP-664, WriteTxnMarkers to
+ * the leader) aborts it, which unpins read_committed consumers.
  */
 class TransactionsTest {
     static KafkaProducer<byte[], byte[]> transactional(String id) {
@@ -134,5 +139,34 @@ class TransactionsTest {
             second.commitTransaction();
         }
         assertEquals(List.of("R0", "R1", "R2", "second"), values(outTp, "read_committed"));
+    }
+
+    @Test
+    void adminAbortsAnOpenTransaction() throws Exception {
+        String topic = ProducerTest.topic(1);
+        TopicPartition tp = new TopicPartition(topic, 0);
+        try (KafkaProducer<byte[], byte[]> open = transactional("txn-hang-" + topic);
+                KafkaProducer<byte[], byte[]> plain = ProducerTest.producer(new Properties());
+                Admin admin = AdminTest.admin()) {
+            plain.send(record(topic, "before")).get();
+            open.initTransactions();
+            open.beginTransaction();
+            open.send(record(topic, "stuck")).get();
+            plain.send(record(topic, "after")).get();
+            assertEquals(List.of("before"), values(tp, "read_committed"));
+
+            List<ProducerState> states = admin.describeProducers(List.of(tp))
+                    .partitionResult(tp).get().activeProducers();
+            ProducerState hanging = states.stream()
+                    .filter(st -> st.currentTransactionStartOffset().isPresent())
+                    .findFirst().orElseThrow();
+            assertEquals(1L, hanging.currentTransactionStartOffset().getAsLong());
+            admin.abortTransaction(new AbortTransactionSpec(tp, hanging.producerId(),
+                    (short) hanging.producerEpoch(), hanging.coordinatorEpoch().orElse(0)))
+                    .all().get();
+            assertEquals(List.of("before", "after"), values(tp, "read_committed"));
+            assertEquals(List.of("before", "stuck", "after"), values(tp, "read_uncommitted"));
+            open.abortTransaction();
+        }
     }
 }
