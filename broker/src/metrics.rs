@@ -1,7 +1,8 @@
 //! Prometheus metrics and health, served over HTTP on `metrics.listener` (off when unset):
 //! request counts and latency per API, bytes and records per topic, fetch and produce
 //! purgatory sizes, connections, partitions, segments, log sizes, fsync latency for
-//! acks, and consumer group lag.
+//! acks, consumer group lag, the cleaner's work (`cleaner_metrics`) and transactions
+//! (`txn::metrics`).
 //!
 //! Counters are atomics updated on the request path; everything that can be read off
 //! the broker's state (sizes, partitions, lag) is computed when scraped.
@@ -28,17 +29,30 @@ const APIS: usize = 100;
 const VERSIONS: usize = 32;
 
 /// A cumulative histogram of durations.
-#[derive(Debug, Default)]
-struct Histogram {
-    buckets: [AtomicU64; BUCKETS.len()],
+#[derive(Debug)]
+pub(crate) struct Histogram {
+    /// Upper bounds of the buckets, in seconds, ascending.
+    bounds: &'static [f64],
+    buckets: Box<[AtomicU64]>,
     count: AtomicU64,
     sum_micros: AtomicU64,
 }
 
 impl Histogram {
-    fn observe(&self, d: Duration) {
+    /// An empty histogram with buckets up to each of `bounds` (seconds, ascending).
+    pub(crate) fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one duration.
+    pub(crate) fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
-        for (i, bound) in BUCKETS.iter().enumerate() {
+        for (i, bound) in self.bounds.iter().enumerate() {
             if secs <= *bound {
                 self.buckets[i].fetch_add(1, Ordering::Relaxed);
             }
@@ -48,9 +62,15 @@ impl Histogram {
             .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
     }
 
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
+    /// Durations counted so far.
+    pub(crate) fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Appends the series of metric `name` with `labels` (`k="v",...`, or empty).
+    pub(crate) fn render(&self, out: &mut String, name: &str, labels: &str) {
         let sep = if labels.is_empty() { "" } else { "," };
-        for (i, bound) in BUCKETS.iter().enumerate() {
+        for (i, bound) in self.bounds.iter().enumerate() {
             let n = self.buckets[i].load(Ordering::Relaxed);
             let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {n}");
         }
@@ -91,13 +111,13 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self {
-            requests: (0..APIS).map(|_| Histogram::default()).collect(),
+            requests: (0..APIS).map(|_| Histogram::new(&BUCKETS)).collect(),
             versions: (0..APIS).map(|_| Default::default()).collect(),
             topics: Mutex::default(),
             connections: AtomicI64::new(0),
             fetch_waiting: AtomicI64::new(0),
             produce_waiting: AtomicI64::new(0),
-            fsync: Histogram::default(),
+            fsync: Histogram::new(&BUCKETS),
             cleaner: Default::default(),
         }
     }
@@ -158,7 +178,7 @@ impl Metrics {
         out.push_str("# HELP fjord_request_duration_seconds Time to answer a request, by API.\n");
         out.push_str("# TYPE fjord_request_duration_seconds histogram\n");
         for (key, h) in self.requests.iter().enumerate() {
-            if h.count.load(Ordering::Relaxed) > 0 {
+            if h.count() > 0 {
                 let labels = format!("api=\"{}\"", api_name(key as i16));
                 h.render(&mut out, "fjord_request_duration_seconds", &labels);
             }
@@ -253,6 +273,7 @@ impl Metrics {
             "# HELP fjord_segments Log segments on this broker.\n# TYPE fjord_segments gauge\nfjord_segments {segments}"
         );
         self.cleaner.render(&mut out, broker);
+        crate::txn::metrics::render(&mut out, broker);
         out.push_str("# HELP fjord_consumer_group_lag Records not yet committed by a group.\n# TYPE fjord_consumer_group_lag gauge\n");
         for group in broker.groups.offsets.groups() {
             for l in crate::groups::lag::group_lag(broker, &group) {

@@ -1,5 +1,6 @@
 //! The broker's Prometheus endpoint: scraped before and after traffic, the counters
-//! move by what was sent; /health answers.
+//! move by what was sent; /health answers; a transaction shows while open (LSO lag) and
+//! is counted with its duration once committed.
 
 use std::time::Duration;
 
@@ -95,4 +96,40 @@ async fn produces_without_acks_are_counted_too() {
         assert!(std::time::Instant::now() < deadline, "{records:?}\n{text}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_transaction_shows_its_lso_lag_and_is_counted_when_committed() {
+    use fjord_producer::{Producer, ProducerRecord};
+    let (broker, addr) = broker_with_metrics();
+    fjord_integration_tests::create_topic(&broker.bootstrap, "txm", 1).await;
+    let p = Producer::builder()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .set("transactional.id", "metered")
+        .build()
+        .expect("producer");
+    p.init_transactions().await.expect("init");
+    p.begin_transaction().expect("begin");
+    for i in 0..3 {
+        let d = p.send(ProducerRecord::new("txm", format!("r{i}")).partition(0));
+        d.await.expect("send").await.expect("written");
+    }
+    let (_, open) = http_get(&addr, "/metrics");
+    let lag = "fjord_partition_lso_lag{topic=\"txm\",partition=\"0\"}";
+    assert_eq!(sample(&open, lag), Some(3.0), "three records past the LSO");
+    assert_eq!(sample(&open, "fjord_transactions_ongoing"), Some(1.0));
+    assert_eq!(
+        sample(&open, "fjord_transactional_ids{state=\"Ongoing\"}"),
+        Some(1.0)
+    );
+    let committed = "fjord_transactions_completed_total{result=\"commit\"}";
+    assert_eq!(sample(&open, committed), Some(0.0));
+
+    p.commit_transaction().await.expect("commit");
+    let (_, done) = http_get(&addr, "/metrics");
+    assert_eq!(sample(&done, lag), None, "nothing open: no lag");
+    assert_eq!(sample(&done, "fjord_transactions_ongoing"), Some(0.0));
+    assert_eq!(sample(&done, committed), Some(1.0));
+    let count = "fjord_transaction_duration_seconds_count{result=\"commit\"}";
+    assert_eq!(sample(&done, count), Some(1.0));
 }

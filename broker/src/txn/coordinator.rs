@@ -99,6 +99,7 @@ impl Inner {
 pub struct TxnCoordinator {
     config: TxnConfig,
     inner: Mutex<Inner>,
+    metrics: super::metrics::TxnMetrics,
 }
 
 /// Checks that a request's producer id and epoch are the transaction's.
@@ -122,7 +123,28 @@ impl TxnCoordinator {
                 store,
                 busy: HashSet::new(),
             }),
+            metrics: Default::default(),
         }
+    }
+
+    /// What it committed and aborted, for `/metrics`.
+    pub fn metrics(&self) -> &super::metrics::TxnMetrics {
+        &self.metrics
+    }
+
+    /// How many transactional ids are in each state (every state, zeros included).
+    pub fn state_counts(&self) -> Vec<(TxnState, usize)> {
+        let inner = self.lock();
+        let mut counts: Vec<(TxnState, usize)> = (0..8)
+            .filter_map(TxnState::from_id)
+            .map(|s| (s, 0))
+            .collect();
+        for (_, m) in inner.store.all() {
+            if let Some(c) = counts.iter_mut().find(|(s, _)| *s == m.state) {
+                c.1 += 1;
+            }
+        }
+        counts
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -382,8 +404,15 @@ impl TxnCoordinator {
         };
         done.partitions.clear();
         done.last_update_ms = now_ms();
-        if let Err(e) = inner.store.put(id, done) {
-            tracing::warn!(transactional_id = id, error = %e, "recording a completed transaction failed; will retry");
+        let took = u64::try_from(done.last_update_ms.saturating_sub(done.start_ms))
+            .ok()
+            .filter(|_| done.start_ms >= 0)
+            .map(Duration::from_millis);
+        match inner.store.put(id, done) {
+            Ok(()) => self.metrics.completed(commit, took),
+            Err(e) => {
+                tracing::warn!(transactional_id = id, error = %e, "recording a completed transaction failed; will retry")
+            }
         }
     }
 
@@ -436,6 +465,7 @@ impl TxnCoordinator {
             }
             prepared
         };
+        self.metrics.timed_out(ids.len());
         for id in &ids {
             self.complete(id, markers);
         }

@@ -335,3 +335,46 @@ fn idle_ids_expire_but_not_with_a_transaction_open() {
     let c = open(dir.path());
     assert!(c.describe("idle").is_none(), "the expiry is durable");
 }
+
+#[test]
+fn completed_transactions_are_counted_once_with_their_duration() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let markers = FakeMarkers::default();
+    let c = open(dir.path());
+    let ids = next_id();
+    let (pid, epoch) = c
+        .init_producer_id("m", 60_000, (-1, -1), &ids, &markers)
+        .expect("init");
+    c.add_partitions("m", pid, epoch, &parts(2)).expect("add");
+    // The markers fail first: nothing completed yet, and the retry counts it once.
+    *markers.budget.borrow_mut() = Some(1);
+    c.end_txn("m", pid, epoch, true, &markers).expect("decided");
+    assert_eq!(c.metrics().totals(), (0, 0, 0));
+    *markers.budget.borrow_mut() = None;
+    c.finish_prepared(&markers);
+    assert_eq!(c.metrics().totals(), (1, 0, 0));
+    assert_eq!(
+        c.end_txn("m", pid, epoch, true, &markers),
+        Ok(()),
+        "a retry"
+    );
+    assert_eq!(c.metrics().totals(), (1, 0, 0), "is not counted again");
+    let counts = c.state_counts();
+    assert_eq!(counts.len(), 8, "every state");
+    assert!(counts.contains(&(TxnState::CompleteCommit, 1)));
+
+    c.add_partitions("m", pid, epoch, &parts(1)).expect("next");
+    assert!(c.state_counts().contains(&(TxnState::Ongoing, 1)));
+    assert_eq!(c.abort_timed_out(i64::MAX, &markers), 1);
+    assert_eq!(c.metrics().totals(), (1, 1, 1), "aborted past its timeout");
+    let mut text = String::new();
+    c.metrics().render_histograms(&mut text);
+    assert!(
+        text.contains("fjord_transaction_duration_seconds_count{result=\"commit\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fjord_transaction_duration_seconds_count{result=\"abort\"} 1"),
+        "{text}"
+    );
+}

@@ -7,6 +7,7 @@ pub mod coordinator;
 mod coordinator_tests;
 pub mod log_records;
 pub(crate) mod markers;
+pub mod metrics;
 pub mod recovery;
 pub mod state;
 pub mod store;
