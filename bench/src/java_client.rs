@@ -77,7 +77,14 @@ fn produce(bootstrap: &str, o: &Options) -> Result<Outcome> {
         .args(["--topic", &o.topic])
         .args(["--num-records", &o.records.to_string()])
         .args(["--record-size", &o.record_size.to_string()])
-        .args(["--throughput", &rate])
+        .args(["--throughput", &rate]);
+    if o.transactional {
+        let id = format!("fjord-bench-java-{}-{}", std::process::id(), o.topic);
+        command
+            .args(["--transactional-id", &id])
+            .args(["--transaction-duration-ms", &o.transaction_ms.to_string()]);
+    }
+    command
         .arg("--command-property")
         .args(producer_settings(bootstrap, o));
     let stdout = output_of(command, "ProducerPerformance")?;

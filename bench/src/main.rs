@@ -12,6 +12,7 @@
 //! fjord-bench storage --quick --only clean
 //! fjord-bench clean-produce --spawn-broker --records 3000000
 //! fjord-bench rebalance --spawn-broker --partitions 100 --members 10
+//! fjord-bench transactions --spawn-broker --records 2000000 --transaction-ms 100
 //! ```
 //! `--spawn-broker` starts `target/release/fjord` (or `$FJORD_BIN`) in a temp dir on a
 //! free port and stops it at the end; otherwise `--bootstrap HOST:PORT`. `consume` with
@@ -33,6 +34,7 @@ mod report;
 mod sendfile_limit;
 mod storage;
 mod sweep;
+mod txn_bench;
 mod workload;
 
 use anyhow::Result;
@@ -50,8 +52,9 @@ fn main() -> Result<()> {
         "storage" => storage::run(opts.quick, std::path::Path::new(&opts.dir), &opts.only),
         "rebalance" => rebalance::run(&opts),
         "clean-produce" => clean_produce::run(&opts),
+        "transactions" => txn_bench::run(&opts),
         other => anyhow::bail!(
-            "unknown command '{other}' (limits, produce, consume, e2e, sweep, storage, rebalance, clean-produce; see --help)"
+            "unknown command '{other}' (limits, produce, consume, e2e, sweep, storage, rebalance, clean-produce, transactions; see --help)"
         ),
     }
 }

@@ -21,6 +21,11 @@ Commands:
   storage   the storage engine alone, no broker: append next to a raw write, random
             read lookups next to a raw pread, crash recovery, opening 10,000 logs
             (about 25 GiB of writes; --quick for 16x less)
+  transactions
+            produce with the idempotent producer next to the same produce in
+            transactions committed every --transaction-ms, then consume the
+            transactional topic read_uncommitted next to read_committed; 5 alternating
+            pairs each, medians of the pairs' ratios (--client fjord or java)
   clean-produce
             with --spawn-broker: produce (the workload flags) while the broker's
             cleaner compacts a 1 GiB topic, next to the same produce with the cleaner
@@ -46,7 +51,11 @@ Flags (defaults in brackets):
                           kafka-producer-perf-test sends them; round-robin: record n goes
                           to partition n % N, every partition's batch filled in turn
                           (the worst case for batching) [default]
-  --acks 0|1|all          [1]
+  --acks 0|1|all          [1; all with --transactional and for transactions]
+  --transactional         produce: in transactions (a transactional.id), committed
+                          every --transaction-ms (Fjord's producer, or the Java
+                          client's ProducerPerformance --transaction-duration-ms)
+  --transaction-ms MS     how long each transaction runs before its commit [100]
   --compression CODEC     none, gzip, snappy, lz4, zstd [none]
   --linger-ms MS          [5; 0 for e2e]
   --batch-size BYTES      [1000000]
@@ -126,6 +135,10 @@ pub(crate) struct Options {
     pub(crate) dir: String,
     /// `rebalance`: members before the one that joins.
     pub(crate) members: usize,
+    /// `produce`: in transactions.
+    pub(crate) transactional: bool,
+    /// How long each transaction runs before its commit.
+    pub(crate) transaction_ms: u64,
 }
 
 impl Default for Options {
@@ -156,6 +169,8 @@ impl Default for Options {
             only: Vec::new(),
             dir: "fjord-bench-data".into(),
             members: 10,
+            transactional: false,
+            transaction_ms: 100,
         }
     }
 }
@@ -173,6 +188,7 @@ impl Options {
         let mut o = Self::default();
         let mut linger_given = false;
         let mut partitions_given = false;
+        let mut acks_given = false;
         let mut it = args.into_iter();
         match it.next() {
             Some(c) if c == "--help" || c == "-h" => {
@@ -198,6 +214,10 @@ impl Options {
                 }
                 "--flood" => {
                     o.flood = true;
+                    continue;
+                }
+                "--transactional" => {
+                    o.transactional = true;
                     continue;
                 }
                 "--help" | "-h" => {
@@ -232,7 +252,11 @@ impl Options {
                     }
                 }
                 "--compression" => o.compression = value,
-                "--acks" => o.acks = value,
+                "--acks" => {
+                    o.acks = value;
+                    acks_given = true;
+                }
+                "--transaction-ms" => o.transaction_ms = value.parse()?,
                 "--linger-ms" => {
                     o.linger_ms = value.parse()?;
                     linger_given = true;
@@ -265,13 +289,29 @@ impl Options {
         if o.command == "rebalance" && !partitions_given {
             o.partitions = 100;
         }
+        if o.transactional || o.command == "transactions" {
+            // Transactions need the idempotent producer, which needs acks=all.
+            if acks_given && o.acks != "all" {
+                bail!("transactions need --acks all");
+            }
+            o.acks = "all".into();
+            if o.transaction_ms == 0 {
+                bail!("--transaction-ms must be at least 1");
+            }
+            if o.client == "rdkafka" {
+                bail!("transactions run with --client fjord or java");
+            }
+        }
         if o.members < 1 {
             bail!("--members must be at least 1");
         }
         if o.partitions < 1 {
             bail!("--partitions must be at least 1");
         }
-        let needs_broker = matches!(o.command.as_str(), "produce" | "consume" | "e2e" | "sweep");
+        let needs_broker = matches!(
+            o.command.as_str(),
+            "produce" | "consume" | "e2e" | "sweep" | "transactions"
+        );
         if needs_broker && o.bootstrap.is_none() && !o.spawn_broker && o.spawn_peer.is_none() {
             bail!("give --bootstrap HOST:PORT, --spawn-broker or --spawn-peer kafka");
         }

@@ -346,6 +346,7 @@ async fn send(
     let request = produce_request::encode(
         version,
         &inner.config.client_id,
+        inner.txn.as_ref().map(|t| t.id.as_str()),
         inner.config.acks.wire(),
         timeout_ms,
         &topics,

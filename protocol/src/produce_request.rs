@@ -37,10 +37,13 @@ pub struct EncodedRequest {
 }
 
 /// Encodes a Produce request at `version` (3 to 12; 9 is the first flexible one) for
-/// `topics`, each with its partitions' batches.
+/// `topics`, each with its partitions' batches. A transactional producer names its
+/// `transactional_id`: Kafka refuses transactional batches in a request without it
+/// (TRANSACTIONAL_ID_AUTHORIZATION_FAILED).
 pub fn encode(
     version: i16,
     client_id: &str,
+    transactional_id: Option<&str>,
     acks: i16,
     timeout_ms: i32,
     topics: &[(&str, Vec<PartitionBatch>)],
@@ -57,9 +60,11 @@ pub fn encode(
     cur.put_slice(&client_id.as_bytes()[..client_id.len().min(i16::MAX as usize)]);
     if flexible {
         cur.put_u8(0); // header tagged fields
-        put_uvarint(&mut cur, 0); // null transactional id (compact)
-    } else {
-        cur.put_i16(-1); // null transactional id
+    }
+    match transactional_id {
+        Some(id) => put_string(&mut cur, id, flexible),
+        None if flexible => put_uvarint(&mut cur, 0), // null (compact)
+        None => cur.put_i16(-1),                      // null
     }
     cur.put_i16(acks);
     cur.put_i32(timeout_ms);
@@ -140,7 +145,8 @@ mod tests {
                     }],
                 ),
             ];
-            let req = encode(version, "me", -1, 1234, &topics);
+            let txn_id = (version % 2 == 0).then_some("txn-7");
+            let req = encode(version, "me", txn_id, -1, 1234, &topics);
             let mut whole = BytesMut::from(&req.head[..]);
             for t in &req.tail {
                 whole.extend_from_slice(t);
@@ -158,6 +164,11 @@ mod tests {
             let decoded = ProduceRequest::decode(&mut frame, version).expect("body");
             assert!(frame.is_empty(), "v{version}: bytes left over");
             assert_eq!((decoded.acks, decoded.timeout_ms), (-1, 1234));
+            assert_eq!(
+                decoded.transactional_id.as_ref().map(|t| t.0.as_str()),
+                txn_id,
+                "v{version}"
+            );
             assert_eq!(decoded.topic_data.len(), 2);
             assert_eq!(decoded.topic_data[0].name.0.as_str(), "alpha");
             assert_eq!(decoded.topic_data[0].partition_data[1].index, 3);

@@ -36,13 +36,23 @@ struct Slot {
 
 /// The checks of a batch's transaction attributes, made under the partition's lock:
 /// clients never write control batches (Kafka's `LogValidator`), and a transactional
-/// batch needs an ongoing transaction that holds the partition (KIP-890 part 1).
-fn check_transaction(broker: &Broker, slot: &Slot, header: &BatchHeader) -> Result<(), i16> {
+/// batch comes in a request that names its transactional id (Kafka answers
+/// TRANSACTIONAL_ID_AUTHORIZATION_FAILED otherwise, authorizer or not) and needs an
+/// ongoing transaction that holds the partition (KIP-890 part 1).
+fn check_transaction(
+    broker: &Broker,
+    slot: &Slot,
+    header: &BatchHeader,
+    names_transactional_id: bool,
+) -> Result<(), i16> {
     if header.is_control() {
         return Err(E::InvalidRecord.code());
     }
     if !header.is_transactional() {
         return Ok(());
+    }
+    if !names_transactional_id {
+        return Err(E::TransactionalIdAuthorizationFailed.code());
     }
     let (Some(topic), Some(partition)) = (&slot.topic, &slot.partition) else {
         return Ok(());
@@ -61,7 +71,7 @@ fn check_transaction(broker: &Broker, slot: &Slot, header: &BatchHeader) -> Resu
         })
 }
 
-fn append_all(broker: &Broker, slots: &mut [Slot]) {
+fn append_all(broker: &Broker, slots: &mut [Slot], names_transactional_id: bool) {
     for slot in slots.iter_mut() {
         let (Some(partition), Some(records)) = (&slot.partition, &slot.records) else {
             continue;
@@ -82,7 +92,9 @@ fn append_all(broker: &Broker, slots: &mut [Slot]) {
             slot.error_code = E::InvalidRecord.code();
             continue;
         }
-        if let Some(Err(code)) = header.map(|h| check_transaction(broker, slot, &h)) {
+        if let Some(Err(code)) =
+            header.map(|h| check_transaction(broker, slot, &h, names_transactional_id))
+        {
             slot.error_code = code;
             continue;
         }
@@ -281,11 +293,12 @@ pub(super) async fn handle(
     req: ProduceRequest,
 ) -> Result<Response, Fatal> {
     let acks = req.acks;
+    let names_transactional_id = req.transactional_id.is_some();
     let (shape, indexes, mut work) = slots(broker, ctx.version, req);
     // Page-cache writes can stall (dirty throttling): keep them off the reactor.
     let appender = Arc::clone(broker);
     work = tokio::task::spawn_blocking(move || {
-        append_all(&appender, &mut work);
+        append_all(&appender, &mut work, names_transactional_id);
         work
     })
     .await

@@ -159,7 +159,12 @@ pub(super) fn exercise(
     })
 }
 
+/// A Produce of `batch` to t-0 naming transactional id "p", as clients send it.
 fn produce_one(broker: &Arc<Broker>, batch: Vec<u8>) -> i16 {
+    produce_with(broker, batch, Some("p"))
+}
+
+fn produce_with(broker: &Arc<Broker>, batch: Vec<u8>, transactional_id: Option<&str>) -> i16 {
     let mut p = PartitionProduceData::default();
     p.index = 0;
     p.records = Some(Bytes::from(batch));
@@ -170,6 +175,7 @@ fn produce_one(broker: &Arc<Broker>, batch: Vec<u8>) -> i16 {
     req.acks = -1;
     req.timeout_ms = 5_000;
     req.topic_data = vec![t];
+    req.transactional_id = transactional_id.map(tid);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -212,6 +218,11 @@ fn transactional_produce_needs_the_partition_in_an_ongoing_transaction() {
         "partition 0 was never added"
     );
     assert_eq!(add(&broker, "p", pid, epoch, vec![0]), vec![0]);
+    assert_eq!(
+        produce_with(&broker, txn_batch(pid, epoch, 0), None),
+        E::TransactionalIdAuthorizationFailed.code(),
+        "a transactional batch in a request without the transactional id (as Kafka)"
+    );
     assert_eq!(produce_one(&broker, txn_batch(pid, epoch, 0)), 0);
     // An unknown partition fails the whole add, as in Kafka.
     assert_eq!(
