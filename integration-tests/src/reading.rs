@@ -51,3 +51,18 @@ pub fn read_partition(bootstrap: &str, topic: &str, partition: i32) -> Vec<Read>
         }
     }
 }
+
+/// A Fjord consumer in `group` that reads read_committed from the earliest offset and
+/// commits nothing (the caller assigns its partitions): how the transaction tests check
+/// what was committed.
+pub fn read_committed_consumer(bootstrap: &str, group: &str) -> fjord_consumer::Consumer {
+    fjord_consumer::Consumer::builder()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("fetch.max.wait.ms", "100")
+        .build()
+        .expect("read_committed consumer")
+}

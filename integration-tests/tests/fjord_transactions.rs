@@ -23,15 +23,7 @@ fn transactional(bootstrap: &str, id: &str) -> Producer {
 }
 
 fn reader(bootstrap: &str, group: &str) -> Consumer {
-    Consumer::builder()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .set("fetch.max.wait.ms", "100")
-        .build()
-        .expect("consumer")
+    fjord_integration_tests::reading::read_committed_consumer(bootstrap, group)
 }
 
 /// The values a read_committed consumer reads from `topic`-0 within two seconds.

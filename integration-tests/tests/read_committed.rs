@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use fjord_consumer::{Consumer, TopicPartition};
+use fjord_consumer::TopicPartition;
 use fjord_integration_tests::topics::create_topic;
 use fjord_integration_tests::BrokerProcess;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
@@ -68,15 +68,7 @@ fn librdkafka_committed(bootstrap: &str, wait: Duration) -> Vec<String> {
 
 /// Every value Fjord's read_committed consumer gets from the start within `wait`.
 async fn fjord_committed(bootstrap: &str, wait: Duration) -> Vec<String> {
-    let mut c = Consumer::builder()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "rc-fjord")
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .set("fetch.max.wait.ms", "100")
-        .build()
-        .expect("consumer");
+    let mut c = fjord_integration_tests::reading::read_committed_consumer(bootstrap, "rc-fjord");
     c.assign(&[TopicPartition::new("rc", 0)])
         .await
         .expect("assign");

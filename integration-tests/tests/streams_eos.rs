@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fjord_consumer::{Consumer, TopicPartition};
+use fjord_consumer::TopicPartition;
+use fjord_integration_tests::reading::read_committed_consumer;
 use fjord_integration_tests::{create_topic, BrokerProcess};
 use fjord_producer::{Producer, ProducerRecord};
 
@@ -108,15 +109,7 @@ struct Seen {
 
 /// Reads the output, read_committed, from the start until `stop`.
 async fn read_output(bootstrap: String, seen: Arc<Mutex<Seen>>, stop: Arc<AtomicBool>) {
-    let mut c = Consumer::builder()
-        .set("bootstrap.servers", &bootstrap)
-        .set("group.id", "eos-checker")
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .set("fetch.max.wait.ms", "100")
-        .build()
-        .expect("consumer");
+    let mut c = read_committed_consumer(&bootstrap, "eos-checker");
     let all: Vec<TopicPartition> = (0..PARTITIONS)
         .map(|p| TopicPartition::new(OUTPUT, p))
         .collect();
