@@ -73,8 +73,8 @@ pub fn delete_horizon(header: &BatchHeader) -> Option<i64> {
 }
 
 /// Filters `batch` (one whole RecordBatch v2, length prefix included): `keep` decides
-/// for each record. Control batches are left as they are (transactions will decide
-/// their fate).
+/// for each record. Control batches are left as they are: [`filter_marker`] decides
+/// theirs.
 pub fn filter_batch(
     batch: &[u8],
     options: &FilterOptions,
@@ -86,18 +86,7 @@ pub fn filter_batch(
         return Ok((Filtered::Unchanged, FilterStats { read: n, kept: n }));
     }
     let codec = header.compression()?;
-    let end = header.total_len().min(batch.len());
-    let stored = batch
-        .get(BATCH_HEADER_LEN..end)
-        .ok_or(Error::UnexpectedEof {
-            offset: BATCH_HEADER_LEN,
-            need: header.total_len(),
-            have: batch.len(),
-        })?;
-    let payload = match codec {
-        Compression::None => std::borrow::Cow::Borrowed(stored),
-        c => std::borrow::Cow::Owned(c.decompress(stored, options.max_decompressed)?),
-    };
+    let payload = payload_of(batch, &header, codec, options.max_decompressed)?;
     let count = usize::try_from(header.records_count).unwrap_or(0);
     let log_append = header.timestamp_type() == TimestampType::LogAppendTime;
     let mut kept: Vec<(Record<'_>, i64)> = Vec::new();
@@ -105,11 +94,7 @@ pub fn filter_batch(
     for record in RecordIter::new(&payload, count) {
         let record = record?;
         stats.read += 1;
-        let timestamp = if log_append {
-            header.max_timestamp
-        } else {
-            header.base_timestamp + record.timestamp_delta
-        };
+        let timestamp = timestamp_of(&header, log_append, &record);
         let candidate = Candidate {
             offset: header.base_offset + i64::from(record.offset_delta),
             key: record.key,
@@ -139,6 +124,73 @@ pub fn filter_batch(
     }
     let rebuilt = rebuild(&header, codec, &kept, horizon)?;
     Ok((Filtered::Rewritten(rebuilt), stats))
+}
+
+/// Filters a control batch (a transaction marker) the cleaner may discard because no
+/// record of its transaction is left (Kafka's `containsMarkerForEmptyTxn`): like a
+/// tombstone, it first gets a delete horizon (`options.new_delete_horizon`, its records
+/// kept), and goes in the first pass at or after that horizon (`now_ms`); a header stays
+/// if `options.retain_empty` (its producer's last batch). A marker already emptied goes
+/// at once unless it must stay.
+pub fn filter_marker(batch: &[u8], options: &FilterOptions, now_ms: i64) -> Result<Filtered> {
+    let header = BatchHeader::parse(batch)?;
+    let gone = |header: &BatchHeader| {
+        if !options.retain_empty {
+            Filtered::Dropped
+        } else if header.records_count == 0 {
+            Filtered::Unchanged
+        } else {
+            Filtered::Empty(empty_batch(header))
+        }
+    };
+    if header.records_count == 0 {
+        return Ok(gone(&header));
+    }
+    match delete_horizon(&header) {
+        Some(horizon) if horizon <= now_ms => Ok(gone(&header)),
+        Some(_) => Ok(Filtered::Unchanged),
+        None => {
+            let codec = header.compression()?;
+            let payload = payload_of(batch, &header, codec, options.max_decompressed)?;
+            let count = usize::try_from(header.records_count).unwrap_or(0);
+            let log_append = header.timestamp_type() == TimestampType::LogAppendTime;
+            let records = RecordIter::new(&payload, count)
+                .map(|r| r.map(|r| (r, timestamp_of(&header, log_append, &r))))
+                .collect::<Result<Vec<_>>>()?;
+            let rebuilt = rebuild(&header, codec, &records, Some(options.new_delete_horizon))?;
+            Ok(Filtered::Rewritten(rebuilt))
+        }
+    }
+}
+
+/// The records' bytes of `batch`, decompressed (at most `max_decompressed`).
+fn payload_of<'a>(
+    batch: &'a [u8],
+    header: &BatchHeader,
+    codec: Compression,
+    max_decompressed: usize,
+) -> Result<std::borrow::Cow<'a, [u8]>> {
+    let end = header.total_len().min(batch.len());
+    let stored = batch
+        .get(BATCH_HEADER_LEN..end)
+        .ok_or(Error::UnexpectedEof {
+            offset: BATCH_HEADER_LEN,
+            need: header.total_len(),
+            have: batch.len(),
+        })?;
+    Ok(match codec {
+        Compression::None => std::borrow::Cow::Borrowed(stored),
+        c => std::borrow::Cow::Owned(c.decompress(stored, max_decompressed)?),
+    })
+}
+
+/// A record's timestamp: the batch's for LogAppendTime.
+fn timestamp_of(header: &BatchHeader, log_append: bool, record: &Record<'_>) -> i64 {
+    if log_append {
+        header.max_timestamp
+    } else {
+        header.base_timestamp + record.timestamp_delta
+    }
 }
 
 /// A batch of the kept records: the same base offset, producer fields and last offset

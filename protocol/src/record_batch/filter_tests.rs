@@ -211,3 +211,51 @@ fn a_producers_last_batch_stays_as_a_header() {
     assert_eq!((h.producer_id, h.base_sequence), (7, 40));
     assert_eq!(empty.len(), BATCH_HEADER_LEN);
 }
+
+#[test]
+fn a_marker_of_an_empty_transaction_gets_a_horizon_then_goes_or_leaves_its_header() {
+    use crate::record_batch::{end_txn_batch, read_end_txn_marker, EndTxnMarker};
+    let marker = EndTxnMarker {
+        commit: false,
+        coordinator_epoch: 5,
+    };
+    let mut batch = end_txn_batch(7, 3, marker, 1_500).expect("marker");
+    BatchHeader::write_base_offset(&mut batch, BASE_OFFSET);
+    BatchHeader::seal_crc(&mut batch);
+    // First pass: the horizon is stored, the marker still says what it said.
+    let Filtered::Rewritten(marked) = filter_marker(&batch, &options(false), 0).expect("filter")
+    else {
+        panic!("the first pass stores a horizon");
+    };
+    let h = validate_stored_batch(&marked).expect("a valid batch");
+    assert_eq!(delete_horizon(&h), Some(HORIZON));
+    assert!(h.is_control() && h.is_transactional());
+    assert_eq!(
+        (h.base_offset, h.producer_id, h.producer_epoch),
+        (BASE_OFFSET, 7, 3)
+    );
+    assert_eq!(read_end_txn_marker(&marked), Some(marker));
+    // Before the horizon it stays as it is; at the horizon it goes.
+    let unchanged = filter_marker(&marked, &options(false), HORIZON - 1).expect("filter");
+    assert_eq!(unchanged, Filtered::Unchanged);
+    assert_eq!(
+        filter_marker(&marked, &options(false), HORIZON).expect("filter"),
+        Filtered::Dropped
+    );
+    // A producer's last batch leaves its header, which a later pass keeps as it is.
+    let Filtered::Empty(header) = filter_marker(&marked, &options(true), HORIZON).expect("f")
+    else {
+        panic!("a producer's last marker keeps its header");
+    };
+    let e = validate_stored_batch(&header).expect("a valid batch");
+    assert_eq!(e.records_count, 0);
+    assert!(e.is_control());
+    assert_eq!(
+        (e.base_offset, e.producer_id, e.producer_epoch),
+        (BASE_OFFSET, 7, 3)
+    );
+    let again = filter_marker(&header, &options(true), HORIZON).expect("filter");
+    assert_eq!(again, Filtered::Unchanged);
+    let dropped = filter_marker(&header, &options(false), 0).expect("filter");
+    assert_eq!(dropped, Filtered::Dropped);
+}

@@ -15,7 +15,7 @@ mod validate;
 pub use builder::{BatchBuilder, RecordSpec};
 pub use control::{end_txn_batch, read_end_txn_marker, EndTxnMarker};
 pub use filter::{
-    delete_horizon, filter_batch, Candidate, FilterOptions, FilterStats, Filtered,
+    delete_horizon, filter_batch, filter_marker, Candidate, FilterOptions, FilterStats, Filtered,
     ATTR_DELETE_HORIZON,
 };
 pub use header::{
