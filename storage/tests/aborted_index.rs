@@ -3,8 +3,11 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::*;
-use fjord_storage::{AbortedTxn, LogConfig};
+use fjord_storage::fault::{FaultIo, Torn};
+use fjord_storage::{AbortedTxn, Durability, Flusher, Io, Log, LogConfig};
 
 fn entry(producer_id: i64, first: u64, last: u64) -> AbortedTxn {
     AbortedTxn {
@@ -117,4 +120,36 @@ fn a_torn_last_entry_is_ignored() {
     std::fs::write(&file, bytes).expect("write");
     let log = open(dir.path(), LogConfig::default());
     assert_eq!(log.aborted_between(0, 10), vec![entry(3, 0, 1)]);
+}
+
+#[test]
+fn a_flush_makes_the_entries_durable_with_the_markers() {
+    // Without an fsync per ack, the log's flush is what a power loss keeps: an ABORT
+    // marker it made durable must have its entry on disk too, in the active segment
+    // (flush) as in one rolled since (roll).
+    for roll in [false, true] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fault = Arc::new(FaultIo::new());
+        let flusher = || Flusher::with_io("test", Io::new(fault.clone())).expect("flusher");
+        let config = small_config();
+        assert_eq!(config.durability, Durability::PageCache);
+        let mut log = Log::open(dir.path(), config.clone(), flusher()).expect("open");
+        let info = log.append(&batch(2, 10, 0)).expect("append");
+        log.record_aborted(entry(3, 0, info.last_offset))
+            .expect("record");
+        if roll {
+            while log.segment_count() == 1 {
+                log.append(&batch(4, 200, 0)).expect("append");
+            }
+        }
+        log.flush().expect("flush");
+        drop(log);
+        fault.power_loss(Torn::Nothing).expect("power loss");
+        let log = Log::open(dir.path(), config, flusher()).expect("open");
+        assert_eq!(
+            log.aborted_between(0, 10),
+            vec![entry(3, 0, 1)],
+            "roll: {roll}"
+        );
+    }
 }

@@ -71,6 +71,9 @@ impl AbortedTxn {
 #[derive(Debug, Default)]
 pub(crate) struct AbortedIndex {
     by_file: BTreeMap<u64, Vec<AbortedTxn>>,
+    /// The active `.txnindex`, if entries were appended since it was last synced, and
+    /// whether it was created since (its directory entry needs a sync too).
+    unsynced: Option<(std::sync::Arc<std::fs::File>, bool)>,
 }
 
 impl AbortedIndex {
@@ -95,14 +98,18 @@ impl AbortedIndex {
                 .collect();
             by_file.insert(base, entries);
         }
-        Ok(Self { by_file })
+        Ok(Self {
+            by_file,
+            unsynced: None,
+        })
     }
 }
 
 impl Log {
     /// Records an aborted transaction whose marker was just appended at
-    /// `entry.last_offset`, in the active segment's `.txnindex` (synced when the log
-    /// syncs its appends).
+    /// `entry.last_offset`, in the active segment's `.txnindex`: synced now under
+    /// `FsyncOnAck`, else with the log's next flush (so a marker a flush made durable
+    /// has its entry on disk too).
     pub fn record_aborted(&mut self, entry: AbortedTxn) -> Result<()> {
         let base = self.active_segment_base();
         let io = self.flusher.io().clone();
@@ -115,8 +122,39 @@ impl Log {
             .io_context("append txnindex", &path)?;
         if self.config.durability == Durability::FsyncOnAck {
             io.sync(&file, false).io_context("sync txnindex", &path)?;
+        } else {
+            let created = !self.aborted.by_file.contains_key(&base)
+                || self.aborted.unsynced.as_ref().is_some_and(|(_, c)| *c);
+            self.aborted.unsynced = Some((std::sync::Arc::new(file), created));
         }
         self.aborted.by_file.entry(base).or_default().push(entry);
+        Ok(())
+    }
+
+    /// Hands the active `.txnindex` (and, if it is new, the directory) to the flusher
+    /// if it has unsynced entries: the log's flush syncs it with the log. The tickets
+    /// go with the rolled segments' (a flush waits for them), or nowhere if `detached`.
+    pub(crate) fn flush_txnindex(&mut self, detached: bool) -> Result<()> {
+        let Some((file, created)) = self.aborted.unsynced.take() else {
+            return Ok(());
+        };
+        let dir = if created {
+            let dir = self.flusher.io().open(&self.dir, OpenMode::Read);
+            Some(std::sync::Arc::new(dir.io_context("open dir", &self.dir)?))
+        } else {
+            None
+        };
+        if detached {
+            self.flusher.request_detached(file);
+            if let Some(dir) = dir {
+                self.flusher.request_dir(dir);
+            }
+        } else {
+            self.rolled_flushes.push(self.flusher.request(file));
+            if let Some(dir) = dir {
+                self.rolled_flushes.push(self.flusher.request_dir(dir));
+            }
+        }
         Ok(())
     }
 

@@ -491,6 +491,7 @@ impl Log {
         let (ctx, active) = self.active_mut();
         let old_log = active.seal(ctx)?;
         self.rolled_flushes.push(self.flusher.request(old_log));
+        self.flush_txnindex(false)?;
         let segment = Segment::create(self.ctx(), next_offset)?;
         // The new file's directory entry is made durable by the flusher, not here under
         // the log's write lock; tickets for bytes in the new segment complete after it.
@@ -546,6 +547,7 @@ impl Log {
     }
 
     fn flush_detached(&mut self) -> Result<()> {
+        self.flush_txnindex(true)?;
         self.flusher.request_detached(self.active_log_file()?);
         self.unflushed_messages = 0;
         self.oldest_unflushed = None;
@@ -568,6 +570,7 @@ impl Log {
 
     /// A ticket that completes when everything appended so far is on disk.
     pub fn flush_async(&mut self) -> Result<FlushTicket> {
+        self.flush_txnindex(false)?;
         self.unflushed_messages = 0;
         self.oldest_unflushed = None;
         Ok(self.flusher.request(self.active_log_file()?))
@@ -579,10 +582,11 @@ impl Log {
         if let Some(e) = self.flush_failure.take() {
             return Err(e);
         }
-        for ticket in self.rolled_flushes.drain(..) {
-            ticket.wait()?;
+        let ticket = self.flush_async()?;
+        for rolled in self.rolled_flushes.drain(..) {
+            rolled.wait()?;
         }
-        self.flush_async()?.wait()
+        ticket.wait()
     }
 
     /// Regions of whole batches from the batch holding `from`, up to `max_bytes` in all,
