@@ -117,7 +117,9 @@ fn options() -> CompactOptions {
 fn pass_rate(dir: &Path, bytes: u64, flusher: &Flusher) -> Result<f64> {
     let mut log = fill(dir, bytes, flusher)?;
     let start = Instant::now();
-    let outcome = log.compact(&options()).context("compact")?;
+    let outcome = log
+        .compact(&options(), log.log_end_offset())
+        .context("compact")?;
     let secs = start.elapsed().as_secs_f64();
     anyhow::ensure!(outcome.segments_swapped > 0, "the pass cleaned nothing");
     drop(log);
@@ -139,7 +141,7 @@ fn appends_while(dir: &Path, bytes: u64, flusher: &Flusher, cleaning: bool) -> R
     let batch = keyed_batch(0)?;
     let cleaner = other.take().map(|mut l| {
         std::thread::spawn(move || {
-            let r = l.compact(&options());
+            let r = l.compact(&options(), l.log_end_offset());
             drop(l);
             r
         })

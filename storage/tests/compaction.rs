@@ -11,16 +11,12 @@ use std::sync::Arc;
 
 use common::*;
 use fjord_protocol::compression::Compression;
-use fjord_protocol::record_batch::{
-    stored_batches, BatchBuilder, RecordIter, RecordSpec, BATCH_HEADER_LEN,
-};
-use fjord_storage::cleaner::Rules;
+use fjord_protocol::record_batch::{BatchBuilder, RecordIter, RecordSpec, BATCH_HEADER_LEN};
 use fjord_storage::fault::{FaultIo, Op as IoOp, Torn};
 use fjord_storage::log::CompactOptions;
 use fjord_storage::{Flusher, Io, Log};
 
 const NOW: i64 = 1_000_000;
-const RETENTION: i64 = 10_000;
 
 type Model = BTreeMap<u64, (u8, Option<Vec<u8>>)>;
 
@@ -58,26 +54,19 @@ fn fill(log: &mut Log, keys: u32) -> Model {
 /// offset -> (key, value) of every record, read through the log's own reads.
 fn records(log: &Log) -> Model {
     let mut out = Model::new();
-    let mut next = log.log_start_offset();
-    while next < log.log_end_offset() {
-        let bytes = log.read_to_vec(next, 1 << 20).expect("read");
-        assert!(!bytes.is_empty(), "no progress reading at {next}");
-        for batch in stored_batches(&bytes) {
-            let (h, b) = batch.expect("a valid batch");
-            let payload = h
-                .compression()
-                .expect("codec")
-                .decompress(&b[BATCH_HEADER_LEN..], 1 << 20)
-                .expect("payload");
-            for r in RecordIter::new(&payload, h.records_count as usize) {
-                let r = r.expect("record");
-                let offset = (h.base_offset + i64::from(r.offset_delta)) as u64;
-                out.insert(
-                    offset,
-                    (r.key.expect("keyed")[0], r.value.map(<[u8]>::to_vec)),
-                );
-            }
-            next = h.last_offset() as u64 + 1;
+    for (h, b) in raw_batches(log) {
+        let payload = h
+            .compression()
+            .expect("codec")
+            .decompress(&b[BATCH_HEADER_LEN..], 1 << 20)
+            .expect("payload");
+        for r in RecordIter::new(&payload, h.records_count as usize) {
+            let r = r.expect("record");
+            let offset = (h.base_offset + i64::from(r.offset_delta)) as u64;
+            out.insert(
+                offset,
+                (r.key.expect("keyed")[0], r.value.map(<[u8]>::to_vec)),
+            );
         }
     }
     out
@@ -92,19 +81,6 @@ fn config() -> fjord_storage::LogConfig {
     fjord_storage::LogConfig {
         segment_bytes: 1024,
         ..small_config()
-    }
-}
-
-fn options(now_ms: i64) -> CompactOptions {
-    CompactOptions {
-        dedupe_bytes: 1 << 20,
-        min_compaction_lag_ms: 0,
-        rules: Rules {
-            now_ms,
-            delete_retention_ms: RETENTION,
-            max_decompressed: 1 << 20,
-        },
-        max_bytes_per_second: f64::INFINITY,
     }
 }
 
@@ -141,7 +117,9 @@ fn a_pass_keeps_the_latest_per_key_and_later_ones_drop_expired_tombstones() {
     // A fetch's region read before the pass keeps reading the old file whole.
     let regions = log.read(0, 1 << 20).expect("read");
     let old_bytes = log.read_to_vec(0, 1 << 20).expect("read");
-    let outcome = log.compact(&options(NOW)).expect("compact");
+    let outcome = log
+        .compact(&compact_options(NOW), log.log_end_offset())
+        .expect("compact");
     let mut after: Vec<u8> = Vec::new();
     for r in &regions {
         after.extend(r.read_to_vec().expect("the old file still reads"));
@@ -169,7 +147,8 @@ fn a_pass_keeps_the_latest_per_key_and_later_ones_drop_expired_tombstones() {
     // Past the horizon, tombstones in the cleaned segments go, and the segments the
     // first pass left small merge (each group within segment.bytes, as Kafka's).
     let segments = log.segment_count();
-    log.compact(&options(NOW + RETENTION)).expect("compact");
+    log.compact(&compact_options(NOW + RETENTION), log.log_end_offset())
+        .expect("compact");
     assert!(
         log.segment_count() < segments,
         "{} < {segments}",
@@ -195,17 +174,22 @@ fn the_io_throttle_holds_a_pass_to_its_rate() {
     );
     let mut free = open(free_dir.path(), config());
     fill(&mut free, 64);
-    let stats = free.compact(&options(NOW)).expect("compact").stats;
+    let stats = free
+        .compact(&compact_options(NOW), free.log_end_offset())
+        .expect("compact")
+        .stats;
     let bytes = (stats.bytes_read + stats.bytes_written) as f64;
     assert!(bytes > 0.0);
     let mut slow = open(slow_dir.path(), config());
     fill(&mut slow, 64);
     let throttled = CompactOptions {
         max_bytes_per_second: bytes / 0.3,
-        ..options(NOW)
+        ..compact_options(NOW)
     };
     let started = std::time::Instant::now();
-    let outcome = slow.compact(&throttled).expect("compact");
+    let outcome = slow
+        .compact(&throttled, slow.log_end_offset())
+        .expect("compact");
     // A lower bound only: sleeps never end early, and the map's reads count too.
     assert!(
         started.elapsed() >= std::time::Duration::from_millis(299),
@@ -253,13 +237,14 @@ fn crash_in_pass(clean_passes: usize, keys: u32) {
             let end = log.log_end_offset();
             assert!(log.segment_count() > 3);
             for _ in 0..clean_passes {
-                log.compact(&options(NOW)).expect("a pass before the crash");
+                log.compact(&compact_options(NOW), log.log_end_offset())
+                    .expect("a pass before the crash");
                 log.flush().expect("flush");
             }
             let before = records(&log);
             let segments = log.segment_count();
             fault.fail_after(op, "", libc::EIO, passes);
-            let result = log.compact(&options(NOW));
+            let result = log.compact(&compact_options(NOW), log.log_end_offset());
             crashed += usize::from(result.is_err());
             if clean_passes > 0 && result.is_ok() {
                 assert!(log.segment_count() < segments, "the pass merged segments");
@@ -279,7 +264,8 @@ fn crash_in_pass(clean_passes: usize, keys: u32) {
                 );
             }
             // A pass after the crash finishes the job.
-            log.compact(&options(NOW)).expect("compact again");
+            log.compact(&compact_options(NOW), log.log_end_offset())
+                .expect("compact again");
             let got = records(&log);
             check(&got, &model, active);
             let sealed: Vec<u8> = got.range(..active).map(|(_, (k, _))| *k).collect();

@@ -12,8 +12,10 @@ use fjord_protocol::record_batch::{peek_entry, BatchHeader, LOG_OVERHEAD};
 
 use super::key_map::KeyMap;
 use super::pass::{self, PassStats, Rules};
+use super::txn::TxnTracker;
 use crate::error::{IoContext, Result, StorageError};
 use crate::io::{Io, OpenMode};
+use crate::log::AbortedTxn;
 
 /// Suffix of a cleaned segment not yet swapped in (removed at open).
 pub const CLEANED_SUFFIX: &str = "log.cleaned";
@@ -50,6 +52,9 @@ pub struct CleanedSegment {
     /// (base, size) of each segment it replaces, as they were read: if any is gone or
     /// changed since, none is replaced.
     pub replaces: Vec<(u64, u64)>,
+    /// The aborted-index entries of `[base, end)` it keeps, replacing that range's
+    /// `.txnindex` files; `None` if the range had none (nothing to replace).
+    pub aborted: Option<Vec<AbortedTxn>>,
 }
 
 /// The cleaner's I/O throttle (`log.cleaner.io.max.bytes.per.second`): bytes read and
@@ -164,6 +169,7 @@ pub fn map_segments(
     from: i64,
     until: i64,
     map: &mut KeyMap,
+    txns: &mut TxnTracker,
     max_decompressed: usize,
     throttle: &Throttle,
 ) -> Result<i64> {
@@ -177,7 +183,7 @@ pub fn map_segments(
         }
         let mut full = false;
         for_each_batch(segment, throttle, |batch| {
-            let reached = pass::build_map(batch, from, until, map, max_decompressed)
+            let reached = pass::build_map(batch, from, until, map, txns, max_decompressed)
                 .map_err(|e| corrupt(segment, 0, e.to_string()))?;
             if reached < until {
                 cut = reached;
@@ -189,6 +195,7 @@ pub fn map_segments(
             break;
         }
     }
+    map.set_end(cut);
     Ok(cut)
 }
 
@@ -218,13 +225,16 @@ pub fn group_by_size(segments: &[SealedSegment], max_bytes: u64) -> Vec<&[Sealed
 }
 
 /// Cleans the segments of `group` into one `<base>.log.cleaned` in `dir` (synced), by
-/// `map` and `rules`; `base` is the first segment's.
+/// `map` and `rules`, `txns` following the pass's reading order; `base` is the first
+/// segment's.
+#[allow(clippy::too_many_arguments)]
 pub fn write_cleaned(
     io: &Io,
     dir: &Path,
     group: &[SealedSegment],
     map: &KeyMap,
     rules: &Rules,
+    txns: &mut TxnTracker,
     last_of_producer: &dyn Fn(&BatchHeader) -> bool,
     throttle: &Throttle,
 ) -> Result<(CleanedSegment, PassStats)> {
@@ -253,7 +263,7 @@ pub fn write_cleaned(
     for segment in group {
         // Reads are paced as they happen, chunk by chunk, with the writes.
         for_each_batch(segment, throttle, |batch| {
-            let s = pass::clean_batches(batch, map, rules, last_of_producer, |b| {
+            let s = pass::clean_batches(batch, map, rules, txns, last_of_producer, |b| {
                 pending.extend_from_slice(b)
             })
             .map_err(|e| corrupt(segment, 0, e.to_string()))?;
@@ -267,13 +277,15 @@ pub fn write_cleaned(
     flush(&mut pending, throttle)?;
     io.sync(&out, true)
         .io_context("sync cleaned segment", &path)?;
+    // Past the last base even when that segment is empty (next offset = base).
+    let end = last.next_offset.max(last.base + 1);
     Ok((
         CleanedSegment {
             base: first.base,
-            // Past the last base even when that segment is empty (next offset = base).
-            end: last.next_offset.max(last.base + 1),
+            end,
             size,
             replaces: group.iter().map(|s| (s.base, s.size)).collect(),
+            aborted: txns.decided_between(first.base, end),
         },
         stats,
     ))

@@ -21,6 +21,9 @@ pub struct KeyMap {
     capacity: usize,
     /// The highest offset put in the map.
     last_offset: i64,
+    /// Where the section the map was built over ends (exclusive): a record at or past
+    /// it may have a later record of its key the map never saw.
+    end: i64,
 }
 
 impl KeyMap {
@@ -33,6 +36,7 @@ impl KeyMap {
             latest: HashMap::new(),
             capacity,
             last_offset: -1,
+            end: i64::MAX,
         }
     }
 
@@ -65,6 +69,19 @@ impl KeyMap {
     /// The highest offset put in the map (-1 for none).
     pub fn last_offset(&self) -> i64 {
         self.last_offset
+    }
+
+    /// Notes that the map covers the dirty section up to `end` (exclusive), where its
+    /// building stopped (the budget, the compaction lag, the last stable offset).
+    pub fn set_end(&mut self, end: i64) {
+        self.end = end;
+    }
+
+    /// Whether a record at `offset` was within the map's reach, so the key rules may
+    /// judge it; one past it stays as it is (Kafka's `pastLatestOffset`): a tombstone
+    /// there must outlive the older values it will shadow once a pass maps it.
+    pub fn covers(&self, offset: i64) -> bool {
+        offset < self.end
     }
 
     /// How many keys it holds.

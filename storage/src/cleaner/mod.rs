@@ -12,14 +12,16 @@
 //! - to come: the broker's cleaner thread that picks the dirtiest log
 //!   (`min.cleanable.dirty.ratio`, `max.compaction.lag.ms`) within the I/O throttle.
 //!
-//! Transactions will add to the filter (aborted records, markers, the last stable
-//! offset) without changing its shape: a record's fate is decided per record with the
-//! batch at hand.
+//! - [`txn`]: what a pass knows of transactions as it reads: aborted batches go (and
+//!   stay out of the key map), markers go once nothing is left for them to guard, and
+//!   a pass never maps past the last stable offset (records of open transactions).
 
 pub mod files;
 pub mod key_map;
 pub mod pass;
+pub mod txn;
 
 pub use files::{CleanedSegment, SealedSegment};
 pub use key_map::KeyMap;
 pub use pass::{build_map, clean_batches, PassStats, Rules};
+pub use txn::{TxnFate, TxnTracker};

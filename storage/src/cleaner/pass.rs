@@ -9,16 +9,24 @@
 //! `delete.retention.ms` from then). A batch that loses every record stays as a header
 //! if it is a producer's last batch, so the producer's sequence survives.
 //!
+//! Transactions (`txn.rs`): a batch of an aborted transaction loses every record and is
+//! never mapped; a marker goes (after its own delete horizon) once its transaction has
+//! nothing left in the log. A control batch of a type Fjord does not know stays.
+//!
 //! A map that fills up stops at a record: the mapped range ends there, and since only
 //! records older than a mapped offset are dropped, a cut anywhere is safe; the rest is
-//! cleaned by the next pass.
+//! cleaned by the next pass. Records at or past the cut (where the budget, the
+//! compaction lag or the last stable offset stopped the map) stay as they are, as
+//! Kafka's `pastLatestOffset`: a tombstone there must not expire before a pass has
+//! mapped it and dropped the older values it shadows.
 
 use fjord_protocol::record_batch::{
-    delete_horizon, filter_batch, stored_batches, BatchHeader, Candidate, FilterOptions, Filtered,
-    RecordIter, BATCH_HEADER_LEN,
+    delete_horizon, filter_batch, filter_marker, read_end_txn_marker, stored_batches, BatchHeader,
+    Candidate, FilterOptions, Filtered, RecordIter, BATCH_HEADER_LEN,
 };
 
 use super::key_map::KeyMap;
+use super::txn::{TxnFate, TxnTracker};
 
 /// The settings and clock one pass cleans by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,13 +66,15 @@ impl PassStats {
 }
 
 /// Puts the keys of `log` (whole batches, in offset order) at offsets in
-/// `[from, until)` into `map`. Returns the offset the map covers up to (exclusive):
-/// `until`, or the first record whose new key did not fit.
+/// `[from, until)` into `map`, but none of an aborted transaction's (`txns` says
+/// which). Returns the offset the map covers up to (exclusive): `until`, or the first
+/// record whose new key did not fit.
 pub fn build_map(
     log: &[u8],
     from: i64,
     until: i64,
     map: &mut KeyMap,
+    txns: &mut TxnTracker,
     max_decompressed: usize,
 ) -> fjord_protocol::error::Result<i64> {
     for batch in stored_batches(log) {
@@ -74,6 +84,9 @@ pub fn build_map(
         }
         if header.base_offset >= until {
             break;
+        }
+        if txns.on_batch(&header, None) == TxnFate::Aborted {
+            continue;
         }
         let codec = header.compression()?;
         let stored = &bytes[BATCH_HEADER_LEN..];
@@ -100,6 +113,9 @@ pub fn build_map(
 
 /// Whether the record stays, by the rules (see the module doc).
 fn keeps(c: &Candidate<'_>, map: &KeyMap, horizon: Option<i64>, now_ms: i64) -> bool {
+    if !map.covers(c.offset) {
+        return true;
+    }
     let Some(key) = c.key else {
         return false;
     };
@@ -109,13 +125,15 @@ fn keeps(c: &Candidate<'_>, map: &KeyMap, horizon: Option<i64>, now_ms: i64) -> 
     c.value.is_some() || horizon.is_none_or(|h| now_ms < h)
 }
 
-/// Cleans every batch of `log` (whole batches, in offset order), calling `emit` with
-/// each batch that stays. `last_of_producer` says whether a batch is its producer's
-/// last (kept as a header if it empties).
+/// Cleans every batch of `log` (whole batches, in offset order, the pass's reading
+/// order: `txns` follows it), calling `emit` with each batch that stays.
+/// `last_of_producer` says whether a batch is its producer's last (kept as a header if
+/// it empties).
 pub fn clean_batches(
     log: &[u8],
     map: &KeyMap,
     rules: &Rules,
+    txns: &mut TxnTracker,
     last_of_producer: impl Fn(&BatchHeader) -> bool,
     mut emit: impl FnMut(&[u8]),
 ) -> fjord_protocol::error::Result<PassStats> {
@@ -130,10 +148,23 @@ pub fn clean_batches(
             new_delete_horizon: rules.now_ms.saturating_add(rules.delete_retention_ms),
             max_decompressed: rules.max_decompressed,
         };
-        let (filtered, counts) =
-            filter_batch(bytes, &options, |c| keeps(c, map, horizon, rules.now_ms))?;
-        stats.records_read += counts.read as u64;
-        stats.records_kept += counts.kept as u64;
+        let records = usize::try_from(header.records_count).unwrap_or(0);
+        let filtered = if header.is_control() {
+            stats.records_read += records as u64;
+            let filtered = clean_marker(&header, bytes, &options, rules.now_ms, txns)?;
+            if matches!(filtered, Filtered::Unchanged | Filtered::Rewritten(_)) {
+                stats.records_kept += records as u64;
+            }
+            filtered
+        } else {
+            let aborted = txns.on_batch(&header, None) == TxnFate::Aborted;
+            let (filtered, counts) = filter_batch(bytes, &options, |c| {
+                !aborted && keeps(c, map, horizon, rules.now_ms)
+            })?;
+            stats.records_read += counts.read as u64;
+            stats.records_kept += counts.kept as u64;
+            filtered
+        };
         let out: &[u8] = match &filtered {
             Filtered::Unchanged => bytes,
             Filtered::Rewritten(b) | Filtered::Empty(b) => b,
@@ -143,6 +174,28 @@ pub fn clean_batches(
         emit(out);
     }
     Ok(stats)
+}
+
+/// A control batch's fate: a marker still guarding its transaction's batches stays, one
+/// guarding none goes by its delete horizon, one of an unknown type stays.
+fn clean_marker(
+    header: &BatchHeader,
+    bytes: &[u8],
+    options: &FilterOptions,
+    now_ms: i64,
+    txns: &mut TxnTracker,
+) -> fjord_protocol::error::Result<Filtered> {
+    let abort = if header.records_count == 0 {
+        None
+    } else if let Some(marker) = read_end_txn_marker(bytes) {
+        Some(!marker.commit)
+    } else {
+        return Ok(Filtered::Unchanged);
+    };
+    match txns.on_batch(header, abort) {
+        TxnFate::DiscardableMarker => filter_marker(bytes, options, now_ms),
+        _ => Ok(Filtered::Unchanged),
+    }
 }
 
 #[cfg(test)]

@@ -117,7 +117,16 @@ fn last_batches(log: &[u8]) -> BTreeMap<i64, i64> {
 /// rewritten.
 fn pass(log: &[u8], from: i64, until: i64, budget: usize, now_ms: i64) -> (Vec<u8>, i64, i64) {
     let mut map = KeyMap::with_budget(budget * super::super::key_map::BYTES_PER_ENTRY * 10 / 9 + 1);
-    let cut = build_map(log, from, until, &mut map, 1 << 20).expect("map");
+    let cut = build_map(
+        log,
+        from,
+        until,
+        &mut map,
+        &mut TxnTracker::new(vec![]),
+        1 << 20,
+    )
+    .expect("map");
+    map.set_end(cut);
     let lasts = last_batches(log);
     let (mut below, mut above) = (Vec::new(), Vec::new());
     let mut rewritten_until = 0;
@@ -140,6 +149,7 @@ fn pass(log: &[u8], from: i64, until: i64, budget: usize, now_ms: i64) -> (Vec<u
         &below,
         &map,
         &rules,
+        &mut TxnTracker::new(vec![]),
         |h| lasts.get(&h.producer_id) == Some(&h.last_offset()),
         |b| out.extend_from_slice(b),
     )

@@ -67,6 +67,11 @@ impl AbortedTxn {
     }
 }
 
+/// `entries` in the file layout.
+pub(crate) fn encode_entries(entries: &[AbortedTxn]) -> Vec<u8> {
+    entries.iter().flat_map(AbortedTxn::encode).collect()
+}
+
 /// The aborted transactions of one log, by the base offset of the file holding them.
 #[derive(Debug, Default)]
 pub(crate) struct AbortedIndex {
@@ -214,6 +219,23 @@ impl Log {
             }
         }
         Ok(())
+    }
+
+    /// Replaces the entries of the files in `[base, end)` with `entries`, in `base`'s
+    /// file (what a compaction swap did on disk).
+    pub(crate) fn replace_aborted(&mut self, base: u64, end: u64, entries: Vec<AbortedTxn>) {
+        let doomed: Vec<u64> = self
+            .aborted
+            .by_file
+            .range(base..end)
+            .map(|(b, _)| *b)
+            .collect();
+        for b in doomed {
+            self.aborted.by_file.remove(&b);
+        }
+        if !entries.is_empty() {
+            self.aborted.by_file.insert(base, entries);
+        }
     }
 
     /// Whether an abort of `producer_id` with its marker at `last_offset` is recorded.

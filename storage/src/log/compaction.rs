@@ -13,10 +13,10 @@ use std::path::PathBuf;
 use fjord_protocol::record_batch::BatchHeader;
 
 use crate::cleaner::files::{self, CleanedSegment, SealedSegment};
-use crate::cleaner::{KeyMap, PassStats, Rules};
+use crate::cleaner::{KeyMap, PassStats, Rules, TxnTracker};
 use crate::error::{IoContext, Result};
 use crate::io::Io;
-use crate::log::Log;
+use crate::log::{AbortedTxn, Log};
 use crate::segment::Segment;
 
 /// The checkpoint file: where the dirty section starts. Its presence also says the
@@ -85,34 +85,44 @@ impl Log {
         Ok(())
     }
 
-    /// Bytes of the sealed segments from the dirty section's start, and of all sealed
-    /// segments: the dirty ratio, without touching any file.
-    pub fn dirty_bytes(&self) -> Result<(u64, u64)> {
+    /// Bytes a pass could clean (of the sealed segments from the dirty section's start
+    /// up to the one holding the last stable offset, `last_stable`), and those plus the
+    /// clean section's: the dirty ratio, as Kafka's `cleanableBytes` over clean plus
+    /// cleanable (an open transaction's segments count as neither, so they do not make
+    /// the cleaner run pass after pass for nothing). Touches no file.
+    pub fn dirty_bytes(&self, last_stable: u64) -> Result<(u64, u64)> {
         let first_dirty = self.first_dirty_offset()?;
         let active = self.active_segment_base();
         let mut dirty = 0;
-        let mut total = 0;
+        let mut clean = 0;
         let sealed: Vec<(&u64, &Segment)> = self.segments.range(..active).collect();
         for (i, (_, segment)) in sealed.iter().enumerate() {
-            let size = segment.size();
-            total += size;
-            // A segment is dirty if any of it is at or past the first dirty offset.
             let next_base = sealed.get(i + 1).map_or(active, |(b, _)| **b);
+            if next_base > last_stable {
+                break;
+            }
+            // A segment is dirty if any of it is at or past the first dirty offset.
             if next_base > first_dirty {
-                dirty += size;
+                dirty += segment.size();
+            } else {
+                clean += segment.size();
             }
         }
-        Ok((dirty, total))
+        Ok((dirty, dirty + clean))
     }
 
     /// What a pass needs of the log, taken briefly (under a broker's read lock): the
     /// pass itself then runs without the log, and [`Log::finish_compaction`] swaps in
-    /// what it wrote.
-    pub fn compaction_snapshot(&self) -> Result<CompactionSnapshot> {
+    /// what it wrote. `last_stable` is the log's last stable offset (the broker keeps
+    /// the transactions): a pass maps nothing at or past it.
+    pub fn compaction_snapshot(&self, last_stable: u64) -> Result<CompactionSnapshot> {
+        let active_base = self.active_segment_base();
         Ok(CompactionSnapshot {
             sealed: self.sealed_segments()?,
             first_dirty: self.first_dirty_offset()?,
-            active_base: self.active_segment_base(),
+            active_base,
+            last_stable,
+            aborted: self.aborted_between(0, active_base),
             lasts: self.last_batches_of_producers()?,
             segment_bytes: self.config.segment_bytes,
             dir: self.dir.clone(),
@@ -138,21 +148,51 @@ impl Log {
         })
     }
 
-    /// One compaction pass, all of it under `&mut self` (tests, tools).
-    pub fn compact(&mut self, options: &CompactOptions) -> Result<CompactOutcome> {
-        let prepared = self.compaction_snapshot()?.prepare(options)?;
+    /// One compaction pass, all of it under `&mut self` (tests, tools), with the log's
+    /// last stable offset.
+    pub fn compact(
+        &mut self,
+        options: &CompactOptions,
+        last_stable: u64,
+    ) -> Result<CompactOutcome> {
+        let prepared = self.compaction_snapshot(last_stable)?.prepare(options)?;
         self.finish_compaction(prepared)
     }
 
-    /// Each producer's last batch (its last offset), by producer ID.
-    fn last_batches_of_producers(&self) -> Result<HashMap<i64, i64>> {
-        let mut lasts = HashMap::new();
+    /// Each producer's last batches, by producer ID.
+    fn last_batches_of_producers(&self) -> Result<HashMap<i64, LastOfProducer>> {
+        let mut lasts: HashMap<i64, LastOfProducer> = HashMap::new();
         self.for_each_batch_header(self.log_start_offset, |h| {
-            if h.producer_id >= 0 {
-                lasts.insert(h.producer_id, h.last_offset());
+            if h.producer_id < 0 {
+                return;
+            }
+            let last = lasts.entry(h.producer_id).or_default();
+            last.epoch = h.producer_epoch;
+            if !h.is_control() {
+                last.data = Some(h.last_offset());
             }
         })?;
         Ok(lasts)
+    }
+}
+
+/// What of a producer a pass must keep (Kafka's `LastRecord`): its last data batch,
+/// which holds its last sequence, or, if it has none, its last marker, which holds its
+/// epoch for fencing.
+#[derive(Debug, Clone, Copy, Default)]
+struct LastOfProducer {
+    /// The last offset of its last data batch.
+    data: Option<i64>,
+    /// The epoch of its last batch.
+    epoch: i16,
+}
+
+impl LastOfProducer {
+    fn is(&self, h: &BatchHeader) -> bool {
+        match self.data {
+            Some(offset) => !h.is_control() && h.last_offset() == offset,
+            None => h.is_control() && h.producer_epoch == self.epoch,
+        }
     }
 }
 
@@ -163,7 +203,10 @@ pub struct CompactionSnapshot {
     sealed: Vec<SealedSegment>,
     first_dirty: u64,
     active_base: u64,
-    lasts: HashMap<i64, i64>,
+    last_stable: u64,
+    /// The aborted index's entries with markers in the sealed segments.
+    aborted: Vec<AbortedTxn>,
+    lasts: HashMap<i64, LastOfProducer>,
     segment_bytes: u64,
     dir: PathBuf,
     io: Io,
@@ -200,8 +243,9 @@ impl CompactionSnapshot {
     }
 
     /// The pass: the key map over the dirty section (up to the first segment holding
-    /// a record younger than `min.compaction.lag.ms`), the sealed segments below the
-    /// cut cleaned into `.cleaned` files. Touches no state of the log.
+    /// a record younger than `min.compaction.lag.ms`, and never past the last stable
+    /// offset), the sealed segments below the cut cleaned into `.cleaned` files, each
+    /// with the aborted-index entries it keeps. Touches no state of the log.
     pub fn prepare(&self, options: &CompactOptions) -> Result<PreparedCompaction> {
         let now = options.rules.now_ms;
         let lag = options.min_compaction_lag_ms;
@@ -209,15 +253,19 @@ impl CompactionSnapshot {
             .sealed
             .iter()
             .find(|s| s.max_timestamp.is_some_and(|t| now.saturating_sub(t) < lag))
-            .map_or(self.active_base, |s| s.base);
+            .map_or(self.active_base, |s| s.base)
+            .min(self.last_stable);
         let mut map = KeyMap::with_budget(options.dedupe_bytes);
         let max = options.rules.max_decompressed;
         let from = i64::try_from(self.first_dirty).unwrap_or(i64::MAX);
         let to = i64::try_from(until).unwrap_or(i64::MAX);
         let throttle = files::Throttle::new(options.max_bytes_per_second);
-        let cut = files::map_segments(&self.sealed, from, to, &mut map, max, &throttle)?;
+        let mut txns = TxnTracker::new(self.aborted.clone());
+        let cut = files::map_segments(&self.sealed, from, to, &mut map, &mut txns, max, &throttle)?;
         let cut = u64::try_from(cut).unwrap_or(0).max(self.first_dirty);
-        let last_of = |h: &BatchHeader| self.lasts.get(&h.producer_id) == Some(&h.last_offset());
+        let last_of = |h: &BatchHeader| self.lasts.get(&h.producer_id).is_some_and(|l| l.is(h));
+        // One tracker over every group, in order: a transaction may span groups.
+        let mut txns = TxnTracker::new(self.aborted.clone());
         let mut stats = PassStats::default();
         let mut cleaned = Vec::new();
         // The sealed segments are in offset order: those below the cut are a prefix.
@@ -229,6 +277,7 @@ impl CompactionSnapshot {
                 group,
                 &map,
                 &options.rules,
+                &mut txns,
                 &last_of,
                 &throttle,
             )?;

@@ -15,15 +15,26 @@
 //! The end is in the name rather than read back from the swap file's batches because
 //! the group's last segments may have been cleaned down to nothing: recovery must still
 //! remove them, or superseded records (a deleted key's old value) would come back.
+//!
+//! A group whose range has aborted-transaction entries gets its `.txnindex` replaced
+//! too: before step 1, `<base>-<end>.txnindex.swap` is written (synced, through a temp
+//! file) and the directory synced, so the new index is never behind the new log; an
+//! open finishes it as it finishes a log's swap (every `.txnindex` of the range goes,
+//! the swap file becomes `<base>.txnindex`). The new index with the old log is safe: an
+//! entry leaves only in a pass that found none of its transaction's batches.
 
 use std::path::Path;
 
 use crate::cleaner::files::{self, file_path, CleanedSegment, SWAP_SUFFIX};
 use crate::error::{IoContext, Result};
 use crate::io::Io;
+use crate::log::aborted::encode_entries;
 use crate::log::files::{parse_offset_stem, parse_segment_name};
 use crate::log::Log;
 use crate::segment::{segment_path, Segment};
+
+/// Suffix of an aborted index being swapped in with its cleaned segment.
+const INDEX_SWAP_SUFFIX: &str = "txnindex.swap";
 
 /// The swap file of a cleaned segment replacing the segments in `[base, end)`.
 pub(crate) fn swap_path(dir: &Path, base: u64, end: u64) -> std::path::PathBuf {
@@ -67,6 +78,7 @@ impl Log {
         if ready.is_empty() {
             return Ok(0);
         }
+        self.write_index_swaps(&io, &ready)?;
         io.sync_dir_at(&dir)?;
         for c in &ready {
             for &(base, _) in &c.replaces {
@@ -81,6 +93,10 @@ impl Log {
             let log = segment_path(&dir, c.base, "log");
             io.rename(&swap_path(&dir, c.base, c.end), &log)
                 .io_context("swap cleaned segment", &log)?;
+            if let Some(entries) = &c.aborted {
+                finish_index_swap(&io, &dir, c.base, c.end)?;
+                self.replace_aborted(c.base, c.end, entries.clone());
+            }
         }
         io.sync_dir_at(&dir)?;
         for c in &ready {
@@ -91,6 +107,75 @@ impl Log {
         tracing::debug!(dir = %dir.display(), replaced, into = ready.len(), "swapped cleaned segments");
         Ok(replaced)
     }
+}
+
+impl Log {
+    /// Writes each group's new aborted index as `<base>-<end>.txnindex.swap` (synced;
+    /// the caller syncs the directory).
+    fn write_index_swaps(&self, io: &Io, ready: &[&CleanedSegment]) -> Result<()> {
+        for c in ready {
+            if let Some(entries) = &c.aborted {
+                let name = index_swap_name(c.base, c.end);
+                io.replace_file(&self.dir, &name, &encode_entries(entries))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The swap file of an aborted index replacing the `.txnindex` files in `[base, end)`.
+fn index_swap_name(base: u64, end: u64) -> String {
+    format!("{base:020}-{end:020}.{INDEX_SWAP_SUFFIX}")
+}
+
+/// Removes every `.txnindex` in `[base, end)` of `dir` and renames the range's index
+/// swap file to `<base>.txnindex`, or removes it if it holds no entry.
+fn finish_index_swap(io: &Io, dir: &Path, base: u64, end: u64) -> Result<()> {
+    let swap = dir.join(index_swap_name(base, end));
+    for entry in std::fs::read_dir(dir).io_context("list log dir", dir)? {
+        let entry = entry.io_context("list log dir", dir)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let in_range = name
+            .strip_suffix(".txnindex")
+            .and_then(parse_offset_stem)
+            .is_some_and(|b| b >= base && b < end);
+        if in_range {
+            io.remove_file(&entry.path())
+                .io_context("remove txnindex", &entry.path())?;
+        }
+    }
+    let empty = std::fs::metadata(&swap)
+        .io_context("stat txnindex swap", &swap)?
+        .len()
+        == 0;
+    if empty {
+        io.remove_file(&swap)
+            .io_context("remove txnindex swap", &swap)
+    } else {
+        let to = segment_path(dir, base, "txnindex");
+        io.rename(&swap, &to).io_context("swap txnindex", &to)
+    }
+}
+
+/// Finishes the aborted-index swaps a crash interrupted (before the log's own).
+fn recover_index_swaps(io: &Io, dir: &Path) -> Result<()> {
+    let mut swaps = Vec::new();
+    for entry in std::fs::read_dir(dir).io_context("list log dir", dir)? {
+        let entry = entry.io_context("list log dir", dir)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let range = name
+            .strip_suffix(&format!(".{INDEX_SWAP_SUFFIX}"))
+            .and_then(|stem| stem.split_once('-'))
+            .and_then(|(b, e)| Some((parse_offset_stem(b)?, parse_offset_stem(e)?)));
+        if let Some(range) = range {
+            swaps.push(range);
+        }
+    }
+    for (base, end) in swaps {
+        tracing::info!(dir = %dir.display(), base, end, "finishing a txnindex swap");
+        finish_index_swap(io, dir, base, end)?;
+    }
+    Ok(())
 }
 
 /// Removes a segment's indexes, and its `.log` too if `with_log`. Missing files are
@@ -115,6 +200,7 @@ fn remove_segment_files(io: &Io, dir: &Path, base: u64, with_log: bool) -> Resul
 /// Finishes swaps a crash interrupted and removes cleaned files never swapped in: run
 /// at open, before the segments are listed.
 pub(super) fn recover_swaps(io: &Io, dir: &Path) -> Result<()> {
+    recover_index_swaps(io, dir)?;
     let mut swaps = Vec::new();
     let mut bases = Vec::new();
     for entry in std::fs::read_dir(dir).io_context("list log dir", dir)? {

@@ -68,3 +68,36 @@ pub fn read_all(log: &Log) -> Vec<u8> {
 pub fn first_header(bytes: &[u8]) -> BatchHeader {
     BatchHeader::parse(bytes).expect("header")
 }
+
+/// `delete.retention.ms` of the compaction tests.
+pub const RETENTION: i64 = 10_000;
+
+/// A pass at `now_ms` with room for every key, no lag, no throttle.
+pub fn compact_options(now_ms: i64) -> fjord_storage::log::CompactOptions {
+    fjord_storage::log::CompactOptions {
+        dedupe_bytes: 1 << 20,
+        min_compaction_lag_ms: 0,
+        rules: fjord_storage::cleaner::Rules {
+            now_ms,
+            delete_retention_ms: RETENTION,
+            max_decompressed: 1 << 20,
+        },
+        max_bytes_per_second: f64::INFINITY,
+    }
+}
+
+/// Every stored batch from the log start, headers and bytes.
+pub fn raw_batches(log: &Log) -> Vec<(BatchHeader, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut next = log.log_start_offset();
+    while next < log.log_end_offset() {
+        let bytes = log.read_to_vec(next, 1 << 20).expect("read");
+        assert!(!bytes.is_empty(), "no progress reading at {next}");
+        for batch in fjord_protocol::record_batch::stored_batches(&bytes) {
+            let (h, b) = batch.expect("a valid batch");
+            next = h.last_offset() as u64 + 1;
+            out.push((h, b.to_vec()));
+        }
+    }
+    out
+}
