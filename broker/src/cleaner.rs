@@ -157,7 +157,7 @@ fn dirtiest(
             let Some(compaction) = log.config().compaction else {
                 continue;
             };
-            let Ok((dirty, total)) = log.dirty_bytes() else {
+            let Ok((dirty, total)) = log.dirty_bytes(partition.last_stable_offset(&log)) else {
                 continue;
             };
             if dirty == 0 || total == 0 {
@@ -170,7 +170,7 @@ fn dirtiest(
             let overdue = || {
                 compaction.max_compaction_lag_ms < i64::MAX
                     && log
-                        .compaction_snapshot()
+                        .compaction_snapshot(partition.last_stable_offset(&log))
                         .is_ok_and(|s| s.overdue(now, compaction.max_compaction_lag_ms))
             };
             if ratio < wanted && !overdue() {
@@ -192,7 +192,12 @@ fn clean(broker: &Broker, topic: &str, partition: &Partition, now: i64) -> anyho
         let Some(compaction) = log.config().compaction else {
             return Ok(());
         };
-        (log.compaction_snapshot()?, compaction)
+        // Kafka's cleaner stops at the first unstable offset: an open transaction's
+        // records may yet be aborted, and its keys must not shadow older committed ones.
+        (
+            log.compaction_snapshot(partition.last_stable_offset(&log))?,
+            compaction,
+        )
     };
     // Kafka's split: each thread gets its share of the memory and of the throttle.
     let threads = broker.config.cleaner.threads.max(1);

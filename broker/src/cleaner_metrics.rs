@@ -140,7 +140,7 @@ impl CleanerMetrics {
                 if log.config().compaction.is_none() {
                     continue;
                 }
-                if let Ok((dirty, total)) = log.dirty_bytes() {
+                if let Ok((dirty, total)) = log.dirty_bytes(p.last_stable_offset(&log)) {
                     let ratio = if total == 0 {
                         0.0
                     } else {

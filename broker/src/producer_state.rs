@@ -179,9 +179,14 @@ impl ProducerStates {
 
 impl ProducerStates {
     /// The last stable offset: the first offset of the oldest transaction open here, or
-    /// `log_end` when none is (what read_committed consumers may read up to).
-    pub fn last_stable_offset(&self, log_end: u64) -> u64 {
-        self.open_txns.first().map_or(log_end, |(first, _)| *first)
+    /// `log_end` when none is (what read_committed consumers may read up to), never
+    /// below `log_start` (as Kafka's: records deleted past an open transaction's start
+    /// by retention or DeleteRecords take the transaction's start with them, and the
+    /// transaction stays open).
+    pub fn last_stable_offset(&self, log_start: u64, log_end: u64) -> u64 {
+        self.open_txns
+            .first()
+            .map_or(log_end, |(first, _)| (*first).max(log_start).min(log_end))
     }
 
     /// `producer_id`'s current epoch here, if it has state here.

@@ -98,6 +98,15 @@ impl Partition {
         }
     }
 
+    /// The last stable offset of `log` (this partition's, read under its lock): what
+    /// read_committed consumers may read up to and the cleaner may compact below.
+    pub fn last_stable_offset(&self, log: &Log) -> u64 {
+        self.producers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .last_stable_offset(log.log_start_offset(), log.log_end_offset())
+    }
+
     /// Write access to the log.
     pub fn write(&self) -> std::sync::RwLockWriteGuard<'_, Log> {
         self.log.write().unwrap_or_else(PoisonError::into_inner)

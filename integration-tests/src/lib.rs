@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod metrics;
+pub mod producers;
 pub mod reading;
 pub mod topics;
 

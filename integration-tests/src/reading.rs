@@ -13,9 +13,22 @@ pub type Read = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// A librdkafka consumer assigned `topic`/`partition` from its log start, checking
 /// every batch's CRC; `eof` makes it report the partition's end as an error.
+/// librdkafka's default isolation, read_committed.
 pub fn reader_from_start(bootstrap: &str, topic: &str, partition: i32, eof: bool) -> BaseConsumer {
+    reader_with_isolation(bootstrap, topic, partition, eof, "read_committed")
+}
+
+/// As [`reader_from_start`], at `isolation` (`read_committed` or `read_uncommitted`).
+pub fn reader_with_isolation(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    eof: bool,
+    isolation: &str,
+) -> BaseConsumer {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
+        .set("isolation.level", isolation)
         .set("group.id", "fjord-test-reader")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", eof.to_string())
@@ -32,7 +45,18 @@ pub fn reader_from_start(bootstrap: &str, topic: &str, partition: i32, eof: bool
 /// Every record of `topic`/`partition` from its log start to its end (librdkafka's
 /// partition EOF, so offsets removed at the end do not stall it).
 pub fn read_partition(bootstrap: &str, topic: &str, partition: i32) -> Vec<Read> {
-    let c = reader_from_start(bootstrap, topic, partition, true);
+    read_partition_at(bootstrap, topic, partition, "read_committed")
+}
+
+/// As [`read_partition`], at `isolation`: `read_uncommitted` shows what the log holds,
+/// records of aborted and open transactions included.
+pub fn read_partition_at(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    isolation: &str,
+) -> Vec<Read> {
+    let c = reader_with_isolation(bootstrap, topic, partition, true, isolation);
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

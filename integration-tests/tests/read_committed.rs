@@ -6,29 +6,13 @@
 use std::time::{Duration, Instant};
 
 use fjord_consumer::TopicPartition;
+use fjord_integration_tests::producers::{plain, transactional};
 use fjord_integration_tests::topics::create_topic;
 use fjord_integration_tests::BrokerProcess;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::KafkaResult;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-
-fn transactional(bootstrap: &str, id: &str) -> FutureProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("transactional.id", id)
-        .set("linger.ms", "0")
-        .create()
-        .expect("transactional producer")
-}
-
-fn plain(bootstrap: &str) -> FutureProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "0")
-        .create()
-        .expect("producer")
-}
 
 fn blocking(f: impl FnOnce() -> KafkaResult<()>) {
     tokio::task::block_in_place(f).expect("transaction call");

@@ -19,7 +19,7 @@ use fjord_protocol::kafka_protocol::ResponseError as E;
 use fjord_storage::FileRegion;
 
 use super::{storage_error_code, Ctx, Fatal, Response};
-use crate::state::{Broker, Partition};
+use crate::state::Broker;
 
 /// A piece of a fetch response.
 #[derive(Debug)]
@@ -155,7 +155,7 @@ pub(super) fn collect(
             let (log_start, log_end, lso, result) = match access {
                 Access::Wait => {
                     let log = partition.read();
-                    let lso = last_stable_offset(partition, &log);
+                    let lso = partition.last_stable_offset(&log);
                     let mut result = log.read_for_fetch(offset, max, first);
                     if committed {
                         result = result.and_then(|r| stable_part(&log, r, lso, &mut data));
@@ -164,7 +164,7 @@ pub(super) fn collect(
                 }
                 Access::HotOnly => {
                     let log = partition.try_read()?;
-                    let lso = last_stable_offset(partition, &log);
+                    let lso = partition.last_stable_offset(&log);
                     let (end, mut result) = log.read_hot_for_fetch(offset, max, first)?;
                     if committed {
                         // Cutting at the LSO may read a header: not on the reactor.
@@ -195,15 +195,6 @@ pub(super) fn collect(
         });
     }
     Some(out)
-}
-
-/// The partition's last stable offset (the log end when no transaction is open).
-fn last_stable_offset(partition: &Partition, log: &fjord_storage::Log) -> u64 {
-    partition
-        .producers
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .last_stable_offset(log.log_end_offset())
 }
 
 /// What a read_committed fetch gets of `regions`: the records below the last stable

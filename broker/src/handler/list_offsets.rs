@@ -78,11 +78,7 @@ pub(super) fn handle(
                     let log = partition.read();
                     let found = lookup(&log, p.timestamp).map(|hit| {
                         if committed {
-                            let lso = partition
-                                .producers
-                                .lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                .last_stable_offset(log.log_end_offset());
+                            let lso = partition.last_stable_offset(&log);
                             stable_only(hit, p.timestamp, lso)
                         } else {
                             hit

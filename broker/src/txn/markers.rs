@@ -122,7 +122,8 @@ impl Broker {
                     producer_id: marker.producer_id,
                     first_offset,
                     last_offset: info.first_offset,
-                    last_stable_offset: producers.last_stable_offset(log.log_end_offset()),
+                    last_stable_offset: producers
+                        .last_stable_offset(log.log_start_offset(), log.log_end_offset()),
                 };
                 // A marker without its index entry would let read_committed consumers
                 // see the aborted records: the partition goes offline, as for a failed

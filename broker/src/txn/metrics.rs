@@ -133,7 +133,7 @@ fn render_partitions(out: &mut String, broker: &Broker) {
                 continue;
             }
             let end = log.log_end_offset();
-            let lag = end.saturating_sub(producers.last_stable_offset(end));
+            let lag = end.saturating_sub(producers.last_stable_offset(log.log_start_offset(), end));
             let labels = format!("topic=\"{}\",partition=\"{index}\"", t.name);
             let _ = writeln!(out, "fjord_partition_open_transactions{{{labels}}} {open}");
             lags.push((labels, lag));
