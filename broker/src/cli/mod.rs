@@ -11,6 +11,7 @@ mod groups_describe;
 pub(crate) mod topics;
 pub(crate) mod transactions;
 pub(crate) mod transactions_abort;
+pub(crate) mod transactions_hanging;
 
 use clap::{Args, Parser, Subcommand};
 

@@ -1,6 +1,7 @@
 //! `fjord transactions`: the transactions a broker coordinates, as Kafka's
 //! `kafka-transactions.sh list|describe` shows them (KIP-664), over ListTransactions and
-//! DescribeTransactions; `describe-producers` and `abort` are in `transactions_abort`.
+//! DescribeTransactions; `describe-producers` and `abort` are in `transactions_abort`,
+//! `find-hanging` in `transactions_hanging`.
 
 use anyhow::{bail, Result};
 use clap::Subcommand;
@@ -40,6 +41,9 @@ pub(crate) enum TransactionsCommand {
     /// marker. Name the transaction by its start offset, or give its producer id,
     /// epoch and coordinator epoch.
     Abort(super::transactions_abort::AbortArgs),
+    /// Transactions a partition holds open that no coordinator will finish (they pin
+    /// its last stable offset): what `abort --start-offset` ends.
+    FindHanging(super::transactions_hanging::FindHangingArgs),
 }
 
 pub(crate) async fn run(cmd: TransactionsCommand) -> Result<()> {
@@ -48,6 +52,9 @@ pub(crate) async fn run(cmd: TransactionsCommand) -> Result<()> {
             super::transactions_abort::describe_producers(&at).await?
         }
         TransactionsCommand::Abort(args) => super::transactions_abort::abort(&args).await?,
+        TransactionsCommand::FindHanging(args) => {
+            super::transactions_hanging::find_hanging(&args).await?
+        }
         TransactionsCommand::List {
             connect: c,
             states,
