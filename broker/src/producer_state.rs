@@ -189,6 +189,16 @@ impl ProducerStates {
             .map_or(log_end, |(first, _)| (*first).max(log_start).min(log_end))
     }
 
+    /// The last stable offset once `producer_id`'s open transaction has ended with a
+    /// marker that makes the log end `log_end` (what the aborted index records with the
+    /// marker, written before it).
+    pub fn last_stable_offset_after(&self, producer_id: i64, log_start: u64, log_end: u64) -> u64 {
+        self.open_txns
+            .iter()
+            .find(|(_, p)| *p != producer_id)
+            .map_or(log_end, |(first, _)| (*first).max(log_start).min(log_end))
+    }
+
     /// `producer_id`'s current epoch here, if it has state here.
     pub fn epoch(&self, producer_id: i64) -> Option<i16> {
         self.producers.get(&producer_id).map(|p| p.epoch)

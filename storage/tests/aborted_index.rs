@@ -6,7 +6,8 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use fjord_storage::fault::{FaultIo, Torn};
+use fjord_protocol::record_batch::{end_txn_batch, EndTxnMarker};
+use fjord_storage::fault::{FaultIo, Op as IoOp, Torn};
 use fjord_storage::{AbortedTxn, Durability, Flusher, Io, Log, LogConfig};
 
 fn entry(producer_id: i64, first: u64, last: u64) -> AbortedTxn {
@@ -152,4 +153,134 @@ fn a_flush_makes_the_entries_durable_with_the_markers() {
             "roll: {roll}"
         );
     }
+}
+
+/// An ABORT marker of producer 3 (any offset: the log assigns it).
+fn abort_marker() -> Vec<u8> {
+    let marker = EndTxnMarker {
+        commit: false,
+        coordinator_epoch: 0,
+    };
+    end_txn_batch(3, 0, marker, 0).expect("marker")
+}
+
+#[test]
+fn an_abort_markers_entry_is_durable_first_and_a_lone_entry_goes_for_good() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fault = Arc::new(FaultIo::new());
+    let flusher = || Flusher::with_io("test", Io::new(fault.clone())).expect("flusher");
+    let config = small_config();
+    let mut log = Log::open(dir.path(), config.clone(), flusher()).expect("open");
+    log.append(&batch(2, 10, 0)).expect("append");
+    log.flush().expect("flush");
+    // The entry cannot be made durable: no marker is written.
+    fault.fail(IoOp::Sync, ".txnindex", libc::EIO, true);
+    let failed = log.append_abort_marker(&abort_marker(), |at| entry(3, 0, at));
+    assert!(failed.is_err());
+    assert_eq!(log.log_end_offset(), 2, "no marker without a durable entry");
+    drop(log);
+    fault.clear();
+    // A power loss after the entry but before the marker reached the disk.
+    let mut log = Log::open(dir.path(), config.clone(), flusher()).expect("open");
+    let info = log
+        .append_abort_marker(&abort_marker(), |at| entry(3, 0, at))
+        .expect("marker");
+    assert_eq!(info.first_offset, 2);
+    assert_eq!(log.aborted_between(0, 10), vec![entry(3, 0, 2)]);
+    drop(log);
+    fault.power_loss(Torn::Nothing).expect("power loss");
+    let mut log = Log::open(dir.path(), config.clone(), flusher()).expect("open");
+    assert_eq!(log.log_end_offset(), 2, "the marker was lost");
+    assert_eq!(log.aborted_between(0, 10), vec![], "so is its entry");
+    // Offset 2 is taken by other records now: the lone entry must not come back.
+    for i in 0..3 {
+        log.append(&batch(2, 10, i)).expect("append");
+    }
+    log.flush().expect("flush");
+    drop(log);
+    let mut log = Log::open(dir.path(), config.clone(), flusher()).expect("open");
+    assert_eq!(log.aborted_between(0, 10), vec![]);
+    // Made durable by a flush, both stay.
+    let info = log
+        .append_abort_marker(&abort_marker(), |at| entry(3, 2, at))
+        .expect("marker");
+    log.flush().expect("flush");
+    drop(log);
+    fault.power_loss(Torn::Nothing).expect("power loss");
+    let log = Log::open(dir.path(), config, flusher()).expect("open");
+    assert_eq!(log.log_end_offset(), info.first_offset + 1);
+    assert_eq!(
+        log.aborted_between(0, 20),
+        vec![entry(3, 2, info.first_offset)]
+    );
+}
+
+#[test]
+fn an_entry_synced_into_a_file_a_crash_could_still_take_syncs_its_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fault = Arc::new(FaultIo::new());
+    let flusher = || Flusher::with_io("test", Io::new(fault.clone())).expect("flusher");
+    let config = small_config();
+    let mut log = Log::open(dir.path(), config.clone(), flusher()).expect("open");
+    log.append(&batch(2, 10, 0)).expect("append");
+    // An entry recorded without a flush: its file exists, its name is not durable.
+    log.append(&abort_marker()).expect("marker");
+    log.record_aborted(entry(3, 0, 2)).expect("record");
+    drop(log); // a crash that keeps the page cache
+    let mut log = Log::open(dir.path(), config.clone(), flusher()).expect("open");
+    assert_eq!(log.aborted_between(0, 10), vec![entry(3, 0, 2)]);
+    log.append(&batch(2, 10, 0)).expect("append");
+    let info = log
+        .append_abort_marker(&abort_marker(), |at| entry(3, 3, at))
+        .expect("marker");
+    log.flush().expect("flush");
+    drop(log);
+    fault.power_loss(Torn::Nothing).expect("power loss");
+    let log = Log::open(dir.path(), config, flusher()).expect("open");
+    assert_eq!(log.log_end_offset(), info.first_offset + 1);
+    assert_eq!(
+        log.aborted_between(0, 20),
+        vec![entry(3, 0, 2), entry(3, 3, info.first_offset)]
+    );
+}
+
+#[test]
+fn an_abort_markers_entry_lands_in_its_markers_segment_even_when_the_marker_rolls_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(dir.path(), small_config());
+    // Data and markers alternate over many small segments: some markers roll.
+    let mut markers = Vec::new();
+    for i in 0..120 {
+        let first = log
+            .append(&batch(3, 20 + (i as usize * 7) % 61, i))
+            .expect("append")
+            .first_offset;
+        let at = log
+            .append_abort_marker(&abort_marker(), |at| entry(3, first, at))
+            .expect("marker")
+            .first_offset;
+        markers.push(at);
+    }
+    let sealed = log.sealed_segments().expect("sealed");
+    assert!(sealed.len() > 3, "small segments");
+    let rolled_by_marker: Vec<u64> = sealed
+        .iter()
+        .map(|s| s.base)
+        .filter(|b| markers.contains(b))
+        .collect();
+    assert!(
+        !rolled_by_marker.is_empty(),
+        "a marker starts a segment: {sealed:?}"
+    );
+    // Each entry goes with its marker's segment: deleting the segments below one a
+    // marker starts keeps exactly the entries of markers at or past it.
+    let cut = rolled_by_marker[0];
+    log.delete_records_before(cut).expect("delete records");
+    let left: Vec<u64> = log
+        .aborted_between(0, u64::MAX)
+        .iter()
+        .map(|e| e.last_offset)
+        .collect();
+    let want: Vec<u64> = markers.iter().copied().filter(|m| *m >= cut).collect();
+    assert_eq!(left, want);
 }

@@ -115,24 +115,26 @@ impl Broker {
                 return Err(AdminMarkerError::StaleEpoch);
             }
             let first = producers.txn_start(marker.producer_id);
-            let info = log.append(&batch).map_err(|e| failed(&e))?;
-            producers.record(&header, info.first_offset);
-            if let (false, Some(first_offset)) = (marker.commit, first) {
-                let entry = AbortedTxn {
-                    producer_id: marker.producer_id,
-                    first_offset,
-                    last_offset: info.first_offset,
-                    last_stable_offset: producers
-                        .last_stable_offset(log.log_start_offset(), log.log_end_offset()),
-                };
-                // A marker without its index entry would let read_committed consumers
-                // see the aborted records: the partition goes offline, as for a failed
-                // fsync.
-                if let Err(e) = log.record_aborted(entry) {
-                    partition.mark_offline(&e);
-                    return Err(failed(&e));
+            let info = match (marker.commit, first) {
+                (false, Some(first_offset)) => {
+                    let (start, pid) = (log.log_start_offset(), marker.producer_id);
+                    let entry = |at: u64| AbortedTxn {
+                        producer_id: pid,
+                        first_offset,
+                        last_offset: at,
+                        last_stable_offset: producers.last_stable_offset_after(pid, start, at + 1),
+                    };
+                    // The entry is durable before the marker; a failure may leave it
+                    // on disk without one, which only a reopen drops: the partition
+                    // goes offline, as for a failed fsync.
+                    log.append_abort_marker(&batch, entry).map_err(|e| {
+                        partition.mark_offline(&e);
+                        failed(&e)
+                    })?
                 }
-            }
+                _ => log.append(&batch).map_err(|e| failed(&e))?,
+            };
+            producers.record(&header, info.first_offset);
             info.durable
         };
         self.notify_appended();

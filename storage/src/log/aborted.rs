@@ -76,16 +76,24 @@ pub(crate) fn encode_entries(entries: &[AbortedTxn]) -> Vec<u8> {
 #[derive(Debug, Default)]
 pub(crate) struct AbortedIndex {
     by_file: BTreeMap<u64, Vec<AbortedTxn>>,
-    /// The active `.txnindex`, if entries were appended since it was last synced, and
-    /// whether it was created since (its directory entry needs a sync too).
-    unsynced: Option<(std::sync::Arc<std::fs::File>, bool)>,
+    /// The active `.txnindex`, if entries were appended since it was last synced: the
+    /// file, its base, and whether its directory entry needs a sync too.
+    unsynced: Option<(std::sync::Arc<std::fs::File>, u64, bool)>,
+    /// Files whose names are known durable (the directory was synced since they were
+    /// created): a file may exist that a crash could still take, if it was created
+    /// by an attempt that failed before its directory sync.
+    named: std::collections::HashSet<u64>,
 }
 
 impl AbortedIndex {
     /// Reads every `.txnindex` file of `dir`, dropping entries whose marker lies at or
-    /// past `end` (a tail the recovery cut off).
-    pub(crate) fn load(dir: &Path, end: u64) -> Result<Self> {
+    /// past `end` (a tail the recovery cut off, or an entry made durable before a
+    /// marker that never was: [`Log::append_abort_marker`]). A file that lost entries
+    /// is rewritten without them (synced), or they would come back once the log grows
+    /// past their offsets again.
+    pub(crate) fn load(io: &Io, dir: &Path, end: u64) -> Result<Self> {
         let mut by_file = BTreeMap::new();
+        let mut rewritten = false;
         for entry in std::fs::read_dir(dir).io_context("list log dir", dir)? {
             let entry = entry.io_context("list log dir", dir)?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -96,16 +104,29 @@ impl AbortedIndex {
                 continue;
             };
             let bytes = std::fs::read(entry.path()).io_context("read txnindex", &entry.path())?;
-            let entries: Vec<AbortedTxn> = bytes
+            let all: Vec<AbortedTxn> = bytes
                 .chunks_exact(ENTRY_LEN)
                 .filter_map(AbortedTxn::decode)
+                .collect();
+            let entries: Vec<AbortedTxn> = all
+                .iter()
+                .copied()
                 .filter(|e| e.last_offset < end)
                 .collect();
+            if entries.len() < all.len() {
+                tracing::info!(file = %entry.path().display(), dropped = all.len() - entries.len(), "dropping aborted-index entries past the log end");
+                io.replace_file(dir, &name, &encode_entries(&entries))?;
+                rewritten = true;
+            }
             by_file.insert(base, entries);
+        }
+        if rewritten {
+            io.sync_dir_at(dir)?;
         }
         Ok(Self {
             by_file,
             unsynced: None,
+            named: std::collections::HashSet::new(),
         })
     }
 }
@@ -116,6 +137,13 @@ impl Log {
     /// `FsyncOnAck`, else with the log's next flush (so a marker a flush made durable
     /// has its entry on disk too).
     pub fn record_aborted(&mut self, entry: AbortedTxn) -> Result<()> {
+        let sync_now = self.config.durability == Durability::FsyncOnAck;
+        self.write_aborted(entry, sync_now)
+    }
+
+    /// Appends `entry` to the active `.txnindex`, synced now (with the directory, for
+    /// a new file) if `sync_now`, else by the log's next flush.
+    fn write_aborted(&mut self, entry: AbortedTxn, sync_now: bool) -> Result<()> {
         let base = self.active_segment_base();
         let io = self.flusher.io().clone();
         let path = segment_path(&self.dir, base, EXTENSION);
@@ -125,25 +153,60 @@ impl Log {
         let bytes = entry.encode();
         io.write_all_vectored(&path, &file, &mut [IoSlice::new(&bytes)])
             .io_context("append txnindex", &path)?;
-        if self.config.durability == Durability::FsyncOnAck {
+        let unnamed = !self.aborted.named.contains(&base);
+        if sync_now {
             io.sync(&file, false).io_context("sync txnindex", &path)?;
+            if unnamed {
+                io.sync_dir_at(&self.dir)?;
+                self.aborted.named.insert(base);
+            }
         } else {
-            let created = !self.aborted.by_file.contains_key(&base)
-                || self.aborted.unsynced.as_ref().is_some_and(|(_, c)| *c);
-            self.aborted.unsynced = Some((std::sync::Arc::new(file), created));
+            let unnamed = unnamed || self.aborted.unsynced.as_ref().is_some_and(|u| u.2);
+            self.aborted.unsynced = Some((std::sync::Arc::new(file), base, unnamed));
         }
         self.aborted.by_file.entry(base).or_default().push(entry);
         Ok(())
+    }
+
+    /// Appends an ABORT marker (`batch`) with its aborted-index entry (`entry` makes it
+    /// from the marker's offset), the entry written and synced first: a crash between
+    /// the two leaves an entry past the log end, which the next open drops, never a
+    /// marker without its entry (whose aborted records read_committed readers would
+    /// then see). An error may leave the entry on disk without its marker: the caller
+    /// must stop writing to the log until it is reopened (a broker takes the partition
+    /// offline).
+    pub fn append_abort_marker(
+        &mut self,
+        batch: &[u8],
+        entry: impl FnOnce(u64) -> AbortedTxn,
+    ) -> Result<crate::AppendInfo> {
+        let at = self.log_end_offset();
+        // The entry goes in the file of the segment the marker will land in: roll
+        // first if the marker would roll it.
+        let header = fjord_protocol::record_batch::BatchHeader::parse(batch).map_err(|source| {
+            crate::StorageError::InvalidBatch {
+                position: 0,
+                source,
+            }
+        })?;
+        self.maybe_roll(batch.len() as u64, at, header.max_timestamp)?;
+        let entry = entry(at);
+        self.write_aborted(entry, true)?;
+        // The append assigns the log end, `at`, under the same `&mut self`.
+        self.append(batch)
     }
 
     /// Hands the active `.txnindex` (and, if it is new, the directory) to the flusher
     /// if it has unsynced entries: the log's flush syncs it with the log. The tickets
     /// go with the rolled segments' (a flush waits for them), or nowhere if `detached`.
     pub(crate) fn flush_txnindex(&mut self, detached: bool) -> Result<()> {
-        let Some((file, created)) = self.aborted.unsynced.take() else {
+        let Some((file, base, unnamed)) = self.aborted.unsynced.take() else {
             return Ok(());
         };
-        let dir = if created {
+        // Counted as named once the flusher has the directory's sync (a failure of it
+        // fails the flush that waits for it).
+        let dir = if unnamed {
+            self.aborted.named.insert(base);
             let dir = self.flusher.io().open(&self.dir, OpenMode::Read);
             Some(std::sync::Arc::new(dir.io_context("open dir", &self.dir)?))
         } else {

@@ -231,8 +231,8 @@ impl Log {
             log.delete_segments(&below)?;
         }
         log.load_epochs()?;
-        log.aborted = aborted::AbortedIndex::load(&log.dir, log.log_end_offset())?;
         let io = log.flusher.io().clone();
+        log.aborted = aborted::AbortedIndex::load(&io, &log.dir, log.log_end_offset())?;
         log.forget_aborted_below_first_segment(&io)?;
         Ok(log)
     }
