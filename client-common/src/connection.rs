@@ -446,14 +446,32 @@ fn api_name(key: ApiKey) -> &'static str {
     }
 }
 
-fn fail_all(pending: &Pending, error: &ClientError) {
-    let drained: Vec<_> = pending
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .drain(..)
-        .collect();
+/// Marks the connection closed and fails every request awaiting an answer. Both under
+/// the pending lock: the writer checks `closed` under it before queueing a request, so
+/// none can be queued after this ran (it would wait out its timeout for an answer
+/// that cannot come).
+fn close_and_fail_all(pending: &Pending, closed: &AtomicBool, error: &ClientError) {
+    let drained: Vec<_> = {
+        let mut queue = pending.lock().unwrap_or_else(PoisonError::into_inner);
+        closed.store(true, Ordering::Release);
+        queue.drain(..).collect()
+    };
     for awaited in drained {
         let _ = awaited.reply.send(Err(error.clone()));
+    }
+}
+
+/// Fails `out` and every request still queued for the writer: the connection is
+/// closed.
+async fn refuse_rest(addr: &str, out: Option<Outgoing>, rx: &mut mpsc::Receiver<Outgoing>) {
+    if let Some(reply) = out.and_then(|o| o.reply) {
+        let _ = reply.send(Err(ClientError::Closed(addr.to_string())));
+    }
+    rx.close();
+    while let Some(out) = rx.recv().await {
+        if let Some(reply) = out.reply {
+            let _ = reply.send(Err(ClientError::Closed(addr.to_string())));
+        }
     }
 }
 
@@ -469,29 +487,28 @@ async fn write_loop(
         correlation = correlation.wrapping_add(1);
         out.frame[8..12].copy_from_slice(&correlation.to_be_bytes());
         if let Some(reply) = out.reply.take() {
-            // Queued before the bytes leave, so the reader always finds it.
-            pending
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push_back(Awaited {
-                    correlation,
-                    response_header_version: out.response_header_version,
-                    block_crcs: out.block_crcs,
-                    reply,
-                });
+            // Queued before the bytes leave, so the reader always finds it; not at all
+            // once the reader has ended (a write to a socket the peer closed may still
+            // succeed, and no answer would ever come).
+            let mut queue = pending.lock().unwrap_or_else(PoisonError::into_inner);
+            if closed.load(Ordering::Acquire) {
+                drop(queue);
+                let _ = reply.send(Err(ClientError::Closed(addr.to_string())));
+                return refuse_rest(&addr, None, &mut rx).await;
+            }
+            queue.push_back(Awaited {
+                correlation,
+                response_header_version: out.response_header_version,
+                block_crcs: out.block_crcs,
+                reply,
+            });
+        } else if closed.load(Ordering::Acquire) {
+            return refuse_rest(&addr, Some(out), &mut rx).await;
         }
         if let Err(e) = write_all_parts(&mut write, &out.frame, &out.tail).await {
             tracing::debug!(%addr, error = %e, "write failed");
-            closed.store(true, Ordering::Release);
-            fail_all(&pending, &io_error(&addr, e));
-            rx.close();
-            // Requests already queued get their error from the dropped reply senders.
-            while let Some(out) = rx.recv().await {
-                if let Some(reply) = out.reply {
-                    let _ = reply.send(Err(ClientError::Closed(addr.to_string())));
-                }
-            }
-            return;
+            close_and_fail_all(&pending, &closed, &io_error(&addr, e));
+            return refuse_rest(&addr, None, &mut rx).await;
         }
     }
     let _ = write.shutdown().await;
@@ -589,8 +606,7 @@ async fn read_loop(
         }
     };
     tracing::debug!(%addr, %error, "connection ended");
-    closed.store(true, Ordering::Release);
-    fail_all(&pending, &error);
+    close_and_fail_all(&pending, &closed, &error);
 }
 
 /// Checksums the whole blocks that just arrived of the frame at the front of `buf`, if
