@@ -5,10 +5,10 @@
 //! An entry is written to `<base>.txnindex` of the segment the ABORT marker went to,
 //! in Kafka's layout (34 bytes, big-endian): version i16 (0), producer id i64, first
 //! offset i64, last offset i64 (the marker's), last stable offset i64. Every entry is
-//! also kept in memory (aborts are rare; an entry is 40 bytes). A file outlives
-//! compaction's merging of its segment (its entries still describe the log) and goes
-//! when every segment up to the next one is deleted. A torn last entry (a crash
-//! mid-write) is ignored.
+//! also kept in memory (aborts are rare; an entry is 40 bytes). A cleaning pass swaps
+//! in one file for the segments it merges, without the entries whose markers it
+//! removed (`log::swap`); a file goes when every segment up to the next one is
+//! deleted. A torn last entry (a crash mid-write) is ignored.
 
 use std::collections::BTreeMap;
 use std::io::IoSlice;
@@ -19,7 +19,6 @@ use crate::io::{Io, OpenMode};
 use crate::log::files::parse_offset_stem;
 use crate::log::Log;
 use crate::segment::segment_path;
-use crate::Durability;
 
 /// Bytes of one entry.
 const ENTRY_LEN: usize = 34;
@@ -76,9 +75,6 @@ pub(crate) fn encode_entries(entries: &[AbortedTxn]) -> Vec<u8> {
 #[derive(Debug, Default)]
 pub(crate) struct AbortedIndex {
     by_file: BTreeMap<u64, Vec<AbortedTxn>>,
-    /// The active `.txnindex`, if entries were appended since it was last synced: the
-    /// file, its base, and whether its directory entry needs a sync too.
-    unsynced: Option<(std::sync::Arc<std::fs::File>, u64, bool)>,
     /// Files whose names are known durable (the directory was synced since they were
     /// created): a file may exist that a crash could still take, if it was created
     /// by an attempt that failed before its directory sync.
@@ -125,25 +121,17 @@ impl AbortedIndex {
         }
         Ok(Self {
             by_file,
-            unsynced: None,
             named: std::collections::HashSet::new(),
         })
     }
 }
 
 impl Log {
-    /// Records an aborted transaction whose marker was just appended at
-    /// `entry.last_offset`, in the active segment's `.txnindex`: synced now under
-    /// `FsyncOnAck`, else with the log's next flush (so a marker a flush made durable
-    /// has its entry on disk too).
+    /// Records an aborted transaction whose marker was already appended at
+    /// `entry.last_offset`, in the active segment's `.txnindex` (synced, and its name
+    /// too for a new file). For tools and tests: a broker appends the marker with
+    /// [`Log::append_abort_marker`], which orders the two writes crash-safely.
     pub fn record_aborted(&mut self, entry: AbortedTxn) -> Result<()> {
-        let sync_now = self.config.durability == Durability::FsyncOnAck;
-        self.write_aborted(entry, sync_now)
-    }
-
-    /// Appends `entry` to the active `.txnindex`, synced now (with the directory, for
-    /// a new file) if `sync_now`, else by the log's next flush.
-    fn write_aborted(&mut self, entry: AbortedTxn, sync_now: bool) -> Result<()> {
         let base = self.active_segment_base();
         let io = self.flusher.io().clone();
         let path = segment_path(&self.dir, base, EXTENSION);
@@ -153,16 +141,10 @@ impl Log {
         let bytes = entry.encode();
         io.write_all_vectored(&path, &file, &mut [IoSlice::new(&bytes)])
             .io_context("append txnindex", &path)?;
-        let unnamed = !self.aborted.named.contains(&base);
-        if sync_now {
-            io.sync(&file, false).io_context("sync txnindex", &path)?;
-            if unnamed {
-                io.sync_dir_at(&self.dir)?;
-                self.aborted.named.insert(base);
-            }
-        } else {
-            let unnamed = unnamed || self.aborted.unsynced.as_ref().is_some_and(|u| u.2);
-            self.aborted.unsynced = Some((std::sync::Arc::new(file), base, unnamed));
+        io.sync(&file, false).io_context("sync txnindex", &path)?;
+        if !self.aborted.named.contains(&base) {
+            io.sync_dir_at(&self.dir)?;
+            self.aborted.named.insert(base);
         }
         self.aborted.by_file.entry(base).or_default().push(entry);
         Ok(())
@@ -190,40 +172,9 @@ impl Log {
             }
         })?;
         self.maybe_roll(batch.len() as u64, at, header.max_timestamp)?;
-        let entry = entry(at);
-        self.write_aborted(entry, true)?;
+        self.record_aborted(entry(at))?;
         // The append assigns the log end, `at`, under the same `&mut self`.
         self.append(batch)
-    }
-
-    /// Hands the active `.txnindex` (and, if it is new, the directory) to the flusher
-    /// if it has unsynced entries: the log's flush syncs it with the log. The tickets
-    /// go with the rolled segments' (a flush waits for them), or nowhere if `detached`.
-    pub(crate) fn flush_txnindex(&mut self, detached: bool) -> Result<()> {
-        let Some((file, base, unnamed)) = self.aborted.unsynced.take() else {
-            return Ok(());
-        };
-        // Counted as named once the flusher has the directory's sync (a failure of it
-        // fails the flush that waits for it).
-        let dir = if unnamed {
-            self.aborted.named.insert(base);
-            let dir = self.flusher.io().open(&self.dir, OpenMode::Read);
-            Some(std::sync::Arc::new(dir.io_context("open dir", &self.dir)?))
-        } else {
-            None
-        };
-        if detached {
-            self.flusher.request_detached(file);
-            if let Some(dir) = dir {
-                self.flusher.request_dir(dir);
-            }
-        } else {
-            self.rolled_flushes.push(self.flusher.request(file));
-            if let Some(dir) = dir {
-                self.rolled_flushes.push(self.flusher.request_dir(dir));
-            }
-        }
-        Ok(())
     }
 
     /// The aborted transactions that may touch records in `[from, upper)`: every entry

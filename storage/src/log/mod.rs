@@ -491,7 +491,6 @@ impl Log {
         let (ctx, active) = self.active_mut();
         let old_log = active.seal(ctx)?;
         self.rolled_flushes.push(self.flusher.request(old_log));
-        self.flush_txnindex(false)?;
         let segment = Segment::create(self.ctx(), next_offset)?;
         // The new file's directory entry is made durable by the flusher, not here under
         // the log's write lock; tickets for bytes in the new segment complete after it.
@@ -547,7 +546,6 @@ impl Log {
     }
 
     fn flush_detached(&mut self) -> Result<()> {
-        self.flush_txnindex(true)?;
         self.flusher.request_detached(self.active_log_file()?);
         self.unflushed_messages = 0;
         self.oldest_unflushed = None;
@@ -570,7 +568,6 @@ impl Log {
 
     /// A ticket that completes when everything appended so far is on disk.
     pub fn flush_async(&mut self) -> Result<FlushTicket> {
-        self.flush_txnindex(false)?;
         self.unflushed_messages = 0;
         self.oldest_unflushed = None;
         Ok(self.flusher.request(self.active_log_file()?))
@@ -582,11 +579,10 @@ impl Log {
         if let Some(e) = self.flush_failure.take() {
             return Err(e);
         }
-        let ticket = self.flush_async()?;
-        for rolled in self.rolled_flushes.drain(..) {
-            rolled.wait()?;
+        for ticket in self.rolled_flushes.drain(..) {
+            ticket.wait()?;
         }
-        ticket.wait()
+        self.flush_async()?.wait()
     }
 
     /// Regions of whole batches from the batch holding `from`, up to `max_bytes` in all,

@@ -126,22 +126,28 @@ pub fn end(log: &mut Log, model: &mut Model, producer: u8, commit: bool) {
         coordinator_epoch: 0,
     };
     let batch = end_txn_batch(pid, 0, marker, model.now).expect("marker");
-    let at = log.append(&batch).expect("append marker").first_offset;
+    let at = if commit {
+        log.append(&batch).expect("append marker").first_offset
+    } else {
+        // As the broker writes it: the entry first, then the marker.
+        let start = log.log_start_offset();
+        let oldest = model.open.values().map(|(_, first)| *first).min();
+        let entry = |at: u64| AbortedTxn {
+            producer_id: pid,
+            first_offset: first,
+            last_offset: at,
+            last_stable_offset: oldest.map_or(at + 1, |f| f.max(start)),
+        };
+        log.append_abort_marker(&batch, entry)
+            .expect("append marker")
+            .first_offset
+    };
     model.markers.insert(at, txn);
     model.txns[txn] = if commit {
         Status::Committed
     } else {
         Status::Aborted
     };
-    if !commit {
-        let entry = AbortedTxn {
-            producer_id: pid,
-            first_offset: first,
-            last_offset: at,
-            last_stable_offset: model.last_stable(log),
-        };
-        log.record_aborted(entry).expect("record aborted");
-    }
 }
 
 pub fn config() -> LogConfig {
