@@ -184,18 +184,21 @@ impl ProducerStates {
     /// by retention or DeleteRecords take the transaction's start with them, and the
     /// transaction stays open).
     pub fn last_stable_offset(&self, log_start: u64, log_end: u64) -> u64 {
-        self.open_txns
-            .first()
-            .map_or(log_end, |(first, _)| (*first).max(log_start).min(log_end))
+        self.stable_offset_without(None, log_start, log_end)
     }
 
     /// The last stable offset once `producer_id`'s open transaction has ended with a
     /// marker that makes the log end `log_end` (what the aborted index records with the
     /// marker, written before it).
     pub fn last_stable_offset_after(&self, producer_id: i64, log_start: u64, log_end: u64) -> u64 {
+        self.stable_offset_without(Some(producer_id), log_start, log_end)
+    }
+
+    /// The last stable offset, not counting `ended`'s open transaction.
+    fn stable_offset_without(&self, ended: Option<i64>, log_start: u64, log_end: u64) -> u64 {
         self.open_txns
             .iter()
-            .find(|(_, p)| *p != producer_id)
+            .find(|(_, p)| Some(*p) != ended)
             .map_or(log_end, |(first, _)| (*first).max(log_start).min(log_end))
     }
 

@@ -37,7 +37,7 @@ struct OpenAbort {
 /// The pass's transaction state (see the module doc).
 #[derive(Debug, Default)]
 pub struct TxnTracker {
-    /// Every entry the pass started with, by marker.
+    /// Every entry the pass started with.
     all: Vec<AbortedTxn>,
     /// Entries not reached yet, by first offset.
     pending: VecDeque<AbortedTxn>,
@@ -66,10 +66,8 @@ impl TxnTracker {
     /// A tracker over the aborted index's `entries` (any order).
     pub fn new(mut entries: Vec<AbortedTxn>) -> Self {
         entries.sort_by_key(|e| (e.first_offset, e.last_offset));
-        let mut all = entries.clone();
-        all.sort_by_key(|e| e.last_offset);
         Self {
-            all,
+            all: entries.clone(),
             pending: entries.into(),
             ..Self::default()
         }
@@ -104,16 +102,16 @@ impl TxnTracker {
 
     fn on_marker(&mut self, producer: i64, abort: Option<bool>) -> TxnFate {
         match abort {
-            Some(true) => match (
-                self.aborted.remove(&producer),
-                self.committed.remove(&producer),
-            ) {
-                (Some(open), _) if open.seen_batch => {
-                    self.kept.push(open.entry);
-                    TxnFate::KeepMarker
+            Some(true) => {
+                self.committed.remove(&producer);
+                match self.aborted.remove(&producer) {
+                    Some(open) if open.seen_batch => {
+                        self.kept.push(open.entry);
+                        TxnFate::KeepMarker
+                    }
+                    _ => TxnFate::DiscardableMarker,
                 }
-                _ => TxnFate::DiscardableMarker,
-            },
+            }
             Some(false) if self.committed.remove(&producer) => TxnFate::KeepMarker,
             Some(false) => TxnFate::DiscardableMarker,
             // An emptied marker (a header kept for its producer): nothing to guard.
@@ -142,7 +140,7 @@ impl TxnTracker {
     /// A cleaned group's aborted index once the pass has read `[from, to)`: the
     /// entries with markers there that stay, or `None` if the range had no entry.
     pub fn decided_between(&self, from: u64, to: u64) -> Option<Vec<AbortedTxn>> {
-        let in_range = |e: &AbortedTxn| e.last_offset >= from && e.last_offset < to;
+        let in_range = |e: &AbortedTxn| (from..to).contains(&e.last_offset);
         self.all
             .iter()
             .any(in_range)
@@ -150,12 +148,9 @@ impl TxnTracker {
     }
 
     /// The entries whose markers stay, with markers in `[from, to)`.
-    pub fn kept_between(&self, from: u64, to: u64) -> Vec<AbortedTxn> {
-        self.kept
-            .iter()
-            .filter(|e| e.last_offset >= from && e.last_offset < to)
-            .copied()
-            .collect()
+    fn kept_between(&self, from: u64, to: u64) -> Vec<AbortedTxn> {
+        let in_range = |e: &&AbortedTxn| (from..to).contains(&e.last_offset);
+        self.kept.iter().filter(in_range).copied().collect()
     }
 }
 

@@ -260,8 +260,16 @@ impl CompactionSnapshot {
         let from = i64::try_from(self.first_dirty).unwrap_or(i64::MAX);
         let to = i64::try_from(until).unwrap_or(i64::MAX);
         let throttle = files::Throttle::new(options.max_bytes_per_second);
-        let mut txns = TxnTracker::new(self.aborted.clone());
-        let cut = files::map_segments(&self.sealed, from, to, &mut map, &mut txns, max, &throttle)?;
+        let mut mapping = TxnTracker::new(self.aborted.clone());
+        let cut = files::map_segments(
+            &self.sealed,
+            from,
+            to,
+            &mut map,
+            &mut mapping,
+            max,
+            &throttle,
+        )?;
         let cut = u64::try_from(cut).unwrap_or(0).max(self.first_dirty);
         let last_of = |h: &BatchHeader| self.lasts.get(&h.producer_id).is_some_and(|l| l.is(h));
         // One tracker over every group, in order: a transaction may span groups.
