@@ -62,10 +62,22 @@ async fn leader_of(bootstrap: &str, topic: &str, partition: i32) -> Result<Conne
     let Some(p) = t.partitions.iter().find(|p| p.partition == partition) else {
         bail!("{topic} has no partition {partition}");
     };
-    match md.brokers.get(&p.leader) {
-        Some(addr) if addr != conn.addr() => connect(addr).await,
-        Some(_) => Ok(conn),
-        None => bail!("{topic}-{partition} has no leader now"),
+    if !md.brokers.contains_key(&p.leader) {
+        bail!("{topic}-{partition} has no leader now");
+    }
+    node(&md, &conn, p.leader).await
+}
+
+/// A connection to broker `id` of `md` (`bootstrap` itself if it is that broker).
+pub(crate) async fn node(
+    md: &ClusterMetadata,
+    bootstrap: &Connection,
+    id: i32,
+) -> Result<Connection> {
+    match md.brokers.get(&id) {
+        Some(addr) if addr != bootstrap.addr() => connect(addr).await,
+        Some(_) => Ok(bootstrap.clone()),
+        None => bail!("broker {id} is not in the cluster's metadata"),
     }
 }
 

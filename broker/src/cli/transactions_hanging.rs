@@ -29,6 +29,7 @@ use fjord_protocol::kafka_protocol::messages::list_transactions_request::ListTra
 use fjord_protocol::kafka_protocol::messages::{ApiKey, ProducerId, TopicName, TransactionalId};
 use fjord_protocol::kafka_protocol::ResponseError;
 
+use super::transactions_abort::node;
 use super::{connect, error_name, s, Connect};
 
 /// Partitions per DescribeProducers request (Kafka's batch size).
@@ -75,7 +76,7 @@ pub(crate) async fn find_hanging(a: &FindHangingArgs) -> Result<()> {
     let max_ms = a.max_transaction_timeout.saturating_mul(60_000);
     let mut candidates = Vec::new();
     for (leader, partitions) in &by_leader {
-        let leader_conn = broker(&md, &conn, *leader).await?;
+        let leader_conn = node(&md, &conn, *leader).await?;
         for batch in partitions.chunks(BATCH) {
             for open in open_transactions(&leader_conn, batch).await? {
                 if now.saturating_sub(open.producer.last_timestamp) > max_ms {
@@ -124,15 +125,6 @@ fn partitions_to_search(
         }
     }
     Ok(out)
-}
-
-/// A connection to broker `id` (the bootstrap connection if it is that broker).
-async fn broker(md: &ClusterMetadata, bootstrap: &Connection, id: i32) -> Result<Connection> {
-    match md.brokers.get(&id) {
-        Some(addr) if addr != bootstrap.addr() => connect(addr).await,
-        Some(_) => Ok(bootstrap.clone()),
-        None => bail!("broker {id} is not in the cluster's metadata"),
-    }
 }
 
 /// The transactions open in `partitions` (DescribeProducers on their leader).
@@ -193,7 +185,7 @@ async fn filter_hanging(
     let mut brokers: Vec<i32> = md.brokers.keys().copied().collect();
     brokers.sort_unstable();
     for id in brokers {
-        let conn = broker(md, bootstrap, id).await?;
+        let conn = node(md, bootstrap, id).await?;
         let listed = list_transactional_ids(&conn, &producers).await?;
         let names: Vec<String> = listed.values().cloned().collect();
         described.extend(describe(&conn, &names).await?);
