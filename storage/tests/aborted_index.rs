@@ -124,17 +124,14 @@ fn a_torn_last_entry_is_ignored() {
 }
 
 #[test]
-fn a_flush_makes_the_entries_durable_with_the_markers() {
-    // Without an fsync per ack, the log's flush is what a power loss keeps: an ABORT
-    // marker it made durable must have its entry on disk too, in the active segment
-    // (flush) as in one rolled since (roll).
+fn a_recorded_entry_survives_a_power_loss_after_a_flush() {
+    // Without an fsync per ack, the log's flush is what a power loss keeps: an entry
+    // recorded before it stays, in the active segment (flush) as in one rolled since
+    // (roll).
+    assert_eq!(small_config().durability, Durability::PageCache);
     for roll in [false, true] {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let fault = Arc::new(FaultIo::new());
-        let flusher = || Flusher::with_io("test", Io::new(fault.clone())).expect("flusher");
-        let config = small_config();
-        assert_eq!(config.durability, Durability::PageCache);
-        let mut log = Log::open(dir.path(), config.clone(), flusher()).expect("open");
+        let f = FaultLog::new();
+        let mut log = f.open();
         let info = log.append(&batch(2, 10, 0)).expect("append");
         log.record_aborted(entry(3, 0, info.last_offset))
             .expect("record");
@@ -145,13 +142,34 @@ fn a_flush_makes_the_entries_durable_with_the_markers() {
         }
         log.flush().expect("flush");
         drop(log);
-        fault.power_loss(Torn::Nothing).expect("power loss");
-        let log = Log::open(dir.path(), config, flusher()).expect("open");
+        f.fault.power_loss(Torn::Nothing).expect("power loss");
+        let log = f.open();
         assert_eq!(
             log.aborted_between(0, 10),
             vec![entry(3, 0, 1)],
             "roll: {roll}"
         );
+    }
+}
+
+/// A log over the fault seam, reopened as often as a test needs.
+struct FaultLog {
+    dir: tempfile::TempDir,
+    fault: Arc<FaultIo>,
+}
+
+impl FaultLog {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+            fault: Arc::new(FaultIo::new()),
+        }
+    }
+
+    /// Opens the log with `small_config` (page-cache durability: the flush syncs).
+    fn open(&self) -> Log {
+        let flusher = Flusher::with_io("test", Io::new(self.fault.clone())).expect("flusher");
+        Log::open(self.dir.path(), small_config(), flusher).expect("open")
     }
 }
 
@@ -166,11 +184,9 @@ fn abort_marker() -> Vec<u8> {
 
 #[test]
 fn an_abort_markers_entry_is_durable_first_and_a_lone_entry_goes_for_good() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let fault = Arc::new(FaultIo::new());
-    let flusher = || Flusher::with_io("test", Io::new(fault.clone())).expect("flusher");
-    let config = small_config();
-    let mut log = Log::open(dir.path(), config.clone(), flusher()).expect("open");
+    let f = FaultLog::new();
+    let fault = &f.fault;
+    let mut log = f.open();
     log.append(&batch(2, 10, 0)).expect("append");
     log.flush().expect("flush");
     // The entry cannot be made durable: no marker is written.
@@ -181,7 +197,7 @@ fn an_abort_markers_entry_is_durable_first_and_a_lone_entry_goes_for_good() {
     drop(log);
     fault.clear();
     // A power loss after the entry but before the marker reached the disk.
-    let mut log = Log::open(dir.path(), config.clone(), flusher()).expect("open");
+    let mut log = f.open();
     let info = log
         .append_abort_marker(&abort_marker(), |at| entry(3, 0, at))
         .expect("marker");
@@ -189,7 +205,7 @@ fn an_abort_markers_entry_is_durable_first_and_a_lone_entry_goes_for_good() {
     assert_eq!(log.aborted_between(0, 10), vec![entry(3, 0, 2)]);
     drop(log);
     fault.power_loss(Torn::Nothing).expect("power loss");
-    let mut log = Log::open(dir.path(), config.clone(), flusher()).expect("open");
+    let mut log = f.open();
     assert_eq!(log.log_end_offset(), 2, "the marker was lost");
     assert_eq!(log.aborted_between(0, 10), vec![], "so is its entry");
     // Offset 2 is taken by other records now: the lone entry must not come back.
@@ -198,7 +214,7 @@ fn an_abort_markers_entry_is_durable_first_and_a_lone_entry_goes_for_good() {
     }
     log.flush().expect("flush");
     drop(log);
-    let mut log = Log::open(dir.path(), config.clone(), flusher()).expect("open");
+    let mut log = f.open();
     assert_eq!(log.aborted_between(0, 10), vec![]);
     // Made durable by a flush, both stay.
     let info = log
@@ -207,7 +223,7 @@ fn an_abort_markers_entry_is_durable_first_and_a_lone_entry_goes_for_good() {
     log.flush().expect("flush");
     drop(log);
     fault.power_loss(Torn::Nothing).expect("power loss");
-    let log = Log::open(dir.path(), config, flusher()).expect("open");
+    let log = f.open();
     assert_eq!(log.log_end_offset(), info.first_offset + 1);
     assert_eq!(
         log.aborted_between(0, 20),
@@ -217,17 +233,17 @@ fn an_abort_markers_entry_is_durable_first_and_a_lone_entry_goes_for_good() {
 
 #[test]
 fn an_entry_synced_into_a_file_a_crash_could_still_take_syncs_its_name() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let fault = Arc::new(FaultIo::new());
-    let flusher = || Flusher::with_io("test", Io::new(fault.clone())).expect("flusher");
-    let config = small_config();
-    let mut log = Log::open(dir.path(), config.clone(), flusher()).expect("open");
+    let f = FaultLog::new();
+    let fault = &f.fault;
+    let mut log = f.open();
     log.append(&batch(2, 10, 0)).expect("append");
-    // An entry recorded without a flush: its file exists, its name is not durable.
+    // An entry whose sync failed: its file exists with it, its name is not durable.
     log.append(&abort_marker()).expect("marker");
-    log.record_aborted(entry(3, 0, 2)).expect("record");
+    fault.fail(IoOp::Sync, ".txnindex", libc::EIO, true);
+    assert!(log.record_aborted(entry(3, 0, 2)).is_err());
+    fault.clear();
     drop(log); // a crash that keeps the page cache
-    let mut log = Log::open(dir.path(), config.clone(), flusher()).expect("open");
+    let mut log = f.open();
     assert_eq!(log.aborted_between(0, 10), vec![entry(3, 0, 2)]);
     log.append(&batch(2, 10, 0)).expect("append");
     let info = log
@@ -236,7 +252,7 @@ fn an_entry_synced_into_a_file_a_crash_could_still_take_syncs_its_name() {
     log.flush().expect("flush");
     drop(log);
     fault.power_loss(Torn::Nothing).expect("power loss");
-    let log = Log::open(dir.path(), config, flusher()).expect("open");
+    let log = f.open();
     assert_eq!(log.log_end_offset(), info.first_offset + 1);
     assert_eq!(
         log.aborted_between(0, 20),
