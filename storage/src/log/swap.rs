@@ -89,12 +89,13 @@ impl Log {
             }
         }
         io.sync_dir_at(&dir)?;
+        let txnindexes = txnindex_bases(&dir)?;
         for c in &ready {
             let log = segment_path(&dir, c.base, "log");
             io.rename(&swap_path(&dir, c.base, c.end), &log)
                 .io_context("swap cleaned segment", &log)?;
             if let Some(entries) = &c.aborted {
-                finish_index_swap(&io, &dir, c.base, c.end)?;
+                finish_index_swap(&io, &dir, c.base, c.end, &txnindexes)?;
                 self.replace_aborted(c.base, c.end, entries.clone());
             }
         }
@@ -128,20 +129,31 @@ fn index_swap_name(base: u64, end: u64) -> String {
     format!("{base:020}-{end:020}.{INDEX_SWAP_SUFFIX}")
 }
 
-/// Removes every `.txnindex` in `[base, end)` of `dir` and renames the range's index
-/// swap file to `<base>.txnindex`, or removes it if it holds no entry.
-fn finish_index_swap(io: &Io, dir: &Path, base: u64, end: u64) -> Result<()> {
-    let swap = dir.join(index_swap_name(base, end));
+/// The bases of the `.txnindex` files in `dir`, listed once for all of a swap's groups.
+fn txnindex_bases(dir: &Path) -> Result<Vec<u64>> {
+    let mut bases = Vec::new();
     for entry in std::fs::read_dir(dir).io_context("list log dir", dir)? {
         let entry = entry.io_context("list log dir", dir)?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let in_range = name
-            .strip_suffix(".txnindex")
-            .and_then(parse_offset_stem)
-            .is_some_and(|b| b >= base && b < end);
-        if in_range {
-            io.remove_file(&entry.path())
-                .io_context("remove txnindex", &entry.path())?;
+        if let Some(base) = name.strip_suffix(".txnindex").and_then(parse_offset_stem) {
+            bases.push(base);
+        }
+    }
+    Ok(bases)
+}
+
+/// Removes every `.txnindex` of `bases` (those in `dir`) in `[base, end)` and renames
+/// the range's index swap file to `<base>.txnindex`, or removes it if it holds no
+/// entry.
+fn finish_index_swap(io: &Io, dir: &Path, base: u64, end: u64, bases: &[u64]) -> Result<()> {
+    let swap = dir.join(index_swap_name(base, end));
+    for b in bases.iter().filter(|b| (base..end).contains(b)) {
+        let path = segment_path(dir, *b, "txnindex");
+        match io.remove_file(&path) {
+            Ok(()) => {}
+            // A crash may have removed it already.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).io_context("remove txnindex", &path),
         }
     }
     let empty = std::fs::metadata(&swap)
@@ -171,9 +183,13 @@ fn recover_index_swaps(io: &Io, dir: &Path) -> Result<()> {
             swaps.push(range);
         }
     }
+    if swaps.is_empty() {
+        return Ok(());
+    }
+    let bases = txnindex_bases(dir)?;
     for (base, end) in swaps {
         tracing::info!(dir = %dir.display(), base, end, "finishing a txnindex swap");
-        finish_index_swap(io, dir, base, end)?;
+        finish_index_swap(io, dir, base, end, &bases)?;
     }
     Ok(())
 }
